@@ -1,0 +1,34 @@
+//! # kube-lite `api`: what every component agrees on
+//!
+//! In Kubernetes, `k8s.io/api` holds the object types and
+//! `k8s.io/apimachinery` the machinery around them (selectors, patches,
+//! names, decoding). This crate plays both parts for kube-lite. The
+//! apiserver, the controller, the node agent and kubectl-lite all depend on
+//! it; none of them depends on another.
+//!
+//! # Layout
+//! - [`resources`]: the resource table (kind, group/version, plural, short
+//!   names, verbs, subresources); discovery and routing start here.
+//! - [`selector`]: label selectors (`app=ngx,tier in (web)`) and field
+//!   selectors (`spec.nodeName=n1`).
+//! - [`names`]: `generateName` suffixes and the DNS-1123 / DNS-1035 / label
+//!   syntax rules that object names and labels must follow.
+//! - [`decode`]: multi-document YAML/JSON manifests into objects, with
+//!   errors that say which document and line; strict decoding that finds
+//!   unknown fields.
+//! - [`patch`]: JSON merge patch, JSON patch and strategic merge patch, and
+//!   the three-way patch `kubectl apply` computes.
+//! - [`table`]: the `meta.k8s.io/v1` Table that `kubectl get` prints, with
+//!   each resource's columns (`NAME TYPE CLUSTER-IP ...`).
+//!
+//! The typed objects themselves come from `k8s-openapi`, re-exported as
+//! [`k8s`] so that every crate uses one version of them.
+
+pub use k8s_openapi as k8s;
+
+pub mod decode;
+pub mod names;
+pub mod patch;
+pub mod resources;
+pub mod selector;
+pub mod table;
