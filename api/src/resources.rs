@@ -10,7 +10,7 @@
 use std::fmt;
 
 /// A subresource such as `pods/status` or `deployments/scale`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Subresource {
     /// The URL segment after the object's name (`status`, `scale`, ...).
     pub name: &'static str,
@@ -25,7 +25,7 @@ pub struct Subresource {
 }
 
 /// One resource: how it is named, where it lives, what can be done to it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ResourceType {
     /// API group, "" for the legacy core group served under `/api/v1`.
     pub group: &'static str,

@@ -1,0 +1,207 @@
+//! The REST API: Kubernetes verbs over HTTP.
+//!
+//! kube-apiserver maps HTTP methods on resource URLs to verbs:
+//!
+//! | request                               | verb             |
+//! |---------------------------------------|------------------|
+//! | `GET    .../services`                 | list             |
+//! | `GET    .../services?watch=true`      | watch            |
+//! | `GET    .../services/ngx-svc`         | get              |
+//! | `POST   .../services`                 | create           |
+//! | `PUT    .../services/ngx-svc`         | update           |
+//! | `PATCH  .../services/ngx-svc`         | patch            |
+//! | `DELETE .../services/ngx-svc`         | delete           |
+//! | `DELETE .../services`                 | deletecollection |
+//!
+//! plus subresources (`/status`, `/scale`, `/binding`) that change one part
+//! of an object. This module routes a request to the verb; the verbs live in
+//! [`read`], [`write`] and [`delete`], object metadata rules in
+//! [`objectmeta`], typed decoding in [`schema`] and subresources in
+//! [`subresources`].
+
+pub mod delete;
+pub mod objectmeta;
+pub mod read;
+pub mod request;
+pub mod schema;
+pub mod subresources;
+pub mod write;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde_json::Value;
+
+use crate::services::ServiceAllocations;
+use crate::status::{StatusError, Subject};
+use crate::storage::{ObjectKey, Store};
+use request::Target;
+
+/// What every handler shares.
+pub struct App {
+    pub store: Arc<Store>,
+    /// ClusterIP and NodePort allocators.
+    pub services: ServiceAllocations,
+}
+
+impl App {
+    /// The stored object `target` names, or 404.
+    pub fn get_object(&self, key: &ObjectKey) -> Result<Arc<Value>, StatusError> {
+        self.store
+            .get(key)
+            .ok_or_else(|| StatusError::not_found(subject(key.resource, &key.name)))
+    }
+}
+
+/// Names an object in error messages.
+pub fn subject<'a>(resource: &'a api::resources::ResourceType, name: &'a str) -> Subject<'a> {
+    Subject {
+        plural: resource.plural,
+        group: resource.group,
+        kind: resource.kind,
+        name,
+    }
+}
+
+/// The whole HTTP API: health checks, discovery, OpenAPI, and every
+/// resource URL.
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/healthz", get(ok))
+        .route("/livez", get(ok))
+        .route("/readyz", get(ok))
+        .merge(crate::discovery::routes())
+        .merge(crate::openapi::routes())
+        .fallback(handle)
+        .with_state(app)
+}
+
+async fn ok() -> &'static str {
+    "ok"
+}
+
+async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    match dispatch(app, req).await {
+        Ok(response) => response,
+        Err(e) => {
+            if e.code >= 500 {
+                tracing::error!(%method, %path, code = e.code, message = %e.message, "request failed");
+            } else {
+                tracing::debug!(%method, %path, code = e.code, message = %e.message, "request refused");
+            }
+            e.into_response()
+        }
+    }
+}
+
+async fn dispatch(app: Arc<App>, req: Request) -> Result<Response, StatusError> {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path();
+    let target = Target::parse(path).ok_or_else(|| StatusError::no_route(path))?;
+    let query = parts.uri.query();
+    let body = request::read_body(body).await?;
+
+    let sub = target.subresource.as_deref();
+    match (&parts.method, target.name.is_some(), sub) {
+        (&Method::GET, false, _) => {
+            let opts = request::query(query)?;
+            read::list_or_watch(&app, &target, &parts.headers, opts).await
+        }
+        (&Method::GET, true, None) => read::get(&app, &target, &parts.headers, query),
+        (&Method::POST, false, None) => {
+            write::create(&app, &target, &parts.headers, query, &body).await
+        }
+        (&Method::PUT, true, None) => {
+            write::update(
+                &app,
+                &target,
+                &parts.headers,
+                query,
+                &body,
+                write::Part::Main,
+            )
+            .await
+        }
+        (&Method::PATCH, true, None) => {
+            write::patch(
+                &app,
+                &target,
+                &parts.headers,
+                query,
+                &body,
+                write::Part::Main,
+            )
+            .await
+        }
+        (&Method::DELETE, true, None) => delete::delete(&app, &target, query, &body).await,
+        (&Method::DELETE, false, None) => {
+            delete::delete_collection(&app, &target, query, &body).await
+        }
+        (_, true, Some(sub)) => {
+            subresources::dispatch(
+                &app,
+                &target,
+                sub,
+                &parts.method,
+                &parts.headers,
+                query,
+                &body,
+            )
+            .await
+        }
+        (method, _, _) => Err(StatusError::method_not_allowed(format!(
+            "the server does not allow this method on the requested resource ({method} {})",
+            target.resource
+        ))),
+    }
+}
+
+/// A JSON answer with a status code.
+pub fn json_response(code: StatusCode, value: &Value) -> Response {
+    (
+        code,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        serde_json::to_vec(value).unwrap_or_default(),
+    )
+        .into_response()
+}
+
+/// A JSON answer that also carries `Warning` headers (unknown fields under
+/// `fieldValidation=Warn`), which kubectl prints as `Warning: ...`.
+pub fn json_response_with_warnings(
+    code: StatusCode,
+    value: &Value,
+    warnings: &[String],
+) -> Response {
+    let mut response = json_response(code, value);
+    for warning in warnings {
+        let header = format!("299 - \"{}\"", warning.replace('"', "'"));
+        if let Ok(v) = header.parse() {
+            response
+                .headers_mut()
+                .append(axum::http::header::WARNING, v);
+        }
+    }
+    response
+}
+
+/// A chunked stream of watch events.
+pub fn stream_response(events: tokio::sync::mpsc::Receiver<bytes::Bytes>) -> Response {
+    let stream =
+        tokio_stream::wrappers::ReceiverStream::new(events).map(Ok::<_, std::convert::Infallible>);
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(axum::http::header::CONTENT_TYPE, "application/json")
+        .header(axum::http::header::CACHE_CONTROL, "no-cache")
+        .body(Body::from_stream(stream))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+use tokio_stream::StreamExt as _;
