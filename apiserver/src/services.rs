@@ -661,9 +661,11 @@ fn assign_node_ports(
             }
             let path = format!("spec.ports[{i}].nodePort");
             let np = if requested != 0 {
+                // A port the Service already holds stays valid even if the
+                // range has changed since.
                 let np = u16::try_from(requested)
                     .ok()
-                    .filter(|p| range.contains(*p))
+                    .filter(|p| old_ports.contains(p) || range.contains(*p))
                     .ok_or_else(|| {
                         AssignError::Invalid(vec![FieldError::invalid(
                             &path,

@@ -31,6 +31,7 @@ pub enum FieldErrorKind {
     NotSupported,
     Forbidden,
     TooLong,
+    NotFound,
 }
 
 impl FieldErrorKind {
@@ -43,6 +44,7 @@ impl FieldErrorKind {
             Self::NotSupported => "FieldValueNotSupported",
             Self::Forbidden => "FieldValueForbidden",
             Self::TooLong => "FieldValueTooLong",
+            Self::NotFound => "FieldValueNotFound",
         }
     }
 
@@ -55,6 +57,7 @@ impl FieldErrorKind {
             Self::NotSupported => "Unsupported value",
             Self::Forbidden => "Forbidden",
             Self::TooLong => "Too long",
+            Self::NotFound => "Not found",
         }
     }
 }
@@ -102,6 +105,16 @@ impl FieldError {
             kind: FieldErrorKind::NotSupported,
             value: Some(value.into()),
             detail: format!("supported values: {}", list.join(", ")),
+        }
+    }
+
+    /// A reference to something that does not exist: `Not found: "x"`.
+    pub fn not_found(field: impl Into<String>, value: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            kind: FieldErrorKind::NotFound,
+            value: Some(value.into()),
+            detail: String::new(),
         }
     }
 

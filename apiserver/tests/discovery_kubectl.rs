@@ -117,8 +117,8 @@ fn find_or_install_kubectl() -> PathBuf {
         return kubectl;
     }
     let script = [
-        workspace_root().join("tools/get-kubectl"),
-        PathBuf::from("/work/shared/tools/get-kubectl"),
+        workspace_root().join("scripts/get-kubectl.sh"),
+        workspace_root().join("../shared/tools/get-kubectl"),
     ]
     .into_iter()
     .find(|p| p.exists())

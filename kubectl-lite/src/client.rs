@@ -397,6 +397,37 @@ impl Client {
         self.request(Method::GET, path, query, JSON, None).await
     }
 
+    /// `GET` one object by name, as plain JSON or (with [`TABLE_ACCEPT`]) as
+    /// a one-row Table. Like kubectl, a NotFound in a namespace other than
+    /// `default` checks the namespace itself, so that a typo in `-n` says
+    /// `namespaces "web" not found` rather than blaming the object.
+    pub async fn get_object(
+        &self,
+        resource: &api::resources::ResourceType,
+        namespace: Option<&str>,
+        name: &str,
+        accept: &str,
+    ) -> Result<Value, ApiError> {
+        let answer = self
+            .request(
+                Method::GET,
+                &resource.object_path(namespace, name),
+                &[],
+                accept,
+                None,
+            )
+            .await;
+        match (answer, namespace) {
+            (Err(e), Some(ns)) if e.is_not_found() && resource.namespaced && ns != "default" => {
+                match self.get(&format!("/api/v1/namespaces/{ns}"), &[]).await {
+                    Err(ns_error) if ns_error.is_not_found() => Err(ns_error),
+                    _ => Err(e),
+                }
+            }
+            (answer, _) => answer,
+        }
+    }
+
     /// `GET` rendered as a `meta.k8s.io/v1 Table`.
     pub async fn get_table(&self, path: &str, query: &[(&str, String)]) -> Result<Value, ApiError> {
         self.request(Method::GET, path, query, TABLE_ACCEPT, None)

@@ -282,7 +282,10 @@ pub fn build_service(
         .map(|t| service_port(t, node_port))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let labels = json!({"app": name});
-    let mut spec = json!({"ports": ports, "selector": labels, "type": service_type});
+    let mut spec = json!({"selector": labels, "type": service_type});
+    if !ports.is_empty() {
+        spec["ports"] = json!(ports);
+    }
     if let Some(ip) = cluster_ip {
         spec["clusterIP"] = json!(ip);
     }

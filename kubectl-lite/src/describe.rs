@@ -63,22 +63,14 @@ pub async fn run(client: &Client, args: DescribeArgs) -> anyhow::Result<()> {
             let mut found = Vec::new();
             for name in &r.names {
                 match client
-                    .get(&r.resource.object_path(namespace, name), &[])
+                    .get_object(r.resource, namespace, name, crate::client::JSON)
                     .await
                 {
                     Ok(object) => found.push(object),
-                    // `describe svc ngx` describes every Service whose
-                    // name starts with "ngx" when none is called exactly that.
+                    // `describe svc ngx` describes every Service whose name
+                    // starts with "ngx" when none is called exactly that.
                     Err(e) if e.is_not_found() && args.args.len() == 2 => {
-                        let all = list(client, r.resource, namespace, None).await?;
-                        let matching: Vec<Value> = all
-                            .into_iter()
-                            .filter(|o| str_at(o, "/metadata/name").starts_with(name.as_str()))
-                            .collect();
-                        if matching.is_empty() {
-                            errors.push(anyhow::Error::new(e));
-                        }
-                        found.extend(matching);
+                        return describe_matching(client, r.resource, namespace, name, e).await;
                     }
                     Err(e) => errors.push(e.into()),
                 }
@@ -101,6 +93,29 @@ pub async fn run(client: &Client, args: DescribeArgs) -> anyhow::Result<()> {
         }
     }
     ErrorList(errors).into_result()
+}
+
+/// kubectl's `DescribeMatchingResources`: every object whose name starts
+/// with `prefix`, or the original NotFound when there is none.
+async fn describe_matching(
+    client: &Client,
+    resource: &ResourceType,
+    namespace: Option<&str>,
+    prefix: &str,
+    not_found: ApiError,
+) -> anyhow::Result<()> {
+    let matching: Vec<Value> = list(client, resource, namespace, None)
+        .await?
+        .into_iter()
+        .filter(|o| str_at(o, "/metadata/name").starts_with(prefix))
+        .collect();
+    if matching.is_empty() {
+        return Err(not_found.into());
+    }
+    for object in matching {
+        println!("{}", describe_object(client, resource, &object).await?);
+    }
+    Ok(())
 }
 
 async fn list(
@@ -238,7 +253,8 @@ async fn events_for(client: &Client, object: &Value, kind: Option<&str>) -> Vec<
         .await
     {
         Ok(list) => items(&list).to_vec(),
-        Err(ApiError::Status(_)) | Err(_) => Vec::new(),
+        // No events (or no events API) is not worth failing the page for.
+        Err(_) => Vec::new(),
     }
 }
 

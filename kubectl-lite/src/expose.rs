@@ -235,7 +235,10 @@ pub fn build_service(object: &Value, options: &ExposeOptions) -> anyhow::Result<
     if !labels.is_empty() {
         metadata["labels"] = json!(labels);
     }
-    let mut spec = json!({"ports": service_ports, "selector": selector});
+    let mut spec = json!({"selector": selector});
+    if !service_ports.is_empty() {
+        spec["ports"] = json!(service_ports);
+    }
     if let Some(t) = &options.service_type {
         spec["type"] = json!(t);
     }
@@ -275,7 +278,12 @@ pub async fn run(client: &Client, args: ExposeArgs) -> anyhow::Result<()> {
         );
     };
     let mut object = client
-        .get(&r.resource.object_path(Some(&client.namespace), name), &[])
+        .get_object(
+            r.resource,
+            Some(&client.namespace),
+            name,
+            crate::client::JSON,
+        )
         .await?;
     if object.get("kind").is_none() {
         object["kind"] = json!(r.resource.kind);

@@ -53,8 +53,11 @@ pub struct GetArgs {
 
 pub async fn run(client: &Client, args: GetArgs) -> anyhow::Result<()> {
     if args.args.is_empty() {
+        eprintln!(
+            "You must specify the type of resource to get. Use \"kubectl-lite api-resources\" for a complete list of supported resources.\n"
+        );
         anyhow::bail!(
-            "You must specify the type of resource to get. Use \"kubectl-lite api-resources\" for a complete list of supported resources.\n\nerror: Required resource not specified."
+            "Required resource not specified.\nSee 'kubectl-lite get -h' for help and examples"
         );
     }
     let format = OutputFormat::parse(args.output.as_deref())?;
@@ -140,7 +143,7 @@ async fn fetch_table(
     let mut merged: Option<Value> = None;
     for name in &r.names {
         match client
-            .get_table(&r.resource.object_path(namespace, name), &[])
+            .get_object(r.resource, namespace, name, TABLE_ACCEPT)
             .await
         {
             Ok(table) => match &mut merged {
@@ -266,7 +269,7 @@ async fn print_objects(
         }
         for name in &r.names {
             match client
-                .get(&r.resource.object_path(namespace, name), &[])
+                .get_object(r.resource, namespace, name, crate::client::JSON)
                 .await
             {
                 Ok(object) => objects.push(object),

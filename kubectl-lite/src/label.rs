@@ -233,7 +233,7 @@ pub async fn run(client: &Client, args: LabelArgs, map: MetadataMap) -> anyhow::
         } else {
             for name in &r.names {
                 match client
-                    .get(&r.resource.object_path(namespace, name), &[])
+                    .get_object(r.resource, namespace, name, crate::client::JSON)
                     .await
                 {
                     Ok(object) => objects.push(object),

@@ -138,9 +138,7 @@ pub async fn run(client: &Client, args: RolloutArgs) -> anyhow::Result<()> {
     }
     let namespace = Some(client.namespace.as_str());
     // A missing Deployment is an error straight away, as in kubectl.
-    client
-        .get(&resource.object_path(namespace, name), &[])
-        .await?;
+    client.get_object(resource, namespace, name, JSON).await?;
     let follow = follow(client, resource, namespace, name, watch);
     match timeout {
         None => follow.await,

@@ -27,8 +27,9 @@ pub struct ScaleArgs {
 
 pub async fn run(client: &Client, args: ScaleArgs) -> anyhow::Result<()> {
     let replicas = match args.replicas {
+        None => anyhow::bail!("required flag(s) \"replicas\" not set"),
         Some(n) if n >= 0 => n,
-        _ => anyhow::bail!(
+        Some(_) => anyhow::bail!(
             "The --replicas=COUNT flag is required, and COUNT must be greater than or equal to 0"
         ),
     };
@@ -44,7 +45,10 @@ pub async fn run(client: &Client, args: ScaleArgs) -> anyhow::Result<()> {
             let path = r.resource.object_path(namespace, name);
             // Read the object first, like kubectl: a missing Deployment is
             // reported as `deployments.apps "x" not found`.
-            let object = match client.get(&path, &[]).await {
+            let object = match client
+                .get_object(r.resource, namespace, name, crate::client::JSON)
+                .await
+            {
                 Ok(object) => object,
                 Err(e) => {
                     errors.push(e.into());

@@ -270,11 +270,9 @@ pub(crate) fn validate_immutable(
 
 /// A reference to something that does not exist, like a volumeMount naming
 /// no volume (upstream's `field.NotFound`).
-// TODO(lead): status.rs has no `NotFound` kind yet; upstream prints
-// `...name: Not found: "x"`. Until it exists this reads `Invalid value:
-// "x": not found`.
+/// A reference to something missing: `...name: Not found: "x"`.
 pub(crate) fn not_found(path: impl Into<String>, value: &str) -> FieldError {
-    FieldError::invalid(path, quote(value), "not found")
+    FieldError::not_found(path, quote(value))
 }
 
 /// Checks an IP address as upstream's `IsValidIP` does: it must parse,

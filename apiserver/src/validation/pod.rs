@@ -594,7 +594,7 @@ mod tests {
         pod["spec"]["containers"][0]["volumeMounts"][0]["name"] = json!("conf");
         assert_eq!(
             messages(pod, None),
-            vec!["spec.containers[0].volumeMounts[0].name: Invalid value: \"conf\": not found"]
+            vec!["spec.containers[0].volumeMounts[0].name: Not found: \"conf\""]
         );
     }
 
