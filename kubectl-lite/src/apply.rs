@@ -302,7 +302,7 @@ async fn apply_one(client: &Client, object: &ManifestObject) -> anyhow::Result<S
     if last_applied.is_none() {
         eprintln!(
             "Warning: resource {}/{} is missing the {LAST_APPLIED} annotation which is required by kubectl-lite apply. kubectl-lite apply should only be used on resources created declaratively by either kubectl-lite create --save-config or kubectl-lite apply. The missing annotation will be patched automatically.",
-            target.resource, target.name
+            target.resource.plural, target.name
         );
     }
     let patch = api::patch::three_way_strategic_patch(

@@ -212,6 +212,28 @@ async fn describe_object(
                 now,
             )
         }
+        "ReplicaSet" => {
+            let selector = label_selector(at(object, "/spec/selector"));
+            let pods = client
+                .get(
+                    &format!("/api/v1/namespaces/{namespace}/pods"),
+                    &[("labelSelector", selector)],
+                )
+                .await
+                .map(|l| items(&l).to_vec())
+                .map_err(|e| e.to_string());
+            let events = events_for(client, object, Some("ReplicaSet")).await;
+            describe_replica_set(
+                object,
+                pods.as_deref().map_err(String::as_str),
+                &events,
+                now,
+            )
+        }
+        "Endpoints" => {
+            let events = events_for(client, object, Some("Endpoints")).await;
+            describe_endpoints(object, &events, now)
+        }
         "ConfigMap" => {
             let events = events_for(client, object, Some("ConfigMap")).await;
             describe_configmap(object, &events, now)
@@ -1811,6 +1833,151 @@ fn node_resources(
 }
 
 // ---------------------------------------------------------------------
+// ReplicaSets and Endpoints
+
+/// A ReplicaSet: how many Pods it wants and, among the Pods it owns, how
+/// many are in each phase.
+pub fn describe_replica_set(
+    rs: &Value,
+    pods: Result<&[Value], &str>,
+    events: &[Value],
+    now: DateTime<Utc>,
+) -> String {
+    let mut w = Page::default();
+    w.write(0, &format!("Name:\t{}\n", str_at(rs, "/metadata/name")));
+    w.write(
+        0,
+        &format!("Namespace:\t{}\n", str_at(rs, "/metadata/namespace")),
+    );
+    w.write(
+        0,
+        &format!("Selector:\t{}\n", label_selector(at(rs, "/spec/selector"))),
+    );
+    w.labels("", "Labels", &string_map(rs, "/metadata/labels"));
+    w.annotations("Annotations", &string_map(rs, "/metadata/annotations"));
+    if let Some(owner) = list_at(rs, "/metadata/ownerReferences")
+        .iter()
+        .find(|o| bool_at(o, "/controller"))
+    {
+        w.write(
+            0,
+            &format!(
+                "Controlled By:\t{}/{}\n",
+                str_at(owner, "/kind"),
+                str_at(owner, "/name")
+            ),
+        );
+    }
+    w.write(
+        0,
+        &format!(
+            "Replicas:\t{} current / {} desired\n",
+            int_at(rs, "/status/replicas"),
+            int_at(rs, "/spec/replicas")
+        ),
+    );
+    w.write(0, "Pods Status:\t");
+    match pods {
+        Err(e) => w.write(0, &format!("error in fetching pods: {e}\n")),
+        Ok(pods) => {
+            let uid = str_at(rs, "/metadata/uid");
+            let owned: Vec<&Value> = pods
+                .iter()
+                .filter(|p| {
+                    list_at(p, "/metadata/ownerReferences")
+                        .iter()
+                        .any(|o| bool_at(o, "/controller") && str_at(o, "/uid") == uid)
+                })
+                .collect();
+            let count = |phase: &str| {
+                owned
+                    .iter()
+                    .filter(|p| str_at(p, "/status/phase") == phase)
+                    .count()
+            };
+            w.write(
+                0,
+                &format!(
+                    "{} Running / {} Waiting / {} Succeeded / {} Failed\n",
+                    count("Running"),
+                    count("Pending"),
+                    count("Succeeded"),
+                    count("Failed")
+                ),
+            );
+        }
+    }
+    pod_template(&mut w, at(rs, "/spec/template"));
+    let conditions = list_at(rs, "/status/conditions");
+    if !conditions.is_empty() {
+        w.write(0, "Conditions:\n  Type\tStatus\tReason\n");
+        w.write(1, "----\t------\t------\n");
+        for c in conditions {
+            w.write(
+                1,
+                &format!(
+                    "{} \t{}\t{}\n",
+                    str_at(c, "/type"),
+                    str_at(c, "/status"),
+                    str_at(c, "/reason")
+                ),
+            );
+        }
+    }
+    w.events(events, now);
+    w.finish()
+}
+
+/// The v1 Endpoints object: the addresses behind a Service, grouped in
+/// subsets that share the same ports.
+pub fn describe_endpoints(ep: &Value, events: &[Value], now: DateTime<Utc>) -> String {
+    let mut w = Page::default();
+    w.write(0, &format!("Name:\t{}\n", str_at(ep, "/metadata/name")));
+    w.write(
+        0,
+        &format!("Namespace:\t{}\n", str_at(ep, "/metadata/namespace")),
+    );
+    w.labels("", "Labels", &string_map(ep, "/metadata/labels"));
+    w.annotations("Annotations", &string_map(ep, "/metadata/annotations"));
+    w.write(0, "Subsets:\n");
+    for subset in list_at(ep, "/subsets") {
+        let ips = |field: &str| {
+            let ips: Vec<&str> = list_at(subset, field)
+                .iter()
+                .map(|a| str_at(a, "/ip"))
+                .collect();
+            none_if_empty(&ips.join(",")).to_string()
+        };
+        w.write(1, &format!("Addresses:\t{}\n", ips("/addresses")));
+        w.write(
+            1,
+            &format!("NotReadyAddresses:\t{}\n", ips("/notReadyAddresses")),
+        );
+        let ports = list_at(subset, "/ports");
+        if !ports.is_empty() {
+            w.write(1, "Ports:\n");
+            w.write(2, "Name\tPort\tProtocol\n");
+            w.write(2, "----\t----\t--------\n");
+            for port in ports {
+                let name = str_at(port, "/name");
+                w.write(
+                    2,
+                    &format!(
+                        "{}\t{}\t{}\n",
+                        if name.is_empty() { "<unset>" } else { name },
+                        int_at(port, "/port"),
+                        str_at(port, "/protocol")
+                    ),
+                );
+            }
+        }
+        w.write(0, "\n");
+    }
+    w.events(events, now);
+    w.finish()
+}
+
+// ---------------------------------------------------------------------
 // ConfigMaps, Namespaces and everything else
 
 pub fn describe_configmap(cm: &Value, events: &[Value], now: DateTime<Utc>) -> String {
@@ -2251,6 +2418,66 @@ Events:          <none>
         assert_eq!(
             describe_generic(&lease, &[], now()),
             "Name:         n1\nNamespace:    kube-node-lease\nLabels:       <none>\nAnnotations:  <none>\nAPI Version:  coordination.k8s.io/v1\nKind:         Lease\nMetadata:\n  Creation Timestamp:  2026-11-25T09:00:00Z\nSpec:\n  Holder Identity:         n1\n  Lease Duration Seconds:  40\nEvents:                    <none>\n"
+        );
+    }
+
+    #[test]
+    fn endpoints_and_replica_sets_match_kubectl() {
+        // Verified against kubectl 1.35.2 describing the same objects.
+        let ep = json!({"metadata": {"name": "ngx-svc", "namespace": "default"}, "subsets": [
+            {"addresses": [{"ip": "10.244.1.5"}, {"ip": "10.244.2.3"}],
+             "notReadyAddresses": [{"ip": "10.244.2.9"}],
+             "ports": [{"port": 80, "protocol": "TCP"}, {"name": "https", "port": 443, "protocol": "TCP"}]}]});
+        assert_eq!(
+            describe_endpoints(&ep, &[], now()),
+            "Name:         ngx-svc
+Namespace:    default
+Labels:       <none>
+Annotations:  <none>
+Subsets:
+  Addresses:          10.244.1.5,10.244.2.3
+  NotReadyAddresses:  10.244.2.9
+  Ports:
+    Name     Port  Protocol
+    ----     ----  --------
+    <unset>  80    TCP
+    https    443   TCP
+
+Events:  <none>
+"
+        );
+        let rs = json!({
+            "metadata": {"name": "ngx-dep-6796688696", "namespace": "default", "uid": "rs",
+                "ownerReferences": [{"kind": "Deployment", "name": "ngx-dep", "controller": true}]},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "ngx-dep"}},
+                "template": {"metadata": {"labels": {"app": "ngx-dep"}},
+                    "spec": {"containers": [{"name": "nginx", "image": "nginx:alpine"}]}}},
+            "status": {"replicas": 2}
+        });
+        let owned = |phase: &str| {
+            json!({"metadata": {"ownerReferences": [{"controller": true, "uid": "rs"}]},
+                                         "status": {"phase": phase}})
+        };
+        let pods = [
+            owned("Running"),
+            owned("Pending"),
+            json!({"status": {"phase": "Running"}}),
+        ];
+        let page = describe_replica_set(&rs, Ok(&pods), &[], now());
+        assert!(
+            page.starts_with(
+                "Name:           ngx-dep-6796688696
+Namespace:      default
+Selector:       app=ngx-dep
+Labels:         <none>
+Annotations:    <none>
+Controlled By:  Deployment/ngx-dep
+Replicas:       2 current / 2 desired
+Pods Status:    1 Running / 1 Waiting / 0 Succeeded / 0 Failed
+Pod Template:
+"
+            ),
+            "{page}"
         );
     }
 

@@ -14,9 +14,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
-/// The lesson's manifests (copies of `shared/lesson/*.yml`).
+/// The lesson's manifests: the repo's copy in `examples/lesson/`.
 fn lesson_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lesson")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/lesson")
 }
 
 fn lesson_file(name: &str) -> String {
@@ -38,11 +38,15 @@ fn ensure_apiserver_built() {
     static BUILD: Once = Once::new();
     BUILD.call_once(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-        let status = Command::new(cargo)
+        let mut build = Command::new(cargo);
+        build
             .args(["build", "-p", "apiserver", "--bin", "apiserver"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("running cargo build -p apiserver");
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        // Build into the same profile directory as the binary under test.
+        if apiserver_binary().parent().and_then(Path::file_name) == Some("release".as_ref()) {
+            build.arg("--release");
+        }
+        let status = build.status().expect("running cargo build -p apiserver");
         assert!(status.success(), "cargo build -p apiserver failed");
     });
     assert!(
@@ -92,8 +96,9 @@ impl ApiServer {
         while Instant::now() < deadline {
             if let Ok(mut stream) = std::net::TcpStream::connect(&address) {
                 use std::io::{Read, Write};
-                let request =
-                    format!("GET /healthz HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+                let request = format!(
+                    "GET /healthz HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+                );
                 let mut answer = String::new();
                 if stream.write_all(request.as_bytes()).is_ok()
                     && stream.read_to_string(&mut answer).is_ok()
@@ -109,9 +114,7 @@ impl ApiServer {
 
     /// Runs `kubectl-lite --server <url> args...` with no kubeconfig.
     fn kubectl(&self, args: &[&str]) -> Output {
-        self.command(args)
-            .output()
-            .expect("running kubectl-lite")
+        self.command(args).output().expect("running kubectl-lite")
     }
 
     fn command(&self, args: &[&str]) -> Command {
@@ -235,7 +238,14 @@ status:
     let lines: Vec<&str> = services.lines().collect();
     assert_eq!(
         lines[0].split_whitespace().collect::<Vec<_>>(),
-        ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]
+        [
+            "NAME",
+            "TYPE",
+            "CLUSTER-IP",
+            "EXTERNAL-IP",
+            "PORT(S)",
+            "AGE"
+        ]
     );
     let ngx = row(&services, "ngx-svc");
     assert_eq!(ngx[1], "ClusterIP");
@@ -249,7 +259,10 @@ status:
     // The last-applied annotation is kubectl's exact text.
     let yaml = cluster.ok(&["get", "svc", "ngx-svc", "-o", "yaml"]);
     assert!(yaml.starts_with("apiVersion: v1\nkind: Service\nmetadata:\n  annotations:\n    kubectl.kubernetes.io/last-applied-configuration: |\n      {\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"annotations\":{},\"name\":\"ngx-svc\",\"namespace\":\"default\"},\"spec\":{\"ports\":[{\"port\":80,\"protocol\":\"TCP\",\"targetPort\":80}],\"selector\":{\"app\":\"ngx-dep\"}}}\n"), "{yaml}");
-    assert!(yaml.contains(&format!("  clusterIP: {cluster_ip}\n")), "{yaml}");
+    assert!(
+        yaml.contains(&format!("  clusterIP: {cluster_ip}\n")),
+        "{yaml}"
+    );
 
     // Step 4 without Pods: the Service has no endpoints yet.
     assert_eq!(
@@ -278,7 +291,10 @@ Events:                   <none>
     // Editing a manifest and re-applying patches only what changed.
     let edited = std::fs::read_to_string(lesson_file("ngx-svc.yml"))
         .unwrap()
-        .replace("  selector:\n", "  sessionAffinity: ClientIP\n  selector:\n");
+        .replace(
+            "  selector:\n",
+            "  sessionAffinity: ClientIP\n  selector:\n",
+        );
     let edited = cluster.write("ngx-svc-edited.yml", &edited);
     assert_eq!(
         cluster.ok(&["apply", "-f", &edited]),
@@ -296,7 +312,10 @@ Events:                   <none>
     let services = cluster.ok(&["get", "svc"]);
     let ngx = row(&services, "ngx-svc");
     assert_eq!(ngx[1], "NodePort");
-    assert_eq!(ngx[2], cluster_ip, "the ClusterIP is static for the Service's life");
+    assert_eq!(
+        ngx[2], cluster_ip,
+        "the ClusterIP is static for the Service's life"
+    );
     let node_port: u16 = ngx[4]
         .strip_prefix("80:")
         .and_then(|p| p.strip_suffix("/TCP"))
@@ -305,7 +324,9 @@ Events:                   <none>
     assert!((30000..=32767).contains(&node_port));
     assert!(cluster
         .ok(&["describe", "svc", "ngx-svc"])
-        .contains(&format!("NodePort:                 <unset>  {node_port}/TCP\n")));
+        .contains(&format!(
+            "NodePort:                 <unset>  {node_port}/TCP\n"
+        )));
 
     // Step 8: scale through the scale subresource.
     assert_eq!(
@@ -400,7 +421,8 @@ fn a_whole_directory_and_stdin_apply_too() {
          configmap/ngx-conf unchanged\ndeployment.apps/ngx-dep unchanged\n\
          service/ngx-svc configured\nservice/ngx-svc configured\n"
     );
-    let manifest = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-stdin\ndata:\n  a: b\n";
+    let manifest =
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-stdin\ndata:\n  a: b\n";
     let mut child = cluster
         .command(&["apply", "-f", "-"])
         .stdin(Stdio::piped())
@@ -416,7 +438,10 @@ fn a_whole_directory_and_stdin_apply_too() {
         .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "configmap/from-stdin created\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "configmap/from-stdin created\n"
+    );
 }
 
 #[test]
@@ -453,19 +478,29 @@ fn errors_read_like_kubectl() {
     );
     let out = cluster.kubectl(&["apply", "-f", &manifest]);
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "configmap/good created\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "configmap/good created\n"
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.starts_with(&format!("Error from server (BadRequest): error when creating \"{manifest}\": ")),
+        stderr.starts_with(&format!(
+            "Error from server (BadRequest): error when creating \"{manifest}\": "
+        )),
         "{stderr}"
     );
     assert!(stderr.contains("unknown field \"spec.prots\""), "{stderr}");
 
     // A manifest that is not YAML names the file, document and line.
-    let broken = cluster.write("broken.yml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: [x\n");
+    let broken = cluster.write(
+        "broken.yml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: [x\n",
+    );
     let stderr = cluster.fails(&["apply", "-f", &broken]);
     assert!(
-        stderr.starts_with(&format!("error: error parsing {broken}: document 1 (line 1): ")),
+        stderr.starts_with(&format!(
+            "error: error parsing {broken}: document 1 (line 1): "
+        )),
         "{stderr}"
     );
 
@@ -476,7 +511,12 @@ fn errors_read_like_kubectl() {
         .unwrap()
         .port();
     let out = Command::new(env!("CARGO_BIN_EXE_kubectl-lite"))
-        .args(["--server", &format!("http://127.0.0.1:{port}"), "get", "svc"])
+        .args([
+            "--server",
+            &format!("http://127.0.0.1:{port}"),
+            "get",
+            "svc",
+        ])
         .env("KUBECONFIG", "/nonexistent/kubeconfig")
         .output()
         .unwrap();
@@ -508,7 +548,11 @@ fn kubeconfig_context_picks_server_and_namespace() {
             .unwrap()
     };
     let out = run(&["apply", "-f", &lesson_file("ngx-svc.yml")]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = run(&["get", "svc", "-o", "name"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "service/ngx-svc\n");
     // The default namespace is empty; -A finds it in "lesson".
@@ -527,15 +571,34 @@ fn kubeconfig_context_picks_server_and_namespace() {
 fn create_generators_and_discovery() {
     let cluster = ApiServer::start();
     assert_eq!(
-        cluster.ok(&["create", "deployment", "web", "--image=nginx:alpine", "--replicas=2", "--port=80"]),
+        cluster.ok(&[
+            "create",
+            "deployment",
+            "web",
+            "--image=nginx:alpine",
+            "--replicas=2",
+            "--port=80"
+        ]),
         "deployment.apps/web created\n"
     );
     assert_eq!(
-        cluster.ok(&["create", "configmap", "web-conf", "--from-literal=mode=lesson"]),
+        cluster.ok(&[
+            "create",
+            "configmap",
+            "web-conf",
+            "--from-literal=mode=lesson"
+        ]),
         "configmap/web-conf created\n"
     );
     assert_eq!(
-        cluster.ok(&["create", "service", "nodeport", "web-np", "--tcp=80:80", "--node-port=30080"]),
+        cluster.ok(&[
+            "create",
+            "service",
+            "nodeport",
+            "web-np",
+            "--tcp=80:80",
+            "--node-port=30080"
+        ]),
         "service/web-np created\n"
     );
     assert_eq!(
@@ -548,7 +611,10 @@ fn create_generators_and_discovery() {
     assert_eq!(row(&services, "web")[6], "app=web");
     let described = cluster.ok(&["describe", "deploy", "web"]);
     assert!(described.contains("Replicas:               2 desired | 0 updated | 0 total | 0 available | 0 unavailable\n"), "{described}");
-    assert!(described.contains("  Containers:\n   nginx:\n    Image:      nginx:alpine\n"), "{described}");
+    assert!(
+        described.contains("  Containers:\n   nginx:\n    Image:         nginx:alpine\n"),
+        "{described}"
+    );
 
     let resources = cluster.ok(&["api-resources"]);
     let services_row = row(&resources, "services");
@@ -556,7 +622,10 @@ fn create_generators_and_discovery() {
     assert_eq!(row(&resources, "deployments")[2], "apps/v1");
 
     let version = cluster.ok(&["version"]);
-    assert!(version.starts_with("Client Version: v1.35.0+kube-lite-"), "{version}");
+    assert!(
+        version.starts_with("Client Version: v1.35.0+kube-lite-"),
+        "{version}"
+    );
     assert!(version.contains("\nServer Version: v"), "{version}");
     assert_eq!(
         cluster.ok(&["cluster-info"]).lines().next().unwrap(),
@@ -612,12 +681,21 @@ fn watch_and_rollout_status_follow_changes() {
     // Whether the Service came with the list or with an event, the header
     // is printed once, right before the first row.
     let header = lines.next().unwrap().unwrap();
-    assert!(header.starts_with("NAME      TYPE        CLUSTER-IP"), "{header}");
+    assert!(
+        header.starts_with("NAME      TYPE        CLUSTER-IP"),
+        "{header}"
+    );
     let first_row = lines.next().unwrap().unwrap();
-    assert!(first_row.starts_with("ngx-svc   ClusterIP   10."), "{first_row}");
+    assert!(
+        first_row.starts_with("ngx-svc   ClusterIP   10."),
+        "{first_row}"
+    );
     cluster.ok(&["label", "svc", "ngx-svc", "watched=yes"]);
     let changed_row = lines.next().unwrap().unwrap();
-    assert!(changed_row.starts_with("ngx-svc   ClusterIP   10."), "{changed_row}");
+    assert!(
+        changed_row.starts_with("ngx-svc   ClusterIP   10."),
+        "{changed_row}"
+    );
     let _ = watch.kill();
     let _ = watch.wait();
 
