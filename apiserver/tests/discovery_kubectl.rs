@@ -13,9 +13,11 @@
 //! is installed with the `get-kubectl` script when missing. The test fails
 //! when kubectl cannot be found or installed.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::kubectl;
 use std::process::Output;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use apiserver::{discovery, openapi};
 use axum::extract::{Request, State};
@@ -93,48 +95,6 @@ async fn serve(offer: Offer, objects: Router) -> (String, RequestLog) {
     (format!("http://{addr}"), log)
 }
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// The real kubectl, installed on first use. Tests run as threads of one
-/// process, so the install happens once, not once per test.
-fn kubectl() -> PathBuf {
-    static KUBECTL: OnceLock<PathBuf> = OnceLock::new();
-    KUBECTL.get_or_init(find_or_install_kubectl).clone()
-}
-
-fn find_or_install_kubectl() -> PathBuf {
-    if let Some(path) = std::env::var_os("KUBECTL") {
-        return PathBuf::from(path);
-    }
-    let tools = workspace_root().join(".tools");
-    let kubectl = tools.join("kubectl");
-    if kubectl.exists() {
-        return kubectl;
-    }
-    let script = [
-        workspace_root().join("scripts/get-kubectl.sh"),
-        workspace_root().join("../shared/tools/get-kubectl"),
-    ]
-    .into_iter()
-    .find(|p| p.exists())
-    .expect("kubectl is not installed and no get-kubectl script was found; set KUBECTL");
-    let status = std::process::Command::new("bash")
-        .arg(&script)
-        .arg(&tools)
-        .status()
-        .expect("running get-kubectl");
-    assert!(status.success(), "get-kubectl failed: {status}");
-    assert!(kubectl.exists(), "get-kubectl did not install {kubectl:?}");
-    kubectl
-}
-
-/// Runs kubectl against `server` with a fresh discovery cache and an empty
-/// kubeconfig, so that nothing from earlier runs or the host is used.
 async fn run_kubectl(server: &str, args: &[&str]) -> Output {
     let home = tempfile::tempdir().unwrap();
     let kubeconfig = home.path().join("config");
