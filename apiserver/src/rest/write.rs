@@ -41,6 +41,19 @@ pub enum Part {
 /// How often an update is retried when another write gets in between.
 const MAX_UPDATE_ATTEMPTS: usize = 16;
 
+/// Reads the query options and decodes the body of a create or update.
+fn decode_request(
+    target: &Target,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    body: &[u8],
+) -> Result<(WriteOptions, Decoded), StatusError> {
+    let opts: WriteOptions = request::query(query)?;
+    let raw = request::decode_object(body, &request::content_type(headers))?;
+    let decoded = schema::decode_object(target.resource, raw, opts.field_validation()?)?;
+    Ok((opts, decoded))
+}
+
 /// `POST .../services`
 pub async fn create(
     app: &App,
@@ -49,10 +62,7 @@ pub async fn create(
     query: Option<&str>,
     body: &[u8],
 ) -> Result<Response, StatusError> {
-    let opts: WriteOptions = request::query(query)?;
-    let raw = request::decode_object(body, &request::content_type(headers))?;
-    let Decoded { object, warnings } =
-        schema::decode_object(target.resource, raw, opts.field_validation()?)?;
+    let (opts, Decoded { object, warnings }) = decode_request(target, headers, query, body)?;
     let created = create_object(
         app,
         target.resource,
@@ -185,10 +195,7 @@ pub async fn update(
     body: &[u8],
     part: Part,
 ) -> Result<Response, StatusError> {
-    let opts: WriteOptions = request::query(query)?;
-    let raw = request::decode_object(body, &request::content_type(headers))?;
-    let Decoded { object, warnings } =
-        schema::decode_object(target.resource, raw, opts.field_validation()?)?;
+    let (opts, Decoded { object, warnings }) = decode_request(target, headers, query, body)?;
     let key = key_of(target);
     let body_name = object["metadata"]["name"].as_str().unwrap_or("");
     if body_name != key.name {
