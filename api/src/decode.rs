@@ -20,6 +20,7 @@
 //! ([`unknown_fields`]), reported in Kubernetes' form `spec.ports[0].foo`.
 
 use serde::de::{DeserializeOwned, Error as _};
+use serde::Serialize;
 use serde_json::Value;
 
 /// One object of a manifest.
@@ -331,15 +332,32 @@ pub fn decode_body(bytes: &[u8], content_type: &str) -> Result<Value, DecodeErro
     }
 }
 
+/// An object after strict decoding into its typed struct.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Typed {
+    /// The object re-encoded from the struct: exactly the fields the type
+    /// has (unknown fields dropped, as kube-apiserver drops them).
+    pub object: Value,
+    /// The path of every field the type does not have (`spec.ports[0].foo`).
+    pub unknown: Vec<String>,
+}
+
 /// Decodes `value` as the typed object `K` and returns the path of every
 /// field `K` does not have, in Kubernetes' notation (`spec.ports[0].foo`).
 ///
 /// A value of the wrong type (a string where a port number belongs) is an
 /// error naming its path: `spec.ports[0].port: invalid type: string "80",
 /// expected i32`.
-pub fn unknown_fields<K: DeserializeOwned>(
+pub fn unknown_fields<K: DeserializeOwned + Serialize>(
     value: &Value,
 ) -> Result<Vec<String>, serde_json::Error> {
+    decode_typed::<K>(value).map(|typed| typed.unknown)
+}
+
+/// Decodes `value` as `K` once: the pruned object and the unknown fields.
+pub fn decode_typed<K: DeserializeOwned + Serialize>(
+    value: &Value,
+) -> Result<Typed, serde_json::Error> {
     let mut unknown = Vec::new();
     let mut track = serde_path_to_error::Track::new();
     // Two layers around the JSON value: the outer one reports the fields
@@ -351,7 +369,10 @@ pub fn unknown_fields<K: DeserializeOwned>(
         unknown.push(field_path(&segments));
     });
     match decoded {
-        Ok(_) => Ok(unknown),
+        Ok(object) => Ok(Typed {
+            object: serde_json::to_value(object)?,
+            unknown,
+        }),
         Err(err) => {
             let segments: Vec<PathSegment> = track
                 .path()
@@ -419,41 +440,49 @@ fn field_path(segments: &[PathSegment]) -> String {
     path
 }
 
-/// [`unknown_fields`] for the typed object of `apiVersion`/`kind`: every
+/// [`decode_typed`] for the typed object of `apiVersion`/`kind`: every
 /// kind of the resource table, plus the kinds that only appear as request
 /// bodies (`Binding`, `Scale`, `DeleteOptions`). `None` for a kind kube-lite
 /// has no schema for.
+pub fn decode_kind(
+    api_version: &str,
+    kind: &str,
+    value: &Value,
+) -> Option<Result<Typed, serde_json::Error>> {
+    use k8s_openapi::api::{apps, autoscaling, coordination, core, discovery};
+    use k8s_openapi::apimachinery::pkg::apis::meta;
+
+    type Check = fn(&Value) -> Result<Typed, serde_json::Error>;
+    let check: Check = match (api_version, kind) {
+        ("v1", "Namespace") => decode_typed::<core::v1::Namespace>,
+        ("v1", "Pod") => decode_typed::<core::v1::Pod>,
+        ("v1", "Service") => decode_typed::<core::v1::Service>,
+        ("v1", "Endpoints") => decode_typed::<core::v1::Endpoints>,
+        ("v1", "ConfigMap") => decode_typed::<core::v1::ConfigMap>,
+        ("v1", "Node") => decode_typed::<core::v1::Node>,
+        ("v1", "Event") => decode_typed::<core::v1::Event>,
+        ("v1", "Binding") => decode_typed::<core::v1::Binding>,
+        ("apps/v1", "Deployment") => decode_typed::<apps::v1::Deployment>,
+        ("apps/v1", "ReplicaSet") => decode_typed::<apps::v1::ReplicaSet>,
+        ("apps/v1", "DaemonSet") => decode_typed::<apps::v1::DaemonSet>,
+        ("discovery.k8s.io/v1", "EndpointSlice") => decode_typed::<discovery::v1::EndpointSlice>,
+        ("coordination.k8s.io/v1", "Lease") => decode_typed::<coordination::v1::Lease>,
+        ("autoscaling/v1", "Scale") => decode_typed::<autoscaling::v1::Scale>,
+        // Clients send DeleteOptions with either group, or with none.
+        ("" | "v1" | "meta.k8s.io/v1", "DeleteOptions") => decode_typed::<meta::v1::DeleteOptions>,
+        _ => return None,
+    };
+    Some(check(value))
+}
+
+/// The unknown fields of a manifest of `apiVersion`/`kind` (see
+/// [`decode_kind`]).
 pub fn unknown_fields_for_kind(
     api_version: &str,
     kind: &str,
     value: &Value,
 ) -> Option<Result<Vec<String>, serde_json::Error>> {
-    use k8s_openapi::api::{apps, autoscaling, coordination, core, discovery};
-    use k8s_openapi::apimachinery::pkg::apis::meta;
-
-    type Check = fn(&Value) -> Result<Vec<String>, serde_json::Error>;
-    let check: Check = match (api_version, kind) {
-        ("v1", "Namespace") => unknown_fields::<core::v1::Namespace>,
-        ("v1", "Pod") => unknown_fields::<core::v1::Pod>,
-        ("v1", "Service") => unknown_fields::<core::v1::Service>,
-        ("v1", "Endpoints") => unknown_fields::<core::v1::Endpoints>,
-        ("v1", "ConfigMap") => unknown_fields::<core::v1::ConfigMap>,
-        ("v1", "Node") => unknown_fields::<core::v1::Node>,
-        ("v1", "Event") => unknown_fields::<core::v1::Event>,
-        ("v1", "Binding") => unknown_fields::<core::v1::Binding>,
-        ("apps/v1", "Deployment") => unknown_fields::<apps::v1::Deployment>,
-        ("apps/v1", "ReplicaSet") => unknown_fields::<apps::v1::ReplicaSet>,
-        ("apps/v1", "DaemonSet") => unknown_fields::<apps::v1::DaemonSet>,
-        ("discovery.k8s.io/v1", "EndpointSlice") => unknown_fields::<discovery::v1::EndpointSlice>,
-        ("coordination.k8s.io/v1", "Lease") => unknown_fields::<coordination::v1::Lease>,
-        ("autoscaling/v1", "Scale") => unknown_fields::<autoscaling::v1::Scale>,
-        // Clients send DeleteOptions with either group, or with none.
-        ("" | "v1" | "meta.k8s.io/v1", "DeleteOptions") => {
-            unknown_fields::<meta::v1::DeleteOptions>
-        }
-        _ => return None,
-    };
-    Some(check(value))
+    decode_kind(api_version, kind, value).map(|r| r.map(|typed| typed.unknown))
 }
 
 #[cfg(test)]

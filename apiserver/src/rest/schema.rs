@@ -10,11 +10,7 @@
 //! Storing the re-encoded struct rather than the client's JSON also means
 //! every stored object has exactly the shape the type defines.
 
-use api::k8s::api::{apps, coordination, core, discovery};
-use api::k8s::apimachinery::pkg::apis::meta::v1::{DeleteOptions, Status};
 use api::resources::ResourceType;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use serde_json::Value;
 
 use super::request::FieldValidation;
@@ -34,27 +30,14 @@ pub fn decode_kind(
     value: &Value,
     validation: FieldValidation,
 ) -> Result<Decoded, StatusError> {
-    let result = match kind_name {
-        "Namespace" => typed::<core::v1::Namespace>(value),
-        "Pod" => typed::<core::v1::Pod>(value),
-        "Service" => typed::<core::v1::Service>(value),
-        "Endpoints" => typed::<core::v1::Endpoints>(value),
-        "ConfigMap" => typed::<core::v1::ConfigMap>(value),
-        "Node" => typed::<core::v1::Node>(value),
-        "Event" => typed::<core::v1::Event>(value),
-        "Binding" => typed::<core::v1::Binding>(value),
-        "Deployment" => typed::<apps::v1::Deployment>(value),
-        "ReplicaSet" => typed::<apps::v1::ReplicaSet>(value),
-        "DaemonSet" => typed::<apps::v1::DaemonSet>(value),
-        "Scale" => typed::<api::k8s::api::autoscaling::v1::Scale>(value),
-        "EndpointSlice" => typed::<discovery::v1::EndpointSlice>(value),
-        "Lease" => typed::<coordination::v1::Lease>(value),
-        "DeleteOptions" => typed::<DeleteOptions>(value),
-        "Status" => typed::<Status>(value),
-        // Kinds without a typed struct are stored as sent.
-        _ => Ok((value.clone(), Vec::new())),
-    };
-    let (object, unknown) = result.map_err(|e| {
+    // Kinds without a typed struct are stored as sent.
+    let result = api::decode::decode_kind(api_version, kind_name, value).unwrap_or_else(|| {
+        Ok(api::decode::Typed {
+            object: value.clone(),
+            unknown: Vec::new(),
+        })
+    });
+    let api::decode::Typed { object, unknown } = result.map_err(|e| {
         StatusError::bad_request(format!(
             "{kind_name} in version \"{api_version}\" cannot be handled as a {kind_name}: {e}"
         ))
@@ -113,15 +96,6 @@ pub fn decode_object(
         }
     }
     decode_kind(resource.kind, &expected_version, &value, validation)
-}
-
-/// Round-trips through the typed struct: the pruned value and the paths of
-/// fields the type does not have.
-fn typed<K: DeserializeOwned + Serialize>(value: &Value) -> Result<(Value, Vec<String>), String> {
-    let unknown = api::decode::unknown_fields::<K>(value).map_err(|e| e.to_string())?;
-    let object: K = serde_json::from_value(value.clone()).map_err(|e| e.to_string())?;
-    let pruned = serde_json::to_value(object).map_err(|e| e.to_string())?;
-    Ok((pruned, unknown))
 }
 
 #[cfg(test)]
