@@ -491,80 +491,11 @@ mod tests {
     use crate::resources::RESOURCES;
     use serde_json::json;
 
-    /// /work/shared/lesson/all-in-one.yml, the lesson's manifest.
-    const ALL_IN_ONE: &str = r#"# The whole lesson in one file: several objects separated by '---'.
-apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: ngx-conf
-data:
-  default.conf: |
-    server {
-      listen 80;
-      location / {
-        default_type text/plain;
-        return 200
-          'srv : $server_addr:$server_port\nhost: $hostname\nuri : $request_method $host $request_uri\ndate: $time_iso8601\n';
-      }
-    }
----
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: ngx-dep
-spec:
-  replicas: 2
-  selector:
-    matchLabels:
-      app: ngx-dep
-  template:
-    metadata:
-      labels:
-        app: ngx-dep
-    spec:
-      volumes:
-      - name: ngx-conf-vol
-        configMap:
-          name: ngx-conf
-      containers:
-      - image: nginx:alpine
-        name: nginx
-        ports:
-        - containerPort: 80
-        volumeMounts:
-        - mountPath: /etc/nginx/conf.d
-          name: ngx-conf-vol
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: ngx-svc
-spec:
-  selector:
-    app: ngx-dep
-  ports:
-  - port: 80
-    targetPort: 80
-    protocol: TCP
-"#;
+    /// The lesson's manifest, as the repo keeps it in examples/lesson/.
+    const ALL_IN_ONE: &str = include_str!("../../examples/lesson/all-in-one.yml");
 
-    /// /work/shared/lesson/ngx-svc-nodeport.yml
-    const NGX_SVC_NODEPORT: &str = r#"# The same Service, opened on every node's IP at a port from 30000-32767.
-apiVersion: v1
-kind: Service
-metadata:
-  name: ngx-svc
-
-spec:
-  type: NodePort
-  selector:
-    app: ngx-dep
-
-  ports:
-  - port: 80
-    targetPort: 80
-    protocol: TCP
-"#;
+    /// The lesson's NodePort Service, from examples/lesson/.
+    const NGX_SVC_NODEPORT: &str = include_str!("../../examples/lesson/ngx-svc-nodeport.yml");
 
     fn strict(doc: &Document) -> Vec<String> {
         let api_version = doc.value["apiVersion"].as_str().unwrap();

@@ -247,49 +247,8 @@ async fn kubectl_resolves_short_names_through_discovery() {
     assert!(text(&out.stderr).contains("doesn't have a resource type \"widgets\""));
 }
 
-/// The lesson's manifests, inlined so the test does not depend on files
-/// outside the repository.
-const ALL_IN_ONE: &str = r#"
-apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: ngx-conf
-data:
-  default.conf: |
-    server { listen 80; }
----
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: ngx-dep
-spec:
-  replicas: 2
-  selector:
-    matchLabels:
-      app: ngx-dep
-  template:
-    metadata:
-      labels:
-        app: ngx-dep
-    spec:
-      containers:
-      - image: nginx:alpine
-        name: nginx
-        ports:
-        - containerPort: 80
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: ngx-svc
-spec:
-  selector:
-    app: ngx-dep
-  ports:
-  - port: 80
-    targetPort: 80
-    protocol: TCP
-"#;
+/// The lesson's manifests, the repo's copy in examples/lesson/.
+const ALL_IN_ONE: &str = include_str!("../../examples/lesson/all-in-one.yml");
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kubectl_apply_leaves_field_validation_to_the_server() {
