@@ -389,6 +389,22 @@ impl Page {
     }
 
     /// `Labels:  app=ngx-dep` and one line per further label.
+    /// `Name:` and `Namespace:`, the first lines of every namespaced page.
+    fn name_and_namespace(&mut self, object: &Value) {
+        self.write(0, &format!("Name:\t{}\n", str_at(object, "/metadata/name")));
+        self.write(
+            0,
+            &format!("Namespace:\t{}\n", str_at(object, "/metadata/namespace")),
+        );
+    }
+
+    /// Name, Namespace, Labels and Annotations, as most pages begin.
+    fn object_header(&mut self, object: &Value) {
+        self.name_and_namespace(object);
+        self.labels("", "Labels", &string_map(object, "/metadata/labels"));
+        self.annotations("Annotations", &string_map(object, "/metadata/annotations"));
+    }
+
     fn labels(&mut self, initial_indent: &str, title: &str, labels: &BTreeMap<String, String>) {
         self.write(0, &format!("{initial_indent}{title}:\t"));
         if labels.is_empty() {
@@ -569,13 +585,7 @@ pub fn describe_service(
     now: DateTime<Utc>,
 ) -> String {
     let mut w = Page::default();
-    w.write(0, &format!("Name:\t{}\n", str_at(svc, "/metadata/name")));
-    w.write(
-        0,
-        &format!("Namespace:\t{}\n", str_at(svc, "/metadata/namespace")),
-    );
-    w.labels("", "Labels", &string_map(svc, "/metadata/labels"));
-    w.annotations("Annotations", &string_map(svc, "/metadata/annotations"));
+    w.object_header(svc);
     w.write(
         0,
         &format!(
@@ -785,11 +795,7 @@ pub fn describe_deployment(
     now: DateTime<Utc>,
 ) -> String {
     let mut w = Page::default();
-    w.write(0, &format!("Name:\t{}\n", str_at(deploy, "/metadata/name")));
-    w.write(
-        0,
-        &format!("Namespace:\t{}\n", str_at(deploy, "/metadata/namespace")),
-    );
+    w.name_and_namespace(deploy);
     w.write(
         0,
         &format!(
@@ -1357,11 +1363,7 @@ fn qos_class(pod: &Value) -> String {
 
 pub fn describe_pod(pod: &Value, events: &[Value], now: DateTime<Utc>) -> String {
     let mut w = Page::default();
-    w.write(0, &format!("Name:\t{}\n", str_at(pod, "/metadata/name")));
-    w.write(
-        0,
-        &format!("Namespace:\t{}\n", str_at(pod, "/metadata/namespace")),
-    );
+    w.name_and_namespace(pod);
     if let Some(priority) = at(pod, "/spec/priority").as_i64() {
         w.write(0, &format!("Priority:\t{priority}\n"));
     }
@@ -1844,11 +1846,7 @@ pub fn describe_replica_set(
     now: DateTime<Utc>,
 ) -> String {
     let mut w = Page::default();
-    w.write(0, &format!("Name:\t{}\n", str_at(rs, "/metadata/name")));
-    w.write(
-        0,
-        &format!("Namespace:\t{}\n", str_at(rs, "/metadata/namespace")),
-    );
+    w.name_and_namespace(rs);
     w.write(
         0,
         &format!("Selector:\t{}\n", label_selector(at(rs, "/spec/selector"))),
@@ -1932,13 +1930,7 @@ pub fn describe_replica_set(
 /// subsets that share the same ports.
 pub fn describe_endpoints(ep: &Value, events: &[Value], now: DateTime<Utc>) -> String {
     let mut w = Page::default();
-    w.write(0, &format!("Name:\t{}\n", str_at(ep, "/metadata/name")));
-    w.write(
-        0,
-        &format!("Namespace:\t{}\n", str_at(ep, "/metadata/namespace")),
-    );
-    w.labels("", "Labels", &string_map(ep, "/metadata/labels"));
-    w.annotations("Annotations", &string_map(ep, "/metadata/annotations"));
+    w.object_header(ep);
     w.write(0, "Subsets:\n");
     for subset in list_at(ep, "/subsets") {
         let ips = |field: &str| {
@@ -1982,13 +1974,7 @@ pub fn describe_endpoints(ep: &Value, events: &[Value], now: DateTime<Utc>) -> S
 
 pub fn describe_configmap(cm: &Value, events: &[Value], now: DateTime<Utc>) -> String {
     let mut w = Page::default();
-    w.write(0, &format!("Name:\t{}\n", str_at(cm, "/metadata/name")));
-    w.write(
-        0,
-        &format!("Namespace:\t{}\n", str_at(cm, "/metadata/namespace")),
-    );
-    w.labels("", "Labels", &string_map(cm, "/metadata/labels"));
-    w.annotations("Annotations", &string_map(cm, "/metadata/annotations"));
+    w.object_header(cm);
     w.write(0, "\nData\n====\n");
     for (key, value) in string_map(cm, "/data") {
         w.write(0, &format!("{key}:\n----\n"));
@@ -2039,13 +2025,7 @@ pub fn describe_namespace(ns: &Value) -> String {
 /// human labels (`creationTimestamp` -> `Creation Timestamp`).
 pub fn describe_generic(object: &Value, events: &[Value], now: DateTime<Utc>) -> String {
     let mut w = Page::default();
-    w.write(0, &format!("Name:\t{}\n", str_at(object, "/metadata/name")));
-    w.write(
-        0,
-        &format!("Namespace:\t{}\n", str_at(object, "/metadata/namespace")),
-    );
-    w.labels("", "Labels", &string_map(object, "/metadata/labels"));
-    w.annotations("Annotations", &string_map(object, "/metadata/annotations"));
+    w.object_header(object);
     let skip = [
         ".metadata.managedFields",
         ".metadata.name",
