@@ -578,3 +578,55 @@ async fn tables_pagination_selectors_and_subresources() {
     let name = generated.body["metadata"]["name"].as_str().unwrap();
     assert!(name.starts_with("cfg-") && name.len() == 9, "{name}");
 }
+
+#[tokio::test]
+async fn orphan_and_foreground_deletes_wait_for_the_garbage_collector() {
+    let (_dir, _server, api) = start();
+    let cm = |name: &str| json!({"metadata": {"name": name}});
+    let cms = "/api/v1/namespaces/default/configmaps";
+    for (name, policy, finalizer) in [
+        ("o", "Orphan", "orphan"),
+        ("f", "Foreground", "foregroundDeletion"),
+    ] {
+        assert_eq!(api.post(cms, &cm(name)).await.code, 201);
+        let body = serde_json::to_vec(&json!({"propagationPolicy": policy})).unwrap();
+        let answer = api
+            .send(
+                "DELETE",
+                &format!("{cms}/{name}"),
+                "application/json",
+                Some(body),
+            )
+            .await;
+        assert_eq!(answer.code, 200, "{}", answer.body);
+        let held = api.get(&format!("{cms}/{name}")).await;
+        assert_eq!(
+            held.code, 200,
+            "{policy}: the object stays until its finalizer is removed"
+        );
+        assert_eq!(held.body["metadata"]["finalizers"], json!([finalizer]));
+        assert!(held.body["metadata"]["deletionTimestamp"].is_string());
+        // What the garbage collector does when it is done with the dependents.
+        let done = api
+            .patch(
+                &format!("{cms}/{name}"),
+                "application/merge-patch+json",
+                &json!({"metadata": {"finalizers": null}}),
+            )
+            .await;
+        assert_eq!(done.code, 200, "{}", done.body);
+        assert_eq!(
+            api.get(&format!("{cms}/{name}")).await.code,
+            404,
+            "{policy}: gone with its last finalizer"
+        );
+    }
+    let bad = serde_json::to_vec(&json!({"propagationPolicy": "Sideways"})).unwrap();
+    assert_eq!(api.post(cms, &cm("x")).await.code, 201);
+    assert_eq!(
+        api.send("DELETE", &format!("{cms}/x"), "application/json", Some(bad))
+            .await
+            .code,
+        400
+    );
+}

@@ -1,1 +1,75 @@
-fn main() {}
+//! `controller`: kube-lite's kube-controller-manager and kube-scheduler.
+//!
+//! ```text
+//! controller --server http://127.0.0.1:6443
+//! controller --kubeconfig ~/.kube/config
+//! ```
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(version, about = "kube-lite's controllers and scheduler")]
+struct Args {
+    /// The apiserver's URL.
+    #[arg(long, conflicts_with = "kubeconfig")]
+    server: Option<String>,
+    /// A kubeconfig file (default: $KUBECONFIG or ~/.kube/config).
+    #[arg(long)]
+    kubeconfig: Option<std::path::PathBuf>,
+    /// Seconds without a node Lease renewal before the node is NotReady.
+    #[arg(long, default_value_t = 40)]
+    node_monitor_grace_period: u64,
+    /// Seconds a NotReady node keeps its Pods before they are evicted.
+    #[arg(long, default_value_t = 60)]
+    pod_eviction_timeout: u64,
+    /// The range node pod CIDRs are cut from.
+    #[arg(long, default_value = "10.244.0.0/16")]
+    cluster_cidr: String,
+    /// Prefix length of each node's pod CIDR.
+    #[arg(long, default_value_t = 24)]
+    node_cidr_mask_size: u8,
+    /// Seconds the leader Lease lasts without renewal.
+    #[arg(long, default_value_t = 15)]
+    leader_lease_duration: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let config = match (&args.server, &args.kubeconfig) {
+        (Some(server), _) => kube::Config::new(server.parse().context("--server is not a URL")?),
+        (None, Some(path)) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?
+        }
+        (None, None) => kube::Config::infer()
+            .await
+            .context("no --server and no kubeconfig")?,
+    };
+    let client = kube::Client::try_from(config)?;
+    let settings = controller::Config {
+        node_monitor_grace_period: Duration::from_secs(args.node_monitor_grace_period),
+        pod_eviction_timeout: Duration::from_secs(args.pod_eviction_timeout),
+        cluster_cidr: args.cluster_cidr,
+        node_cidr_mask_size: args.node_cidr_mask_size,
+        leader_lease_duration: Duration::from_secs(args.leader_lease_duration),
+        ..Default::default()
+    };
+    // Wait to be the leader, then run; losing the lease ends the process
+    // (a restart competes again), as kube-controller-manager does.
+    let leader = controller::leaderelection::acquire(client.clone(), &settings).await?;
+    let ctx = controller::Context::new(client, settings);
+    tokio::select! {
+        r = controller::run(ctx) => r,
+        lost = leader.lost() => Err(anyhow::anyhow!("lost leadership: {lost}")),
+    }
+}

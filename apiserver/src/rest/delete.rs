@@ -29,6 +29,14 @@ use crate::storage::ObjectKey;
 pub const SYSTEM_NAMESPACES: &[&str] =
     &["default", "kube-system", "kube-public", "kube-node-lease"];
 
+/// The finalizer that makes the garbage collector orphan the dependents
+/// (remove their ownerReferences) before the owner goes.
+pub const ORPHAN_FINALIZER: &str = "orphan";
+
+/// The finalizer that makes the garbage collector delete the dependents
+/// before the owner goes.
+pub const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
+
 /// The parts of `DeleteOptions` kube-lite honours.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -140,16 +148,30 @@ pub async fn delete_object(
         return delete_namespace(app, key, dry_run).await;
     }
 
+    // Orphan and Foreground deletion hand the object to the garbage
+    // collector through a finalizer: it first orphans or deletes the
+    // dependents, then removes the finalizer, which deletes the object.
+    let policy_finalizer = match opts.propagation_policy.as_deref() {
+        None | Some("") | Some("Background") => None,
+        Some("Orphan") => Some(ORPHAN_FINALIZER),
+        Some("Foreground") => Some(FOREGROUND_FINALIZER),
+        Some(other) => {
+            return Err(StatusError::bad_request(format!(
+                "propagationPolicy: Unsupported value: \"{other}\": supported values: \"Foreground\", \"Background\", \"Orphan\""
+            )))
+        }
+    };
+
     // Graceful or finalized: mark, do not remove.
     if let Some(deadline) = graceful_deadline(&current, opts) {
-        return mark_for_deletion(app, key, deadline, dry_run).await;
+        return mark_for_deletion(app, key, deadline, policy_finalizer, dry_run).await;
     }
-    if !objectmeta::finalizers(&current).is_empty() {
+    if policy_finalizer.is_some() || !objectmeta::finalizers(&current).is_empty() {
         let grace = GraceDeadline {
             at: objectmeta::now_rfc3339(),
             seconds: 0,
         };
-        return mark_for_deletion(app, key, grace, dry_run).await;
+        return mark_for_deletion(app, key, grace, policy_finalizer, dry_run).await;
     }
 
     if dry_run {
@@ -225,6 +247,7 @@ async fn mark_for_deletion(
     app: &App,
     key: ObjectKey,
     deadline: GraceDeadline,
+    finalizer: Option<&'static str>,
     dry_run: bool,
 ) -> Result<Deleted, StatusError> {
     let is_pod = key.resource.kind == "Pod";
@@ -242,7 +265,21 @@ async fn mark_for_deletion(
                 .ok_or_else(|| StatusError::not_found(subject(resource, &key.name)))?;
             let mut object = (*stored).clone();
             let already = objectmeta::is_being_deleted(&object);
+            let mut added_finalizer = false;
+            if let Some(f) = finalizer {
+                if !objectmeta::finalizers(&object).iter().any(|x| x == f) {
+                    let list = &mut object["metadata"]["finalizers"];
+                    if !list.is_array() {
+                        *list = json!([]);
+                    }
+                    if let Some(a) = list.as_array_mut() {
+                        a.push(json!(f));
+                    }
+                    added_finalizer = true;
+                }
+            }
             if already
+                && !added_finalizer
                 && object["metadata"]["deletionGracePeriodSeconds"].as_i64()
                     == Some(deadline.seconds)
             {

@@ -1,0 +1,115 @@
+//! # kube-lite `controller`: the control loops
+//!
+//! This crate plays kube-controller-manager and kube-scheduler. Each of its
+//! loops watches some objects through the apiserver and makes the world
+//! match what they ask for, the way every Kubernetes controller works:
+//!
+//! ```text
+//!   watch (kube-rs) ──▶ reconcile(object) ──▶ create / update / delete via the API
+//!        ▲                                            │
+//!        └──────────── the changes come back ◀────────┘
+//! ```
+//!
+//! A `reconcile` reads the desired state from one object and the current
+//! state from the caches, and acts on the difference. Running it twice
+//! changes nothing the second time, which is what makes restarts safe.
+//!
+//! # Layout
+//! - [`deployment`]: Deployment -> one ReplicaSet per pod template, rolling updates.
+//! - [`replicaset`]: ReplicaSet -> the right number of Pods.
+//! - [`scheduler`]: kube-scheduler: binds each pending Pod to a node.
+//! - [`endpoints`]: Service -> Endpoints and EndpointSlices of its ready Pods.
+//! - [`ipam`]: gives each Node its pod CIDR (`spec.podCIDR`).
+//! - [`nodelifecycle`]: marks nodes whose Lease stops as NotReady, evicts their Pods.
+//! - [`gc`]: the garbage collector: deletes what ownerReferences orphan.
+//! - [`events`]: Events a student reads in `kubectl describe`.
+//! - [`leaderelection`]: only one controller acts at a time.
+
+pub mod deployment;
+pub mod endpoints;
+pub mod events;
+pub mod gc;
+pub mod ipam;
+pub mod leaderelection;
+pub mod nodelifecycle;
+pub mod replicaset;
+pub mod scheduler;
+
+use std::time::Duration;
+
+/// Settings of the controller (its command-line flags).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// A node whose Lease is older than this is NotReady (Unknown).
+    pub node_monitor_grace_period: Duration,
+    /// Pods on a NotReady node are deleted (and replaced) after this.
+    pub pod_eviction_timeout: Duration,
+    /// Pod CIDRs of nodes are cut from this range.
+    pub cluster_cidr: String,
+    /// The size of each node's pod CIDR.
+    pub node_cidr_mask_size: u8,
+    /// How long a leader's Lease lasts without renewal.
+    pub leader_lease_duration: Duration,
+    /// Identity written into the leader Lease.
+    pub identity: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            node_monitor_grace_period: Duration::from_secs(40),
+            pod_eviction_timeout: Duration::from_secs(60),
+            cluster_cidr: "10.244.0.0/16".into(),
+            node_cidr_mask_size: 24,
+            leader_lease_duration: Duration::from_secs(15),
+            identity: format!(
+                "{}_{}",
+                std::env::var("HOSTNAME").unwrap_or_else(|_| "controller".into()),
+                std::process::id()
+            ),
+        }
+    }
+}
+
+/// What every loop shares.
+#[derive(Clone)]
+pub struct Context {
+    pub client: kube::Client,
+    pub config: Config,
+    pub events: events::Recorder,
+}
+
+impl Context {
+    pub fn new(client: kube::Client, config: Config) -> Context {
+        Context {
+            events: events::Recorder::new(client.clone()),
+            client,
+            config,
+        }
+    }
+}
+
+/// Errors of the loops.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Runs every loop until one of them stops (they do not, normally).
+pub async fn run(ctx: Context) -> anyhow::Result<()> {
+    let ctx = std::sync::Arc::new(ctx);
+    tokio::select! {
+        r = deployment::run(ctx.clone()) => r,
+        r = replicaset::run(ctx.clone()) => r,
+        r = scheduler::run(ctx.clone()) => r,
+        r = endpoints::run(ctx.clone()) => r,
+        r = ipam::run(ctx.clone()) => r,
+        r = nodelifecycle::run(ctx.clone()) => r,
+        r = gc::run(ctx.clone()) => r,
+    }
+}

@@ -1,0 +1,152 @@
+//! Real components as child processes, for tests.
+//!
+//! Tests talk to the same binaries a user runs. A test gets an
+//! [`ApiServer`] on a free loopback port with a fresh data directory, and
+//! may start a [`Component`] (the controller, later the node agent) against
+//! it. Each is killed by its PID when dropped, so a failing test leaves
+//! nothing running.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+/// Where cargo puts the binaries of the running test's profile
+/// (`target/debug`), found from the test executable's own path
+/// (`target/debug/deps/<test>`).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let deps = exe.parent().expect("deps dir");
+    deps.parent().expect("profile dir").to_path_buf()
+}
+
+/// Builds the workspace's binaries once per test process: cargo only
+/// builds the binaries of the package under test.
+pub fn ensure_built(binaries: &[&str]) {
+    static BUILD: Once = Once::new();
+    BUILD.call_once(|| {
+        let missing = binaries.iter().any(|b| !bin_dir().join(b).exists());
+        if !missing {
+            return;
+        }
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+        let mut build = Command::new(cargo);
+        build.args(["build", "--workspace", "--bins"]);
+        if bin_dir().file_name() == Some("release".as_ref()) {
+            build.arg("--release");
+        }
+        let status = build.status().expect("running cargo build");
+        assert!(status.success(), "cargo build --workspace --bins failed");
+    });
+    for b in binaries {
+        assert!(
+            bin_dir().join(b).exists(),
+            "no {b} binary in {}",
+            bin_dir().display()
+        );
+    }
+}
+
+/// A loopback port nobody is listening on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// A running component process, killed by PID when dropped.
+pub struct Component {
+    child: Child,
+    pub name: String,
+}
+
+impl Component {
+    /// Starts `binary` (from [`bin_dir`]) with `args`; its log goes to the
+    /// test's stderr, filtered by `RUST_LOG` (default `warn`).
+    pub fn start(binary: &str, args: &[String]) -> Component {
+        ensure_built(&[binary]);
+        let log = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
+        let child = Command::new(bin_dir().join(binary))
+            .args(args)
+            .env("RUST_LOG", log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {binary}: {e}"));
+        Component {
+            child,
+            name: binary.to_string(),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the process at once (SIGKILL): a crash, not a clean stop.
+    pub fn kill(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Component {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The apiserver on a free loopback port.
+pub struct ApiServer {
+    pub process: Component,
+    pub url: String,
+    pub data_dir: PathBuf,
+}
+
+impl ApiServer {
+    pub fn start(data_dir: &Path) -> ApiServer {
+        ensure_built(&["apiserver", "controller", "kubectl-lite"]);
+        let port = free_port();
+        let process = Component::start(
+            "apiserver",
+            &[
+                "--listen".into(),
+                format!("127.0.0.1:{port}"),
+                "--data-dir".into(),
+                data_dir.display().to_string(),
+            ],
+        );
+        let server = ApiServer {
+            process,
+            url: format!("http://127.0.0.1:{port}"),
+            data_dir: data_dir.to_path_buf(),
+        };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&self) {
+        let addr = self.url.trim_start_matches("http://");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(mut s) = std::net::TcpStream::connect(addr) {
+                use std::io::{Read, Write};
+                let _ =
+                    s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+                let mut answer = String::new();
+                let _ = s.read_to_string(&mut answer);
+                if answer.starts_with("HTTP/1.1 200") {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("apiserver at {} did not become ready", self.url);
+    }
+}
