@@ -40,6 +40,24 @@ pub struct DeleteArgs {
     /// Wait for the objects to be gone before returning
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub wait: bool,
+    /// What happens to the objects this one owns: "background" (deleted
+    /// after it), "foreground" (deleted before it) or "orphan" (kept)
+    #[arg(long, default_value = "background", value_parser = ["background", "foreground", "orphan", "true", "false"])]
+    pub cascade: String,
+    /// Seconds a Pod gets to shut down (default: its own
+    /// terminationGracePeriodSeconds); 0 removes it at once
+    #[arg(long)]
+    pub grace_period: Option<i64>,
+}
+
+/// `--cascade` as the `propagationPolicy` of DeleteOptions (kubectl still
+/// accepts the old `true`/`false`).
+fn propagation_policy(cascade: &str) -> &'static str {
+    match cascade {
+        "foreground" => "Foreground",
+        "orphan" | "false" => "Orphan",
+        _ => "Background",
+    }
 }
 
 /// One object to delete.
@@ -134,7 +152,10 @@ pub async fn run(client: &Client, args: DeleteArgs) -> anyhow::Result<()> {
         }
     }
 
-    let options = json!({"propagationPolicy": "Background"});
+    let mut options = json!({"propagationPolicy": propagation_policy(&args.cascade)});
+    if let Some(seconds) = args.grace_period {
+        options["gracePeriodSeconds"] = json!(seconds);
+    }
     let mut deleted: Vec<(Doomed, String)> = Vec::new();
     let mut found = 0;
     for target in doomed {
