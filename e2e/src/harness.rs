@@ -9,7 +9,7 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Once;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Where cargo puts the binaries of the running test's profile
@@ -21,15 +21,12 @@ pub fn bin_dir() -> PathBuf {
     deps.parent().expect("profile dir").to_path_buf()
 }
 
-/// Builds the workspace's binaries once per test process: cargo only
-/// builds the binaries of the package under test.
+/// Builds the workspace's binaries when one of `binaries` is missing:
+/// cargo only builds the binaries of the package under test.
 pub fn ensure_built(binaries: &[&str]) {
-    static BUILD: Once = Once::new();
-    BUILD.call_once(|| {
-        let missing = binaries.iter().any(|b| !bin_dir().join(b).exists());
-        if !missing {
-            return;
-        }
+    static BUILD: Mutex<()> = Mutex::new(());
+    let _one_build_at_a_time = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    if binaries.iter().any(|b| !bin_dir().join(b).exists()) {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
         let mut build = Command::new(cargo);
         build.args(["build", "--workspace", "--bins"]);
@@ -38,7 +35,7 @@ pub fn ensure_built(binaries: &[&str]) {
         }
         let status = build.status().expect("running cargo build");
         assert!(status.success(), "cargo build --workspace --bins failed");
-    });
+    }
     for b in binaries {
         assert!(
             bin_dir().join(b).exists(),
@@ -111,17 +108,20 @@ pub struct ApiServer {
 
 impl ApiServer {
     pub fn start(data_dir: &Path) -> ApiServer {
-        ensure_built(&["apiserver", "controller", "kubectl-lite"]);
+        Self::start_with(data_dir, &[])
+    }
+
+    /// Starts it with extra flags (`--watch-history 5`, ...).
+    pub fn start_with(data_dir: &Path, extra_args: &[&str]) -> ApiServer {
         let port = free_port();
-        let process = Component::start(
-            "apiserver",
-            &[
-                "--listen".into(),
-                format!("127.0.0.1:{port}"),
-                "--data-dir".into(),
-                data_dir.display().to_string(),
-            ],
-        );
+        let mut args = vec![
+            "--listen".to_string(),
+            format!("127.0.0.1:{port}"),
+            "--data-dir".into(),
+            data_dir.display().to_string(),
+        ];
+        args.extend(extra_args.iter().map(|a| a.to_string()));
+        let process = Component::start("apiserver", &args);
         let server = ApiServer {
             process,
             url: format!("http://127.0.0.1:{port}"),
@@ -129,6 +129,11 @@ impl ApiServer {
         };
         server.wait_ready();
         server
+    }
+
+    /// Kills the process at once (SIGKILL): a crash, not a clean stop.
+    pub fn crash(self) {
+        self.process.kill();
     }
 
     fn wait_ready(&self) {

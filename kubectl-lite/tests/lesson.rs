@@ -10,9 +10,7 @@
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::Once;
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
 
 /// The lesson's manifests: the repo's copy in `examples/lesson/`.
 fn lesson_dir() -> PathBuf {
@@ -23,93 +21,24 @@ fn lesson_file(name: &str) -> String {
     lesson_dir().join(name).display().to_string()
 }
 
-/// `target/debug/apiserver`, next to the kubectl-lite binary under test.
-fn apiserver_binary() -> PathBuf {
-    let kubectl = Path::new(env!("CARGO_BIN_EXE_kubectl-lite"));
-    kubectl
-        .parent()
-        .expect("the test binary lives in a target directory")
-        .join("apiserver")
-}
-
-/// Builds the API server once per test run (cargo does not build other
-/// packages' binaries for this package's tests).
-fn ensure_apiserver_built() {
-    static BUILD: Once = Once::new();
-    BUILD.call_once(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-        let mut build = Command::new(cargo);
-        build
-            .args(["build", "-p", "apiserver", "--bin", "apiserver"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"));
-        // Build into the same profile directory as the binary under test.
-        if apiserver_binary().parent().and_then(Path::file_name) == Some("release".as_ref()) {
-            build.arg("--release");
-        }
-        let status = build.status().expect("running cargo build -p apiserver");
-        assert!(status.success(), "cargo build -p apiserver failed");
-    });
-    assert!(
-        apiserver_binary().exists(),
-        "no apiserver binary at {}",
-        apiserver_binary().display()
-    );
-}
-
-/// A running API server, stopped (by PID) when dropped.
+/// A running API server (the e2e harness stops it by PID when dropped),
+/// with a scratch directory for manifests and a private HOME.
 struct ApiServer {
-    child: Child,
+    /// Kept for its Drop: the process lives as long as this value.
+    _process: e2e::harness::ApiServer,
     url: String,
-    /// Holds the data directory and a scratch area for manifests.
     dir: tempfile::TempDir,
 }
 
 impl ApiServer {
     fn start() -> ApiServer {
-        ensure_apiserver_built();
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free loopback port")
-            .port();
-        let child = Command::new(apiserver_binary())
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting the apiserver binary");
-        let server = ApiServer {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
+        let process = e2e::harness::ApiServer::start(&dir.path().join("data"));
+        ApiServer {
+            url: process.url.clone(),
+            _process: process,
             dir,
-        };
-        server.wait_until_healthy();
-        server
-    }
-
-    fn wait_until_healthy(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let address = self.url.trim_start_matches("http://").to_string();
-        while Instant::now() < deadline {
-            if let Ok(mut stream) = std::net::TcpStream::connect(&address) {
-                use std::io::{Read, Write};
-                let request = format!(
-                    "GET /healthz HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
-                );
-                let mut answer = String::new();
-                if stream.write_all(request.as_bytes()).is_ok()
-                    && stream.read_to_string(&mut answer).is_ok()
-                    && answer.starts_with("HTTP/1.1 200")
-                {
-                    return;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("the apiserver at {} did not become healthy", self.url);
     }
 
     /// Runs `kubectl-lite --server <url> args...` with no kubeconfig.
@@ -156,14 +85,6 @@ impl ApiServer {
         let path = self.dir.path().join(name);
         std::fs::write(&path, text).expect("writing a manifest");
         path.display().to_string()
-    }
-}
-
-impl Drop for ApiServer {
-    fn drop(&mut self) {
-        // Only the process this test started, by its PID.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

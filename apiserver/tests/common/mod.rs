@@ -1,90 +1,15 @@
-//! A real apiserver process for tests: the built binary on a free loopback
-//! port with its own data directory, stopped (by PID) when dropped.
+//! Helpers for the apiserver's tests: the real apiserver process (from the
+//! e2e harness), a small JSON client, and the real kubectl.
 
 #![allow(dead_code)]
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-pub struct ApiServer {
-    child: Child,
-    pub url: String,
-    pub data_dir: PathBuf,
-}
-
-/// A loopback port nobody is listening on right now.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
-impl ApiServer {
-    /// Starts the apiserver binary on `data_dir` and waits until it answers.
-    pub fn start(data_dir: &Path) -> ApiServer {
-        Self::start_with(data_dir, &[])
-    }
-
-    pub fn start_with(data_dir: &Path, extra_args: &[&str]) -> ApiServer {
-        let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_apiserver"))
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(extra_args)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting the apiserver binary");
-        let server = ApiServer {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            data_dir: data_dir.to_path_buf(),
-        };
-        server.wait_ready();
-        server
-    }
-
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(mut s) = std::net::TcpStream::connect(self.url.trim_start_matches("http://"))
-            {
-                use std::io::{Read, Write};
-                let _ =
-                    s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-                let mut answer = String::new();
-                let _ = s.read_to_string(&mut answer);
-                if answer.starts_with("HTTP/1.1 200") {
-                    return;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("apiserver at {} did not become ready", self.url);
-    }
-
-    /// Kills the process at once (SIGKILL): a crash, not a clean stop.
-    pub fn crash(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for ApiServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+#[allow(unused_imports)]
+pub use e2e::harness::ApiServer;
 
 /// A small JSON client for the tests.
 #[derive(Clone)]
