@@ -19,6 +19,7 @@
 //! - [`replicaset`]: ReplicaSet -> the right number of Pods.
 //! - [`scheduler`]: kube-scheduler: binds each pending Pod to a node.
 //! - [`endpoints`]: Service -> Endpoints and EndpointSlices of its ready Pods.
+//! - [`endpointslice`]: how those endpoints are cut into EndpointSlices of at most 100.
 //! - [`ipam`]: gives each Node its pod CIDR (`spec.podCIDR`).
 //! - [`nodelifecycle`]: marks nodes whose Lease stops as NotReady, evicts their Pods.
 //! - [`gc`]: the garbage collector: deletes what ownerReferences orphan.
@@ -27,6 +28,7 @@
 
 pub mod deployment;
 pub mod endpoints;
+pub mod endpointslice;
 pub mod events;
 pub mod gc;
 pub mod ipam;
@@ -99,6 +101,26 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Waits until a reflector's cache holds the first complete list.
+///
+/// kube-runtime's `Store::wait_until_ready` keeps the waker of only the
+/// last task that polled it, so when several reconciles wait at once all
+/// but one would sleep forever. Waiting in short slices makes each of them
+/// look again; once the cache is ready every look returns at once.
+pub async fn wait_for_cache<K>(store: &kube::runtime::reflector::Store<K>) -> Result<()>
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    loop {
+        match tokio::time::timeout(Duration::from_millis(50), store.wait_until_ready()).await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e)) => return Err(Error::Invalid(format!("cache writer stopped: {e}"))),
+            Err(_elapsed) => continue,
+        }
+    }
+}
 
 /// Runs every loop until one of them stops (they do not, normally).
 pub async fn run(ctx: Context) -> anyhow::Result<()> {
