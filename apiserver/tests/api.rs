@@ -551,9 +551,16 @@ async fn tables_pagination_selectors_and_subresources() {
             .code,
         201
     );
+    let bound = api.get("/api/v1/namespaces/default/pods/p").await.body;
+    assert_eq!(bound["spec"]["nodeName"], "n1");
+    let scheduled = bound["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "PodScheduled"))
+        .cloned();
     assert_eq!(
-        api.get("/api/v1/namespaces/default/pods/p").await.body["spec"]["nodeName"],
-        "n1"
+        scheduled.unwrap()["status"],
+        "True",
+        "a bound Pod reports PodScheduled"
     );
     assert_eq!(
         api.post("/api/v1/namespaces/default/pods/p/binding", &binding)

@@ -211,6 +211,28 @@ async fn bind(
         }
     })
     .await?;
+    // As kube-apiserver does, a bound Pod reports `PodScheduled: True`.
+    write::update_object(app, key_of(target), Part::Status, false, |current| {
+        let mut new = current.clone();
+        let condition = json!({
+            "type": "PodScheduled",
+            "status": "True",
+            "lastTransitionTime": super::objectmeta::now_rfc3339(),
+        });
+        let conditions = &mut new["status"]["conditions"];
+        if !conditions.is_array() {
+            *conditions = json!([]);
+        }
+        if let Some(list) = conditions.as_array_mut() {
+            match list.iter_mut().find(|c| c["type"] == "PodScheduled") {
+                Some(existing) if existing["status"] == "True" => {}
+                Some(existing) => *existing = condition,
+                None => list.push(condition),
+            }
+        }
+        Ok(new)
+    })
+    .await?;
     Ok(json_response(
         StatusCode::CREATED,
         &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
