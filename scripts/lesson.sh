@@ -4,24 +4,27 @@
 #   scripts/lesson.sh          build, start the apiserver, walk the lesson
 #   scripts/lesson.sh down     stop what this script started
 #
-# Today the cluster is the apiserver alone (the controller and node agents
-# come next), so the walk stops where Pods would have to run: Endpoints stay
-# empty and nothing answers on the ClusterIP yet.
+# Today the cluster is the apiserver and the controller (the node agents
+# come next): the Deployment gets its ReplicaSet and Pods, but with no nodes
+# the Pods stay Pending, Endpoints stay empty and nothing answers on the
+# ClusterIP yet.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 lab=.lab
 mkdir -p "$lab"
-pidfile="$lab/apiserver.pid"
 
 stop() {
-  if [ -f "$pidfile" ]; then
-    pid=$(cat "$pidfile")
-    # Only the process this script started, by PID.
-    if kill -0 "$pid" 2>/dev/null && grep -q apiserver "/proc/$pid/cmdline" 2>/dev/null; then
-      kill "$pid" && echo "stopped apiserver (pid $pid)"
+  for component in controller apiserver; do
+    pidfile="$lab/$component.pid"
+    if [ -f "$pidfile" ]; then
+      pid=$(cat "$pidfile")
+      # Only the process this script started, by PID.
+      if kill -0 "$pid" 2>/dev/null && grep -q "$component" "/proc/$pid/cmdline" 2>/dev/null; then
+        kill "$pid" && echo "stopped $component (pid $pid)"
+      fi
+      rm -f "$pidfile"
     fi
-    rm -f "$pidfile"
-  fi
+  done
 }
 
 if [ "${1:-}" = "down" ]; then
@@ -34,11 +37,13 @@ cargo build --release --bins
 bin="$PWD/target/release"
 stop
 "$bin/apiserver" --listen 127.0.0.1:6443 --data-dir "$lab/data" >"$lab/apiserver.log" 2>&1 &
-echo $! >"$pidfile"
+echo $! >"$lab/apiserver.pid"
 for _ in $(seq 100); do
   curl -fsS http://127.0.0.1:6443/readyz >/dev/null 2>&1 && break
   sleep 0.1
 done
+"$bin/controller" --server http://127.0.0.1:6443 >"$lab/controller.log" 2>&1 &
+echo $! >"$lab/controller.pid"
 cat >"$lab/kubeconfig" <<KC
 apiVersion: v1
 kind: Config
@@ -69,8 +74,10 @@ step "3. The Service and its ClusterIP"
 k get svc
 step "4. Its Endpoints (empty until the controller runs Pods)"
 k describe svc ngx-svc
-step "5. Pods"
-k get pod -o wide
+step "5. Pods (Pending: no node agents yet, so the scheduler has no nodes)"
+sleep 2
+k get deploy,rs,pod -o wide
+k describe pod -l app=ngx-dep
 step "9. Namespaces"
 k get ns
 step "10. NodePort"
@@ -80,6 +87,6 @@ step "11. Clean up"
 k delete -f $lesson/all-in-one.yml
 k get svc,deploy,cm
 echo
-echo "The apiserver keeps running at http://127.0.0.1:6443 (log: $lab/apiserver.log)."
+echo "The apiserver keeps running at http://127.0.0.1:6443 (logs: $lab/apiserver.log, $lab/controller.log)."
 echo "Try:  KUBECONFIG=$PWD/$lab/kubeconfig $bin/kubectl-lite get ns"
 echo "Stop: scripts/lesson.sh down"
