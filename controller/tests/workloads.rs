@@ -12,9 +12,7 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::process::Output;
-use std::sync::OnceLock;
 
 use common::{eventually, Cluster, FakeNode};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
@@ -26,15 +24,8 @@ use serde_json::json;
 /// How long the controller may take to show a change before a test fails.
 const SECS: u64 = 60;
 
-fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the workspace root")
-        .to_path_buf()
-}
-
 fn lesson(file: &str) -> String {
-    workspace_root()
+    e2e::harness::workspace_root()
         .join("examples/lesson")
         .join(file)
         .display()
@@ -160,36 +151,12 @@ async fn kubectl_lite_rollout_status(c: &Cluster, name: &str) -> Output {
         .expect("running kubectl-lite")
 }
 
-/// The real kubectl (v1.35), installed on first use.
-fn kubectl() -> PathBuf {
-    static KUBECTL: OnceLock<PathBuf> = OnceLock::new();
-    KUBECTL
-        .get_or_init(|| {
-            if let Some(path) = std::env::var_os("KUBECTL") {
-                return PathBuf::from(path);
-            }
-            let tools = workspace_root().join(".tools");
-            let kubectl = tools.join("kubectl");
-            if !kubectl.exists() {
-                let script = workspace_root().join("../shared/tools/get-kubectl");
-                let status = std::process::Command::new("bash")
-                    .arg(&script)
-                    .arg(&tools)
-                    .status()
-                    .expect("running get-kubectl");
-                assert!(status.success(), "get-kubectl failed: {status}");
-            }
-            kubectl
-        })
-        .clone()
-}
-
 /// `kubectl rollout status deploy/<name>` with the real kubectl.
 async fn kubectl_rollout_status(c: &Cluster, name: &str) -> Output {
     let home = tempfile::tempdir().expect("a home for kubectl");
     let kubeconfig = home.path().join("config");
     std::fs::write(&kubeconfig, "").expect("an empty kubeconfig");
-    tokio::process::Command::new(kubectl())
+    tokio::process::Command::new(e2e::harness::kubectl())
         .args(["--server", &c.apiserver.url])
         .arg("--cache-dir")
         .arg(home.path().join("cache"))

@@ -9,8 +9,16 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+/// The repository's root (the Cargo workspace).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("e2e lives in the workspace")
+        .to_path_buf()
+}
 
 /// Where cargo puts the binaries of the running test's profile
 /// (`target/debug`), found from the test executable's own path
@@ -154,4 +162,37 @@ impl ApiServer {
         }
         panic!("apiserver at {} did not become ready", self.url);
     }
+}
+
+/// The real kubectl, installed on first use. Tests run as threads of one
+/// process, so the install happens once, not once per test.
+pub fn kubectl() -> PathBuf {
+    static KUBECTL: OnceLock<PathBuf> = OnceLock::new();
+    KUBECTL.get_or_init(find_or_install_kubectl).clone()
+}
+
+fn find_or_install_kubectl() -> PathBuf {
+    if let Some(path) = std::env::var_os("KUBECTL") {
+        return PathBuf::from(path);
+    }
+    let tools = workspace_root().join(".tools");
+    let kubectl = tools.join("kubectl");
+    if kubectl.exists() {
+        return kubectl;
+    }
+    let script = [
+        workspace_root().join("scripts/get-kubectl.sh"),
+        workspace_root().join("../shared/tools/get-kubectl"),
+    ]
+    .into_iter()
+    .find(|p| p.exists())
+    .expect("kubectl is not installed and no get-kubectl script was found; set KUBECTL");
+    let status = std::process::Command::new("bash")
+        .arg(&script)
+        .arg(&tools)
+        .status()
+        .expect("running get-kubectl");
+    assert!(status.success(), "get-kubectl failed: {status}");
+    assert!(kubectl.exists(), "get-kubectl did not install {kubectl:?}");
+    kubectl
 }
