@@ -166,12 +166,12 @@ async fn create_service(services: &Api<Service>, name: &str) -> anyhow::Result<(
 
 /// The Ready status a kubelet would write (times are whole seconds on
 /// the wire, as upstream's `metav1.Time`).
-fn status(ip: &str, ready: bool) -> serde_json::Value {
-    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+fn status(ip: &str, ready: bool, changed: chrono::DateTime<chrono::Utc>) -> serde_json::Value {
+    let changed = changed.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let flag = if ready { "True" } else { "False" };
     json!({"status": {
         "phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
-        "conditions": [{"type": "Ready", "status": flag, "lastTransitionTime": now}],
+        "conditions": [{"type": "Ready", "status": flag, "lastTransitionTime": changed}],
     }})
 }
 
@@ -183,7 +183,10 @@ async fn create_pod(pods: &Api<Pod>, name: &str, app: &str, k: usize) -> anyhow:
     pods.create(&PostParams::default(), &pod)
         .await
         .with_context(|| format!("creating Pod {name}"))?;
-    let status = status(&pod_ip(k), true);
+    // Ready since a minute ago: the first flip of part 1 is then a change
+    // in a later second.
+    let then = chrono::Utc::now() - chrono::Duration::seconds(60);
+    let status = status(&pod_ip(k), true, then);
     pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
         .await
         .with_context(|| format!("writing status of Pod {name}"))?;
@@ -281,7 +284,7 @@ async fn pod_ready_latency(client: &Client) -> anyhow::Result<()> {
         if k == 0 {
             ready = !ready;
         }
-        let status = status(&ip, ready);
+        let status = status(&ip, ready, chrono::Utc::now());
         let started = Instant::now();
         let written = pods
             .patch_status(

@@ -29,18 +29,21 @@
 //! loop must not fight the user.
 //!
 //! Every write carries `endpoints.kubernetes.io/last-change-trigger-time`:
-//! when the Pod change that caused it happened. A proxy that programs the
+//! when the change it reflects happened (a Pod's Ready transition, or the
+//! Service's creation; see [`TriggerTimes`]). A proxy that programs the
 //! rules can subtract it from "now" to measure the whole
-//! Pod-ready -> packets-flow latency.
+//! Pod-ready -> packets-flow latency, to the second (API times are whole
+//! seconds).
 //!
 //! # How the loop is wired
 //!
 //! ```text
-//!  Services ──watch──▶ cache ──▶ reconcile(Service) ◀── Pods ──watch──▶ cache
-//!     │ deleted                     │   ▲  ▲              (a Pod wakes the Services
-//!     ▼                             │   │  └─ Endpoints / slices     that select it,
-//!  clean up after it                ▼   │     changed by others      now or before)
-//!             GET Endpoints, LIST slices, write the difference
+//!  Services ──watch──▶ cache ───────────┐         Pods ──watch──▶ cache
+//!     │ Delete events                   ▼                           │ a Pod wakes the Services
+//!     ▼                       reconcile(Service) ◀──────────────────┘ that select it, now or before
+//!  clean up after it                    │  ◀── its Endpoints / slices changed by someone else
+//!                                       ▼
+//!            GET Endpoints, LIST slices (fresh), write only the difference
 //! ```
 //!
 //! - Pods are many and change often, so they are read from a watch cache
@@ -72,6 +75,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -129,6 +133,9 @@ pub struct EndpointsController {
     /// Pod -> the Services its previous version selected, noted just
     /// before the cache takes the new version (see [`run`]).
     previously_selected_by: Mutex<HashMap<ObjectRef<Pod>, Vec<ObjectRef<Service>>>>,
+    /// True while the Pod watch (re)lists: its Pods wake no Service one by
+    /// one, every Service is synced when the list is complete.
+    pods_listing: AtomicBool,
 }
 
 /// Runs the loop until its watches end.
@@ -158,8 +165,10 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
     .applied_objects();
 
     // Pods: before the cache takes a new version, note which Services the
-    // old version was selected by. After a (re)list every Service is synced
-    // again: Pods deleted while the watch was down produce no event.
+    // old version was selected by. A (re)list wakes every Service once, at
+    // its end, rather than once per Pod (10,000 Pods would be 10,000
+    // wake-ups); that also covers Pods deleted while the watch was down,
+    // which produce no event.
     let (relisted_tx, relisted_rx) = mpsc::unbounded::<()>();
     let noting = ctl.clone();
     let pod_events = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
@@ -168,10 +177,11 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
             watcher::Event::Apply(pod)
             | watcher::Event::InitApply(pod)
             | watcher::Event::Delete(pod) => noting.note_previous_selection(pod),
+            watcher::Event::Init => noting.pods_listing.store(true, Ordering::SeqCst),
             watcher::Event::InitDone => {
+                noting.pods_listing.store(false, Ordering::SeqCst);
                 let _ = relisted_tx.unbounded_send(());
             }
-            watcher::Event::Init => {}
         })
         .reflect(pods_writer)
         .touched_objects();
@@ -206,6 +216,8 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
                 Err(controller::Error::ObjectNotFound(service)) => {
                     tracing::debug!(%service, "no such Service");
                 }
+                // Already reported by `error_policy`.
+                Err(controller::Error::ReconcilerFailed(..)) => {}
                 Err(e) => tracing::warn!(error = %e, "endpoints controller"),
             }
         });
@@ -257,10 +269,7 @@ pub async fn reconcile(service: Arc<Service>, ctl: Arc<EndpointsController>) -> 
         return Ok(Action::await_change());
     }
     // A half-filled Pod cache would make us drop endpoints that exist.
-    ctl.pods
-        .wait_until_ready()
-        .await
-        .map_err(|e| Error::Invalid(format!("Pod cache: {e}")))?;
+    crate::wait_for_cache(&ctl.pods).await?;
 
     let namespace = service.namespace().unwrap_or_default();
     let name = service.name_any();
@@ -376,6 +385,7 @@ impl EndpointsController {
             services,
             trigger_times: TriggerTimes::default(),
             previously_selected_by: Mutex::new(HashMap::new()),
+            pods_listing: AtomicBool::new(false),
         }
     }
 
@@ -408,12 +418,16 @@ impl EndpointsController {
     /// Which Services a Pod event concerns: those selecting it now, and
     /// those that selected it before a label change.
     pub fn services_to_sync(&self, pod: &Pod) -> Vec<ObjectRef<Service>> {
-        let mut services = self.services_selecting(pod);
         let before = self
             .previously_selected_by
             .lock()
             .expect("lock")
             .remove(&ObjectRef::from_obj(pod));
+        if self.pods_listing.load(Ordering::SeqCst) {
+            // Part of a full list: every Service is synced once it ends.
+            return Vec::new();
+        }
+        let mut services = self.services_selecting(pod);
         for service in before.into_iter().flatten() {
             if !services.contains(&service) {
                 services.push(service);
@@ -1111,6 +1125,25 @@ mod tests {
         let subsets = desired_subsets(&svc, &pods);
         assert_eq!(subsets.len(), 1);
         assert_eq!(subsets[0].addresses.as_ref().unwrap()[0].ip, "10.244.0.5");
+    }
+
+    #[test]
+    fn a_headless_service_without_ports_lists_bare_addresses() {
+        let svc = service(json!({"selector": {"app": "web"}, "clusterIP": "None"}));
+        let pods = vec![pod("a", "10.244.0.9", true, "2026-01-01T00:00:00Z")];
+        let subsets = desired_subsets(&svc, &pods);
+        assert_eq!(subsets.len(), 1);
+        assert_eq!(subsets[0].addresses.as_ref().unwrap()[0].ip, "10.244.0.9");
+        assert!(subsets[0].ports.is_none());
+        assert_eq!(
+            endpoints_labels(&svc)
+                .get(LABEL_HEADLESS)
+                .map(String::as_str),
+            Some("")
+        );
+        let groups = endpointslice::desired_endpoints(&svc, &pods);
+        assert_eq!(groups.len(), 1);
+        assert!(groups.values().next().unwrap().ports.is_empty());
     }
 
     #[test]
