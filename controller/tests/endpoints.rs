@@ -10,9 +10,8 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
-use common::{eventually, Cluster, FakeNode};
+use common::{eventually, Cluster, FakeNode, InProcessLoop};
 use controller::endpoints;
 use k8s_openapi::api::core::v1::{EndpointSubset, Endpoints, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -22,30 +21,6 @@ use serde_json::{json, Value};
 
 /// How long the loop may take to show a change before a test fails.
 const SECS: u64 = 20;
-
-/// The Endpoints loop running in this process; stopped when dropped.
-struct Loop(tokio::task::JoinHandle<anyhow::Result<()>>);
-
-impl Loop {
-    fn start(cluster: &Cluster) -> Loop {
-        // `RUST_LOG=controller=debug` shows what the loop decides.
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_default_env()
-                    .unwrap_or_else(|_| "warn".into()),
-            )
-            .with_test_writer()
-            .try_init();
-        let ctx = controller::Context::new(cluster.client.clone(), controller::Config::default());
-        Loop(tokio::spawn(endpoints::run(Arc::new(ctx))))
-    }
-}
-
-impl Drop for Loop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
 
 fn services(c: &Cluster) -> Api<Service> {
     Api::namespaced(c.client.clone(), "default")
@@ -203,7 +178,7 @@ async fn wait_for(
 #[tokio::test]
 async fn two_ready_pods_are_listed_in_endpoints_and_one_slice() {
     let c = Cluster::apiserver_only().await;
-    let _loop = Loop::start(&c);
+    let _loop = InProcessLoop::start(&c, endpoints::run);
     let svc = create_service(&c, "ngx-svc", Some("ngx-dep"), port_80(), json!({})).await;
     create_pod(&c, "ngx-1", "ngx-dep", "10.244.1.5", true, &[]).await;
     create_pod(&c, "ngx-2", "ngx-dep", "10.244.2.3", true, &[]).await;
@@ -273,7 +248,7 @@ async fn two_ready_pods_are_listed_in_endpoints_and_one_slice() {
 #[tokio::test]
 async fn not_ready_pods_are_listed_as_not_ready_unless_published() {
     let c = Cluster::apiserver_only().await;
-    let _loop = Loop::start(&c);
+    let _loop = InProcessLoop::start(&c, endpoints::run);
     create_service(&c, "web", Some("web"), port_80(), json!({})).await;
     create_service(
         &c,
@@ -340,7 +315,7 @@ async fn not_ready_pods_are_listed_as_not_ready_unless_published() {
 #[tokio::test]
 async fn a_named_target_port_is_resolved_per_pod() {
     let c = Cluster::apiserver_only().await;
-    let _loop = Loop::start(&c);
+    let _loop = InProcessLoop::start(&c, endpoints::run);
     let ports = json!([{"name": "web", "port": 80, "targetPort": "http", "protocol": "TCP"}]);
     create_service(&c, "named", Some("named"), ports, json!({})).await;
     create_pod(
@@ -423,7 +398,7 @@ async fn a_named_target_port_is_resolved_per_pod() {
 #[tokio::test]
 async fn scaling_to_five_and_to_150_pods() {
     let c = Cluster::apiserver_only().await;
-    let _loop = Loop::start(&c);
+    let _loop = InProcessLoop::start(&c, endpoints::run);
     create_service(&c, "many", Some("many"), port_80(), json!({})).await;
     let ip = |i: usize| format!("10.244.{}.{}", i / 100, i % 100 + 2);
     for i in 0..2 {
@@ -451,7 +426,7 @@ async fn scaling_to_five_and_to_150_pods() {
 #[tokio::test]
 async fn a_terminating_pod_is_marked_terminating_and_leaves_the_endpoints() {
     let c = Cluster::apiserver_only().await;
-    let _loop = Loop::start(&c);
+    let _loop = InProcessLoop::start(&c, endpoints::run);
     create_service(&c, "term", Some("term"), port_80(), json!({})).await;
     create_pod(&c, "term-1", "term", "10.244.1.5", true, &[]).await;
     create_pod(&c, "term-2", "term", "10.244.1.6", true, &[]).await;
@@ -493,7 +468,7 @@ async fn a_terminating_pod_is_marked_terminating_and_leaves_the_endpoints() {
 #[tokio::test]
 async fn a_service_without_selector_keeps_its_hand_written_endpoints() {
     let c = Cluster::apiserver_only().await;
-    let _loop = Loop::start(&c);
+    let _loop = InProcessLoop::start(&c, endpoints::run);
     create_service(&c, "external", None, port_80(), json!({})).await;
     let by_hand: Endpoints = serde_json::from_value(json!({
         "metadata": {"name": "external", "namespace": "default"},
@@ -519,7 +494,7 @@ async fn a_service_without_selector_keeps_its_hand_written_endpoints() {
 #[tokio::test]
 async fn nothing_is_written_when_nothing_changed() {
     let c = Cluster::apiserver_only().await;
-    let _loop = Loop::start(&c);
+    let _loop = InProcessLoop::start(&c, endpoints::run);
     create_service(&c, "calm", Some("calm"), port_80(), json!({})).await;
     create_pod(&c, "calm-1", "calm", "10.244.1.5", true, &[]).await;
     create_pod(&c, "calm-2", "calm", "10.244.1.6", false, &[]).await;
@@ -558,7 +533,7 @@ async fn nothing_is_written_when_nothing_changed() {
 #[tokio::test]
 async fn relabelling_a_pod_takes_it_out_of_the_service() {
     let c = Cluster::apiserver_only().await;
-    let _loop = Loop::start(&c);
+    let _loop = InProcessLoop::start(&c, endpoints::run);
     create_service(&c, "relabel", Some("relabel"), port_80(), json!({})).await;
     create_pod(&c, "relabel-1", "relabel", "10.244.1.5", true, &[]).await;
     create_pod(&c, "relabel-2", "relabel", "10.244.1.6", true, &[]).await;
@@ -580,7 +555,7 @@ async fn relabelling_a_pod_takes_it_out_of_the_service() {
 #[tokio::test]
 async fn deleting_the_service_deletes_its_endpoints_and_slices() {
     let c = Cluster::apiserver_only().await;
-    let _loop = Loop::start(&c);
+    let _loop = InProcessLoop::start(&c, endpoints::run);
     create_service(&c, "gone", Some("gone"), port_80(), json!({})).await;
     create_pod(&c, "gone-1", "gone", "10.244.1.5", true, &[]).await;
     wait_for(&c, "gone", &set(&[("10.244.1.5", true)])).await;
@@ -627,7 +602,7 @@ async fn leftovers_of_services_deleted_while_stopped_are_swept_at_start() {
         .await
         .unwrap();
 
-    let _loop = Loop::start(&c);
+    let _loop = InProcessLoop::start(&c, endpoints::run);
     eventually(
         SECS,
         "leftover Endpoints and slices to be swept",

@@ -8,9 +8,7 @@
 
 mod common;
 
-use std::sync::Arc;
-
-use common::{eventually, Cluster, FakeNode};
+use common::{eventually, Cluster, FakeNode, InProcessLoop};
 use controller::gc;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
@@ -23,30 +21,6 @@ use serde_json::{json, Value};
 
 /// How long any cascade may take before a test fails.
 const CASCADE_SECS: u64 = 30;
-
-/// The collector running in this process; stopped when dropped.
-struct Collector(tokio::task::JoinHandle<anyhow::Result<()>>);
-
-impl Collector {
-    fn start(cluster: &Cluster) -> Collector {
-        // `RUST_LOG=controller=debug` shows what the collector decides.
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_default_env()
-                    .unwrap_or_else(|_| "warn".into()),
-            )
-            .with_test_writer()
-            .try_init();
-        let ctx = controller::Context::new(cluster.client.clone(), controller::Config::default());
-        Collector(tokio::spawn(gc::run(Arc::new(ctx))))
-    }
-}
-
-impl Drop for Collector {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
 
 async fn create<K>(client: &kube::Client, object: Value) -> K
 where
@@ -169,7 +143,7 @@ fn owner_uids<K: Resource>(object: &K) -> Vec<String> {
 async fn kubectl_delete_deployment_removes_its_replicasets_and_pods() {
     let cluster = Cluster::apiserver_only().await;
     let client = &cluster.client;
-    let _gc = Collector::start(&cluster);
+    let _gc = InProcessLoop::start(&cluster, gc::run);
     let (_, replicaset, _) = deployment_tree(client, "web", 2, None).await;
     // Not owned by anything: the collector leaves it alone.
     let bystander: Pod = create(
@@ -209,7 +183,7 @@ async fn kubectl_delete_deployment_removes_its_replicasets_and_pods() {
 async fn orphan_deletion_keeps_dependents_and_removes_only_the_owners_reference() {
     let cluster = Cluster::apiserver_only().await;
     let client = &cluster.client;
-    let _gc = Collector::start(&cluster);
+    let _gc = InProcessLoop::start(&cluster, gc::run);
     let owner: ConfigMap = create(client, config_map("owner", &[])).await;
     let first: ConfigMap = create(client, config_map("first", &[controller_ref(&owner)])).await;
     let second: ConfigMap = create(client, config_map("second", &[controller_ref(&owner)])).await;
@@ -252,7 +226,7 @@ async fn orphan_deletion_keeps_dependents_and_removes_only_the_owners_reference(
 async fn foreground_deletion_keeps_the_owner_until_its_dependents_are_gone() {
     let cluster = Cluster::apiserver_only().await;
     let client = &cluster.client;
-    let _gc = Collector::start(&cluster);
+    let _gc = InProcessLoop::start(&cluster, gc::run);
     let owner: ConfigMap = create(client, config_map("owner", &[])).await;
     create::<ConfigMap>(client, config_map("free", &[controller_ref(&owner)])).await;
     // A dependent that someone else's finalizer holds: it is deleted
@@ -322,7 +296,7 @@ async fn foreground_deletion_of_a_deployment_removes_pods_then_replicaset_then_d
     // in Foreground only if it knows the ReplicaSet has Pods, and Pods
     // created milliseconds before the delete may not have reached its
     // cache yet (upstream's dependency graph has the same window).
-    let _gc = Collector::start(&cluster);
+    let _gc = InProcessLoop::start(&cluster, gc::run);
 
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
     deployments
@@ -390,7 +364,7 @@ async fn a_dependent_of_an_owner_recreated_under_the_same_name_is_deleted() {
     )
     .await;
 
-    let _gc = Collector::start(&cluster);
+    let _gc = InProcessLoop::start(&cluster, gc::run);
     eventually(CASCADE_SECS, "the stale dependent to go", || async {
         exists::<ConfigMap>(client, "stale")
             .await
@@ -412,7 +386,7 @@ async fn a_dependent_of_an_owner_recreated_under_the_same_name_is_deleted() {
 async fn a_dependent_with_a_remaining_owner_is_kept() {
     let cluster = Cluster::apiserver_only().await;
     let client = &cluster.client;
-    let _gc = Collector::start(&cluster);
+    let _gc = InProcessLoop::start(&cluster, gc::run);
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     let leaving: ConfigMap = create(client, config_map("leaving", &[])).await;
     let staying: ConfigMap = create(client, config_map("staying", &[])).await;
@@ -458,7 +432,7 @@ async fn a_dependent_with_a_remaining_owner_is_kept() {
 async fn foreground_deletion_lets_a_dependent_with_another_owner_live() {
     let cluster = Cluster::apiserver_only().await;
     let client = &cluster.client;
-    let _gc = Collector::start(&cluster);
+    let _gc = InProcessLoop::start(&cluster, gc::run);
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     let leaving: ConfigMap = create(client, config_map("leaving", &[])).await;
     let staying: ConfigMap = create(client, config_map("staying", &[])).await;
@@ -492,7 +466,7 @@ async fn a_cluster_scoped_object_naming_a_namespaced_owner_is_kept_with_a_warnin
     use k8s_openapi::api::core::v1::{Event, Node};
     let cluster = Cluster::apiserver_only().await;
     let client = &cluster.client;
-    let _gc = Collector::start(&cluster);
+    let _gc = InProcessLoop::start(&cluster, gc::run);
     // A Node cannot be owned by a ConfigMap: the reference cannot resolve,
     // so it must never be the reason to delete the Node.
     let owner: ConfigMap = create(client, config_map("owner", &[])).await;

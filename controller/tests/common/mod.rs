@@ -351,3 +351,33 @@ impl Kubelet {
         }
     }
 }
+
+/// One controller loop running inside the test process (instead of the
+/// whole controller binary), stopped when dropped.
+pub struct InProcessLoop(tokio::task::JoinHandle<anyhow::Result<()>>);
+
+impl InProcessLoop {
+    /// Starts `run` (e.g. `controller::gc::run`) against the cluster.
+    /// `RUST_LOG=controller=debug` shows what the loop decides.
+    pub fn start<F, Fut>(cluster: &Cluster, run: F) -> InProcessLoop
+    where
+        F: FnOnce(Arc<controller::Context>) -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "warn".into()),
+            )
+            .with_test_writer()
+            .try_init();
+        let ctx = controller::Context::new(cluster.client.clone(), controller::Config::default());
+        InProcessLoop(tokio::spawn(run(Arc::new(ctx))))
+    }
+}
+
+impl Drop for InProcessLoop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
