@@ -22,6 +22,7 @@
 //! - [`endpointslice`]: how those endpoints are cut into EndpointSlices of at most 100.
 //! - [`ipam`]: gives each Node its pod CIDR (`spec.podCIDR`).
 //! - [`nodelifecycle`]: marks nodes whose Lease stops as NotReady, evicts their Pods.
+//! - [`podstatus`]: the Pod conditions controllers write (`PodScheduled`, `Ready`).
 //! - [`gc`]: the garbage collector: deletes what ownerReferences orphan.
 //! - [`events`]: Events a student reads in `kubectl describe`.
 //! - [`leaderelection`]: only one controller acts at a time.
@@ -34,6 +35,7 @@ pub mod gc;
 pub mod ipam;
 pub mod leaderelection;
 pub mod nodelifecycle;
+pub mod podstatus;
 pub mod replicaset;
 pub mod scheduler;
 

@@ -409,32 +409,17 @@ async fn handle_pods(
 /// Upstream's `MarkPodsNotReady`: a Pod with a `Ready` condition gets it
 /// set to `False`, and a `NodeNotReady` warning.
 async fn mark_pod_not_ready(ctx: &Context, pod: &Pod) -> Result<()> {
-    let ready = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"));
-    let Some(ready) = ready else {
+    let Some(ready) = crate::podstatus::condition(pod, "Ready") else {
         return Ok(());
     };
     if ready.status == "False" {
         return Ok(());
     }
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &pod.namespace().unwrap_or_default());
-    let patch = json!({"status": {"conditions": [{
+    let condition = json!({
         "type": "Ready", "status": "False", "lastTransitionTime": Time(Timestamp::now()),
-    }]}});
-    match pods
-        .patch_status(
-            &pod.name_any(),
-            &PatchParams::default(),
-            &Patch::Strategic(&patch),
-        )
-        .await
-    {
-        Ok(_) => {}
-        Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
-        Err(e) => return Err(e.into()),
+    });
+    if !crate::podstatus::set_condition(&ctx.client, pod, condition).await? {
+        return Ok(());
     }
     ctx.events
         .publish(

@@ -559,7 +559,8 @@ async fn bind(ctx: &Context, pod: &Pod, node: &str) -> Result<()> {
     }
     tracing::info!(pod = %format!("{namespace}/{name}"), node, "scheduled");
     // A Pod that waited carries PodScheduled=False; say it is placed now.
-    let waited = pod_condition(pod, "PodScheduled").is_some_and(|c| c.status != "True");
+    let waited =
+        crate::podstatus::condition(pod, "PodScheduled").is_some_and(|c| c.status != "True");
     if waited {
         let patch = json!({"status": {"conditions": [{
             "type": "PodScheduled", "status": "True", "reason": null, "message": null,
@@ -587,7 +588,7 @@ async fn bind(ctx: &Context, pod: &Pod, node: &str) -> Result<()> {
 /// Sets `PodScheduled=False` (reason `Unschedulable`) and records a
 /// `FailedScheduling` event, unless the condition already says exactly that.
 async fn mark_unschedulable(ctx: &Context, pod: &Pod, message: &str) -> Result<()> {
-    let current = pod_condition(pod, "PodScheduled");
+    let current = crate::podstatus::condition(pod, "PodScheduled");
     let unchanged = current.is_some_and(|c| {
         c.status == "False"
             && c.reason.as_deref() == Some("Unschedulable")
@@ -601,22 +602,12 @@ async fn mark_unschedulable(ctx: &Context, pod: &Pod, message: &str) -> Result<(
         _ => None,
     }
     .unwrap_or(Time(Timestamp::now()));
-    let patch = json!({"status": {"conditions": [{
+    let condition = json!({
         "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
         "message": message, "lastTransitionTime": transition,
-    }]}});
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &pod.namespace().unwrap_or_default());
-    match pods
-        .patch_status(
-            &pod.name_any(),
-            &PatchParams::default(),
-            &Patch::Strategic(&patch),
-        )
-        .await
-    {
-        Ok(_) => {}
-        Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
-        Err(e) => return Err(e.into()),
+    });
+    if !crate::podstatus::set_condition(&ctx.client, pod, condition).await? {
+        return Ok(());
     }
     tracing::info!(pod = %pod.name_any(), message, "unschedulable");
     ctx.events
@@ -629,18 +620,6 @@ async fn mark_unschedulable(ctx: &Context, pod: &Pod, message: &str) -> Result<(
         )
         .await;
     Ok(())
-}
-
-fn pod_condition<'a>(
-    pod: &'a Pod,
-    type_: &str,
-) -> Option<&'a k8s_openapi::api::core::v1::PodCondition> {
-    pod.status
-        .as_ref()?
-        .conditions
-        .as_ref()?
-        .iter()
-        .find(|c| c.type_ == type_)
 }
 
 #[cfg(test)]
