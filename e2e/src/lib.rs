@@ -7,5 +7,10 @@
 //! - [`harness`]: the real component binaries (`apiserver`, `controller`,
 //!   ...) started as processes on loopback ports with private data
 //!   directories, and stopped by PID when dropped - also when a test fails.
+//! - [`lab`]: the multi-node lab - one network namespace per "VM" on a
+//!   host-only bridge, the control plane inside `kl-master` - built by
+//!   `e2e up`, removed by `e2e down`, and held by end-to-end tests as a
+//!   [`lab::Lab`].
 
 pub mod harness;
+pub mod lab;
