@@ -564,10 +564,15 @@ fn ensure_running(options: &LabOptions, component: &Component) -> Result<(), Lab
     let log_for_stderr = log
         .try_clone()
         .map_err(io_error(format!("opening {}", log_path.display())))?;
-    let mut command = Command::new("ip");
+    // Enter only the node's *network* namespace. `ip netns exec` would also
+    // give the component a private copy of the mount table, and the network
+    // namespaces a node agent creates for its Pods (bind mounts under
+    // /run/netns) would then be invisible to everyone else - including the
+    // same node agent after a restart.
+    let netns_path = format!("/run/netns/{}", component.netns);
+    let netns = File::open(&netns_path).map_err(io_error(format!("opening {netns_path}")))?;
+    let mut command = Command::new(&binary_path);
     command
-        .args(["netns", "exec", &component.netns])
-        .arg(&binary_path)
         .args(&component.args)
         .env(
             "RUST_LOG",
@@ -576,14 +581,18 @@ fn ensure_running(options: &LabOptions, component: &Component) -> Result<(), Lab
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_for_stderr);
-    // SAFETY: setsid is async-signal-safe and touches no memory of ours;
-    // the component gets its own session, so neither a terminal hangup nor
-    // a Ctrl-C sent to `e2e up` reaches it: it lives until `down`.
+    // SAFETY: between fork and exec the child only makes two system calls
+    // (setsid, setns), both async-signal-safe, on a file descriptor opened
+    // before the fork. setsid gives the component its own session, so
+    // neither a terminal hangup nor a Ctrl-C sent to `e2e up` reaches it: it
+    // lives until `down`.
     unsafe {
-        command.pre_exec(|| nix::unistd::setsid().map(|_| ()).map_err(Into::into));
+        command.pre_exec(move || {
+            nix::unistd::setsid()?;
+            nix::sched::setns(&netns, nix::sched::CloneFlags::CLONE_NEWNET)?;
+            Ok(())
+        });
     }
-    // `ip netns exec` enters the namespace and execs the binary (no fork),
-    // so the child's PID is the component's PID.
     let child = command.spawn().map_err(io_error(format!(
         "starting {} in {}",
         component.name, component.netns
