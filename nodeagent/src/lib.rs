@@ -1,0 +1,155 @@
+//! `nodeagent`: everything kube-lite runs on a node.
+//!
+//! On a real cluster a node runs several programs: the kubelet (registers
+//! the node, runs its Pods, reports on them), a CNI network plugin (gives
+//! each Pod an interface and an IP), kube-proxy (turns Services into packet
+//! rewriting rules) and, somewhere in the cluster, CoreDNS. kube-lite's
+//! node agent is all of them in one process, one module each, so that a
+//! reader can follow a Pod from the API object to the process and the
+//! packets.
+//!
+//! The agent talks to the control plane only through the apiserver, like
+//! a kubelet: it watches what it must do (its Node, the Pods bound to it)
+//! and writes back what is (the Node's status, its Lease, Pod statuses).
+//!
+//! # Layout
+//!
+//! - [`node`]: the Node object, registration, status and heartbeats (the
+//!   kubelet's node status manager and node Lease).
+//! - [`ipam`]: numbering Pods from the node's pod CIDR, persisted on disk
+//!   (the `host-local` IPAM of the CNI bridge plugin).
+//! - [`network`]: network namespaces, the `cni0` bridge, veth pairs and
+//!   routes between nodes (the CNI `bridge` plugin with flannel host-gw).
+//! - `pods` (to come): Pods as processes in Linux namespaces (the
+//!   kubelet's pod workers and container runtime).
+//! - `proxy` (to come): Services as nftables rules (kube-proxy).
+//! - `dns` (to come): cluster DNS (CoreDNS).
+
+pub mod ipam;
+pub mod network;
+pub mod node;
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::sync::watch;
+
+use crate::ipam::PodCidr;
+
+/// The file in the data directory that holds the node's pod CIDR once the
+/// controller gave it one: the place an admin (or a test) looks.
+pub const POD_CIDR_FILE: &str = "pod-cidr";
+
+/// The directory, under the data directory, of the Pod address
+/// allocations (host-local's `/var/lib/cni/networks/<network>`).
+pub const IPAM_DIR: &str = "networks/kube-lite";
+
+/// How the agent was started.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The Node's name (`--node-name`).
+    pub node_name: String,
+    /// The address other nodes reach this one at (`--node-ip`), reported
+    /// as the Node's InternalIP.
+    pub node_ip: Ipv4Addr,
+    /// Where the agent keeps what must survive a restart (IP allocations,
+    /// Pod state). One per node: the lab runs several nodes on one machine.
+    pub data_dir: PathBuf,
+    /// The admin's image catalog (`--image-catalog`), for the Pods part.
+    pub image_catalog: Option<PathBuf>,
+    /// How often the node Lease is renewed.
+    pub lease_renew_interval: Duration,
+    /// How often the Node status is posted when nothing changed.
+    pub node_status_report_interval: Duration,
+}
+
+impl Config {
+    /// A configuration with upstream's intervals (Lease every 10 s, status
+    /// every minute) and the data directory `/var/lib/kube-lite/<node>`.
+    pub fn new(node_name: &str, node_ip: Ipv4Addr) -> Config {
+        Config {
+            node_name: node_name.to_string(),
+            node_ip,
+            data_dir: default_data_dir(node_name),
+            image_catalog: None,
+            lease_renew_interval: Duration::from_secs(10),
+            node_status_report_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// `/var/lib/kube-lite/<node>`: like the kubelet's /var/lib/kubelet, with
+/// the node's name so that lab nodes on one machine do not share it.
+pub fn default_data_dir(node_name: &str) -> PathBuf {
+    Path::new("/var/lib/kube-lite").join(node_name)
+}
+
+/// Runs the agent until an unrecoverable error.
+///
+/// Node registration and heartbeats start at once and never wait for the
+/// network: a node without a pod CIDR yet is still a node. The network
+/// part starts when the controller has given the node its pod CIDR.
+pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+    let identity = node::NodeIdentity {
+        name: config.node_name.clone(),
+        ip: config.node_ip,
+    };
+    let machine = node::Machine::read();
+    let heartbeats = node::Heartbeats {
+        lease_renew_interval: config.lease_renew_interval,
+        status_report_interval: config.node_status_report_interval,
+    };
+    let (pod_cidr_tx, pod_cidr_rx) = watch::channel(None);
+    let node_status = node::run(client, identity, machine, heartbeats, pod_cidr_tx);
+    tokio::select! {
+        r = node_status => r.context("node status"),
+        r = follow_pod_cidr(&config.data_dir, pod_cidr_rx) => r,
+    }
+}
+
+/// Waits for the node's pod CIDR and prepares what depends on it: records
+/// it in [`POD_CIDR_FILE`] and opens the Pod address allocations.
+async fn follow_pod_cidr(
+    data_dir: &Path,
+    mut pod_cidr: watch::Receiver<Option<PodCidr>>,
+) -> anyhow::Result<()> {
+    loop {
+        let cidr = *pod_cidr
+            .wait_for(Option::is_some)
+            .await
+            .context("the node status task ended")?;
+        let cidr = cidr.expect("waited for Some");
+        write_atomically(&data_dir.join(POD_CIDR_FILE), &format!("{cidr}\n"))?;
+        let ipam = ipam::Ipam::open(&data_dir.join(IPAM_DIR), cidr)?;
+        tracing::info!(
+            %cidr,
+            gateway = %cidr.gateway(),
+            allocated = ipam.list().len(),
+            "pod network block ready"
+        );
+        // A Node keeps its block for life; a new one only comes if the
+        // Node was deleted and registered again.
+        pod_cidr
+            .changed()
+            .await
+            .context("the node status task ended")?;
+    }
+}
+
+/// Writes a small file so that a reader sees the old or the new content,
+/// never a part: a temporary file, flushed, renamed over the old one.
+fn write_atomically(path: &Path, content: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let tmp = path.with_extension("tmp");
+    let mut file =
+        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    file.write_all(content.as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+    Ok(())
+}

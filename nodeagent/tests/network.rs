@@ -1,0 +1,453 @@
+//! The pod network against the real kernel (run as root).
+//!
+//! Each test first creates a network namespace that plays "the node"
+//! (`kl-nettest-<pid>-<test>`) and runs the code under test inside it with
+//! [`netns::run_in_blocking`], so the host's own network is never touched.
+//! Pod namespaces are created by the code under test with names of the form
+//! `kl-pod-nettest<pid><test>-<hash>`. Traffic (ping) only flows between
+//! namespaces the test created. A [`TestNode`] guard removes the node
+//! namespace and every Pod namespace of the test, also when a test panics.
+
+use std::net::Ipv4Addr;
+use std::process::Command;
+
+use ipnet::Ipv4Net;
+use nodeagent::network::{netns, BridgeNetfilter, NodeRoute, PodInterface, PodNetwork, RouteSync};
+
+/// The node of one test: its namespace, its name for [`PodNetwork`], and
+/// cleanup on drop.
+struct TestNode {
+    netns: String,
+    node_name: String,
+}
+
+impl TestNode {
+    fn create(test: &str) -> TestNode {
+        assert!(
+            nix::unistd::Uid::effective().is_root(),
+            "the network tests need root (namespaces, links, routes)"
+        );
+        let pid = std::process::id();
+        let node = TestNode {
+            netns: format!("kl-nettest-{pid}-{test}"),
+            node_name: format!("nettest{pid}{test}"),
+        };
+        netns::create(&node.netns).expect("creating the test node namespace");
+        // The node's own loopback, as on a real machine.
+        node.ip(&["link", "set", "lo", "up"]);
+        node
+    }
+
+    /// Runs `ip ARGS` inside the node namespace and returns stdout; panics on
+    /// failure.
+    fn ip(&self, args: &[&str]) -> String {
+        run_in_netns(&self.netns, "ip", args).unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    /// Runs `work` with a [`PodNetwork`] inside the node namespace.
+    fn run<F, Fut, T>(&self, work: F) -> T
+    where
+        F: FnOnce(PodNetwork) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = T>,
+        T: Send + 'static,
+    {
+        let node_name = self.node_name.clone();
+        netns::run_in_blocking(&self.netns, move |handle| {
+            work(PodNetwork::new(handle, &node_name))
+        })
+        .expect("running inside the test node namespace")
+    }
+
+    fn pod_prefix(&self) -> String {
+        format!("kl-pod-{}-", self.node_name)
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        // Independent of the code under test: plain `ip netns delete`.
+        let prefix = self.pod_prefix();
+        let mut leftovers: Vec<String> = std::fs::read_dir(netns::NETNS_RUN_DIR)
+            .map(|entries| {
+                entries
+                    .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+                    .filter(|name| name.starts_with(&prefix))
+                    .collect()
+            })
+            .unwrap_or_default();
+        leftovers.push(self.netns.clone());
+        for name in leftovers {
+            let _ = Command::new("ip").args(["netns", "delete", &name]).output();
+            let _ = std::fs::remove_file(netns::path(&name));
+        }
+    }
+}
+
+/// `ip netns exec NETNS PROGRAM ARGS`, stdout on success.
+fn run_in_netns(netns: &str, program: &str, args: &[&str]) -> Result<String, String> {
+    let output = Command::new("ip")
+        .args(["netns", "exec", netns, program])
+        .args(args)
+        .output()
+        .map_err(|error| format!("running ip netns exec {netns} {program}: {error}"))?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(format!(
+            "ip netns exec {netns} {program} {args:?} failed ({}): {}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ))
+    }
+}
+
+/// One ping from `netns` to `target`: at most three tries of one second,
+/// the first one may wait for ARP.
+fn ping(netns: &str, target: &str) -> Result<(), String> {
+    let mut last_error = String::new();
+    for _ in 0..3 {
+        match run_in_netns(netns, "ping", &["-c1", "-W1", target]) {
+            Ok(_) => return Ok(()),
+            Err(error) => last_error = error,
+        }
+    }
+    Err(last_error)
+}
+
+fn net(text: &str) -> Ipv4Net {
+    text.parse().unwrap()
+}
+
+fn ipv4_addresses(netns: &str, link: &str) -> Vec<String> {
+    run_in_netns(netns, "ip", &["-o", "-4", "addr", "show", "dev", link])
+        .unwrap_or_else(|error| panic!("{error}"))
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            words.find(|word| *word == "inet")?;
+            words.next().map(str::to_string)
+        })
+        .collect()
+}
+
+const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 244, 1, 1);
+
+#[test]
+fn namespaces_are_created_listed_entered_and_deleted_like_ip_netns() {
+    let node = TestNode::create("ns");
+    let name = format!("{}probe", node.pod_prefix());
+    let path = netns::create(&name).expect("create");
+    assert_eq!(
+        netns::create(&name).expect("create again"),
+        path,
+        "create is idempotent"
+    );
+    assert!(netns::exists(&name));
+    let listed = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).contains(&name),
+        "`ip netns list` shows the namespace"
+    );
+
+    // Inside, netlink sees a fresh stack: only `lo`.
+    let links = netns::run_in_blocking(&name, |handle| async move {
+        use futures::TryStreamExt;
+        let links: Vec<_> = handle.link().get().execute().try_collect().await.unwrap();
+        links.len()
+    })
+    .expect("run_in");
+    assert_eq!(links, 1, "a new namespace has only lo");
+
+    netns::delete(&name).expect("delete");
+    assert!(!netns::exists(&name));
+    assert!(!netns::path(&name).exists());
+    netns::delete(&name).expect("deleting a missing namespace is fine");
+    assert!(netns::create("a/b").is_err(), "names are file names");
+}
+
+#[test]
+fn pods_on_the_bridge_reach_each_other_and_the_gateway() {
+    let node = TestNode::create("pods");
+    let (status, pod_a, pod_b, again, listed) = node.run(|network| async move {
+        let status = network
+            .ensure_bridge(net("10.244.1.1/24"))
+            .await
+            .expect("ensure_bridge");
+        let again = network
+            .ensure_bridge(net("10.244.1.1/24"))
+            .await
+            .expect("ensure_bridge again");
+        assert_eq!(status, again, "ensure_bridge is idempotent");
+        let a = network
+            .setup("uid-a", net("10.244.1.2/24"), GATEWAY)
+            .await
+            .expect("setup A");
+        let b = network
+            .setup("uid-b", net("10.244.1.3/24"), GATEWAY)
+            .await
+            .expect("setup B");
+        let a_again = network
+            .setup("uid-a", net("10.244.1.2/24"), GATEWAY)
+            .await
+            .expect("setup A twice");
+        let listed = network.list_pod_namespaces().expect("list");
+        (status, a, b, a_again, listed)
+    });
+    assert_eq!(pod_a, again, "setting up twice gives the same interface");
+    assert_eq!(
+        pod_a,
+        PodInterface {
+            netns: format!(
+                "{}{}",
+                node.pod_prefix(),
+                nodeagent::network::pod_hash("uid-a")
+            ),
+            host_veth: PodNetwork::host_veth_name("uid-a"),
+            ip: net("10.244.1.2/24"),
+            gateway: GATEWAY,
+        }
+    );
+    let mut expected = vec![pod_a.netns.clone(), pod_b.netns.clone()];
+    expected.sort();
+    assert_eq!(
+        listed, expected,
+        "list_pod_namespaces finds exactly this node's Pods"
+    );
+
+    // The bridge: address, up, sysctls of the node namespace.
+    assert_eq!(ipv4_addresses(&node.netns, "cni0"), ["10.244.1.1/24"]);
+    let bridge = node.ip(&["-o", "link", "show", "cni0"]);
+    assert!(
+        bridge.contains(",UP") || bridge.contains("<UP"),
+        "cni0 is up: {bridge}"
+    );
+    assert_eq!(
+        run_in_netns(&node.netns, "cat", &["/proc/sys/net/ipv4/ip_forward"])
+            .unwrap()
+            .trim(),
+        "1"
+    );
+    assert!(
+        matches!(
+            status.bridge_netfilter,
+            BridgeNetfilter::Enabled | BridgeNetfilter::EnabledAfterModprobe
+        ),
+        "bridge netfilter: {:?}",
+        status.bridge_netfilter
+    );
+    assert_eq!(
+        run_in_netns(
+            &node.netns,
+            "cat",
+            &["/proc/sys/net/bridge/bridge-nf-call-iptables"]
+        )
+        .unwrap()
+        .trim(),
+        "1"
+    );
+
+    // Each Pod: eth0 with its IP (exactly one, also after the second
+    // setup), lo up, default route via the gateway; host veth on cni0 with
+    // hairpin on.
+    for (pod, ip) in [(&pod_a, "10.244.1.2/24"), (&pod_b, "10.244.1.3/24")] {
+        assert!(netns::exists(&pod.netns), "{} exists", pod.netns);
+        assert_eq!(ipv4_addresses(&pod.netns, "eth0"), [ip]);
+        let lo = run_in_netns(&pod.netns, "ip", &["-o", "link", "show", "lo"]).unwrap();
+        assert!(lo.contains(",UP"), "lo is up in the Pod: {lo}");
+        let default = run_in_netns(&pod.netns, "ip", &["route", "show", "default"]).unwrap();
+        assert!(
+            default.contains("via 10.244.1.1 dev eth0"),
+            "default route: {default}"
+        );
+        let host = node.ip(&["-o", "link", "show", &pod.host_veth]);
+        assert!(
+            host.contains("master cni0"),
+            "{} is a port of cni0: {host}",
+            pod.host_veth
+        );
+        let hairpin = run_in_netns(
+            &node.netns,
+            "cat",
+            &[&format!(
+                "/sys/class/net/{}/brport/hairpin_mode",
+                pod.host_veth
+            )],
+        )
+        .unwrap();
+        assert_eq!(hairpin.trim(), "1", "hairpin mode on {}", pod.host_veth);
+    }
+
+    ping(&pod_a.netns, "10.244.1.3").expect("pod A reaches pod B");
+    ping(&pod_a.netns, "10.244.1.1").expect("pod A reaches the gateway");
+    ping(&pod_b.netns, "10.244.1.2").expect("pod B reaches pod A");
+
+    // Teardown removes the veth pair and the namespace, and is idempotent.
+    let netns_a = pod_a.netns.clone();
+    node.run(|network| async move {
+        network.teardown("uid-a").await.expect("teardown A");
+        network.teardown("uid-a").await.expect("teardown A twice");
+    });
+    assert!(!netns::exists(&netns_a), "pod A's namespace is gone");
+    assert!(
+        !netns::path(&netns_a).exists(),
+        "pod A's namespace file is gone"
+    );
+    let links = node.ip(&["-o", "link", "show"]);
+    assert!(
+        !links.contains(&pod_a.host_veth),
+        "pod A's veth is gone: {links}"
+    );
+    assert!(links.contains(&pod_b.host_veth), "pod B's veth stays");
+
+    // A leftover namespace (as after a restart) is cleaned up by name.
+    let netns_b = pod_b.netns.clone();
+    let remaining = node.run(move |network| async move {
+        network
+            .teardown_namespace(&netns_b)
+            .await
+            .expect("teardown leftover");
+        network.list_pod_namespaces().expect("list")
+    });
+    assert!(
+        remaining.is_empty(),
+        "no Pod namespaces left: {remaining:?}"
+    );
+    assert!(!node.ip(&["-o", "link", "show"]).contains(&pod_b.host_veth));
+}
+
+#[test]
+fn setup_repairs_a_half_made_pod_network() {
+    let node = TestNode::create("repair");
+    let pod = node.run(|network| async move {
+        network
+            .ensure_bridge(net("10.244.1.1/24"))
+            .await
+            .expect("ensure_bridge");
+        network
+            .setup("uid-r", net("10.244.1.5/24"), GATEWAY)
+            .await
+            .expect("setup")
+    });
+    // Simulate a crash that lost the Pod end: delete eth0 inside the Pod
+    // (which removes the host end too) and recreate only a host-side link
+    // with the veth name, as if the move had not happened yet.
+    run_in_netns(&pod.netns, "ip", &["link", "del", "eth0"]).unwrap();
+    node.ip(&[
+        "link",
+        "add",
+        &pod.host_veth,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "kltmppeer",
+    ]);
+    let again = node.run(|network| async move {
+        network
+            .setup("uid-r", net("10.244.1.5/24"), GATEWAY)
+            .await
+            .expect("setup repairs")
+    });
+    assert_eq!(again, pod);
+    assert_eq!(ipv4_addresses(&pod.netns, "eth0"), ["10.244.1.5/24"]);
+    ping(&pod.netns, "10.244.1.1").expect("the repaired Pod reaches its gateway");
+    assert!(
+        !node.ip(&["-o", "link", "show"]).contains("kltmppeer"),
+        "the stale pair was removed"
+    );
+}
+
+#[test]
+fn route_sync_adds_replaces_and_removes_host_gw_routes() {
+    let node = TestNode::create("routes");
+    // The node's LAN interface, so that other node IPs are reachable next
+    // hops: one end of a veth pair whose other end stays unused in the node.
+    node.ip(&[
+        "link", "add", "eth1", "type", "veth", "peer", "name", "eth1-lan",
+    ]);
+    node.ip(&["addr", "add", "192.168.56.11/24", "dev", "eth1"]);
+    node.ip(&["link", "set", "eth1-lan", "up"]);
+    node.ip(&["link", "set", "eth1", "up"]);
+    // A stale host-gw route from a deleted node, and a route outside the Pod
+    // range that sync must leave alone.
+    node.ip(&["route", "add", "10.244.9.0/24", "via", "192.168.56.19"]);
+    node.ip(&["route", "add", "10.50.0.0/16", "via", "192.168.56.14"]);
+
+    let cluster = net("10.244.0.0/16");
+    let route = |cidr: &str, ip: [u8; 4]| NodeRoute {
+        pod_cidr: net(cidr),
+        node_ip: Ipv4Addr::from(ip),
+    };
+    let first = vec![
+        route("10.244.2.0/24", [192, 168, 56, 12]),
+        route("10.244.3.0/24", [192, 168, 56, 13]),
+    ];
+    let second = vec![route("10.244.2.0/24", [192, 168, 56, 22])];
+    let (sync1, sync1_again, sync2) = node.run(move |network| async move {
+        network
+            .ensure_bridge(net("10.244.1.1/24"))
+            .await
+            .expect("ensure_bridge");
+        let sync1 = network.sync_routes(cluster, &first).await.expect("sync 1");
+        let sync1_again = network
+            .sync_routes(cluster, &first)
+            .await
+            .expect("sync 1 again");
+        let sync2 = network.sync_routes(cluster, &second).await.expect("sync 2");
+        network
+            .ensure_service_route(net("10.96.0.0/12"))
+            .await
+            .expect("service route");
+        network
+            .ensure_service_route(net("10.96.0.0/12"))
+            .await
+            .expect("service route again");
+        (sync1, sync1_again, sync2)
+    });
+    assert_eq!(
+        sync1,
+        RouteSync {
+            added: vec![net("10.244.2.0/24"), net("10.244.3.0/24")],
+            replaced: vec![],
+            removed: vec![net("10.244.9.0/24")],
+        }
+    );
+    assert!(
+        sync1_again.is_unchanged(),
+        "a second sync changes nothing: {sync1_again:?}"
+    );
+    assert_eq!(
+        sync2,
+        RouteSync {
+            added: vec![],
+            replaced: vec![net("10.244.2.0/24")],
+            removed: vec![net("10.244.3.0/24")],
+        }
+    );
+
+    let routes = node.ip(&["-4", "route", "show"]);
+    assert!(
+        routes.contains("10.244.2.0/24 via 192.168.56.22 dev eth1"),
+        "{routes}"
+    );
+    assert!(!routes.contains("10.244.3.0/24"), "{routes}");
+    assert!(!routes.contains("10.244.9.0/24"), "{routes}");
+    assert!(
+        routes.contains("10.50.0.0/16 via 192.168.56.14"),
+        "unrelated route kept: {routes}"
+    );
+    assert!(
+        routes.contains("10.244.1.0/24 dev cni0"),
+        "the local Pod subnet stays: {routes}"
+    );
+    assert!(
+        routes.contains("10.96.0.0/12 dev cni0"),
+        "service CIDR routed onto cni0: {routes}"
+    );
+    let lookup = node.ip(&["route", "get", "10.96.0.1"]);
+    assert!(
+        lookup.contains("dev cni0 src 10.244.1.1"),
+        "a ClusterIP leaves via cni0 from the gateway address: {lookup}"
+    );
+}
