@@ -20,6 +20,9 @@
 //!   (the `host-local` IPAM of the CNI bridge plugin).
 //! - [`network`]: network namespaces, the `cni0` bridge, veth pairs and
 //!   routes between nodes (the CNI `bridge` plugin with flannel host-gw).
+//! - [`nodenet`]: the node's side of the pod network, kept in line with
+//!   the API: `cni0` once the pod CIDR is known, routes to the other nodes
+//!   (what flanneld does).
 //! - `pods` (to come): Pods as processes in Linux namespaces (the
 //!   kubelet's pod workers and container runtime).
 //! - `proxy` (to come): Services as nftables rules (kube-proxy).
@@ -28,6 +31,7 @@
 pub mod ipam;
 pub mod network;
 pub mod node;
+pub mod nodenet;
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -37,6 +41,7 @@ use anyhow::Context as _;
 use tokio::sync::watch;
 
 use crate::ipam::PodCidr;
+use crate::nodenet::NodeNetworkConfig;
 
 /// The file in the data directory that holds the node's pod CIDR once the
 /// controller gave it one: the place an admin (or a test) looks.
@@ -63,6 +68,15 @@ pub struct Config {
     pub lease_renew_interval: Duration,
     /// How often the Node status is posted when nothing changed.
     pub node_status_report_interval: Duration,
+    /// The cluster's Pod range, of which each node owns a block.
+    pub cluster_cidr: ipnet::Ipv4Net,
+    /// The Service range, routed onto `cni0`.
+    pub service_cidr: ipnet::Ipv4Net,
+    /// Whether the agent builds the node's pod network (`cni0`, routes).
+    /// Off only for tests that run the agent in the machine's own network
+    /// namespace to check registration: there it must not touch links or
+    /// routes (`--no-pod-network`).
+    pub pod_network: bool,
 }
 
 impl Config {
@@ -76,6 +90,9 @@ impl Config {
             image_catalog: None,
             lease_renew_interval: Duration::from_secs(10),
             node_status_report_interval: Duration::from_secs(60),
+            cluster_cidr: nodenet::DEFAULT_CLUSTER_CIDR,
+            service_cidr: nodenet::DEFAULT_SERVICE_CIDR,
+            pod_network: true,
         }
     }
 }
@@ -90,7 +107,9 @@ pub fn default_data_dir(node_name: &str) -> PathBuf {
 ///
 /// Node registration and heartbeats start at once and never wait for the
 /// network: a node without a pod CIDR yet is still a node. The network
-/// part starts when the controller has given the node its pod CIDR.
+/// part ([`nodenet`]) sets up `cni0` when the controller has given the
+/// node its pod CIDR, and retries its failures itself: a broken network
+/// never stops the heartbeats. Needs root (it changes links and routes).
 pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
@@ -104,10 +123,27 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
         status_report_interval: config.node_status_report_interval,
     };
     let (pod_cidr_tx, pod_cidr_rx) = watch::channel(None);
+    let network_config = NodeNetworkConfig {
+        node_name: config.node_name.clone(),
+        cluster_cidr: config.cluster_cidr,
+        service_cidr: config.service_cidr,
+    };
+    let network_client = client.clone();
+    let network_pod_cidr = pod_cidr_rx.clone();
+    let pod_network = config.pod_network;
+    let node_network = async move {
+        if pod_network {
+            nodenet::run(network_client, network_config, network_pod_cidr).await
+        } else {
+            tracing::info!("--no-pod-network: leaving links and routes alone");
+            std::future::pending().await
+        }
+    };
     let node_status = node::run(client, identity, machine, heartbeats, pod_cidr_tx);
     tokio::select! {
         r = node_status => r.context("node status"),
         r = follow_pod_cidr(&config.data_dir, pod_cidr_rx) => r,
+        r = node_network => r.context("node network"),
     }
 }
 

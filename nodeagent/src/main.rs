@@ -46,6 +46,10 @@ struct Args {
     /// Seconds between Node status posts when nothing changed.
     #[arg(long, default_value_t = 60)]
     node_status_report_interval: u64,
+    /// Register and heartbeat only: never touch links, addresses or
+    /// routes. For tests that run the agent outside a node's namespace.
+    #[arg(long)]
+    no_pod_network: bool,
 }
 
 #[tokio::main]
@@ -80,5 +84,6 @@ async fn main() -> anyhow::Result<()> {
     settings.image_catalog = args.image_catalog;
     settings.lease_renew_interval = Duration::from_secs(args.lease_renew_interval);
     settings.node_status_report_interval = Duration::from_secs(args.node_status_report_interval);
+    settings.pod_network = !args.no_pod_network;
     nodeagent::run(client, settings).await
 }

@@ -43,6 +43,8 @@ fn start_agent_with(
         &data_dir.display().to_string(),
         "--lease-renew-interval",
         "1",
+        // This agent runs in the machine's own network namespace.
+        "--no-pod-network",
     ]
     .iter()
     .chain(extra_args)
