@@ -5,9 +5,12 @@
 //! Needs root (it creates network namespaces). The two tests share the
 //! machine's one lab and take turns through its lock.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
+use common::ip;
 use e2e::harness::{bin_dir, ensure_built};
 use e2e::lab::{self, Lab, LabOptions};
 
@@ -25,18 +28,6 @@ fn lab_options(dir: &Path, workers: usize) -> LabOptions {
         dir: dir.to_path_buf(),
         bin_dir: bin_dir(),
     }
-}
-
-/// Runs `ip` with `args` and returns what it printed; panics if it fails.
-fn ip(args: &[&str]) -> String {
-    let out = Command::new("ip").args(args).output().expect("running ip");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// `ip -br addr` of one link in one namespace: "eth1 UP 192.168.56.11/24".

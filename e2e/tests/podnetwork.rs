@@ -8,10 +8,13 @@
 //!
 //! Needs root (the lab creates network namespaces); takes the lab lock.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use common::ip;
 use e2e::harness::{bin_dir, ensure_built};
 use e2e::lab::{Lab, LabOptions};
 use k8s_openapi::api::core::v1::Node;
@@ -22,17 +25,6 @@ const NODES: [(&str, &str); 3] = [
     ("kl-worker1", "192.168.56.11"),
     ("kl-worker2", "192.168.56.12"),
 ];
-
-fn ip(args: &[&str]) -> String {
-    let out = Command::new("ip").args(args).output().expect("running ip");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 fn in_node(netns: &str, command: &[&str]) -> Output {
     Command::new("ip")
