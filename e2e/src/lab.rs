@@ -17,7 +17,10 @@
 //!   meant for the cluster ever leaves the machine (ARCHITECTURE.md's
 //!   network safety rule);
 //! - the control plane (apiserver, controller) runs inside `kl-master`, as
-//!   detached processes whose PIDs are kept in `DIR/pids/`.
+//!   detached processes whose PIDs are kept in `DIR/pids/`;
+//! - the node agents make a network namespace per Pod,
+//!   `kl-pod-<node>-<8 hex>`, with the Pod's processes inside and a veth
+//!   pair to the node's bridge.
 //!
 //! [`up`] makes the system match that picture and changes nothing that
 //! already matches it (like a reconcile loop); [`down`] removes everything,
@@ -69,6 +72,10 @@ pub const MAX_WORKERS: usize = 99;
 /// namespace are ended only if their executable is one of these.
 pub const LAB_BINARIES: &[&str] = &["apiserver", "controller", "nodeagent"];
 
+/// Every Pod network namespace a node agent makes is named
+/// `kl-pod-<node name>-<8 hex digits>` (nodeagent's `network` module).
+pub const POD_NETNS_PREFIX: &str = "kl-pod-";
+
 /// How long `up` waits for the apiserver's /readyz.
 const APISERVER_READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a component gets to exit on SIGTERM before SIGKILL.
@@ -107,6 +114,13 @@ pub enum LabError {
         "another lab user holds {LOCK_PATH} (waited {0:?}); only one lab can exist per machine"
     )]
     Locked(Duration),
+    #[error(
+        "{} lab file(s) could not be removed (still mounted by a running process?), first {}: {}",
+        .0.len(),
+        .0[0].0.display(),
+        .0[0].1
+    )]
+    Leftovers(Vec<(PathBuf, std::io::Error)>),
 }
 
 fn io_error(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> LabError {
@@ -176,6 +190,34 @@ fn is_node_netns(name: &str) -> bool {
 /// Whether `link` is a host-side LAN port of a lab node (`kl-master-lan`).
 fn is_lan_port(link: &str) -> bool {
     link.strip_suffix("-lan").is_some_and(is_node_netns)
+}
+
+/// A Pod network namespace of a lab node: `kl-pod-kl-worker1-1a2b3c4d`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PodNetns<'a> {
+    /// The namespace's name.
+    name: &'a str,
+    /// The node's namespace (`kl-worker1`).
+    node: &'a str,
+    /// The Pod's hash, which also names the node end of its veth pair.
+    hash: &'a str,
+}
+
+impl<'a> PodNetns<'a> {
+    /// Recognises only Pods of lab nodes: the node agent tests make Pod
+    /// namespaces of other, made-up nodes (`kl-pod-nettest...`), which are
+    /// not the lab's to remove.
+    fn parse(name: &'a str) -> Option<PodNetns<'a>> {
+        let (node, hash) = name.strip_prefix(POD_NETNS_PREFIX)?.rsplit_once('-')?;
+        let is_hash = hash.len() == 8 && hash.bytes().all(|b| b.is_ascii_hexdigit());
+        (is_node_netns(node) && is_hash).then_some(PodNetns { name, node, hash })
+    }
+
+    /// The node end of the Pod's veth pair, a port of the node's bridge
+    /// (nodeagent's `network::veth::host_veth_name`).
+    fn host_veth(&self) -> String {
+        format!("veth{}", self.hash)
+    }
 }
 
 /// The apiserver's URL as seen from the host and every node.
@@ -507,7 +549,7 @@ fn start_node_agent(options: &LabOptions, node: &Node) -> Result<(), LabError> {
     let data_dir = options.dir.join(&node.name).join("nodeagent");
     std::fs::create_dir_all(&data_dir)
         .map_err(io_error(format!("creating {}", data_dir.display())))?;
-    let agent = Component {
+    let mut agent = Component {
         name: format!("nodeagent-{}", node.name),
         binary: "nodeagent",
         netns: node.netns(),
@@ -522,6 +564,18 @@ fn start_node_agent(options: &LabOptions, node: &Node) -> Result<(), LabError> {
             data_dir.display().to_string(),
         ],
     };
+    if node.lan_ip == MASTER_IP {
+        // What kubeadm does to the control-plane node: labelled, and
+        // tainted so that ordinary Pods (the lesson's nginx) go to the
+        // workers. Its node agent still runs Service rules and answers
+        // NodePorts.
+        agent.args.extend([
+            "--node-labels".into(),
+            "node-role.kubernetes.io/control-plane=".into(),
+            "--register-with-taints".into(),
+            "node-role.kubernetes.io/control-plane:NoSchedule".into(),
+        ]);
+    }
     ensure_running(options, &agent)
 }
 
@@ -707,8 +761,8 @@ users:
 // down
 // ---------------------------------------------------------------------
 
-/// Removes the lab: processes, namespaces (their veth pairs go with
-/// them), LAN ports, the bridge, the unreachable routes and the files
+/// Removes the lab: processes (components, then Pods), namespaces (Pods',
+/// then nodes'; their veth pairs go with them), LAN ports, the bridge, the unreachable routes and the files
 /// under `dir` that `up` made. What to remove is read from the system, so
 /// this works after a crash and when nothing is left (then it does
 /// nothing). Every step is tried; the first error is returned.
@@ -721,6 +775,9 @@ pub fn down(dir: &Path) -> Result<(), LabError> {
         }
     };
     keep(stop_components(dir));
+    // With the node agents gone nobody looks after the Pods: end their
+    // processes and remove their namespaces, before the nodes'.
+    keep(remove_pods());
     // LAN ports first: deleting one end of a veth pair deletes the other
     // at once, while a deleted namespace's links go away only later, in
     // the background.
@@ -799,6 +856,13 @@ fn stop_components(dir: &Path) -> Result<(), LabError> {
                 .filter(|p| lab_binary_of(*p).is_some()),
         );
     }
+    stop_processes(pids);
+    Ok(())
+}
+
+/// Ends processes the lab made, as a kubelet ends a container: SIGTERM,
+/// [`STOP_GRACE`] to exit, then SIGKILL.
+fn stop_processes(mut pids: Vec<i32>) {
     pids.sort_unstable();
     pids.dedup();
     for &pid in &pids {
@@ -811,7 +875,72 @@ fn stop_components(dir: &Path) -> Result<(), LabError> {
         let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
     }
     wait_gone(&pids, STOP_GRACE);
-    Ok(())
+    for &pid in pids.iter().filter(|p| !is_gone(**p)) {
+        // Stuck in the kernel (state D): it goes when the kernel lets it.
+        eprintln!("lab: pid {pid} survived SIGKILL for {STOP_GRACE:?}; leaving it");
+    }
+}
+
+/// The processes in a network namespace (`ip netns pids`).
+fn netns_pids(ns: &str) -> Result<Vec<i32>, LabError> {
+    let out = ip(
+        &format!("listing processes in {ns}"),
+        &["netns", "pids", ns],
+    )?;
+    Ok(out
+        .split_whitespace()
+        .filter_map(|p| p.parse::<i32>().ok())
+        .collect())
+}
+
+/// The Pods of every lab node: their processes (each container and its
+/// monitor, all in the Pod's network namespace) are ended, then the
+/// namespaces removed, then any node end of a veth pair still left. Every
+/// process in such a namespace was started by a lab node agent, so all of
+/// them go. Every step is tried; the first error is returned.
+fn remove_pods() -> Result<(), LabError> {
+    let namespaces = netns_list()?;
+    let pods: Vec<PodNetns> = namespaces
+        .iter()
+        .filter_map(|n| PodNetns::parse(n))
+        .collect();
+    let mut first_error = None;
+    let mut pids = vec![];
+    for pod in &pods {
+        match netns_pids(pod.name) {
+            Ok(found) => pids.extend(found),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    stop_processes(pids);
+    for pod in &pods {
+        if let Err(e) = ip_change(
+            &format!("removing Pod namespace {}", pod.name),
+            &["netns", "del", pod.name],
+        ) {
+            eprintln!("lab: {e}");
+            first_error.get_or_insert(e);
+        }
+        // Deleting the Pod's end deletes the pair, but the kernel cleans a
+        // deleted namespace up in the background: the node end may linger
+        // for a moment. (Removing the node namespace removes it anyway.)
+        let veth = pod.host_veth();
+        if links(Some(pod.node)).is_ok_and(|l| l.contains(&veth)) {
+            let removed = ip_change(
+                &format!("removing {veth} of {}", pod.name),
+                &["-n", pod.node, "link", "del", &veth],
+            );
+            if let Err(e) = removed {
+                // Gone in between is fine.
+                if links(Some(pod.node)).is_ok_and(|l| l.contains(&veth)) {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+    }
+    first_error.map_or(Ok(()), Err)
 }
 
 /// Collects an exited child of this process (a test that ran `up`), so
@@ -841,6 +970,13 @@ fn wait_gone(pids: &[i32], timeout: Duration) {
 
 /// Removes what `up` wrote under `dir`, and `dir` itself if that leaves
 /// it empty (anything else in it is not ours).
+///
+/// Pods' containers bind-mount files from their node's directory (volumes,
+/// /etc/hosts, nginx's config). Those mounts live in the Pods' own mount
+/// namespaces, which end with their processes; a mount that is still in
+/// this namespace under `dir` is detached lazily (which never waits). What
+/// still cannot be removed is skipped - the rest is removed anyway - and
+/// reported in the error.
 fn remove_files(dir: &Path) -> Result<(), LabError> {
     let mut made: Vec<PathBuf> = ["pids", "logs", "kubeconfig"]
         .iter()
@@ -854,18 +990,95 @@ fn remove_files(dir: &Path) -> Result<(), LabError> {
                 .is_some_and(is_node_netns)
         }));
     }
+    detach_mounts_under(dir);
+    let mut left = vec![];
     for path in made {
-        let removed = if path.is_dir() {
-            std::fs::remove_dir_all(&path)
-        } else if path.exists() {
-            std::fs::remove_file(&path)
-        } else {
-            Ok(())
-        };
-        removed.map_err(io_error(format!("removing {}", path.display())))?;
+        remove_tree(&path, &mut left);
     }
     let _ = std::fs::remove_dir(dir);
-    Ok(())
+    if left.is_empty() {
+        return Ok(());
+    }
+    for (path, error) in &left {
+        eprintln!("lab: could not remove {}: {error}", path.display());
+    }
+    Err(LabError::Leftovers(left))
+}
+
+/// Removes `path` and everything under it, without following symlinks,
+/// going on past what cannot be removed (collected in `left`).
+fn remove_tree(path: &Path, left: &mut Vec<(PathBuf, std::io::Error)>) {
+    let metadata = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+        Err(e) => return left.push((path.to_path_buf(), e)),
+    };
+    if !metadata.is_dir() {
+        if let Err(e) = std::fs::remove_file(path) {
+            left.push((path.to_path_buf(), e));
+        }
+        return;
+    }
+    match std::fs::read_dir(path) {
+        Ok(entries) => {
+            for entry in entries.flatten() {
+                remove_tree(&entry.path(), left);
+            }
+        }
+        Err(e) => return left.push((path.to_path_buf(), e)),
+    }
+    if let Err(e) = std::fs::remove_dir(path) {
+        // A child that could not go is already reported.
+        if !left.iter().any(|(p, _)| p.starts_with(path)) {
+            left.push((path.to_path_buf(), e));
+        }
+    }
+}
+
+/// Lazily unmounts every mount of this mount namespace at or below `dir`,
+/// deepest first (a mount there makes `rmdir` fail with EBUSY).
+fn detach_mounts_under(dir: &Path) {
+    let Ok(mountinfo) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let mut mounts: Vec<PathBuf> = mountinfo
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(|point| PathBuf::from(unescape_mountinfo(point)))
+        .filter(|point| point.starts_with(dir))
+        .collect();
+    mounts.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
+    mounts.dedup();
+    for point in mounts {
+        eprintln!("lab: detaching the mount at {}", point.display());
+        if let Err(e) = nix::mount::umount2(&point, nix::mount::MntFlags::MNT_DETACH) {
+            eprintln!("lab: detaching {}: {e}", point.display());
+        }
+    }
+}
+
+/// Mount points in /proc/self/mountinfo escape space, tab, newline and
+/// backslash as `\ooo` (octal).
+fn unescape_mountinfo(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|b| (b'0'..=b'7').contains(b)));
+        match (bytes[i], octal) {
+            (b'\\', Some(d)) => {
+                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
+                i += 4;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 // ---------------------------------------------------------------------
@@ -885,11 +1098,13 @@ pub struct LabStatus {
     pub apiserver_ready: bool,
 }
 
-/// A node namespace and its links with their IPv4 addresses.
+/// A node namespace, its links with their IPv4 addresses, and how many Pod
+/// namespaces its node agent made.
 #[derive(Debug)]
 pub struct NodeStatus {
     pub netns: String,
     pub links: Vec<(String, Vec<String>)>,
+    pub pods: usize,
 }
 
 /// A component named by a PID file.
@@ -909,9 +1124,15 @@ pub fn status(dir: &Path) -> Result<LabStatus, LabError> {
         None
     };
     let mut nodes = vec![];
-    let mut namespaces: Vec<String> = netns_list()?
-        .into_iter()
+    let all_namespaces = netns_list()?;
+    let pods: Vec<PodNetns> = all_namespaces
+        .iter()
+        .filter_map(|n| PodNetns::parse(n))
+        .collect();
+    let mut namespaces: Vec<String> = all_namespaces
+        .iter()
         .filter(|n| is_node_netns(n))
+        .cloned()
         .collect();
     namespaces.sort_by_key(|n| (n != "kl-master", n.len(), n.clone()));
     for ns in namespaces {
@@ -920,9 +1141,11 @@ pub fn status(dir: &Path) -> Result<LabStatus, LabError> {
             let addrs = addresses(Some(&ns), &link)?;
             node_links.push((link, addrs));
         }
+        let pods = pods.iter().filter(|p| p.node == ns).count();
         nodes.push(NodeStatus {
             netns: ns,
             links: node_links,
+            pods,
         });
     }
     let mut components = vec![];
@@ -974,7 +1197,11 @@ impl std::fmt::Display for LabStatus {
                 .iter()
                 .map(|(link, addrs)| format!("{link} {}", addrs.join(",")).trim().to_string())
                 .collect();
-            writeln!(f, "node {}: {}", node.netns, described.join("  "))?;
+            let pods = match node.pods {
+                1 => "1 pod namespace".to_string(),
+                n => format!("{n} pod namespaces"),
+            };
+            writeln!(f, "node {}: {}  ({pods})", node.netns, described.join("  "))?;
         }
         writeln!(f, "{:<22} {:>8}  STATE", "COMPONENT", "PID")?;
         for c in &self.components {
@@ -1154,5 +1381,48 @@ mod tests {
         assert!(is_lan_port("kl-master-lan"));
         assert!(!is_lan_port("kl-lan0"));
         assert!(!is_lan_port("kl-other-lan"));
+    }
+
+    #[test]
+    fn down_removes_only_pods_of_lab_nodes() {
+        let pod = PodNetns::parse("kl-pod-kl-worker1-deadbeef").unwrap();
+        assert_eq!((pod.node, pod.hash), ("kl-worker1", "deadbeef"));
+        assert_eq!(pod.host_veth(), "vethdeadbeef");
+        assert_eq!(
+            PodNetns::parse("kl-pod-kl-master-0123abcd").map(|p| p.node),
+            Some("kl-master")
+        );
+        for other in [
+            "kl-pod-nettest12x-deadbeef",
+            "kl-pod-kl-worker1-deadbee",
+            "kl-pod-kl-worker1-deadbeefx",
+            "kl-pod-kl-worker1-xyzxyzxy",
+            "kl-pod-kl-worker-deadbeef",
+            "kl-worker1",
+            "kl-pod-deadbeef",
+        ] {
+            assert_eq!(PodNetns::parse(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn mountinfo_escapes_are_undone() {
+        assert_eq!(unescape_mountinfo(r"/tmp/a\040b"), "/tmp/a b");
+        assert_eq!(unescape_mountinfo(r"/x\134y"), r"/x\y");
+        assert_eq!(unescape_mountinfo(r"/plain"), "/plain");
+    }
+
+    #[test]
+    fn remove_files_goes_on_past_what_it_cannot_remove() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("lab");
+        std::fs::create_dir_all(dir.join("kl-worker1/nodeagent/pods/u1")).unwrap();
+        std::fs::create_dir_all(dir.join("logs")).unwrap();
+        std::fs::write(dir.join("logs/a.log"), "x").unwrap();
+        std::fs::write(dir.join("kl-worker1/nodeagent/pods/u1/hosts"), "x").unwrap();
+        std::os::unix::fs::symlink("/etc", dir.join("kl-worker1/link")).unwrap();
+        remove_files(&dir).unwrap();
+        assert!(!dir.exists());
+        assert!(Path::new("/etc").exists(), "symlinks are not followed");
     }
 }

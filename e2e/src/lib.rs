@@ -11,6 +11,10 @@
 //!   host-only bridge, the control plane inside `kl-master` - built by
 //!   `e2e up`, removed by `e2e down`, and held by end-to-end tests as a
 //!   [`lab::Lab`].
+//! - [`container`]: a process in fresh namespaces standing in for a
+//!   container, for tests of `kubectl logs` and `kubectl exec` without a
+//!   Pod runtime.
 
+pub mod container;
 pub mod harness;
 pub mod lab;

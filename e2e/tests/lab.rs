@@ -201,3 +201,126 @@ fn down_with_no_lab_does_nothing_and_succeeds() {
     lab::down(&dir).expect("down on a clean machine");
     assert_lab_gone(&dir, &[]);
 }
+
+/// Children of this test, killed by PID when dropped (also on a panic).
+struct Children(Vec<std::process::Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A namespace this test made, removed when dropped.
+struct Netns(&'static str);
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", self.0]).output();
+    }
+}
+
+fn namespace_exists(name: &str) -> bool {
+    ip(&["netns", "list"])
+        .lines()
+        .any(|l| l.split_whitespace().next() == Some(name))
+}
+
+/// `ip netns exec NS ARGS`, with `ip` exec-ing into the command: the
+/// child's PID is the command's.
+fn start_in(netns: &str, args: &[&str]) -> std::process::Child {
+    Command::new("ip")
+        .args(["netns", "exec", netns])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .expect("ip netns exec")
+}
+
+/// Waits until `pid` runs inside `netns` (`ip netns exec` enters it
+/// before exec-ing the command).
+fn wait_inside(netns: &str, pid: u32) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !ip(&["netns", "pids", netns])
+        .split_whitespace()
+        .any(|p| p == pid.to_string())
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{pid} never entered {netns}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn down_ends_the_pods_processes_and_removes_their_namespaces() {
+    require_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("lab");
+    let lab = Lab::up(lab_options(&dir, 1)).expect("lab up");
+
+    // A Pod of kl-worker1 as its node agent would leave it: the Pod's
+    // namespace, a veth pair to the node, a process that stops on SIGTERM
+    // and one that ignores it (down must still end it, with SIGKILL).
+    let pod = "kl-pod-kl-worker1-deadbeef";
+    let _pod_guard = Netns(pod);
+    ip(&["netns", "add", pod]);
+    ip(&[
+        "-n",
+        "kl-worker1",
+        "link",
+        "add",
+        "vethdeadbeef",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        pod,
+    ]);
+    // Not the lab's: a Pod namespace of a made-up node (like the node
+    // agent's own tests make) must survive `down`.
+    let foreign = "kl-pod-labtest-deadbeef";
+    let _foreign_guard = Netns(foreign);
+    ip(&["netns", "add", foreign]);
+
+    let mut children = Children(vec![
+        start_in(pod, &["sleep", "600"]),
+        start_in(pod, &["sh", "-c", "trap '' TERM; sleep 600"]),
+    ]);
+    let pids: Vec<u32> = children.0.iter().map(|c| c.id()).collect();
+    for pid in &pids {
+        wait_inside(pod, *pid);
+    }
+    let foreign_child = start_in(foreign, &["sleep", "600"]);
+    let foreign_pid = foreign_child.id();
+    children.0.push(foreign_child);
+    wait_inside(foreign, foreign_pid);
+
+    let status = lab::status(&dir).unwrap();
+    let worker = status
+        .nodes
+        .iter()
+        .find(|n| n.netns == "kl-worker1")
+        .unwrap();
+    assert_eq!(worker.pods, 1, "{status}");
+    assert!(status.to_string().contains("(1 pod namespace)"), "{status}");
+
+    lab.down().expect("down");
+    for pid in &pids {
+        assert!(
+            !process_alive(*pid as i32),
+            "Pod process {pid} still running"
+        );
+    }
+    assert!(!namespace_exists(pod), "{pod} left");
+    assert_lab_gone(&dir, &[]);
+    // Someone else's is untouched.
+    assert!(namespace_exists(foreign));
+    assert!(process_alive(foreign_pid as i32));
+}

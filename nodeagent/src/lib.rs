@@ -23,15 +23,27 @@
 //! - [`nodenet`]: the node's side of the pod network, kept in line with
 //!   the API: `cni0` once the pod CIDR is known, routes to the other nodes
 //!   (what flanneld does).
-//! - `pods` (to come): Pods as processes in Linux namespaces (the
-//!   kubelet's pod workers and container runtime).
+//! - [`images`]: the image catalog - which program on the node an image
+//!   name runs, with the image's entrypoint, cmd, env and files (what a
+//!   registry and an image store are to a container runtime).
+//! - [`echo`]: the built-in `kube-lite/echo` image, an HTTP and UDP echo
+//!   server served by this binary (`nodeagent echo`; like agnhost's
+//!   `netexec` in Kubernetes' tests).
+//! - [`pods`]: Pods as processes in Linux namespaces (the kubelet's pod
+//!   workers, and a container runtime without images).
+//! - [`server`]: the kubelet's own HTTP port, serving `kubectl logs` and
+//!   `kubectl exec` through the apiserver.
 //! - `proxy` (to come): Services as nftables rules (kube-proxy).
 //! - `dns` (to come): cluster DNS (CoreDNS).
 
+pub mod echo;
+pub mod images;
 pub mod ipam;
 pub mod network;
 pub mod node;
 pub mod nodenet;
+pub mod pods;
+pub mod server;
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -50,6 +62,13 @@ pub const POD_CIDR_FILE: &str = "pod-cidr";
 /// The directory, under the data directory, of the Pod address
 /// allocations (host-local's `/var/lib/cni/networks/<network>`).
 pub const IPAM_DIR: &str = "networks/kube-lite";
+
+/// The cluster DNS Service's ClusterIP (the tenth address of the service
+/// range, as kubeadm chooses it).
+pub const DEFAULT_CLUSTER_DNS: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
+
+/// The cluster's DNS domain.
+pub const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
 
 /// How the agent was started.
 #[derive(Debug, Clone)]
@@ -77,6 +96,18 @@ pub struct Config {
     /// namespace to check registration: there it must not touch links or
     /// routes (`--no-pod-network`).
     pub pod_network: bool,
+    /// Extra labels of the Node (`--node-labels`).
+    pub node_labels: std::collections::BTreeMap<String, String>,
+    /// Taints the Node registers with (`--register-with-taints`).
+    pub register_with_taints: Vec<k8s_openapi::api::core::v1::Taint>,
+    /// The cluster DNS Service's IP, written into Pods' resolv.conf
+    /// (`--cluster-dns`, 10.96.0.10).
+    pub cluster_dns: Ipv4Addr,
+    /// The cluster's DNS domain (`--cluster-domain`, cluster.local).
+    pub cluster_domain: String,
+    /// The port of the kubelet's server ([`server`]) on the node IP
+    /// (`--kubelet-port`, upstream's 10250; 0 picks a free one).
+    pub kubelet_port: u16,
 }
 
 impl Config {
@@ -93,6 +124,11 @@ impl Config {
             cluster_cidr: nodenet::DEFAULT_CLUSTER_CIDR,
             service_cidr: nodenet::DEFAULT_SERVICE_CIDR,
             pod_network: true,
+            kubelet_port: server::DEFAULT_KUBELET_PORT,
+            node_labels: Default::default(),
+            register_with_taints: vec![],
+            cluster_dns: DEFAULT_CLUSTER_DNS,
+            cluster_domain: DEFAULT_CLUSTER_DOMAIN.to_string(),
         }
     }
 }
@@ -113,9 +149,27 @@ pub fn default_data_dir(node_name: &str) -> PathBuf {
 pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+    let catalog = match &config.image_catalog {
+        Some(path) => images::Catalog::load(path)?,
+        None => images::Catalog::builtin(),
+    };
+    // The kubelet's port, bound first so that the Node reports the port
+    // it really got (`--kubelet-port 0`).
+    let kubelet_listener =
+        tokio::net::TcpListener::bind((config.node_ip, config.kubelet_port))
+            .await
+            .with_context(|| {
+                format!(
+                    "binding the kubelet port {}:{}",
+                    config.node_ip, config.kubelet_port
+                )
+            })?;
     let identity = node::NodeIdentity {
         name: config.node_name.clone(),
         ip: config.node_ip,
+        kubelet_port: kubelet_listener.local_addr()?.port(),
+        extra_labels: config.node_labels.clone(),
+        taints: config.register_with_taints.clone(),
     };
     let machine = node::Machine::read();
     let heartbeats = node::Heartbeats {
@@ -139,19 +193,43 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
             std::future::pending().await
         }
     };
+    let (ipam_tx, ipam_rx) = watch::channel(None);
+    let registry = pods::Registry::default();
+    let pods_config = pods::PodsConfig {
+        node_name: config.node_name.clone(),
+        node_ip: config.node_ip,
+        data_dir: config.data_dir.clone(),
+        catalog,
+        network: if config.pod_network {
+            Some(network::PodNetwork::connect(&config.node_name)?)
+        } else {
+            None
+        },
+        dns: pods::ClusterDns {
+            server: config.cluster_dns,
+            domain: config.cluster_domain.clone(),
+        },
+        log_max_bytes: pods::DEFAULT_LOG_MAX_BYTES,
+    };
+    let kubelet_server = server::serve(kubelet_listener, std::sync::Arc::new(registry.clone()));
+    let pods = pods::run(client.clone(), pods_config, ipam_rx, registry);
     let node_status = node::run(client, identity, machine, heartbeats, pod_cidr_tx);
     tokio::select! {
         r = node_status => r.context("node status"),
-        r = follow_pod_cidr(&config.data_dir, pod_cidr_rx) => r,
+        r = follow_pod_cidr(&config.data_dir, pod_cidr_rx, ipam_tx) => r,
         r = node_network => r.context("node network"),
+        r = pods => r.context("pods"),
+        r = kubelet_server => r.context("kubelet server"),
     }
 }
 
 /// Waits for the node's pod CIDR and prepares what depends on it: records
-/// it in [`POD_CIDR_FILE`] and opens the Pod address allocations.
+/// it in [`POD_CIDR_FILE`] and opens the Pod address allocations, which it
+/// hands to the Pods part.
 async fn follow_pod_cidr(
     data_dir: &Path,
     mut pod_cidr: watch::Receiver<Option<PodCidr>>,
+    ipam_tx: watch::Sender<Option<pods::SharedIpam>>,
 ) -> anyhow::Result<()> {
     loop {
         let cidr = *pod_cidr
@@ -167,6 +245,7 @@ async fn follow_pod_cidr(
             allocated = ipam.list().len(),
             "pod network block ready"
         );
+        ipam_tx.send_replace(Some(std::sync::Arc::new(std::sync::Mutex::new(ipam))));
         // A Node keeps its block for life; a new one only comes if the
         // Node was deleted and registered again.
         pod_cidr

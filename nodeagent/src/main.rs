@@ -4,6 +4,8 @@
 //! ```text
 //! nodeagent --server http://192.168.56.10:6443 --node-name worker1 --node-ip 192.168.56.11
 //! nodeagent --kubeconfig ~/.kube/config --node-name worker1 --node-ip 192.168.56.11
+//! nodeagent echo --port 8080      # the kube-lite/echo image (nodeagent::echo)
+//! nodeagent monitor SPEC.json     # a container's monitor, started by the agent
 //! ```
 
 use std::net::Ipv4Addr;
@@ -50,10 +52,48 @@ struct Args {
     /// routes. For tests that run the agent outside a node's namespace.
     #[arg(long)]
     no_pod_network: bool,
+    /// Extra Node labels, `key=value,...` (kubeadm labels the control
+    /// plane `node-role.kubernetes.io/control-plane=`).
+    #[arg(long, default_value = "")]
+    node_labels: String,
+    /// Taints to register the Node with, `key[=value]:Effect,...` (kubeadm:
+    /// `node-role.kubernetes.io/control-plane:NoSchedule`).
+    #[arg(long, default_value = "")]
+    register_with_taints: String,
+    /// The cluster DNS Service's IP, for Pods' resolv.conf.
+    #[arg(long, default_value_t = nodeagent::DEFAULT_CLUSTER_DNS)]
+    cluster_dns: Ipv4Addr,
+    /// The cluster's DNS domain.
+    #[arg(long, default_value = nodeagent::DEFAULT_CLUSTER_DOMAIN)]
+    cluster_domain: String,
+    /// The port of the kubelet's server (`kubectl logs`, `kubectl exec`)
+    /// on --node-ip; 0 picks a free one.
+    #[arg(long, default_value_t = nodeagent::server::DEFAULT_KUBELET_PORT)]
+    kubelet_port: u16,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// A multi-call binary: `nodeagent monitor SPEC` is a container's monitor
+/// (nodeagent::pods::monitor), `nodeagent echo ...` the kube-lite/echo
+/// image (nodeagent::echo); anything else is the agent.
+fn main() -> anyhow::Result<()> {
+    let mode = std::env::args_os().nth(1);
+    if mode.as_deref() == Some(nodeagent::pods::monitor::MONITOR_COMMAND.as_ref()) {
+        // No async runtime here: the monitor must stay single-threaded
+        // until the container has started (see the monitor's docs).
+        let spec = std::env::args_os()
+            .nth(2)
+            .context("usage: nodeagent monitor SPEC.json")?;
+        return nodeagent::pods::monitor::main(std::path::Path::new(&spec));
+    }
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    if mode.is_some_and(|a| a == nodeagent::images::ECHO_SUBCOMMAND) {
+        let args = nodeagent::echo::EchoArgs::parse_from(std::env::args_os().skip(1));
+        return Ok(runtime.block_on(nodeagent::echo::serve(args))?);
+    }
+    runtime.block_on(agent())
+}
+
+async fn agent() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
@@ -85,5 +125,12 @@ async fn main() -> anyhow::Result<()> {
     settings.lease_renew_interval = Duration::from_secs(args.lease_renew_interval);
     settings.node_status_report_interval = Duration::from_secs(args.node_status_report_interval);
     settings.pod_network = !args.no_pod_network;
+    settings.kubelet_port = args.kubelet_port;
+    settings.node_labels = nodeagent::node::parse_labels(&args.node_labels)
+        .map_err(|e| anyhow::anyhow!("--node-labels: {e}"))?;
+    settings.register_with_taints = nodeagent::node::parse_taints(&args.register_with_taints)
+        .map_err(|e| anyhow::anyhow!("--register-with-taints: {e}"))?;
+    settings.cluster_dns = args.cluster_dns;
+    settings.cluster_domain = args.cluster_domain;
     nodeagent::run(client, settings).await
 }

@@ -36,7 +36,10 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, NodeAddress, NodeCondition, NodeStatus, NodeSystemInfo};
+use k8s_openapi::api::core::v1::{
+    DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeStatus,
+    NodeSystemInfo,
+};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -80,12 +83,23 @@ pub enum NodeError {
 }
 
 /// What the node reports about itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodeIdentity {
     /// The Node's name (`--node-name`).
     pub name: String,
     /// Its `InternalIP` (`--node-ip`).
     pub ip: Ipv4Addr,
+    /// The port of the kubelet's server ([`crate::server`]), reported as
+    /// `status.daemonEndpoints.kubeletEndpoint.Port`: where the apiserver
+    /// sends `kubectl logs` and `kubectl exec`.
+    pub kubelet_port: u16,
+    /// Extra labels (`--node-labels`), e.g. kubeadm's
+    /// `node-role.kubernetes.io/control-plane=` on the control-plane node.
+    pub extra_labels: BTreeMap<String, String>,
+    /// Taints the Node is created with (`--register-with-taints`), e.g.
+    /// `node-role.kubernetes.io/control-plane:NoSchedule`, which keeps
+    /// ordinary Pods off the control-plane node.
+    pub taints: Vec<k8s_openapi::api::core::v1::Taint>,
 }
 
 /// Facts about the machine, read once at start.
@@ -157,11 +171,54 @@ fn go_arch(rust_arch: &str) -> &str {
 
 /// The labels of the Node.
 pub fn labels(node: &NodeIdentity, machine: &Machine) -> BTreeMap<String, String> {
-    BTreeMap::from([
+    let mut labels = node.extra_labels.clone();
+    labels.extend([
         (LABEL_HOSTNAME.to_string(), node.name.clone()),
         (LABEL_OS.to_string(), "linux".to_string()),
         (LABEL_ARCH.to_string(), machine.architecture.clone()),
-    ])
+    ]);
+    labels
+}
+
+/// Parses `key=value,key2=` (`--node-labels`).
+pub fn parse_labels(text: &str) -> Result<BTreeMap<String, String>, String> {
+    text.split(',')
+        .filter(|kv| !kv.trim().is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            if k.trim().is_empty() {
+                return Err(format!("invalid label {kv:?}: expected key=value"));
+            }
+            Ok((k.trim().to_string(), v.trim().to_string()))
+        })
+        .collect()
+}
+
+/// Parses `key=value:Effect,key:Effect` (`--register-with-taints`).
+pub fn parse_taints(text: &str) -> Result<Vec<k8s_openapi::api::core::v1::Taint>, String> {
+    text.split(',')
+        .filter(|t| !t.trim().is_empty())
+        .map(|t| {
+            let (kv, effect) = t
+                .rsplit_once(':')
+                .ok_or_else(|| format!("invalid taint {t:?}: expected key[=value]:Effect"))?;
+            if !["NoSchedule", "PreferNoSchedule", "NoExecute"].contains(&effect) {
+                return Err(format!(
+                    "invalid taint {t:?}: effect must be NoSchedule, PreferNoSchedule or NoExecute"
+                ));
+            }
+            let (key, value) = match kv.split_once('=') {
+                Some((k, v)) => (k, Some(v.to_string())),
+                None => (kv, None),
+            };
+            Ok(k8s_openapi::api::core::v1::Taint {
+                key: key.trim().to_string(),
+                value,
+                effect: effect.to_string(),
+                time_added: None,
+            })
+        })
+        .collect()
 }
 
 /// The conditions this agent reports: (type, status, reason, message),
@@ -250,6 +307,11 @@ pub fn desired_status(
         ]),
         capacity: Some(resources.clone()),
         allocatable: Some(resources),
+        daemon_endpoints: Some(NodeDaemonEndpoints {
+            kubelet_endpoint: Some(DaemonEndpoint {
+                port: i32::from(node.kubelet_port),
+            }),
+        }),
         conditions: Some(conditions),
         node_info: Some(NodeSystemInfo {
             architecture: machine.architecture.clone(),
@@ -285,6 +347,7 @@ pub fn reports_match(desired: &NodeStatus, reported: &NodeStatus) -> bool {
         && desired.capacity == reported.capacity
         && desired.allocatable == reported.allocatable
         && desired.node_info == reported.node_info
+        && desired.daemon_endpoints == reported.daemon_endpoints
         && without_heartbeats(desired) == without_heartbeats(reported)
 }
 
@@ -325,7 +388,10 @@ pub async fn register(
                 labels: Some(labels(node, machine)),
                 ..Default::default()
             },
-            spec: None,
+            spec: (!node.taints.is_empty()).then(|| k8s_openapi::api::core::v1::NodeSpec {
+                taints: Some(node.taints.clone()),
+                ..Default::default()
+            }),
             status: Some(desired_status(node, machine, None, Timestamp::now())),
         };
         match nodes.create(&PostParams::default(), &new).await {
@@ -532,6 +598,9 @@ mod tests {
         NodeIdentity {
             name: "worker1".into(),
             ip: "192.168.56.11".parse().unwrap(),
+            kubelet_port: 10250,
+            extra_labels: BTreeMap::new(),
+            taints: vec![],
         }
     }
 
@@ -588,6 +657,8 @@ mod tests {
         assert_eq!(capacity["cpu"].0, "2");
         assert_eq!(capacity["memory"].0, "2048000Ki");
         assert_eq!(capacity["pods"].0, "110");
+        let kubelet = s.daemon_endpoints.unwrap().kubelet_endpoint.unwrap();
+        assert_eq!(kubelet.port, 10250, "where the apiserver finds the kubelet");
         let info = s.node_info.unwrap();
         assert_eq!(info.kubelet_version, "v1.35.0-kube-lite");
         assert_eq!(info.container_runtime_version, "kube-lite://0.1.0");

@@ -5,10 +5,11 @@
 //! [`network`](crate::network) knows *how* to build a bridge or a route;
 //! this module decides *when*, from what the API says:
 //!
-//! - **At start**, Pod network namespaces of this node are removed: the
-//!   agent has just started and runs no Pod yet, so every one of them is a
-//!   leftover of a crash. Only this node's (their names carry the node
-//!   name): in the lab every node shares the machine's /run/netns.
+//! - **After the first list of the node's Pods** ([`crate::pods`]), Pod
+//!   network namespaces of this node that belong to no listed Pod are
+//!   removed, with any process still in them: leftovers of a crash or of
+//!   Pods deleted while the agent was down. Only this node's (their names
+//!   carry the node name): in the lab every node shares /run/netns.
 //! - **When the controller gives the node its pod CIDR** (`spec.podCIDR`,
 //!   e.g. 10.244.1.0/24), the bridge `cni0` gets the first address of the
 //!   block (10.244.1.1/24, every local Pod's gateway), and the service CIDR
@@ -110,7 +111,6 @@ pub async fn run(
     pod_cidr: watch::Receiver<Option<PodCidr>>,
 ) -> Result<(), NodeNetworkError> {
     let network = connect(&config.node_name).await;
-    remove_leftover_pod_namespaces(&network).await;
     tokio::try_join!(
         follow_bridge(&network, &config, pod_cidr),
         follow_node_routes(&network, &config, client),
@@ -133,11 +133,16 @@ async fn connect(node_name: &str) -> PodNetwork {
     }
 }
 
-/// Removes this node's Pod namespaces: at start no Pod runs yet, so all of
-/// them are leftovers (of a crash, or of a node that was torn down badly).
-/// A failure is logged and left for the next start: it wastes an address
-/// and a namespace, but harms no one.
-pub async fn remove_leftover_pod_namespaces(network: &PodNetwork) {
+/// Removes this node's Pod namespaces except those in `keep` (the Pods the
+/// API still has): the others are leftovers of Pods deleted while the
+/// agent was down, of a crash, or of a node that was torn down badly.
+/// Called by [`crate::pods`] once it has listed the node's Pods. A failure
+/// is logged and left for the next start: it wastes an address and a
+/// namespace, but harms no one.
+pub async fn remove_leftover_pod_namespaces(
+    network: &PodNetwork,
+    keep: &std::collections::HashSet<String>,
+) {
     let names = match network.list_pod_namespaces() {
         Ok(names) => names,
         Err(error) => {
@@ -145,7 +150,13 @@ pub async fn remove_leftover_pod_namespaces(network: &PodNetwork) {
             return;
         }
     };
-    for name in names {
+    for name in names.into_iter().filter(|n| !keep.contains(n)) {
+        for pid in crate::pods::pids_in_netns(&crate::network::netns::path(&name)) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
         match network.teardown_namespace(&name).await {
             Ok(()) => tracing::info!(netns = %name, "removed a leftover Pod network namespace"),
             Err(error) => {

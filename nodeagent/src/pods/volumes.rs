@@ -1,0 +1,311 @@
+//! Volumes: directories a Pod's containers see at their `mountPath`.
+//!
+//! kube-lite implements the two kinds the lesson (and most first Pods) use:
+//!
+//! - **configMap**: each key of a ConfigMap becomes a file. The lesson
+//!   mounts `ngx-conf` at /etc/nginx/conf.d, so nginx reads the ConfigMap's
+//!   `default.conf` as its server block. When the ConfigMap changes, the
+//!   files change too (a running nginx needs a reload to notice).
+//! - **emptyDir**: an empty directory that lives as long as the Pod, shared
+//!   by its containers.
+//!
+//! The files of a ConfigMap volume are swapped *atomically*, the way the
+//! kubelet's AtomicWriter does it, so a reader never sees half an update:
+//!
+//! ```text
+//! ngx-conf-vol/
+//!     ..2026_12_02_17_45_29.000000001/default.conf   the data, one dir per version
+//!     ..data -> ..2026_12_02_17_45_29.000000001      switched with one rename(2)
+//!     default.conf -> ..data/default.conf            what the container opens
+//! ```
+//!
+//! `ls -la /etc/nginx/conf.d` inside a Pod shows exactly this, as on a
+//! real cluster.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Component, Path, PathBuf};
+
+use k8s_openapi::api::core::v1::{ConfigMap, Volume};
+
+/// Why a volume could not be set up: reported as the kubelet's
+/// `FailedMount` event and leaves the Pod `ContainerCreating`.
+#[derive(Debug, thiserror::Error)]
+pub enum VolumeError {
+    #[error("MountVolume.SetUp failed for volume {volume:?} : configmap {configmap:?} not found")]
+    ConfigMapNotFound { volume: String, configmap: String },
+    #[error("MountVolume.SetUp failed for volume {volume:?} : configmap references non-existent config key: {key}")]
+    MissingKey { volume: String, key: String },
+    #[error("MountVolume.SetUp failed for volume {volume:?} : invalid path {path:?}")]
+    InvalidPath { volume: String, path: String },
+    #[error("volume {volume:?}: {kind} volumes are not supported by kube-lite (configMap and emptyDir are)")]
+    Unsupported { volume: String, kind: String },
+    #[error("MountVolume.SetUp failed for volume {volume:?} : {action}: {source}")]
+    Io {
+        volume: String,
+        action: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The data of a ConfigMap volume: file path (relative) -> content and mode.
+pub type Files = BTreeMap<String, (Vec<u8>, u32)>;
+
+/// Computes the files a configMap volume should hold, from the volume's
+/// spec and the ConfigMap (`None` when it does not exist).
+pub fn configmap_files(volume: &Volume, configmap: Option<&ConfigMap>) -> Result<Files, VolumeError> {
+    let source = volume.config_map.as_ref().expect("a configMap volume");
+    let name = source.name.clone();
+    let default_mode = source.default_mode.unwrap_or(0o644) as u32;
+    let Some(configmap) = configmap else {
+        if source.optional == Some(true) {
+            return Ok(Files::new());
+        }
+        return Err(VolumeError::ConfigMapNotFound {
+            volume: volume.name.clone(),
+            configmap: name,
+        });
+    };
+    let mut data: BTreeMap<String, Vec<u8>> = configmap
+        .data
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
+        .collect();
+    for (k, v) in configmap.binary_data.iter().flatten() {
+        data.insert(k.clone(), v.0.clone());
+    }
+    let mut files = Files::new();
+    match &source.items {
+        Some(items) if !items.is_empty() => {
+            for item in items {
+                let Some(content) = data.get(&item.key) else {
+                    if source.optional == Some(true) {
+                        continue;
+                    }
+                    return Err(VolumeError::MissingKey {
+                        volume: volume.name.clone(),
+                        key: item.key.clone(),
+                    });
+                };
+                check_relative(&volume.name, &item.path)?;
+                let mode = item.mode.map_or(default_mode, |m| m as u32);
+                files.insert(item.path.clone(), (content.clone(), mode));
+            }
+        }
+        _ => {
+            for (key, content) in data {
+                check_relative(&volume.name, &key)?;
+                files.insert(key, (content, default_mode));
+            }
+        }
+    }
+    Ok(files)
+}
+
+fn check_relative(volume: &str, path: &str) -> Result<(), VolumeError> {
+    let p = Path::new(path);
+    let ok = !path.is_empty()
+        && !path.starts_with("..")
+        && p.components().all(|c| matches!(c, Component::Normal(_)));
+    if ok {
+        Ok(())
+    } else {
+        Err(VolumeError::InvalidPath {
+            volume: volume.to_string(),
+            path: path.to_string(),
+        })
+    }
+}
+
+/// Makes `dir` hold exactly `files`, switching atomically; does nothing
+/// when it already does. Returns whether anything changed.
+pub fn write_atomically(volume: &str, dir: &Path, files: &Files) -> Result<bool, VolumeError> {
+    let io = |action: String| {
+        let volume = volume.to_string();
+        move |source| VolumeError::Io {
+            volume,
+            action,
+            source,
+        }
+    };
+    std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+    let data_link = dir.join("..data");
+    if let Ok(current) = std::fs::read_link(&data_link) {
+        if read_files(&dir.join(&current)).as_ref() == Some(files) {
+            return Ok(false);
+        }
+    }
+    // 1. The new version, in a directory of its own.
+    let stamp = chrono::Utc::now().format("..%Y_%m_%d_%H_%M_%S.%f").to_string();
+    let version = dir.join(&stamp);
+    for (path, (content, mode)) in files {
+        let file = version.join(path);
+        if let Some(parent) = file.parent() {
+            std::fs::create_dir_all(parent).map_err(io(format!("creating {}", parent.display())))?;
+        }
+        std::fs::write(&file, content).map_err(io(format!("writing {}", file.display())))?;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(*mode))
+            .map_err(io(format!("setting the mode of {}", file.display())))?;
+    }
+    std::fs::create_dir_all(&version).map_err(io(format!("creating {}", version.display())))?;
+    // 2. Switch `..data` to it with one rename.
+    let tmp_link = dir.join("..data_tmp");
+    let _ = std::fs::remove_file(&tmp_link);
+    std::os::unix::fs::symlink(&stamp, &tmp_link)
+        .map_err(io(format!("linking {}", tmp_link.display())))?;
+    let old = std::fs::read_link(&data_link).ok();
+    std::fs::rename(&tmp_link, &data_link).map_err(io(format!("switching {}", data_link.display())))?;
+    // 3. The user-visible names point through `..data`.
+    let wanted: std::collections::BTreeSet<String> = files
+        .keys()
+        .filter_map(|p| p.split('/').next().map(str::to_string))
+        .collect();
+    for name in &wanted {
+        let link = dir.join(name);
+        if std::fs::symlink_metadata(&link).is_err() {
+            std::os::unix::fs::symlink(Path::new("..data").join(name), &link)
+                .map_err(io(format!("linking {}", link.display())))?;
+        }
+    }
+    // 4. Remove names that went away, and the old version.
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.starts_with("..") && !wanted.contains(&name) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+    if let Some(old) = old {
+        if old != Path::new(&stamp) {
+            let _ = std::fs::remove_dir_all(dir.join(old));
+        }
+    }
+    Ok(true)
+}
+
+/// The files of one version directory, as [`Files`].
+fn read_files(version: &Path) -> Option<Files> {
+    fn walk(root: &Path, dir: &Path, out: &mut Files) -> Option<()> {
+        for entry in std::fs::read_dir(dir).ok()?.flatten() {
+            let path = entry.path();
+            let meta = entry.metadata().ok()?;
+            if meta.is_dir() {
+                walk(root, &path, out)?;
+            } else {
+                let rel = path.strip_prefix(root).ok()?.to_string_lossy().into_owned();
+                let mode = meta.permissions().mode() & 0o7777;
+                out.insert(rel, (std::fs::read(&path).ok()?, mode));
+            }
+        }
+        Some(())
+    }
+    let mut files = Files::new();
+    walk(version, version, &mut files)?;
+    Some(files)
+}
+
+/// The kind of a volume, for directories and messages.
+pub fn kind(volume: &Volume) -> &'static str {
+    if volume.config_map.is_some() {
+        "configmap"
+    } else if volume.empty_dir.is_some() {
+        "empty-dir"
+    } else if volume.secret.is_some() {
+        "secret"
+    } else if volume.host_path.is_some() {
+        "host-path"
+    } else if volume.persistent_volume_claim.is_some() {
+        "persistentVolumeClaim"
+    } else if volume.projected.is_some() {
+        "projected"
+    } else {
+        "unknown"
+    }
+}
+
+/// Where a Pod keeps a volume: `<pod dir>/volumes/<kind>/<name>`, like the
+/// kubelet's `pods/<uid>/volumes/kubernetes.io~configmap/<name>`.
+pub fn volume_dir(pod_dir: &Path, volume: &Volume) -> PathBuf {
+    pod_dir.join("volumes").join(kind(volume)).join(&volume.name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{ConfigMapVolumeSource, KeyToPath};
+
+    fn volume(items: Option<Vec<KeyToPath>>, optional: Option<bool>) -> Volume {
+        Volume {
+            name: "conf".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: "ngx-conf".into(),
+                items,
+                optional,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn configmap(data: &[(&str, &str)]) -> ConfigMap {
+        ConfigMap {
+            data: Some(
+                data.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn keys_become_files_and_updates_switch_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let vol = volume(None, None);
+        let files = configmap_files(&vol, Some(&configmap(&[("default.conf", "one")]))).unwrap();
+        assert!(write_atomically("conf", dir.path(), &files).unwrap());
+        assert_eq!(std::fs::read_to_string(dir.path().join("default.conf")).unwrap(), "one");
+        assert!(!write_atomically("conf", dir.path(), &files).unwrap(), "unchanged");
+        let first = std::fs::read_link(dir.path().join("..data")).unwrap();
+
+        let files = configmap_files(&vol, Some(&configmap(&[("other.conf", "two")]))).unwrap();
+        assert!(write_atomically("conf", dir.path(), &files).unwrap());
+        assert_eq!(std::fs::read_to_string(dir.path().join("other.conf")).unwrap(), "two");
+        assert!(!dir.path().join("default.conf").exists(), "removed key");
+        assert!(!dir.path().join(first).exists(), "old version removed");
+        assert_eq!(
+            std::fs::read_link(dir.path().join("other.conf")).unwrap(),
+            Path::new("..data/other.conf")
+        );
+    }
+
+    #[test]
+    fn items_modes_and_missing_configmaps() {
+        let vol = volume(
+            Some(vec![KeyToPath {
+                key: "a".into(),
+                path: "sub/a.txt".into(),
+                mode: Some(0o600),
+            }]),
+            None,
+        );
+        let files = configmap_files(&vol, Some(&configmap(&[("a", "x"), ("b", "y")]))).unwrap();
+        assert_eq!(files.len(), 1);
+        assert_eq!(files["sub/a.txt"], (b"x".to_vec(), 0o600));
+        let err = configmap_files(&vol, None).unwrap_err().to_string();
+        assert!(err.contains("configmap \"ngx-conf\" not found"), "{err}");
+        assert!(configmap_files(&volume(None, Some(true)), None).unwrap().is_empty());
+        let bad = volume(
+            Some(vec![KeyToPath {
+                key: "a".into(),
+                path: "../escape".into(),
+                mode: None,
+            }]),
+            None,
+        );
+        assert!(configmap_files(&bad, Some(&configmap(&[("a", "x")]))).is_err());
+    }
+}
