@@ -1,0 +1,311 @@
+//! Real Pods on a real lab (master + 2 workers, each a network namespace
+//! with its own node agent): the lesson's nginx Pods, the pod network
+//! between nodes, and the kubelet's life cycle - restarts, deletion,
+//! agent restarts, bad images and crashing commands.
+//!
+//! Needs root; takes the lab lock (one lab per machine).
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use e2e::harness::{bin_dir, ensure_built, workspace_root};
+use e2e::lab::{Lab, LabOptions};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{DeleteParams, ListParams};
+use kube::Api;
+
+/// The network namespace of a Pod, as the node agent names it.
+fn pod_netns(pod: &Pod) -> String {
+    let node = pod.spec.as_ref().unwrap().node_name.clone().unwrap();
+    let uid = pod.metadata.uid.as_deref().unwrap();
+    format!("kl-pod-{node}-{}", nodeagent::network::pod_hash(uid))
+}
+
+/// Runs a command inside a Pod's network namespace (the test plays a
+/// process of that Pod) and returns its stdout.
+fn in_pod_netns(pod: &Pod, command: &[&str]) -> String {
+    let out = Command::new("ip")
+        .args(["netns", "exec", &pod_netns(pod)])
+        .args(command)
+        .output()
+        .expect("ip netns exec");
+    assert!(
+        out.status.success(),
+        "{command:?} in {}: {}",
+        pod_netns(pod),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn netns_exists(name: &str) -> bool {
+    let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.split_whitespace().next() == Some(name))
+}
+
+fn kubectl(lab: &Lab, args: &[&str]) -> String {
+    let out = Command::new(bin_dir().join("kubectl-lite"))
+        .arg("--kubeconfig")
+        .arg(lab.kubeconfig())
+        .args(args)
+        .output()
+        .expect("kubectl-lite");
+    assert!(
+        out.status.success(),
+        "kubectl-lite {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Polls `check` until it gives `Some`; panics with `what` after `secs`.
+async fn wait_for<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn is_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+fn container(pod: &Pod) -> k8s_openapi::api::core::v1::ContainerStatus {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|cs| cs.first().cloned())
+        .unwrap_or_default()
+}
+
+/// The running nginx Pods of the lesson's Deployment, once there are two
+/// and both are Ready.
+async fn ready_lesson_pods(pods: &Api<Pod>) -> Vec<Pod> {
+    wait_for(60, "2 ready ngx-dep Pods", || async {
+        let list = pods
+            .list(&ListParams::default().labels("app=ngx-dep"))
+            .await
+            .ok()?;
+        let ready: Vec<Pod> = list
+            .items
+            .into_iter()
+            .filter(|p| is_ready(p) && p.metadata.deletion_timestamp.is_none())
+            .collect();
+        (ready.len() == 2).then_some(ready)
+    })
+    .await
+}
+
+/// The PID of a Pod's nginx master process, from the monitor's record.
+fn container_pid(lab: &Lab, pod: &Pod) -> i32 {
+    let node = pod.spec.as_ref().unwrap().node_name.clone().unwrap();
+    let uid = pod.metadata.uid.as_deref().unwrap();
+    let restarts = container(pod).restart_count;
+    let record = lab.options.dir.join(format!(
+        "{node}/nodeagent/pods/{uid}/containers/nginx/{restarts}.pid.json"
+    ));
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&record).expect("pid record")).unwrap();
+    json["pid"].as_i64().unwrap() as i32
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lesson_pods_run_on_the_workers_and_live_like_pods() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the lab test builds network namespaces and must run as root"
+    );
+    ensure_built(&["apiserver", "controller", "nodeagent", "e2e", "kubectl-lite"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = Lab::up(LabOptions {
+        workers: 2,
+        dir: tmp.path().join("lab"),
+        bin_dir: bin_dir(),
+    })
+    .expect("lab up");
+    let client = kube::Client::try_from(kube::Config::new(lab.server().parse().unwrap())).unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+
+    // Nodes advertise their LAN address, never the NAT NIC's 10.0.2.15.
+    let nodes: Api<Node> = Api::all(client.clone());
+    let addresses: BTreeMap<String, String> = wait_for(30, "3 nodes", || async {
+        let list = nodes.list(&ListParams::default()).await.ok()?;
+        let map: BTreeMap<String, String> = list
+            .items
+            .iter()
+            .filter_map(|n| {
+                let ip = n
+                    .status
+                    .as_ref()?
+                    .addresses
+                    .as_ref()?
+                    .iter()
+                    .find(|a| a.type_ == "InternalIP")?
+                    .address
+                    .clone();
+                Some((n.metadata.name.clone()?, ip))
+            })
+            .collect();
+        (map.len() == 3).then_some(map)
+    })
+    .await;
+    for (node, ip) in &addresses {
+        assert!(ip.starts_with("192.168.56."), "{node} advertises {ip}");
+    }
+
+    // The lesson: ngx-conf + ngx-dep give 2 nginx Pods on different workers
+    // (the control-plane node is tainted, as kubeadm does).
+    let lesson = workspace_root().join("examples/lesson");
+    kubectl(
+        &lab,
+        &[
+            "apply",
+            "-f",
+            lesson.join("ngx-conf.yml").to_str().unwrap(),
+            "-f",
+            lesson.join("ngx-dep.yml").to_str().unwrap(),
+        ],
+    );
+    let ready = ready_lesson_pods(&pods).await;
+    let nodes_of: Vec<String> = ready
+        .iter()
+        .map(|p| p.spec.as_ref().unwrap().node_name.clone().unwrap())
+        .collect();
+    let mut sorted = nodes_of.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["kl-worker1", "kl-worker2"], "one Pod per worker");
+
+    // From a Pod on one node, curl the other Pod's IP: nginx answers with
+    // the lesson's text, and host is that Pod's name (its own hostname).
+    let (a, b) = (&ready[0], &ready[1]);
+    let b_ip = b.status.as_ref().unwrap().pod_ip.clone().unwrap();
+    let answer = in_pod_netns(a, &["curl", "-s", "-m", "5", &format!("http://{b_ip}/")]);
+    let b_name = b.metadata.name.clone().unwrap();
+    assert!(answer.starts_with(&format!("srv : {b_ip}:80\n")), "{answer}");
+    assert!(answer.contains(&format!("\nhost: {b_name}\n")), "{answer}");
+    assert!(answer.contains(&format!("\nuri : GET {b_ip} /\n")), "{answer}");
+    assert!(answer.contains("\ndate: "), "{answer}");
+
+    // Killing the container's process: the kubelet restarts it.
+    let pid = container_pid(&lab, a);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let a_name = a.metadata.name.clone().unwrap();
+    let restarted = wait_for(30, "the killed container to run again", || async {
+        let pod = pods.get(&a_name).await.ok()?;
+        let c = container(&pod);
+        (c.restart_count == 1 && is_ready(&pod)).then_some(pod)
+    })
+    .await;
+    let last = container(&restarted).last_state.unwrap().terminated.unwrap();
+    assert_eq!(last.exit_code, 137, "SIGKILL is 128 + 9");
+
+    // Restarting a node agent keeps its Pods running: same process, same
+    // restart count, still Ready.
+    let b_pid = container_pid(&lab, b);
+    let b_node = b.spec.as_ref().unwrap().node_name.clone().unwrap();
+    let agent = lab.pid(&format!("nodeagent-{b_node}")).expect("agent pid");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(agent),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(agent), None);
+    e2e::lab::up(&lab.options).expect("lab up restarts the agent");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = pods.get(&b_name).await.unwrap();
+    assert!(is_ready(&after), "still ready after the agent restart");
+    assert_eq!(container(&after).restart_count, 0);
+    assert_eq!(container_pid(&lab, &after), b_pid, "the same nginx process");
+    assert!(
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(b_pid), None).is_ok(),
+        "nginx still runs"
+    );
+
+    // Deleting a Pod removes its namespace, veth and IP.
+    let netns = pod_netns(&after);
+    let veth = format!("veth{}", &netns[netns.len() - 8..]);
+    let ip_file = lab.options.dir.join(format!(
+        "{b_node}/nodeagent/networks/kube-lite/{}",
+        after.status.as_ref().unwrap().pod_ip.as_ref().unwrap()
+    ));
+    assert!(netns_exists(&netns) && ip_file.exists());
+    pods.delete(&b_name, &DeleteParams::default()).await.unwrap();
+    wait_for(30, "the deleted Pod to be gone", || async {
+        pods.get_opt(&b_name).await.ok()?.is_none().then_some(())
+    })
+    .await;
+    assert!(!netns_exists(&netns), "{netns} removed");
+    assert!(!ip_file.exists(), "{} released", ip_file.display());
+    let links = Command::new("ip")
+        .args(["-n", &b_node, "link"])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&links.stdout).contains(&veth),
+        "{veth} removed"
+    );
+    assert!(
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(b_pid), None).is_err(),
+        "its nginx ended"
+    );
+    // ... and the Deployment replaces it.
+    ready_lesson_pods(&pods).await;
+
+    // An unknown image and a crashing command show the kubelet's reasons.
+    let bad: Pod = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "bad-image"},
+        "spec": {"containers": [{"name": "c", "image": "no-such-image:1.0"}]}
+    }))
+    .unwrap();
+    let crash: Pod = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "crasher"},
+        "spec": {"containers": [{"name": "c", "image": "busybox",
+                  "command": ["sh", "-c", "echo bye; exit 3"]}]}
+    }))
+    .unwrap();
+    for p in [&bad, &crash] {
+        pods.create(&Default::default(), p).await.unwrap();
+    }
+    let waiting = wait_for(30, "ErrImagePull", || async {
+        let c = container(&pods.get("bad-image").await.ok()?);
+        c.state?.waiting.filter(|w| w.reason.as_deref() == Some("ErrImagePull"))
+    })
+    .await;
+    assert!(
+        waiting.message.unwrap().contains("no-such-image"),
+        "the message names the image"
+    );
+    let crashed = wait_for(30, "CrashLoopBackOff", || async {
+        let c = container(&pods.get("crasher").await.ok()?);
+        let waiting = c.state.clone()?.waiting?;
+        (waiting.reason.as_deref() == Some("CrashLoopBackOff")).then_some(c)
+    })
+    .await;
+    let last = crashed.last_state.unwrap().terminated.unwrap();
+    assert_eq!((last.exit_code, last.reason.as_deref()), (3, Some("Error")));
+    assert!(crashed.restart_count >= 1);
+    let phase = pods.get("crasher").await.unwrap().status.unwrap().phase;
+    assert_eq!(phase.as_deref(), Some("Running"), "restartPolicy Always");
+
+    lab.down().expect("lab down");
+}
