@@ -155,15 +155,14 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
     };
     // The kubelet's port, bound first so that the Node reports the port
     // it really got (`--kubelet-port 0`).
-    let kubelet_listener =
-        tokio::net::TcpListener::bind((config.node_ip, config.kubelet_port))
-            .await
-            .with_context(|| {
-                format!(
-                    "binding the kubelet port {}:{}",
-                    config.node_ip, config.kubelet_port
-                )
-            })?;
+    let kubelet_listener = tokio::net::TcpListener::bind((config.node_ip, config.kubelet_port))
+        .await
+        .with_context(|| {
+            format!(
+                "binding the kubelet port {}:{}",
+                config.node_ip, config.kubelet_port
+            )
+        })?;
     let identity = node::NodeIdentity {
         name: config.node_name.clone(),
         ip: config.node_ip,

@@ -461,9 +461,9 @@ fn catalog_errors_name_the_file_the_line_and_the_field() {
         ),
         (
             "images:\n  - repository: nginx\n    cmd: [nginx\n",
-            4,
-            "",
-            "",
+            3,
+            "images[0].cmd",
+            "unclosed bracket",
         ),
         ("imagez: []\n", 1, "imagez", "unknown field"),
     ];
@@ -473,7 +473,6 @@ fn catalog_errors_name_the_file_the_line_and_the_field() {
             .map(|_| ())
             .expect_err(text)
             .to_string();
-        eprintln!("{err}");
         let at = format!("{}:{line}: image catalog: ", path.display());
         assert!(err.starts_with(&at), "{text}\n-> {err}");
         assert!(err.contains(field), "{text}\n-> {err}");

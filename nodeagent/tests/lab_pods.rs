@@ -129,7 +129,13 @@ async fn lesson_pods_run_on_the_workers_and_live_like_pods() {
         nix::unistd::geteuid().is_root(),
         "the lab test builds network namespaces and must run as root"
     );
-    ensure_built(&["apiserver", "controller", "nodeagent", "e2e", "kubectl-lite"]);
+    ensure_built(&[
+        "apiserver",
+        "controller",
+        "nodeagent",
+        "e2e",
+        "kubectl-lite",
+    ]);
     let tmp = tempfile::tempdir().unwrap();
     let lab = Lab::up(LabOptions {
         workers: 2,
@@ -195,9 +201,15 @@ async fn lesson_pods_run_on_the_workers_and_live_like_pods() {
     let b_ip = b.status.as_ref().unwrap().pod_ip.clone().unwrap();
     let answer = in_pod_netns(a, &["curl", "-s", "-m", "5", &format!("http://{b_ip}/")]);
     let b_name = b.metadata.name.clone().unwrap();
-    assert!(answer.starts_with(&format!("srv : {b_ip}:80\n")), "{answer}");
+    assert!(
+        answer.starts_with(&format!("srv : {b_ip}:80\n")),
+        "{answer}"
+    );
     assert!(answer.contains(&format!("\nhost: {b_name}\n")), "{answer}");
-    assert!(answer.contains(&format!("\nuri : GET {b_ip} /\n")), "{answer}");
+    assert!(
+        answer.contains(&format!("\nuri : GET {b_ip} /\n")),
+        "{answer}"
+    );
     assert!(answer.contains("\ndate: "), "{answer}");
 
     // Killing the container's process: the kubelet restarts it.
@@ -214,7 +226,11 @@ async fn lesson_pods_run_on_the_workers_and_live_like_pods() {
         (c.restart_count == 1 && is_ready(&pod)).then_some(pod)
     })
     .await;
-    let last = container(&restarted).last_state.unwrap().terminated.unwrap();
+    let last = container(&restarted)
+        .last_state
+        .unwrap()
+        .terminated
+        .unwrap();
     assert_eq!(last.exit_code, 137, "SIGKILL is 128 + 9");
 
     // Restarting a node agent keeps its Pods running: same process, same
@@ -247,7 +263,9 @@ async fn lesson_pods_run_on_the_workers_and_live_like_pods() {
         after.status.as_ref().unwrap().pod_ip.as_ref().unwrap()
     ));
     assert!(netns_exists(&netns) && ip_file.exists());
-    pods.delete(&b_name, &DeleteParams::default()).await.unwrap();
+    pods.delete(&b_name, &DeleteParams::default())
+        .await
+        .unwrap();
     wait_for(30, "the deleted Pod to be gone", || async {
         pods.get_opt(&b_name).await.ok()?.is_none().then_some(())
     })
@@ -288,7 +306,9 @@ async fn lesson_pods_run_on_the_workers_and_live_like_pods() {
     }
     let waiting = wait_for(30, "ErrImagePull", || async {
         let c = container(&pods.get("bad-image").await.ok()?);
-        c.state?.waiting.filter(|w| w.reason.as_deref() == Some("ErrImagePull"))
+        c.state?
+            .waiting
+            .filter(|w| w.reason.as_deref() == Some("ErrImagePull"))
     })
     .await;
     assert!(

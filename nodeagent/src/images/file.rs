@@ -105,37 +105,29 @@ pub(super) fn parse(path: &Path, text: &str) -> Result<Vec<Entry>, CatalogError>
     {
         return Ok(vec![]);
     }
-    let syntax =
-        |line: Option<serde_saphyr::Location>, field: String, err: &serde_saphyr::Error| {
-            CatalogError::Syntax {
-                path: path.to_path_buf(),
-                line: line.map_or(0, |l| l.line()),
-                field,
-                // The parser's own message, without its source snippet: the
-                // position is already in front.
-                message: err
-                    .without_snippet()
-                    .to_string()
-                    .lines()
-                    .next()
-                    .unwrap_or_default()
-                    .to_string(),
-            }
-        };
     // serde_path_to_error tracks where in the document serde was when it
-    // failed (`images[1].layout`); the parser knows the line.
+    // failed (`images[1].layout`); the parser's error knows the line.
+    let mut failed_at = None;
     let parsed = serde_saphyr::with_deserializer_from_str(text, |de| {
-        Ok(serde_path_to_error::deserialize::<_, CatalogFile>(de))
+        serde_path_to_error::deserialize::<_, CatalogFile>(de).map_err(|err| {
+            failed_at = Some(err.path().to_string());
+            err.into_inner()
+        })
     });
-    let file = match parsed {
-        Ok(Ok(file)) => file,
-        Ok(Err(err)) => {
-            let field = err.path().to_string();
-            let err = err.into_inner();
-            return Err(syntax(err.location(), field, &err));
-        }
-        Err(err) => return Err(syntax(err.location(), "(document)".into(), &err)),
-    };
+    let file = parsed.map_err(|err| CatalogError::Syntax {
+        path: path.to_path_buf(),
+        line: err.location().map_or(0, |l| l.line()),
+        field: failed_at.unwrap_or_else(|| "(document)".to_string()),
+        // The parser's one-line message ("... at line 3, column 10"),
+        // without the source snippet it can add.
+        message: err
+            .without_snippet()
+            .to_string()
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+    })?;
     file.images
         .into_iter()
         .enumerate()

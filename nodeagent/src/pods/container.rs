@@ -174,13 +174,15 @@ impl Instance {
 
     /// The container's process, when it runs now.
     pub fn running_process(&self) -> Option<ProcessRecord> {
-        let record: ProcessRecord = monitor::read_json(&self.dir.file(self.n, "pid.json")).ok()??;
+        let record: ProcessRecord =
+            monitor::read_json(&self.dir.file(self.n, "pid.json")).ok()??;
         is_same_process(record.pid, record.start_ticks).then_some(record)
     }
 
     /// What the instance is doing, read from its files and /proc.
     pub fn state(&self) -> InstanceState {
-        if let Ok(Some(exit)) = monitor::read_json::<ExitRecord>(&self.dir.file(self.n, "exit.json"))
+        if let Ok(Some(exit)) =
+            monitor::read_json::<ExitRecord>(&self.dir.file(self.n, "exit.json"))
         {
             return InstanceState::Exited(exit);
         }
@@ -192,7 +194,8 @@ impl Instance {
         }
         // Check the exit file again: the monitor may have written it and
         // exited between the two looks.
-        if let Ok(Some(exit)) = monitor::read_json::<ExitRecord>(&self.dir.file(self.n, "exit.json"))
+        if let Ok(Some(exit)) =
+            monitor::read_json::<ExitRecord>(&self.dir.file(self.n, "exit.json"))
         {
             return InstanceState::Exited(exit);
         }

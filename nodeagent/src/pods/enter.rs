@@ -3,7 +3,7 @@
 //!
 //! A container is nothing but a process in some namespaces. To run another
 //! command "in" it, start a process and move it into the same namespaces
-//! - the ones `/proc/<pid>/ns/` of the container's main process names -
+//! (the ones `/proc/<pid>/ns/` of the container's main process names)
 //! before it executes the command. It then sees the Pod's network, its
 //! hostname and its files (volumes, /etc/hosts) exactly as the container
 //! does, and gets the container's environment.
@@ -24,7 +24,11 @@ const NAMESPACES: [(&str, CloneFlags); 3] = [
 
 /// A command that runs `program args` inside the namespaces of process
 /// `pid`, with its environment, from `/`.
-pub fn command(pid: i32, program: &str, args: &[String]) -> std::io::Result<tokio::process::Command> {
+pub fn command(
+    pid: i32,
+    program: &str,
+    args: &[String],
+) -> std::io::Result<tokio::process::Command> {
     // Open the namespace files now, in the agent: between fork and exec
     // the child only calls setns on them.
     let namespaces: Vec<(File, CloneFlags)> = NAMESPACES
@@ -41,7 +45,11 @@ pub fn command(pid: i32, program: &str, args: &[String]) -> std::io::Result<toki
         })
         .collect();
     let mut std_command = std::process::Command::new(program);
-    std_command.args(args).env_clear().envs(env).current_dir("/");
+    std_command
+        .args(args)
+        .env_clear()
+        .envs(env)
+        .current_dir("/");
     // SAFETY: only setns, an async-signal-safe system call, on descriptors
     // opened before the fork; the Vec is moved in, not allocated here.
     unsafe {

@@ -16,7 +16,11 @@ pub const WARNING: &str = "Warning";
 
 /// Writes an Event about `pod` from this node's kubelet.
 pub async fn publish(shared: &Shared, pod: &Pod, kind: &str, reason: &str, message: &str) {
-    let namespace = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+    let namespace = pod
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
     let name = pod.metadata.name.clone().unwrap_or_default();
     let now = Time(super::now_seconds());
     let event = Event {

@@ -98,8 +98,7 @@ pub struct Shared {
 impl Shared {
     /// A ConfigMap from the watch cache.
     pub fn configmap(&self, namespace: &str, name: &str) -> Option<Arc<ConfigMap>> {
-        self.configmaps
-            .get(&ObjectRef::new(name).within(namespace))
+        self.configmaps.get(&ObjectRef::new(name).within(namespace))
     }
 }
 
@@ -138,10 +137,13 @@ pub async fn run(
     // every change.
     let (configmaps, writer) = reflector::store::<ConfigMap>();
     let (configmaps_tx, configmaps_changed) = watch::channel(0u64);
-    let configmap_watch = watcher::watcher(Api::<ConfigMap>::all(client.clone()), watcher::Config::default())
-        .default_backoff()
-        .reflect(writer)
-        .applied_objects();
+    let configmap_watch = watcher::watcher(
+        Api::<ConfigMap>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(writer)
+    .applied_objects();
     tokio::spawn(async move {
         futures::pin_mut!(configmap_watch);
         while let Some(event) = configmap_watch.next().await {

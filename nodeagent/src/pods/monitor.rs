@@ -223,7 +223,11 @@ fn run_container(spec: &MonitorSpec, log: &Arc<Mutex<CriLog>>) -> anyhow::Result
     }
     for m in &spec.mounts {
         if let MountSource::Bind(path) = &m.source {
-            anyhow::ensure!(path.exists(), "mount source {} does not exist", path.display());
+            anyhow::ensure!(
+                path.exists(),
+                "mount source {} does not exist",
+                path.display()
+            );
         }
     }
     let plan = MountPlan::new(spec)?;
@@ -274,8 +278,20 @@ fn run_container(spec: &MonitorSpec, log: &Arc<Mutex<CriLog>>) -> anyhow::Result
         .with_context(|| format!("writing {}", spec.pid_path.display()))?;
 
     let copiers: Vec<_> = [
-        ("stdout", child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>)),
-        ("stderr", child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>)),
+        (
+            "stdout",
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        ),
+        (
+            "stderr",
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        ),
     ]
     .into_iter()
     .filter_map(|(stream, pipe)| pipe.map(|p| (stream, p)))
@@ -361,7 +377,10 @@ impl MountPlan {
             .mounts
             .iter()
             .filter(|m| m.source != MountSource::Tmpfs && !inside_tmpfs(m));
-        let tmpfs = spec.mounts.iter().filter(|m| m.source == MountSource::Tmpfs);
+        let tmpfs = spec
+            .mounts
+            .iter()
+            .filter(|m| m.source == MountSource::Tmpfs);
         let binds_inside = spec.mounts.iter().filter(|m| inside_tmpfs(m));
         let steps = binds_first
             .chain(tmpfs)
@@ -538,7 +557,9 @@ mod tests {
         log.line("stdout", b"third line that does not fit", true);
         let rotated = std::fs::read_to_string(dir.path().join("0.log.1")).unwrap();
         assert_eq!(rotated, text);
-        assert!(std::fs::read_to_string(&path).unwrap().contains("third line"));
+        assert!(std::fs::read_to_string(&path)
+            .unwrap()
+            .contains("third line"));
     }
 
     #[test]

@@ -93,7 +93,11 @@ pub async fn run(probe: &Probe, container: &Container, pod_ip: IpAddr, pid: i32)
                 .and_then(|h| h.parse().ok())
                 .unwrap_or(pod_ip);
             let path = http.path.as_deref().unwrap_or("/");
-            if http.scheme.as_deref().is_some_and(|s| s.eq_ignore_ascii_case("https")) {
+            if http
+                .scheme
+                .as_deref()
+                .is_some_and(|s| s.eq_ignore_ascii_case("https"))
+            {
                 return Err("HTTPS probes are not supported by kube-lite".to_string());
             }
             http_get(SocketAddr::new(host, port), path).await
@@ -205,7 +209,10 @@ mod tests {
         };
         let now = Instant::now();
         let mut state = ProbeState::new(probe, now, true);
-        assert!(!state.record(&Err("no".into()), now), "one failure is not enough");
+        assert!(
+            !state.record(&Err("no".into()), now),
+            "one failure is not enough"
+        );
         assert!(state.record(&Err("no".into()), now), "two are");
         assert!(!state.passing);
         assert!(state.record(&Ok(()), now));

@@ -70,7 +70,9 @@ impl PodDir {
     }
 
     pub fn record(&self) -> Option<PodRecord> {
-        super::monitor::read_json(&self.record_path()).ok().flatten()
+        super::monitor::read_json(&self.record_path())
+            .ok()
+            .flatten()
     }
 
     /// Creates the directory and its shared files. Idempotent.
@@ -79,7 +81,10 @@ impl PodDir {
         super::monitor::write_json_atomically(&self.record_path(), record)?;
         write_if_changed(&self.etc().join("hosts"), &files.hosts)?;
         write_if_changed(&self.etc().join("resolv.conf"), &files.resolv_conf)?;
-        write_if_changed(&self.etc().join("hostname"), &format!("{}\n", files.hostname))
+        write_if_changed(
+            &self.etc().join("hostname"),
+            &format!("{}\n", files.hostname),
+        )
     }
 }
 
@@ -114,7 +119,11 @@ pub fn hostname(pod: &Pod) -> String {
         .and_then(|s| s.hostname.clone())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| pod.metadata.name.clone().unwrap_or_default());
-    name.chars().take(63).collect::<String>().trim_end_matches(['-', '.']).to_string()
+    name.chars()
+        .take(63)
+        .collect::<String>()
+        .trim_end_matches(['-', '.'])
+        .to_string()
 }
 
 /// Whether the Pod shares the node's network namespace.
@@ -135,7 +144,10 @@ pub fn hosts_file(pod: &Pod, ip: Ipv4Addr, dns: &ClusterDns) -> String {
     );
     let spec = pod.spec.as_ref();
     let host = hostname(pod);
-    match spec.and_then(|s| s.subdomain.as_deref()).filter(|s| !s.is_empty()) {
+    match spec
+        .and_then(|s| s.subdomain.as_deref())
+        .filter(|s| !s.is_empty())
+    {
         Some(subdomain) => {
             let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
             out.push_str(&format!(
@@ -265,7 +277,10 @@ mod tests {
         }));
         let hosts = hosts_file(&p, Ipv4Addr::new(10, 244, 1, 5), &dns());
         assert!(hosts.starts_with("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n"));
-        assert!(hosts.contains("10.244.1.5\tngx-dep-6796688696-cmj2z\n"), "{hosts}");
+        assert!(
+            hosts.contains("10.244.1.5\tngx-dep-6796688696-cmj2z\n"),
+            "{hosts}"
+        );
         assert!(hosts.contains("1.2.3.4\ta\tb\n"));
         assert_eq!(hostname(&p), "ngx-dep-6796688696-cmj2z");
     }

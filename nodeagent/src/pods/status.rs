@@ -143,9 +143,8 @@ pub fn pod_status(facts: &PodFacts<'_>, containers: Vec<ContainerStatus>, now: &
         conditions.push(scheduled.clone());
     }
     let ip_list = |ip: &Option<String>| {
-        ip.as_ref().map(|ip| {
-            vec![k8s_openapi::api::core::v1::PodIP { ip: ip.clone() }]
-        })
+        ip.as_ref()
+            .map(|ip| vec![k8s_openapi::api::core::v1::PodIP { ip: ip.clone() }])
     };
     PodStatus {
         phase: Some(phase.to_string()),
@@ -243,7 +242,7 @@ mod tests {
 
     #[test]
     fn ready_only_when_every_container_is() {
-        let now = Time(super::now_seconds());
+        let now = Time(crate::pods::now_seconds());
         let facts = PodFacts {
             restart_policy: "Always",
             sandbox_ready: true,
@@ -263,10 +262,13 @@ mod tests {
         };
         let status = pod_status(&facts, vec![running()], &now);
         assert_eq!(ready(&status), "True");
-        assert_eq!(status.pod_ips.unwrap()[0].ip, "10.244.1.2");
+        assert_eq!(status.pod_ips.as_ref().unwrap()[0].ip, "10.244.1.2");
         let mut not_ready = running();
         not_ready.ready = false;
-        assert_eq!(ready(&pod_status(&facts, vec![running(), not_ready], &now)), "False");
+        assert_eq!(
+            ready(&pod_status(&facts, vec![running(), not_ready], &now)),
+            "False"
+        );
         // Transition times stay when nothing changed.
         let later = Time(now.0 + k8s_openapi::jiff::SignedDuration::from_secs(5));
         let again = pod_status(

@@ -54,7 +54,10 @@ pub type Files = BTreeMap<String, (Vec<u8>, u32)>;
 
 /// Computes the files a configMap volume should hold, from the volume's
 /// spec and the ConfigMap (`None` when it does not exist).
-pub fn configmap_files(volume: &Volume, configmap: Option<&ConfigMap>) -> Result<Files, VolumeError> {
+pub fn configmap_files(
+    volume: &Volume,
+    configmap: Option<&ConfigMap>,
+) -> Result<Files, VolumeError> {
     let source = volume.config_map.as_ref().expect("a configMap volume");
     let name = source.name.clone();
     let default_mode = source.default_mode.unwrap_or(0o644) as u32;
@@ -138,12 +141,15 @@ pub fn write_atomically(volume: &str, dir: &Path, files: &Files) -> Result<bool,
         }
     }
     // 1. The new version, in a directory of its own.
-    let stamp = chrono::Utc::now().format("..%Y_%m_%d_%H_%M_%S.%f").to_string();
+    let stamp = chrono::Utc::now()
+        .format("..%Y_%m_%d_%H_%M_%S.%f")
+        .to_string();
     let version = dir.join(&stamp);
     for (path, (content, mode)) in files {
         let file = version.join(path);
         if let Some(parent) = file.parent() {
-            std::fs::create_dir_all(parent).map_err(io(format!("creating {}", parent.display())))?;
+            std::fs::create_dir_all(parent)
+                .map_err(io(format!("creating {}", parent.display())))?;
         }
         std::fs::write(&file, content).map_err(io(format!("writing {}", file.display())))?;
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(*mode))
@@ -156,7 +162,8 @@ pub fn write_atomically(volume: &str, dir: &Path, files: &Files) -> Result<bool,
     std::os::unix::fs::symlink(&stamp, &tmp_link)
         .map_err(io(format!("linking {}", tmp_link.display())))?;
     let old = std::fs::read_link(&data_link).ok();
-    std::fs::rename(&tmp_link, &data_link).map_err(io(format!("switching {}", data_link.display())))?;
+    std::fs::rename(&tmp_link, &data_link)
+        .map_err(io(format!("switching {}", data_link.display())))?;
     // 3. The user-visible names point through `..data`.
     let wanted: std::collections::BTreeSet<String> = files
         .keys()
@@ -229,7 +236,10 @@ pub fn kind(volume: &Volume) -> &'static str {
 /// Where a Pod keeps a volume: `<pod dir>/volumes/<kind>/<name>`, like the
 /// kubelet's `pods/<uid>/volumes/kubernetes.io~configmap/<name>`.
 pub fn volume_dir(pod_dir: &Path, volume: &Volume) -> PathBuf {
-    pod_dir.join("volumes").join(kind(volume)).join(&volume.name)
+    pod_dir
+        .join("volumes")
+        .join(kind(volume))
+        .join(&volume.name)
 }
 
 #[cfg(test)]
@@ -267,13 +277,22 @@ mod tests {
         let vol = volume(None, None);
         let files = configmap_files(&vol, Some(&configmap(&[("default.conf", "one")]))).unwrap();
         assert!(write_atomically("conf", dir.path(), &files).unwrap());
-        assert_eq!(std::fs::read_to_string(dir.path().join("default.conf")).unwrap(), "one");
-        assert!(!write_atomically("conf", dir.path(), &files).unwrap(), "unchanged");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("default.conf")).unwrap(),
+            "one"
+        );
+        assert!(
+            !write_atomically("conf", dir.path(), &files).unwrap(),
+            "unchanged"
+        );
         let first = std::fs::read_link(dir.path().join("..data")).unwrap();
 
         let files = configmap_files(&vol, Some(&configmap(&[("other.conf", "two")]))).unwrap();
         assert!(write_atomically("conf", dir.path(), &files).unwrap());
-        assert_eq!(std::fs::read_to_string(dir.path().join("other.conf")).unwrap(), "two");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("other.conf")).unwrap(),
+            "two"
+        );
         assert!(!dir.path().join("default.conf").exists(), "removed key");
         assert!(!dir.path().join(first).exists(), "old version removed");
         assert_eq!(
@@ -289,6 +308,7 @@ mod tests {
                 key: "a".into(),
                 path: "sub/a.txt".into(),
                 mode: Some(0o600),
+                ..Default::default()
             }]),
             None,
         );
@@ -297,12 +317,15 @@ mod tests {
         assert_eq!(files["sub/a.txt"], (b"x".to_vec(), 0o600));
         let err = configmap_files(&vol, None).unwrap_err().to_string();
         assert!(err.contains("configmap \"ngx-conf\" not found"), "{err}");
-        assert!(configmap_files(&volume(None, Some(true)), None).unwrap().is_empty());
+        assert!(configmap_files(&volume(None, Some(true)), None)
+            .unwrap()
+            .is_empty());
         let bad = volume(
             Some(vec![KeyToPath {
                 key: "a".into(),
                 path: "../escape".into(),
                 mode: None,
+                ..Default::default()
             }]),
             None,
         );

@@ -108,9 +108,12 @@ impl ContainerRuntime {
     }
 
     fn running(&self) -> bool {
-        self.current
-            .as_ref()
-            .is_some_and(|i| matches!(i.state(), InstanceState::Running(_) | InstanceState::Starting))
+        self.current.as_ref().is_some_and(|i| {
+            matches!(
+                i.state(),
+                InstanceState::Running(_) | InstanceState::Starting
+            )
+        })
     }
 
     fn ready(&self) -> bool {
@@ -163,9 +166,18 @@ impl PodWorker {
                     // a running container adopted as ready keeps its
                     // Endpoints (the kubelet does the same after a restart).
                     if matches!(instance.state(), InstanceState::Running(_)) {
-                        rt.readiness = c.readiness_probe.clone().map(|p| ProbeState::new(p, Instant::now(), true));
-                        rt.liveness = c.liveness_probe.clone().map(|p| ProbeState::new(p, Instant::now(), true));
-                        rt.startup = c.startup_probe.clone().map(|p| ProbeState::new(p, Instant::now(), true));
+                        rt.readiness = c
+                            .readiness_probe
+                            .clone()
+                            .map(|p| ProbeState::new(p, Instant::now(), true));
+                        rt.liveness = c
+                            .liveness_probe
+                            .clone()
+                            .map(|p| ProbeState::new(p, Instant::now(), true));
+                        rt.startup = c
+                            .startup_probe
+                            .clone()
+                            .map(|p| ProbeState::new(p, Instant::now(), true));
                     }
                 }
                 if n > 0 {
@@ -261,13 +273,19 @@ impl PodWorker {
         for c in self.containers.values() {
             // A monitor is starting its container: the PID record comes
             // within milliseconds, and Ready waits for it.
-            if c.current.as_ref().is_some_and(|i| i.state() == InstanceState::Starting) {
+            if c.current
+                .as_ref()
+                .is_some_and(|i| i.state() == InstanceState::Starting)
+            {
                 deadline = deadline.min(Instant::now() + Duration::from_millis(20));
             }
             if let Some(t) = c.not_before {
                 deadline = deadline.min(t);
             }
-            for probe in [&c.readiness, &c.liveness, &c.startup].into_iter().flatten() {
+            for probe in [&c.readiness, &c.liveness, &c.startup]
+                .into_iter()
+                .flatten()
+            {
                 deadline = deadline.min(probe.next);
             }
         }
@@ -358,11 +376,9 @@ impl PodWorker {
         let (ip, netns) = if sandbox::host_network(&self.pod) {
             (self.shared.node_ip, None)
         } else {
-            let network = self
-                .shared
-                .network
-                .as_ref()
-                .ok_or_else(|| anyhow::anyhow!("this node agent runs without a pod network (--no-pod-network)"))?;
+            let network = self.shared.network.as_ref().ok_or_else(|| {
+                anyhow::anyhow!("this node agent runs without a pod network (--no-pod-network)")
+            })?;
             let ipam = self
                 .shared
                 .ipam
@@ -400,7 +416,12 @@ impl PodWorker {
     /// Step 3: every volume's files, current.
     fn sync_volumes(&mut self) {
         let mut error = None;
-        for volume in self.pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
+        for volume in self
+            .pod
+            .spec
+            .iter()
+            .flat_map(|s| s.volumes.iter().flatten())
+        {
             let dir = volumes::volume_dir(self.dir.path(), volume);
             let result = if let Some(source) = &volume.config_map {
                 let ns = self.pod.metadata.namespace.as_deref().unwrap_or("default");
@@ -427,7 +448,11 @@ impl PodWorker {
         if error != self.volume_error {
             if let Some(message) = &error {
                 tracing::warn!(pod = %self.pod_key(), %message, "volume setup failed");
-                let (shared, pod, message) = (Arc::clone(&self.shared), Arc::clone(&self.pod), message.clone());
+                let (shared, pod, message) = (
+                    Arc::clone(&self.shared),
+                    Arc::clone(&self.pod),
+                    message.clone(),
+                );
                 tokio::spawn(async move {
                     events::publish(&shared, &pod, events::WARNING, "FailedMount", &message).await;
                 });
@@ -450,7 +475,15 @@ impl PodWorker {
                 let (Some(ip), true) = (pod_ip, rt.current.is_some()) else {
                     return;
                 };
-                let kill = run_probes(&self.shared, &self.pod, spec, rt, IpAddr::V4(ip), process.pid).await;
+                let kill = run_probes(
+                    &self.shared,
+                    &self.pod,
+                    spec,
+                    rt,
+                    IpAddr::V4(ip),
+                    process.pid,
+                )
+                .await;
                 if kill {
                     if let Some(instance) = &rt.current {
                         let grace = termination_grace(&self.pod);
@@ -489,7 +522,17 @@ impl PodWorker {
                                 pod_key_with_uid(&self.pod)
                             );
                             rt.waiting = Some(("CrashLoopBackOff".into(), message.clone()));
-                            events::publish(&self.shared, &self.pod, events::WARNING, "BackOff", &format!("Back-off restarting failed container {} in pod {}", rt.name, pod_key)).await;
+                            events::publish(
+                                &self.shared,
+                                &self.pod,
+                                events::WARNING,
+                                "BackOff",
+                                &format!(
+                                    "Back-off restarting failed container {} in pod {}",
+                                    rt.name, pod_key
+                                ),
+                            )
+                            .await;
                         }
                     }
                 }
@@ -522,7 +565,12 @@ impl PodWorker {
             .flat_map(|s| &s.containers)
             .filter_map(|spec| {
                 let rt = self.containers.get(&spec.name)?;
-                Some(container_status(spec, rt, self.sandbox_error.as_deref(), old.as_ref()))
+                Some(container_status(
+                    spec,
+                    rt,
+                    self.sandbox_error.as_deref(),
+                    old.as_ref(),
+                ))
             })
             .collect();
         let facts = super::status::PodFacts {
@@ -537,9 +585,16 @@ impl PodWorker {
             old: old.as_ref(),
         };
         let status = super::status::pod_status(&facts, statuses, &now);
-        self.shared.registry.update(&self.pod, &self.containers_view());
-        let unchanged = old.as_ref().is_some_and(|o| super::status::same(o, &status))
-            || self.reported.as_ref().is_some_and(|r| super::status::same(r, &status));
+        self.shared
+            .registry
+            .update(&self.pod, &self.containers_view());
+        let unchanged = old
+            .as_ref()
+            .is_some_and(|o| super::status::same(o, &status))
+            || self
+                .reported
+                .as_ref()
+                .is_some_and(|r| super::status::same(r, &status));
         if unchanged {
             return;
         }
@@ -564,7 +619,13 @@ impl PodWorker {
     fn containers_view(&self) -> Vec<(String, ContainerDir, Option<u32>)> {
         self.containers
             .values()
-            .map(|c| (c.name.clone(), c.dir.clone(), c.current.as_ref().map(|i| i.n)))
+            .map(|c| {
+                (
+                    c.name.clone(),
+                    c.dir.clone(),
+                    c.current.as_ref().map(|i| i.n),
+                )
+            })
             .collect()
     }
 
@@ -575,8 +636,18 @@ impl PodWorker {
         let mut stops = vec![];
         for rt in self.containers.values() {
             if let Some(instance) = rt.current.as_ref().filter(|i| !i.has_exited()) {
-                events::publish(&self.shared, &self.pod, events::NORMAL, "Killing", &format!("Stopping container {}", rt.name)).await;
-                let signal = rt.image.as_ref().map_or(nix::sys::signal::Signal::SIGTERM, |i| i.stop_signal);
+                events::publish(
+                    &self.shared,
+                    &self.pod,
+                    events::NORMAL,
+                    "Killing",
+                    &format!("Stopping container {}", rt.name),
+                )
+                .await;
+                let signal = rt
+                    .image
+                    .as_ref()
+                    .map_or(nix::sys::signal::Signal::SIGTERM, |i| i.stop_signal);
                 stops.push(async move {
                     if signal != nix::sys::signal::Signal::SIGTERM {
                         instance.signal(signal);
@@ -606,7 +677,9 @@ impl PodWorker {
             match self.api().delete(&name, &params).await {
                 Ok(_) => tracing::info!(pod = %self.pod_key(), "Pod deleted"),
                 Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
-                Err(error) => tracing::warn!(pod = %self.pod_key(), %error, "cannot delete the Pod"),
+                Err(error) => {
+                    tracing::warn!(pod = %self.pod_key(), %error, "cannot delete the Pod")
+                }
             }
         }
     }
@@ -643,14 +716,28 @@ async fn start_container(
         Ok(image) => image,
         Err(unknown) => {
             let pulled_before = matches!(&rt.waiting, Some((r, _)) if r == "ErrImagePull" || r == "ImagePullBackOff");
-            let delay = if rt.backoff.is_zero() { INITIAL_BACKOFF } else { rt.backoff };
+            let delay = if rt.backoff.is_zero() {
+                INITIAL_BACKOFF
+            } else {
+                rt.backoff
+            };
             rt.backoff = next_backoff(delay);
             rt.not_before = Some(Instant::now() + delay);
             if pulled_before {
-                rt.waiting = Some(("ImagePullBackOff".into(), format!("Back-off pulling image {image_name:?}")));
+                rt.waiting = Some((
+                    "ImagePullBackOff".into(),
+                    format!("Back-off pulling image {image_name:?}"),
+                ));
             } else {
                 rt.waiting = Some((unknown.reason().into(), unknown.to_string()));
-                events::publish(shared, pod, events::WARNING, "Failed", &format!("Failed to pull image {image_name:?}: {unknown}")).await;
+                events::publish(
+                    shared,
+                    pod,
+                    events::WARNING,
+                    "Failed",
+                    &format!("Failed to pull image {image_name:?}: {unknown}"),
+                )
+                .await;
             }
             return;
         }
@@ -686,7 +773,10 @@ async fn start_container(
         hostname: sandbox::hostname(pod),
         argv,
         env,
-        working_dir: spec.working_dir.clone().or_else(|| image.working_dir.clone()),
+        working_dir: spec
+            .working_dir
+            .clone()
+            .or_else(|| image.working_dir.clone()),
         mounts,
         log_path: rt.dir.log_path(n),
         log_max_bytes: shared.log_max_bytes,
@@ -694,7 +784,14 @@ async fn start_container(
         exit_path: rt.dir.path().join(format!("{n}.exit.json")),
     };
     if n == 0 {
-        events::publish(shared, pod, events::NORMAL, "Pulled", &format!("Container image {image_name:?} already present on machine")).await;
+        events::publish(
+            shared,
+            pod,
+            events::NORMAL,
+            "Pulled",
+            &format!("Container image {image_name:?} already present on machine"),
+        )
+        .await;
     }
     match Instance::start(&rt.dir, n, &monitor_spec) {
         Ok(instance) => {
@@ -705,12 +802,35 @@ async fn start_container(
                 }
             }
             tracing::info!(pod = %pod_key(pod), container = %spec.name, instance = n, "container started");
-            events::publish(shared, pod, events::NORMAL, "Created", &format!("Created container: {}", spec.name)).await;
-            events::publish(shared, pod, events::NORMAL, "Started", &format!("Started container {}", spec.name)).await;
+            events::publish(
+                shared,
+                pod,
+                events::NORMAL,
+                "Created",
+                &format!("Created container: {}", spec.name),
+            )
+            .await;
+            events::publish(
+                shared,
+                pod,
+                events::NORMAL,
+                "Started",
+                &format!("Started container {}", spec.name),
+            )
+            .await;
             let now = Instant::now();
-            rt.readiness = spec.readiness_probe.clone().map(|p| ProbeState::new(p, now, false));
-            rt.liveness = spec.liveness_probe.clone().map(|p| ProbeState::new(p, now, true));
-            rt.startup = spec.startup_probe.clone().map(|p| ProbeState::new(p, now, false));
+            rt.readiness = spec
+                .readiness_probe
+                .clone()
+                .map(|p| ProbeState::new(p, now, false));
+            rt.liveness = spec
+                .liveness_probe
+                .clone()
+                .map(|p| ProbeState::new(p, now, true));
+            rt.startup = spec
+                .startup_probe
+                .clone()
+                .map(|p| ProbeState::new(p, now, false));
             rt.current = Some(instance);
             rt.exit_handled = false;
             rt.not_before = None;
@@ -742,10 +862,27 @@ async fn run_probes(
             let outcome = probes::run(&startup.probe, spec, ip, pid).await;
             startup.record(&outcome, Instant::now());
             if let Err(why) = &outcome {
-                events::publish(shared, pod, events::WARNING, "Unhealthy", &format!("Startup probe failed: {why}")).await;
+                events::publish(
+                    shared,
+                    pod,
+                    events::WARNING,
+                    "Unhealthy",
+                    &format!("Startup probe failed: {why}"),
+                )
+                .await;
             }
             if startup.failed_for_good() {
-                events::publish(shared, pod, events::NORMAL, "Killing", &format!("Container {} failed startup probe, will be restarted", spec.name)).await;
+                events::publish(
+                    shared,
+                    pod,
+                    events::NORMAL,
+                    "Killing",
+                    &format!(
+                        "Container {} failed startup probe, will be restarted",
+                        spec.name
+                    ),
+                )
+                .await;
                 return true;
             }
         }
@@ -755,17 +892,41 @@ async fn run_probes(
         let outcome = probes::run(&readiness.probe, spec, ip, pid).await;
         readiness.record(&outcome, Instant::now());
         if let Err(why) = &outcome {
-            events::publish(shared, pod, events::WARNING, "Unhealthy", &format!("Readiness probe failed: {why}")).await;
+            events::publish(
+                shared,
+                pod,
+                events::WARNING,
+                "Unhealthy",
+                &format!("Readiness probe failed: {why}"),
+            )
+            .await;
         }
     }
     if let Some(liveness) = rt.liveness.as_mut().filter(|p| p.next <= now) {
         let outcome = probes::run(&liveness.probe, spec, ip, pid).await;
         liveness.record(&outcome, Instant::now());
         if let Err(why) = &outcome {
-            events::publish(shared, pod, events::WARNING, "Unhealthy", &format!("Liveness probe failed: {why}")).await;
+            events::publish(
+                shared,
+                pod,
+                events::WARNING,
+                "Unhealthy",
+                &format!("Liveness probe failed: {why}"),
+            )
+            .await;
         }
         if !liveness.passing {
-            events::publish(shared, pod, events::NORMAL, "Killing", &format!("Container {} failed liveness probe, will be restarted", spec.name)).await;
+            events::publish(
+                shared,
+                pod,
+                events::NORMAL,
+                "Killing",
+                &format!(
+                    "Container {} failed liveness probe, will be restarted",
+                    spec.name
+                ),
+            )
+            .await;
             return true;
         }
     }
@@ -787,7 +948,11 @@ fn container_env(
         env.push((k, v));
     };
     set(&mut env, "HOSTNAME".into(), sandbox::hostname(pod));
-    let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+    let ns = pod
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
     for var in spec.env.iter().flatten() {
         let value = if let Some(from) = &var.value_from {
             if let Some(field) = &from.field_ref {
@@ -796,27 +961,54 @@ fn container_env(
                     "metadata.namespace" => ns.clone(),
                     "metadata.uid" => pod.metadata.uid.clone().unwrap_or_default(),
                     "spec.nodeName" => shared.node_name.clone(),
-                    "spec.serviceAccountName" => pod.spec.as_ref().and_then(|s| s.service_account_name.clone()).unwrap_or_default(),
+                    "spec.serviceAccountName" => pod
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.service_account_name.clone())
+                        .unwrap_or_default(),
                     "status.podIP" => pod_ip.to_string(),
                     "status.hostIP" => shared.node_ip.to_string(),
                     path => {
-                        if let Some(key) = path.strip_prefix("metadata.labels['").and_then(|k| k.strip_suffix("']")) {
-                            pod.metadata.labels.as_ref().and_then(|l| l.get(key).cloned()).unwrap_or_default()
+                        if let Some(key) = path
+                            .strip_prefix("metadata.labels['")
+                            .and_then(|k| k.strip_suffix("']"))
+                        {
+                            pod.metadata
+                                .labels
+                                .as_ref()
+                                .and_then(|l| l.get(key).cloned())
+                                .unwrap_or_default()
                         } else {
-                            return Err(format!("unsupported fieldRef {path:?} in env {:?}", var.name));
+                            return Err(format!(
+                                "unsupported fieldRef {path:?} in env {:?}",
+                                var.name
+                            ));
                         }
                     }
                 }
             } else if let Some(key_ref) = &from.config_map_key_ref {
                 let configmap = shared.configmap(&ns, &key_ref.name);
-                match configmap.as_ref().and_then(|c| c.data.as_ref()?.get(&key_ref.key).cloned()) {
+                match configmap
+                    .as_ref()
+                    .and_then(|c| c.data.as_ref()?.get(&key_ref.key).cloned())
+                {
                     Some(v) => v,
                     None if key_ref.optional == Some(true) => continue,
-                    None if configmap.is_none() => return Err(format!("configmap {:?} not found", key_ref.name)),
-                    None => return Err(format!("couldn't find key {} in ConfigMap {}/{}", key_ref.key, ns, key_ref.name)),
+                    None if configmap.is_none() => {
+                        return Err(format!("configmap {:?} not found", key_ref.name))
+                    }
+                    None => {
+                        return Err(format!(
+                            "couldn't find key {} in ConfigMap {}/{}",
+                            key_ref.key, ns, key_ref.name
+                        ))
+                    }
                 }
             } else {
-                return Err(format!("env {:?}: only value, fieldRef and configMapKeyRef are supported by kube-lite", var.name));
+                return Err(format!(
+                    "env {:?}: only value, fieldRef and configMapKeyRef are supported by kube-lite",
+                    var.name
+                ));
             }
         } else {
             expand_vars(var.value.as_deref().unwrap_or_default(), &env)
@@ -863,15 +1055,28 @@ fn expand_vars(input: &str, env: &[(String, String)]) -> String {
 
 /// The container's mounts: private /tmp and /run, the Pod's /etc files,
 /// the image's layout, then its volumeMounts.
-fn container_mounts(pod: &Pod, dir: &PodDir, spec: &Container, image: &Image) -> Result<Vec<Mount>, String> {
+fn container_mounts(
+    pod: &Pod,
+    dir: &PodDir,
+    spec: &Container,
+    image: &Image,
+) -> Result<Vec<Mount>, String> {
     let bind = |source: PathBuf, target: &str, read_only: bool| Mount {
         target: PathBuf::from(target),
         source: MountSource::Bind(source),
         read_only,
     };
     let mut mounts = vec![
-        Mount { target: "/tmp".into(), source: MountSource::Tmpfs, read_only: false },
-        Mount { target: "/run".into(), source: MountSource::Tmpfs, read_only: false },
+        Mount {
+            target: "/tmp".into(),
+            source: MountSource::Tmpfs,
+            read_only: false,
+        },
+        Mount {
+            target: "/run".into(),
+            source: MountSource::Tmpfs,
+            read_only: false,
+        },
     ];
     let etc = dir.etc();
     if !sandbox::host_network(pod) {
@@ -888,7 +1093,11 @@ fn container_mounts(pod: &Pod, dir: &PodDir, spec: &Container, image: &Image) ->
         source: MountSource::Bind(m.source),
         read_only: false,
     }));
-    let volumes: Vec<_> = pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()).collect();
+    let volumes: Vec<_> = pod
+        .spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .collect();
     for vm in spec.volume_mounts.iter().flatten() {
         let volume = volumes
             .iter()
@@ -915,7 +1124,11 @@ fn container_status(
     let mut status = ContainerStatus {
         name: spec.name.clone(),
         image: image.clone(),
-        image_id: rt.image.as_ref().map(|i| i.image_id.clone()).unwrap_or_default(),
+        image_id: rt
+            .image
+            .as_ref()
+            .map(|i| i.image_id.clone())
+            .unwrap_or_default(),
         restart_count: rt.restart_count(),
         ready: rt.ready(),
         started: Some(rt.running() && rt.startup.as_ref().is_none_or(|p| p.passing)),
@@ -976,7 +1189,9 @@ fn container_status(
             }
         }
         None => match (&rt.waiting, sandbox_error) {
-            (Some((reason, message)), _) if reason != "ContainerCreating" => waiting(reason, message),
+            (Some((reason, message)), _) if reason != "ContainerCreating" => {
+                waiting(reason, message)
+            }
             _ => waiting("ContainerCreating", ""),
         },
     });
@@ -1001,17 +1216,22 @@ fn parse_time(text: &str) -> Option<Time> {
 
 /// When instance `n` started, from its process record.
 fn read_started(dir: &ContainerDir, n: u32) -> Option<String> {
-    super::monitor::read_json::<super::monitor::ProcessRecord>(&dir.path().join(format!("{n}.pid.json")))
-        .ok()
-        .flatten()
-        .map(|p| p.started_at)
+    super::monitor::read_json::<super::monitor::ProcessRecord>(
+        &dir.path().join(format!("{n}.pid.json")),
+    )
+    .ok()
+    .flatten()
+    .map(|p| p.started_at)
 }
 
 /// How instance `n` ended, with its start and container ID (lastState).
 fn read_exit(dir: &ContainerDir, n: u32) -> Option<(ExitRecord, String, String)> {
-    let exit: ExitRecord = super::monitor::read_json(&dir.path().join(format!("{n}.exit.json"))).ok()??;
+    let exit: ExitRecord =
+        super::monitor::read_json(&dir.path().join(format!("{n}.exit.json"))).ok()??;
     let started = read_started(dir, n).unwrap_or_default();
-    let id = Instance::adopt(dir, n).map(|i| i.container_id()).unwrap_or_default();
+    let id = Instance::adopt(dir, n)
+        .map(|i| i.container_id())
+        .unwrap_or_default();
     Some((exit, started, id))
 }
 
@@ -1045,7 +1265,11 @@ fn termination_grace(pod: &Pod) -> Duration {
     let seconds = pod
         .metadata
         .deletion_grace_period_seconds
-        .or_else(|| pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
+        .or_else(|| {
+            pod.spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds)
+        })
         .unwrap_or(30)
         .max(0);
     // Even a zero grace period gives the process a moment to see SIGTERM
@@ -1079,7 +1303,10 @@ mod tests {
     fn variables_expand_like_kubernetes() {
         let env = vec![("NAME".to_string(), "web".to_string())];
         assert_eq!(expand_vars("hello $(NAME)!", &env), "hello web!");
-        assert_eq!(expand_vars("$$(NAME) $(OTHER) $", &env), "$(NAME) $(OTHER) $");
+        assert_eq!(
+            expand_vars("$$(NAME) $(OTHER) $", &env),
+            "$(NAME) $(OTHER) $"
+        );
     }
 
     #[test]

@@ -118,12 +118,9 @@ pub async fn handle(
     tokio::spawn(async move {
         match upgrade.await {
             Ok(upgraded) => {
-                let ws = WebSocketStream::from_raw_socket(
-                    TokioIo::new(upgraded),
-                    Role::Server,
-                    None,
-                )
-                .await;
+                let ws =
+                    WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None)
+                        .await;
                 tracing::debug!(%namespace, %pod, %container, command = ?opts.command, "exec");
                 session(ws, protocol, &view, &opts).await;
             }
@@ -175,7 +172,10 @@ fn websocket_request(headers: &HeaderMap) -> Result<(String, Protocol), String> 
         .get(header::SEC_WEBSOCKET_VERSION)
         .is_some_and(|v| v != "13")
     {
-        return Err("unable to upgrade connection: unsupported Sec-WebSocket-Version, 13 is required".into());
+        return Err(
+            "unable to upgrade connection: unsupported Sec-WebSocket-Version, 13 is required"
+                .into(),
+        );
     }
     let offered = headers
         .get_all(header::SEC_WEBSOCKET_PROTOCOL)
@@ -300,7 +300,9 @@ async fn session(ws: Socket, protocol: Protocol, view: &ContainerView, opts: &Ex
     if let Some(status) = status {
         let json = serde_json::to_vec(&status).unwrap_or_default();
         let _ = out_tx
-            .send(Message::Binary(channel::frame(channel::ERROR, &json).into()))
+            .send(Message::Binary(
+                channel::frame(channel::ERROR, &json).into(),
+            ))
             .await;
     }
     drop(out_tx);
@@ -407,15 +409,23 @@ mod tests {
     #[test]
     fn only_websocket_upgrades_with_our_subprotocol() {
         let mut h = HeaderMap::new();
-        assert!(websocket_request(&h).unwrap_err().contains("WebSocket only"));
+        assert!(websocket_request(&h)
+            .unwrap_err()
+            .contains("WebSocket only"));
         h.insert(header::CONNECTION, "keep-alive, Upgrade".parse().unwrap());
         h.insert(header::UPGRADE, "SPDY/3.1".parse().unwrap());
         assert!(websocket_request(&h).unwrap_err().contains("SPDY/3.1"));
         h.insert(header::UPGRADE, "websocket".parse().unwrap());
-        h.insert(header::SEC_WEBSOCKET_KEY, "dGhlIHNhbXBsZSBub25jZQ==".parse().unwrap());
+        h.insert(
+            header::SEC_WEBSOCKET_KEY,
+            "dGhlIHNhbXBsZSBub25jZQ==".parse().unwrap(),
+        );
         h.insert(header::SEC_WEBSOCKET_VERSION, "13".parse().unwrap());
         assert!(websocket_request(&h).unwrap_err().contains("subprotocol"));
-        h.insert(header::SEC_WEBSOCKET_PROTOCOL, "v5.channel.k8s.io".parse().unwrap());
+        h.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            "v5.channel.k8s.io".parse().unwrap(),
+        );
         assert_eq!(websocket_request(&h).unwrap().1, Protocol::V5);
     }
 }

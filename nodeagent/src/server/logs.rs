@@ -483,9 +483,17 @@ mod tests {
         assert_eq!(o.limit_bytes, Some(10));
         assert_eq!(o.since, Some("2026-12-02T17:59:00Z".parse().unwrap()));
         assert!(LogOptions::from_query(Some("tailLines=-1"), now).is_err());
-        assert!(LogOptions::from_query(Some("sinceSeconds=1&sinceTime=2026-12-02T17:00:00Z"), now).is_err());
+        assert!(
+            LogOptions::from_query(Some("sinceSeconds=1&sinceTime=2026-12-02T17:00:00Z"), now)
+                .is_err()
+        );
         assert!(LogOptions::from_query(Some("follow=maybe"), now).is_err());
-        assert_eq!(LogOptions::from_query(Some("tail=all"), now).unwrap().tail_lines, None);
+        assert_eq!(
+            LogOptions::from_query(Some("tail=all"), now)
+                .unwrap()
+                .tail_lines,
+            None
+        );
     }
 
     #[test]
@@ -496,8 +504,14 @@ mod tests {
         };
         let mut r = Renderer::new(&opts);
         let mut out = Vec::new();
-        assert!(!r.render(&parse_line(b"2026-12-02T17:49:07Z stdout P ab").unwrap(), &mut out));
-        assert!(r.render(&parse_line(b"2026-12-02T17:49:08Z stdout F cd").unwrap(), &mut out));
+        assert!(!r.render(
+            &parse_line(b"2026-12-02T17:49:07Z stdout P ab").unwrap(),
+            &mut out
+        ));
+        assert!(r.render(
+            &parse_line(b"2026-12-02T17:49:08Z stdout F cd").unwrap(),
+            &mut out
+        ));
         assert_eq!(out, b"2026-12-02T17:49:07Z abcd\n");
     }
 }

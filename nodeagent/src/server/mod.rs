@@ -116,7 +116,10 @@ pub fn error_response(code: StatusCode, message: impl Into<String>) -> Response 
     message.push('\n');
     (
         code,
-        [(axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; charset=utf-8",
+        )],
         message,
     )
         .into_response()

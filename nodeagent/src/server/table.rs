@@ -67,10 +67,7 @@ impl ContainerTable {
         if let Some(entry) = entries.get(&key(namespace, pod, container)) {
             return Ok(entry.clone());
         }
-        if entries
-            .keys()
-            .any(|(ns, p, _)| ns == namespace && p == pod)
-        {
+        if entries.keys().any(|(ns, p, _)| ns == namespace && p == pod) {
             Err(LookupError::ContainerNotFound {
                 pod: pod.into(),
                 container: container.into(),
