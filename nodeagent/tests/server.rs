@@ -47,6 +47,9 @@ struct Session {
     stdout: Vec<u8>,
     stderr: Vec<u8>,
     status: Value,
+    /// Answers to our pings (kubectl pings every 5 s and gives up
+    /// after a minute without an answer).
+    pongs: usize,
 }
 
 type Ws = WebSocketStream<TcpStream>;
@@ -84,6 +87,7 @@ async fn collect(ws: &mut Ws) -> Session {
                     Some(3) => session.status = serde_json::from_slice(&data[1..]).unwrap(),
                     _ => {}
                 },
+                Message::Pong(_) => session.pongs += 1,
                 Message::Close(_) => break,
                 _ => {}
             }
@@ -126,7 +130,10 @@ async fn exec_runs_inside_the_container_namespaces() {
     assert_eq!(protocol, "v5.channel.k8s.io");
     let s = collect(&mut ws).await;
     assert_eq!(String::from_utf8_lossy(&s.stdout), "web-1\n");
-    assert_eq!(s.status, serde_json::json!({"metadata": {}, "status": "Success"}));
+    assert_eq!(
+        s.status,
+        serde_json::json!({"metadata": {}, "status": "Success"})
+    );
 
     // Mounts, working directory and environment are the container's.
     let (mut ws, _) = connect(
@@ -195,6 +202,9 @@ async fn exec_with_stdin_and_close() {
         "v5.channel.k8s.io",
     )
     .await;
+    ws.send(Message::Ping(b"heartbeat".to_vec().into()))
+        .await
+        .unwrap();
     ws.send(Message::Binary(b"\x00hello\n".to_vec().into()))
         .await
         .unwrap();
@@ -206,6 +216,7 @@ async fn exec_with_stdin_and_close() {
     let s = collect(&mut ws).await;
     assert_eq!(String::from_utf8_lossy(&s.stdout), "hello\nworld\n");
     assert_eq!(s.status["status"], "Success");
+    assert_eq!(s.pongs, 1, "a ping is answered");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -242,7 +253,10 @@ async fn exec_with_a_terminal() {
 
 /// The PIDs of processes whose command line is exactly `argv`.
 fn pids_running(argv: &[&str]) -> Vec<i32> {
-    let wanted: Vec<u8> = argv.iter().flat_map(|a| [a.as_bytes(), b"\0"].concat()).collect();
+    let wanted: Vec<u8> = argv
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
     std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
@@ -323,7 +337,10 @@ async fn errors_in_the_kubelet_words() {
             "container \"app\" in pod \"starting\" is waiting to start: ContainerCreating"
         )
     );
-    let (code, body) = get(&format!("{base}/containerLogs/default/web-1/web?previous=true")).await;
+    let (code, body) = get(&format!(
+        "{base}/containerLogs/default/web-1/web?previous=true"
+    ))
+    .await;
     assert_eq!(
         (code, body.trim()),
         (
@@ -331,7 +348,10 @@ async fn errors_in_the_kubelet_words() {
             "previous terminated container \"web\" in pod \"web-1\" not found"
         )
     );
-    let (code, body) = get(&format!("{base}/containerLogs/default/web-1/web?tailLines=x")).await;
+    let (code, body) = get(&format!(
+        "{base}/containerLogs/default/web-1/web?tailLines=x"
+    ))
+    .await;
     assert_eq!(code, 400, "{body}");
 
     // exec: refused before any upgrade, so kubectl shows the reason.

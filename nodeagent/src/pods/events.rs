@@ -2,20 +2,55 @@
 //! `BackOff`, `Unhealthy`, `FailedMount`... the bottom of `kubectl describe
 //! pod`, and the first place to look when a Pod does not come up.
 //!
-//! An Event is a side note: failing to write one is logged, never fatal.
+//! An Event is a side note: failing to write one is logged, never fatal,
+//! and a pod worker never waits for one. Workers hand their Events to a
+//! [`Recorder`], whose own task writes them in order.
 
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::PostParams;
 use kube::Api;
 
-use super::Shared;
+/// Queues Events for writing; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Recorder {
+    node_name: String,
+    queue: tokio::sync::mpsc::UnboundedSender<Event>,
+}
+
+impl Recorder {
+    /// A recorder for the kubelet of `node_name`; starts the task that
+    /// writes the Events (must be called inside a tokio runtime).
+    pub fn new(client: kube::Client, node_name: &str) -> Recorder {
+        let (queue, mut events) = tokio::sync::mpsc::unbounded_channel::<Event>();
+        tokio::spawn(async move {
+            while let Some(event) = events.recv().await {
+                let namespace = event.metadata.namespace.clone().unwrap_or_default();
+                let api: Api<Event> = Api::namespaced(client.clone(), &namespace);
+                if let Err(error) = api.create(&PostParams::default(), &event).await {
+                    tracing::debug!(%error, reason = ?event.reason, "cannot write an Event");
+                }
+            }
+        });
+        Recorder {
+            node_name: node_name.to_string(),
+            queue,
+        }
+    }
+
+    /// Queues an Event about `pod`.
+    pub fn publish(&self, pod: &Pod, kind: &str, reason: &str, message: &str) {
+        let _ = self
+            .queue
+            .send(event(&self.node_name, pod, kind, reason, message));
+    }
+}
 
 pub const NORMAL: &str = "Normal";
 pub const WARNING: &str = "Warning";
 
-/// Writes an Event about `pod` from this node's kubelet.
-pub async fn publish(shared: &Shared, pod: &Pod, kind: &str, reason: &str, message: &str) {
+/// An Event about `pod` from the kubelet of `node_name`.
+fn event(node_name: &str, pod: &Pod, kind: &str, reason: &str, message: &str) -> Event {
     let namespace = pod
         .metadata
         .namespace
@@ -23,7 +58,7 @@ pub async fn publish(shared: &Shared, pod: &Pod, kind: &str, reason: &str, messa
         .unwrap_or_else(|| "default".into());
     let name = pod.metadata.name.clone().unwrap_or_default();
     let now = Time(super::now_seconds());
-    let event = Event {
+    Event {
         metadata: ObjectMeta {
             // Upstream names Events `<object>.<unique hex>`.
             name: Some(format!("{name}.{:x}", rand_suffix())),
@@ -47,15 +82,11 @@ pub async fn publish(shared: &Shared, pod: &Pod, kind: &str, reason: &str, messa
         last_timestamp: Some(now),
         source: Some(EventSource {
             component: Some("kubelet".into()),
-            host: Some(shared.node_name.clone()),
+            host: Some(node_name.to_string()),
         }),
         reporting_component: Some("kubelet".into()),
-        reporting_instance: Some(shared.node_name.clone()),
+        reporting_instance: Some(node_name.to_string()),
         ..Default::default()
-    };
-    let api: Api<Event> = Api::namespaced(shared.client.clone(), &namespace);
-    if let Err(error) = api.create(&PostParams::default(), &event).await {
-        tracing::debug!(%error, reason, "cannot write an Event");
     }
 }
 

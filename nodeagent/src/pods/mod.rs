@@ -93,6 +93,7 @@ pub struct Shared {
     /// their volumes.
     pub configmaps_changed: watch::Receiver<u64>,
     pub registry: Registry,
+    pub events: events::Recorder,
 }
 
 impl Shared {
@@ -167,6 +168,7 @@ pub async fn run(
         configmaps,
         configmaps_changed,
         registry,
+        events: events::Recorder::new(client.clone(), &config.node_name),
     });
 
     let selector = format!("spec.nodeName={}", config.node_name);

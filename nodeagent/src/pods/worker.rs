@@ -357,14 +357,12 @@ impl PodWorker {
                 let message = format!("{error:#}");
                 if self.sandbox_error.as_deref() != Some(message.as_str()) {
                     tracing::warn!(pod = %self.pod_key(), error = %message, "cannot set up the Pod sandbox yet");
-                    events::publish(
-                        &self.shared,
+                    self.shared.events.publish(
                         &self.pod,
                         events::WARNING,
                         "FailedCreatePodSandBox",
                         &format!("Failed to create pod sandbox: {message}"),
-                    )
-                    .await;
+                    );
                 }
                 self.sandbox_error = Some(message);
                 false
@@ -385,10 +383,12 @@ impl PodWorker {
                 .borrow()
                 .clone()
                 .ok_or_else(|| anyhow::anyhow!("the node has no pod CIDR yet"))?;
+            let begin = Instant::now();
             let (ip, cidr) = {
                 let mut ipam = ipam.lock().expect("ipam lock");
                 (ipam.allocate(&self.uid)?, ipam.cidr())
             };
+            let allocated = begin.elapsed();
             let interface = network
                 .setup(
                     &self.uid,
@@ -396,6 +396,7 @@ impl PodWorker {
                     cidr.gateway(),
                 )
                 .await?;
+            tracing::debug!(pod = %self.pod_key(), ?allocated, network = ?begin.elapsed(), "sandbox network");
             (ip, Some(crate::network::netns::path(&interface.netns)))
         };
         let record = PodRecord {
@@ -448,14 +449,9 @@ impl PodWorker {
         if error != self.volume_error {
             if let Some(message) = &error {
                 tracing::warn!(pod = %self.pod_key(), %message, "volume setup failed");
-                let (shared, pod, message) = (
-                    Arc::clone(&self.shared),
-                    Arc::clone(&self.pod),
-                    message.clone(),
-                );
-                tokio::spawn(async move {
-                    events::publish(&shared, &pod, events::WARNING, "FailedMount", &message).await;
-                });
+                self.shared
+                    .events
+                    .publish(&self.pod, events::WARNING, "FailedMount", message);
             }
         }
         self.volume_error = error;
@@ -522,8 +518,7 @@ impl PodWorker {
                                 pod_key_with_uid(&self.pod)
                             );
                             rt.waiting = Some(("CrashLoopBackOff".into(), message.clone()));
-                            events::publish(
-                                &self.shared,
+                            self.shared.events.publish(
                                 &self.pod,
                                 events::WARNING,
                                 "BackOff",
@@ -531,8 +526,7 @@ impl PodWorker {
                                     "Back-off restarting failed container {} in pod {}",
                                     rt.name, pod_key
                                 ),
-                            )
-                            .await;
+                            );
                         }
                     }
                 }
@@ -636,14 +630,12 @@ impl PodWorker {
         let mut stops = vec![];
         for rt in self.containers.values() {
             if let Some(instance) = rt.current.as_ref().filter(|i| !i.has_exited()) {
-                events::publish(
-                    &self.shared,
+                self.shared.events.publish(
                     &self.pod,
                     events::NORMAL,
                     "Killing",
                     &format!("Stopping container {}", rt.name),
-                )
-                .await;
+                );
                 let signal = rt
                     .image
                     .as_ref()
@@ -730,14 +722,12 @@ async fn start_container(
                 ));
             } else {
                 rt.waiting = Some((unknown.reason().into(), unknown.to_string()));
-                events::publish(
-                    shared,
+                shared.events.publish(
                     pod,
                     events::WARNING,
                     "Failed",
                     &format!("Failed to pull image {image_name:?}: {unknown}"),
-                )
-                .await;
+                );
             }
             return;
         }
@@ -784,14 +774,12 @@ async fn start_container(
         exit_path: rt.dir.path().join(format!("{n}.exit.json")),
     };
     if n == 0 {
-        events::publish(
-            shared,
+        shared.events.publish(
             pod,
             events::NORMAL,
             "Pulled",
             &format!("Container image {image_name:?} already present on machine"),
-        )
-        .await;
+        );
     }
     match Instance::start(&rt.dir, n, &monitor_spec) {
         Ok(instance) => {
@@ -802,22 +790,18 @@ async fn start_container(
                 }
             }
             tracing::info!(pod = %pod_key(pod), container = %spec.name, instance = n, "container started");
-            events::publish(
-                shared,
+            shared.events.publish(
                 pod,
                 events::NORMAL,
                 "Created",
                 &format!("Created container: {}", spec.name),
-            )
-            .await;
-            events::publish(
-                shared,
+            );
+            shared.events.publish(
                 pod,
                 events::NORMAL,
                 "Started",
                 &format!("Started container {}", spec.name),
-            )
-            .await;
+            );
             let now = Instant::now();
             rt.readiness = spec
                 .readiness_probe
@@ -862,18 +846,15 @@ async fn run_probes(
             let outcome = probes::run(&startup.probe, spec, ip, pid).await;
             startup.record(&outcome, Instant::now());
             if let Err(why) = &outcome {
-                events::publish(
-                    shared,
+                shared.events.publish(
                     pod,
                     events::WARNING,
                     "Unhealthy",
                     &format!("Startup probe failed: {why}"),
-                )
-                .await;
+                );
             }
             if startup.failed_for_good() {
-                events::publish(
-                    shared,
+                shared.events.publish(
                     pod,
                     events::NORMAL,
                     "Killing",
@@ -881,8 +862,7 @@ async fn run_probes(
                         "Container {} failed startup probe, will be restarted",
                         spec.name
                     ),
-                )
-                .await;
+                );
                 return true;
             }
         }
@@ -892,32 +872,27 @@ async fn run_probes(
         let outcome = probes::run(&readiness.probe, spec, ip, pid).await;
         readiness.record(&outcome, Instant::now());
         if let Err(why) = &outcome {
-            events::publish(
-                shared,
+            shared.events.publish(
                 pod,
                 events::WARNING,
                 "Unhealthy",
                 &format!("Readiness probe failed: {why}"),
-            )
-            .await;
+            );
         }
     }
     if let Some(liveness) = rt.liveness.as_mut().filter(|p| p.next <= now) {
         let outcome = probes::run(&liveness.probe, spec, ip, pid).await;
         liveness.record(&outcome, Instant::now());
         if let Err(why) = &outcome {
-            events::publish(
-                shared,
+            shared.events.publish(
                 pod,
                 events::WARNING,
                 "Unhealthy",
                 &format!("Liveness probe failed: {why}"),
-            )
-            .await;
+            );
         }
         if !liveness.passing {
-            events::publish(
-                shared,
+            shared.events.publish(
                 pod,
                 events::NORMAL,
                 "Killing",
@@ -925,8 +900,7 @@ async fn run_probes(
                     "Container {} failed liveness probe, will be restarted",
                     spec.name
                 ),
-            )
-            .await;
+            );
             return true;
         }
     }
