@@ -1,0 +1,350 @@
+//! What the kubelet does for a Pod beyond starting it, on a real lab:
+//! the Pod's own view of the world (hostname, /etc/hosts, resolv.conf,
+//! environment), ConfigMap volumes that follow the ConfigMap, an emptyDir
+//! shared by two containers, readiness and liveness probes, and graceful
+//! deletion (SIGTERM, then SIGKILL after the grace period).
+//!
+//! The test looks inside a container the way `nsenter` does: it joins the
+//! namespaces of the container's process. Needs root; takes the lab lock.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use e2e::harness::{bin_dir, ensure_built};
+use e2e::lab::{Lab, LabOptions};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::Api;
+
+async fn wait_for<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn condition(pod: &Pod, kind: &str) -> Option<String> {
+    pod.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == kind)
+        .map(|c| c.status.clone())
+}
+
+fn statuses(pod: &Pod) -> Vec<k8s_openapi::api::core::v1::ContainerStatus> {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.clone())
+        .unwrap_or_default()
+}
+
+/// The host PID of a running container of a Pod, from the record the
+/// container's monitor wrote.
+fn container_pid(lab: &Lab, pod: &Pod, container: &str) -> i32 {
+    let node = pod.spec.as_ref().unwrap().node_name.clone().unwrap();
+    let uid = pod.metadata.uid.as_deref().unwrap();
+    let n = statuses(pod)
+        .iter()
+        .find(|c| c.name == container)
+        .map(|c| c.restart_count)
+        .unwrap_or(0);
+    let record = lab.options.dir.join(format!(
+        "{node}/nodeagent/pods/{uid}/containers/{container}/{n}.pid.json"
+    ));
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&record).expect("pid record")).unwrap();
+    json["pid"].as_i64().unwrap() as i32
+}
+
+/// Runs a command inside a container (its network, UTS and mount
+/// namespaces), like `kubectl exec`.
+fn in_container(pid: i32, command: &[&str]) -> String {
+    let out = Command::new("nsenter")
+        .args([
+            "--target",
+            &pid.to_string(),
+            "--net",
+            "--uts",
+            "--mount",
+            "--",
+        ])
+        .args(command)
+        .output()
+        .expect("nsenter");
+    assert!(
+        out.status.success(),
+        "{command:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn pod(value: serde_json::Value) -> Pod {
+    serde_json::from_value(value).expect("a valid Pod")
+}
+
+async fn running(pods: &Api<Pod>, name: &str) -> Pod {
+    wait_for(40, &format!("{name} running"), || async {
+        let p = pods.get(name).await.ok()?;
+        let all_running = !statuses(&p).is_empty()
+            && statuses(&p)
+                .iter()
+                .all(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()));
+        all_running.then_some(p)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pods_see_their_world_and_the_kubelet_watches_over_them() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the lab test builds network namespaces and must run as root"
+    );
+    ensure_built(&["apiserver", "controller", "nodeagent", "e2e"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = Lab::up(LabOptions {
+        workers: 2,
+        dir: tmp.path().join("lab"),
+        bin_dir: bin_dir(),
+    })
+    .expect("lab up");
+    let client = kube::Client::try_from(kube::Config::new(lab.server().parse().unwrap())).unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let create = PostParams::default();
+
+    configmaps
+        .create(
+            &create,
+            &serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "settings"},
+                "data": {"greeting": "hello", "color": "blue"}
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+
+    // A Pod with a ConfigMap volume, an emptyDir shared by two containers
+    // and an environment from the API.
+    pods.create(
+        &create,
+        &pod(serde_json::json!({
+            "metadata": {"name": "world", "labels": {"app": "world"}},
+            "spec": {
+                "volumes": [
+                    {"name": "settings", "configMap": {"name": "settings"}},
+                    {"name": "shared", "emptyDir": {}}
+                ],
+                "containers": [
+                    {"name": "writer", "image": "busybox",
+                     "command": ["sh", "-c", "echo from-writer > /shared/note; exec sleep 3600"],
+                     "env": [
+                        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                        {"name": "COLOR", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "color"}}},
+                        {"name": "GREETING", "value": "$(COLOR) world"}
+                     ],
+                     "volumeMounts": [
+                        {"name": "settings", "mountPath": "/config"},
+                        {"name": "shared", "mountPath": "/shared"}
+                     ]},
+                    {"name": "reader", "image": "busybox",
+                     "command": ["sleep", "3600"],
+                     "volumeMounts": [{"name": "shared", "mountPath": "/data"}]}
+                ]
+            }
+        })),
+    )
+    .await
+    .unwrap();
+    let world = running(&pods, "world").await;
+    let ip = world.status.as_ref().unwrap().pod_ip.clone().unwrap();
+    let writer = container_pid(&lab, &world, "writer");
+    let reader = container_pid(&lab, &world, "reader");
+
+    // Its own hostname, hosts file and resolver configuration.
+    assert_eq!(in_container(writer, &["hostname"]).trim(), "world");
+    let hosts = in_container(writer, &["cat", "/etc/hosts"]);
+    assert!(
+        hosts.starts_with("# Kubernetes-managed hosts file."),
+        "{hosts}"
+    );
+    assert!(hosts.contains(&format!("{ip}\tworld\n")), "{hosts}");
+    assert_eq!(
+        in_container(writer, &["cat", "/etc/resolv.conf"]),
+        "search default.svc.cluster.local svc.cluster.local cluster.local\n\
+         nameserver 10.96.0.10\noptions ndots:5\n"
+    );
+    // eth0 holds the Pod IP; the default route goes to the node's bridge.
+    let addr = in_container(writer, &["ip", "-4", "addr", "show", "eth0"]);
+    assert!(addr.contains(&format!("inet {ip}/24")), "{addr}");
+    // Private /tmp: a file written there is not on the node.
+    in_container(
+        writer,
+        &["sh", "-c", "echo mine > /tmp/kube-lite-private-test"],
+    );
+    assert!(!std::path::Path::new("/tmp/kube-lite-private-test").exists());
+
+    // The environment: fieldRef, configMapKeyRef and $(VAR) expansion.
+    let environ = std::fs::read(format!("/proc/{writer}/environ")).unwrap();
+    let environ = String::from_utf8_lossy(&environ);
+    for expected in [
+        "POD_NAME=world".to_string(),
+        format!("POD_IP={ip}"),
+        "COLOR=blue".into(),
+        "GREETING=blue world".into(),
+        "HOSTNAME=world".into(),
+    ] {
+        assert!(
+            environ.split('\0').any(|kv| kv == expected),
+            "{expected} in {environ:?}"
+        );
+    }
+
+    // The emptyDir is one directory for both containers.
+    assert_eq!(
+        in_container(reader, &["cat", "/data/note"]),
+        "from-writer\n"
+    );
+
+    // ConfigMap keys are files, and follow the ConfigMap.
+    assert_eq!(in_container(writer, &["cat", "/config/greeting"]), "hello");
+    configmaps
+        .patch(
+            "settings",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"data": {"greeting": "bonjour"}})),
+        )
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while in_container(writer, &["cat", "/config/greeting"]) != "bonjour" {
+        assert!(
+            Instant::now() < deadline,
+            "the volume did not follow the ConfigMap"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The volume is read-only, as on a real node.
+    let write = Command::new("nsenter")
+        .args(["--target", &writer.to_string(), "--mount", "--", "sh", "-c"])
+        .arg("echo x > /config/new")
+        .output()
+        .unwrap();
+    assert!(!write.status.success(), "a configMap volume is read-only");
+
+    // Probes: the echo server answers its readiness probe; a probe on a
+    // port nobody listens on keeps the Pod running but not Ready.
+    for (name, port) in [("ready", 8080), ("never-ready", 9999)] {
+        pods.create(
+            &create,
+            &pod(serde_json::json!({
+                "metadata": {"name": name},
+                "spec": {"containers": [{"name": "echo", "image": "kube-lite/echo",
+                    "readinessProbe": {"httpGet": {"path": "/", "port": port}, "periodSeconds": 1}}]}
+            })),
+        )
+        .await
+        .unwrap();
+    }
+    wait_for(30, "the echo Pod Ready", || async {
+        let p = pods.get("ready").await.ok()?;
+        (condition(&p, "Ready").as_deref() == Some("True")).then_some(())
+    })
+    .await;
+    let never = running(&pods, "never-ready").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let never = pods
+        .get(never.metadata.name.as_deref().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(condition(&never, "Ready").as_deref(), Some("False"));
+    assert_eq!(
+        condition(&never, "ContainersReady").as_deref(),
+        Some("False")
+    );
+    assert_eq!(
+        never.status.as_ref().unwrap().phase.as_deref(),
+        Some("Running")
+    );
+
+    // A failing liveness probe gets the container restarted.
+    pods.create(
+        &create,
+        &pod(serde_json::json!({
+            "metadata": {"name": "unhealthy"},
+            "spec": {"terminationGracePeriodSeconds": 1,
+                     "containers": [{"name": "c", "image": "busybox",
+                "command": ["sleep", "3600"],
+                "livenessProbe": {"exec": {"command": ["false"]},
+                                  "periodSeconds": 1, "failureThreshold": 2}}]}
+        })),
+    )
+    .await
+    .unwrap();
+    wait_for(40, "a liveness restart", || async {
+        let p = pods.get("unhealthy").await.ok()?;
+        statuses(&p)
+            .first()
+            .is_some_and(|c| c.restart_count >= 1)
+            .then_some(())
+    })
+    .await;
+
+    // Graceful deletion: a process that ignores SIGTERM is killed after
+    // the grace period; one that handles it goes at once.
+    for (name, script) in [
+        ("stubborn", "trap '' TERM; while true; do sleep 0.1; done"),
+        (
+            "polite",
+            "trap 'exit 0' TERM; while true; do sleep 0.1; done",
+        ),
+    ] {
+        pods.create(
+            &create,
+            &pod(serde_json::json!({
+                "metadata": {"name": name},
+                "spec": {"terminationGracePeriodSeconds": 3,
+                         "containers": [{"name": "c", "image": "busybox",
+                                         "command": ["sh", "-c", script]}]}
+            })),
+        )
+        .await
+        .unwrap();
+        running(&pods, name).await;
+    }
+    let mut took = vec![];
+    for name in ["stubborn", "polite"] {
+        let start = Instant::now();
+        pods.delete(name, &DeleteParams::default()).await.unwrap();
+        wait_for(20, &format!("{name} gone"), || async {
+            pods.get_opt(name).await.ok()?.is_none().then_some(())
+        })
+        .await;
+        took.push(start.elapsed());
+    }
+    assert!(
+        took[0] >= Duration::from_secs(3) && took[0] < Duration::from_secs(8),
+        "SIGKILL after the 3 s grace period, took {:?}",
+        took[0]
+    );
+    assert!(
+        took[1] < Duration::from_secs(2),
+        "a process that exits on SIGTERM is gone at once, took {:?}",
+        took[1]
+    );
+
+    lab.down().expect("lab down");
+}
