@@ -1,92 +1,126 @@
 #!/usr/bin/env bash
-# Brings up kube-lite on this machine and walks the Services lesson
-# (../shared/lesson/README.md), printing what a student sees at each step.
-#   scripts/lesson.sh          build, start the apiserver, walk the lesson
-#   scripts/lesson.sh down     stop what this script started
+# Brings up a kube-lite lab cluster on this machine (a master and two
+# workers, each a network namespace standing in for a VirtualBox VM) and
+# walks the Services lesson (../shared/lesson/README.md, steps 1-11),
+# printing what a student sees at each step.
+#   sudo scripts/lesson.sh          install, build, bring the lab up, walk the lesson
+#   sudo scripts/lesson.sh down     remove the lab (namespaces, links, routes, processes)
 #
-# Today the cluster is the apiserver and the controller (the node agents
-# come next): the Deployment gets its ReplicaSet and Pods, but with no nodes
-# the Pods stay Pending, Endpoints stay empty and nothing answers on the
-# ClusterIP yet.
+# The lab stays up afterwards: export KUBECONFIG=$PWD/.lab/kubeconfig and
+# keep exploring with target/release/kubectl-lite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-lab=.lab
-mkdir -p "$lab"
+lab="$PWD/.lab"
+bin="$PWD/target/release"
 
-stop() {
-  for component in controller apiserver; do
-    pidfile="$lab/$component.pid"
-    if [ -f "$pidfile" ]; then
-      pid=$(cat "$pidfile")
-      # Only the process this script started, by PID.
-      if kill -0 "$pid" 2>/dev/null && grep -q "$component" "/proc/$pid/cmdline" 2>/dev/null; then
-        kill "$pid" && echo "stopped $component (pid $pid)"
-      fi
-      rm -f "$pidfile"
-    fi
-  done
-}
+if [ "$(id -u)" -ne 0 ]; then
+  echo "lesson.sh: run as root (the lab creates network namespaces)" >&2
+  exit 1
+fi
 
 if [ "${1:-}" = "down" ]; then
-  stop
+  if [ -x "$bin/e2e" ]; then "$bin/e2e" down --dir "$lab"; else cargo run -q -p e2e -- down --dir "$lab"; fi
   exit 0
 fi
 
-if [ "$(id -u)" -eq 0 ]; then scripts/install-deps.sh >/dev/null; fi
+scripts/install-deps.sh >/dev/null
 cargo build --release --bins
-bin="$PWD/target/release"
-stop
-"$bin/apiserver" --listen 127.0.0.1:6443 --data-dir "$lab/data" >"$lab/apiserver.log" 2>&1 &
-echo $! >"$lab/apiserver.pid"
-for _ in $(seq 100); do
-  curl -fsS http://127.0.0.1:6443/readyz >/dev/null 2>&1 && break
-  sleep 0.1
-done
-"$bin/controller" --server http://127.0.0.1:6443 >"$lab/controller.log" 2>&1 &
-echo $! >"$lab/controller.pid"
-cat >"$lab/kubeconfig" <<KC
-apiVersion: v1
-kind: Config
-clusters:
-- name: kube-lite
-  cluster:
-    server: http://127.0.0.1:6443
-contexts:
-- name: kube-lite
-  context:
-    cluster: kube-lite
-    namespace: default
-current-context: kube-lite
-KC
-export KUBECONFIG="$PWD/$lab/kubeconfig"
-k() { echo; echo "\$ kubectl-lite $*"; "$bin/kubectl-lite" "$@" || true; }
+"$bin/e2e" up --workers 2 --dir "$lab"
+export KUBECONFIG="$lab/kubeconfig"
+export PATH="$bin:$PATH"
+
+k() { echo; echo "\$ kubectl-lite $*"; kubectl-lite "$@" || true; }
 step() { echo; echo "=== $* ==="; }
+# Runs a command on a "VM" (a lab node's namespace), as if ssh'ed into it.
+on_node() { local node=$1; shift; echo; echo "[$node]\$ $*"; ip netns exec "$node" "$@" || true; }
+# Waits (bounded) until a command succeeds.
+wait_until() { for _ in $(seq 120); do "$@" >/dev/null 2>&1 && return 0; sleep 0.5; done; return 1; }
+ready_pods() { kubectl-lite get pods -l app=ngx-dep --no-headers 2>/dev/null | grep -c " 1/1 " || true; }
 
 lesson=examples/lesson
+step "The cluster: three VMs (network namespaces), each with its node agent"
+k get nodes -o wide
+wait_until kubectl-lite get svc -n kube-system kube-dns || true
+
 step "The Deployment and its ConfigMap"
 k apply -f $lesson/ngx-conf.yml -f $lesson/ngx-dep.yml
+wait_until test "$(ready_pods)" -ge 2 || true
+
 step "1. Generate a Service template instead of typing YAML"
 k expose deploy ngx-dep --port=80 --target-port=80 --dry-run=client -o yaml
-step "2. Create the Service"
+
+step "2. Create the Service (or everything at once from all-in-one.yml)"
 k apply -f $lesson/ngx-svc.yml
 k apply -f $lesson/all-in-one.yml
-step "3. The Service and its ClusterIP"
+
+step "3. The Service and its ClusterIP (from 10.96.0.0/12, chosen by the apiserver)"
 k get svc
-step "4. Its Endpoints (empty until the controller runs Pods)"
+cluster_ip=$(kubectl-lite get svc ngx-svc -o jsonpath='{.spec.clusterIP}' 2>/dev/null || true)
+
+step "4. Its Endpoints: the two Pods' IPs"
+wait_until sh -c "kubectl-lite describe svc ngx-svc | grep -q 'Endpoints: *10.244.*,10.244'" || true
 k describe svc ngx-svc
-step "5. Pods (Pending: no node agents yet, so the scheduler has no nodes)"
-sleep 2
-k get deploy,rs,pod -o wide
-k describe pod -l app=ngx-dep
-step "9. Namespaces"
+
+step "5. The same Pod IPs, and the node of each"
+k get pod -o wide
+pod=$(kubectl-lite get pods -l app=ngx-dep -o name | head -1 | cut -d/ -f2)
+
+step "6. curl the ClusterIP from inside a Pod: the requests spread over both Pods"
+for _ in 1 2 3 4 5 6; do
+  echo; echo "\$ kubectl-lite exec $pod -- curl -s http://$cluster_ip"
+  kubectl-lite exec "$pod" -- curl -s -m 3 "http://$cluster_ip" || true
+done
+echo; echo "... and from a node (a VM) too:"
+on_node kl-worker1 curl -s -m 3 "http://$cluster_ip"
+echo; echo "ping gets no answer: the ClusterIP is virtual, only the Service's ports exist"
+k exec "$pod" -- ping -c 1 -W 1 "$cluster_ip"
+echo; echo "The rules that make it work, on every node:"
+on_node kl-worker2 nft list table ip kube-lite
+
+step "7. Delete a Pod: the Deployment replaces it and Endpoints follow"
+k delete pod "$pod"
+wait_until test "$(ready_pods)" -ge 2 || true
+k describe svc ngx-svc
+k get pod -o wide
+pod=$(kubectl-lite get pods -l app=ngx-dep -o name | head -1 | cut -d/ -f2)
+echo; echo "\$ kubectl-lite exec $pod -- curl -s http://$cluster_ip"
+kubectl-lite exec "$pod" -- curl -s -m 3 "http://$cluster_ip" || true
+
+step "8. Scale to 5: five endpoints, and curl reaches all five"
+k scale deploy ngx-dep --replicas=5
+wait_until test "$(ready_pods)" -ge 5 || true
+k get pod -o wide
+k describe svc ngx-svc
+echo; echo "\$ for i in \$(seq 30); do curl -s http://$cluster_ip | grep host; done | sort | uniq -c"
+for _ in $(seq 30); do kubectl-lite exec "$pod" -- curl -s -m 3 "http://$cluster_ip" 2>/dev/null | grep host; done | sort | uniq -c
+
+step "9. DNS: the Service by name, from inside a Pod"
+for name in ngx-svc ngx-svc.default ngx-svc.default.svc.cluster.local; do
+  echo; echo "\$ kubectl-lite exec $pod -- curl -s http://$name"
+  kubectl-lite exec "$pod" -- curl -s -m 3 "http://$name" || true
+done
+pod_ip=$(kubectl-lite get pod "$pod" -o jsonpath='{.status.podIP}' 2>/dev/null || true)
+pod_record="${pod_ip//./-}.default.pod.cluster.local"
+k exec "$pod" -- getent hosts "$pod_record"
 k get ns
-step "10. NodePort"
+
+step "10. NodePort: the Service on every node's IP, from the VM host"
 k apply -f $lesson/ngx-svc-nodeport.yml
-k get svc -o wide
-step "11. Clean up"
+k get svc
+node_port=$(kubectl-lite get svc ngx-svc -o jsonpath='{.spec.ports[0].nodePort}' 2>/dev/null || true)
+for ip in 192.168.56.10 192.168.56.11 192.168.56.12; do
+  echo; echo "\$ curl -s http://$ip:$node_port"
+  curl -s -m 3 "http://$ip:$node_port" || true
+done
+
+step "11. Clean up: the ClusterIP and NodePort are freed, the rules disappear from every node"
 k delete -f $lesson/all-in-one.yml
 k get svc,deploy,cm
+for node in kl-master kl-worker1 kl-worker2; do
+  echo; echo "[$node]\$ nft list table ip kube-lite | grep -c ngx-svc"
+  ip netns exec "$node" nft list table ip kube-lite 2>/dev/null | grep -c ngx-svc || true
+done
+
 echo
-echo "The apiserver keeps running at http://127.0.0.1:6443 (logs: $lab/apiserver.log, $lab/controller.log)."
-echo "Try:  KUBECONFIG=$PWD/$lab/kubeconfig $bin/kubectl-lite get ns"
-echo "Stop: scripts/lesson.sh down"
+echo "The lab is still up. Explore:  export KUBECONFIG=$lab/kubeconfig PATH=$bin:\$PATH"
+echo "Remove it:                    sudo scripts/lesson.sh down"

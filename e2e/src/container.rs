@@ -77,6 +77,21 @@ impl Drop for TestContainer {
     }
 }
 
+/// The PIDs of the processes whose command line is exactly `argv`: how a
+/// test finds the process an exec started (give it a unique argument).
+pub fn pids_running(argv: &[&str]) -> Vec<i32> {
+    let wanted: Vec<u8> = argv
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == wanted))
+        .collect()
+}
+
 /// One line of a CRI log file (the format containerd writes and the
 /// kubelet reads): `<time> <stream> <F|P> <content>\n`.
 pub fn cri_line(time: &str, stream: &str, full: bool, content: &str) -> String {

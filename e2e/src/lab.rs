@@ -121,6 +121,12 @@ pub enum LabError {
         .0[0].1
     )]
     Leftovers(Vec<(PathBuf, std::io::Error)>),
+    #[error(
+        "a lab is already up (node namespaces {}): someone is using it, or a test was killed; \
+         `sudo e2e down` removes it",
+        .0.join(", ")
+    )]
+    AlreadyUp(Vec<String>),
 }
 
 fn io_error(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> LabError {
@@ -1279,8 +1285,19 @@ pub struct Lab {
 impl Lab {
     /// Takes the lab lock and brings the lab up. If `up` fails, whatever it
     /// made is removed before the error is returned.
+    ///
+    /// A lab that is already there was made by `e2e up` (which does not
+    /// keep the lock) or left by a killed test: a test must not adopt it and
+    /// then tear it down under someone's feet, so that is an error.
     pub fn up(options: LabOptions) -> Result<Lab, LabError> {
         let lock = LabLock::acquire(TEST_LOCK_WAIT)?;
+        let nodes: Vec<String> = netns_list()?
+            .into_iter()
+            .filter(|n| is_node_netns(n))
+            .collect();
+        if !nodes.is_empty() {
+            return Err(LabError::AlreadyUp(nodes));
+        }
         let lab = Lab {
             options,
             lock: Some(lock),

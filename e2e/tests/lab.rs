@@ -214,6 +214,15 @@ impl Drop for Children {
     }
 }
 
+/// A mount this test made, detached when dropped (if still there).
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).output();
+    }
+}
+
 /// A namespace this test made, removed when dropped.
 struct Netns(&'static str);
 
@@ -262,6 +271,15 @@ fn down_ends_the_pods_processes_and_removes_their_namespaces() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("lab");
     let lab = Lab::up(lab_options(&dir, 1)).expect("lab up");
+    // The node agent crashed: nobody but `down` will clean its Pods up (a
+    // live agent removes Pod namespaces it does not know).
+    if let Some(agent) = lab.pid("nodeagent-kl-worker1") {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(agent),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+    }
 
     // A Pod of kl-worker1 as its node agent would leave it: the Pod's
     // namespace, a veth pair to the node, a process that stops on SIGTERM
@@ -289,9 +307,33 @@ fn down_ends_the_pods_processes_and_removes_their_namespaces() {
     let _foreign_guard = Netns(foreign);
     ip(&["netns", "add", foreign]);
 
+    // Lab files mounted elsewhere, as a Pod's volumes are: one bind mount
+    // inside the Pod process's own mount namespace (`ip netns exec` makes
+    // one), one left in this namespace (an agent killed mid-way). `down`
+    // must neither hang on them nor leave the lab directory behind.
+    let pod_dir = dir.join("kl-worker1/nodeagent/pods/fake");
+    std::fs::create_dir_all(pod_dir.join("volume")).unwrap();
+    std::fs::write(pod_dir.join("hosts"), "").unwrap();
+    let source = tmp.path().join("source");
+    std::fs::create_dir_all(&source).unwrap();
+    std::fs::write(source.join("hosts"), "10.244.1.2 fake\n").unwrap();
+    let _mount = Unmount(pod_dir.join("volume"));
+    let mounted = Command::new("mount")
+        .arg("--bind")
+        .arg(&source)
+        .arg(pod_dir.join("volume"))
+        .status()
+        .unwrap();
+    assert!(mounted.success());
+    let in_pod = format!(
+        "mount --bind {} {} && trap '' TERM && sleep 600",
+        source.join("hosts").display(),
+        pod_dir.join("hosts").display()
+    );
+
     let mut children = Children(vec![
         start_in(pod, &["sleep", "600"]),
-        start_in(pod, &["sh", "-c", "trap '' TERM; sleep 600"]),
+        start_in(pod, &["sh", "-c", &in_pod]),
     ]);
     let pids: Vec<u32> = children.0.iter().map(|c| c.id()).collect();
     for pid in &pids {
@@ -319,6 +361,11 @@ fn down_ends_the_pods_processes_and_removes_their_namespaces() {
         );
     }
     assert!(!namespace_exists(pod), "{pod} left");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(dir.to_str().unwrap()),
+        "mounts left under the lab:\n{mounts}"
+    );
     assert_lab_gone(&dir, &[]);
     // Someone else's is untouched.
     assert!(namespace_exists(foreign));

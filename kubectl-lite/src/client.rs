@@ -392,6 +392,17 @@ impl Client {
         ApiError::Unreachable(format!("{err:#}"))
     }
 
+    /// `GET` an answer that is not JSON and may never end (`pods/log`
+    /// with `follow=true`): the open response, to be read as it comes.
+    pub async fn get_stream(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<reqwest::Response, ApiError> {
+        self.send(Method::GET, path, query, "text/plain, */*", None)
+            .await
+    }
+
     /// `GET` an object or a list as plain JSON.
     pub async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Value, ApiError> {
         self.request(Method::GET, path, query, JSON, None).await

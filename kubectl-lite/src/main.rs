@@ -19,20 +19,26 @@
 //! - One module per command: [`apply`], [`get`], [`describe`], [`delete`],
 //!   [`scale`], [`expose`], [`create`], [`label`] (label and annotate),
 //!   [`discovery`] (api-resources), [`version`] (version and cluster-info),
-//!   [`rollout`].
+//!   [`rollout`], [`logs`] and [`exec`] (both served by the Pod's node,
+//!   with [`containers`] choosing the container).
 //!
-//! Errors go to stderr in kubectl's words and the exit code is 1.
+//! Errors go to stderr in kubectl's words and the exit code is 1, except
+//! for `exec`, which exits with the remote command's code.
 
 mod apply;
 mod client;
+mod containers;
 mod create;
 mod delete;
 mod describe;
 mod discovery;
+mod exec;
 mod expose;
 mod get;
+mod jsonpath;
 mod kubeconfig;
 mod label;
+mod logs;
 mod output;
 mod resource_args;
 mod rollout;
@@ -103,6 +109,10 @@ enum Command {
     ClusterInfo,
     /// Follow a Deployment's rollout
     Rollout(rollout::RolloutArgs),
+    /// Print the logs of a container in a Pod
+    Logs(logs::LogsArgs),
+    /// Run a command in a container: exec [-i] [-t] POD [-c C] -- COMMAND [args...]
+    Exec(exec::ExecArgs),
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -126,6 +136,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Version(args) => version::run_version(&client, args).await,
         Command::ClusterInfo => version::run_cluster_info(&client).await,
         Command::Rollout(args) => rollout::run(&client, args).await,
+        Command::Logs(args) => logs::run(&client, args).await,
+        Command::Exec(args) => exec::run(&client, args).await,
     }
 }
 
@@ -147,6 +159,11 @@ async fn main() -> ExitCode {
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
+            // The remote command's own exit code, like kubectl exec.
+            if let Some(exit) = err.downcast_ref::<exec::ExitCodeError>() {
+                eprintln!("{exit}");
+                return ExitCode::from(exit.code);
+            }
             eprintln!("{}", client::error_message(&err));
             ExitCode::FAILURE
         }
@@ -179,6 +196,21 @@ mod tests {
             panic!("not apply")
         };
         assert_eq!(apply.filenames, vec!["a.yml", "dir/", "-"]);
+    }
+
+    #[test]
+    fn logs_and_exec_parse_like_kubectl() {
+        let cli = parse(&[
+            "exec", "-it", "web-1", "-c", "web", "--", "sh", "-c", "ls -l",
+        ]);
+        let Command::Exec(exec) = cli.command else {
+            panic!("not exec")
+        };
+        assert!(exec.stdin && exec.tty);
+        assert_eq!(exec.container.as_deref(), Some("web"));
+        assert_eq!(exec.command, ["sh", "-c", "ls -l"]);
+        let cli = parse(&["logs", "-f", "web-1", "--tail=-1", "-p", "--since=5m"]);
+        assert!(matches!(cli.command, Command::Logs(l) if l.follow && l.previous && l.tail == -1));
     }
 
     #[test]

@@ -25,6 +25,9 @@ pub enum OutputFormat {
     Json,
     /// `kind.group/name`, one per line.
     Name,
+    /// `-o jsonpath='{.spec.clusterIP}'` (parsed once; a CLI run prints
+    /// with one template, so it lives for the whole run).
+    JsonPath(&'static crate::jsonpath::Template),
 }
 
 impl OutputFormat {
@@ -36,8 +39,13 @@ impl OutputFormat {
             Some("yaml") => OutputFormat::Yaml,
             Some("json") => OutputFormat::Json,
             Some("name") => OutputFormat::Name,
+            Some(other) if other.starts_with("jsonpath=") => {
+                let template = crate::jsonpath::Template::parse(&other["jsonpath=".len()..])
+                    .map_err(|e| anyhow::anyhow!(e))?;
+                OutputFormat::JsonPath(Box::leak(Box::new(template)))
+            }
             Some(other) => anyhow::bail!(
-                "unable to match a printer suitable for the output format \"{other}\", allowed formats are: json,name,wide,yaml"
+                "unable to match a printer suitable for the output format \"{other}\", allowed formats are: json,jsonpath,name,wide,yaml"
             ),
         })
     }
@@ -87,6 +95,13 @@ pub fn as_list(items: Vec<Value>) -> Value {
 pub fn render_objects(format: OutputFormat, items: Vec<Value>, single: bool) -> String {
     match format {
         OutputFormat::Name => items.iter().map(|o| object_name(o) + "\n").collect(),
+        OutputFormat::JsonPath(template) => {
+            if single && items.len() == 1 {
+                template.render(&items[0])
+            } else {
+                template.render(&as_list(items))
+            }
+        }
         OutputFormat::Yaml | OutputFormat::Json => {
             let value = if single && items.len() == 1 {
                 items.into_iter().next().unwrap_or(Value::Null)
@@ -113,6 +128,7 @@ pub fn render_built(format: OutputFormat, object: &Value, action: &str) -> Strin
         OutputFormat::Yaml => yaml::to_yaml(object),
         OutputFormat::Json => to_json(object, &go_field_order),
         OutputFormat::Name => object_name(object) + "\n",
+        OutputFormat::JsonPath(template) => template.render(object),
         OutputFormat::Table | OutputFormat::Wide => action_line(object, action, true) + "\n",
     }
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use e2e::container::{cri_line, TestContainer, MARKER};
+use e2e::container::{cri_line, pids_running, TestContainer, MARKER};
 use futures::{SinkExt, StreamExt};
 use nodeagent::server::table::{ContainerEntry, ContainerTable};
 use serde_json::Value;
@@ -249,19 +249,6 @@ async fn exec_with_a_terminal() {
     assert!(out.contains("web-1\r\n"), "{out:?}");
     assert!(s.stderr.is_empty(), "a terminal has no separate stderr");
     assert_eq!(s.status["details"]["causes"][0]["message"], "7");
-}
-
-/// The PIDs of processes whose command line is exactly `argv`.
-fn pids_running(argv: &[&str]) -> Vec<i32> {
-    let wanted: Vec<u8> = argv
-        .iter()
-        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
-        .collect();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == wanted))
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,12 +14,14 @@
 //! | `DELETE .../services`                 | deletecollection |
 //!
 //! plus subresources (`/status`, `/scale`, `/binding`) that change one part
-//! of an object. This module routes a request to the verb; the verbs live in
+//! of an object, and `/log` and `/exec` that a node serves. This module routes a request to the verb; the verbs live in
 //! [`read`], [`write`] and [`delete`], object metadata rules in
-//! [`objectmeta`], typed decoding in [`schema`] and subresources in
-//! [`subresources`].
+//! [`objectmeta`], typed decoding in [`schema`], subresources in
+//! [`subresources`], and the requests passed on to a node's kubelet
+//! (`pods/log`, `pods/exec`) in [`nodeproxy`].
 
 pub mod delete;
+pub mod nodeproxy;
 pub mod objectmeta;
 pub mod read;
 pub mod request;
@@ -102,9 +104,14 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
 }
 
 async fn dispatch(app: Arc<App>, req: Request) -> Result<Response, StatusError> {
-    let (parts, body) = req.into_parts();
-    let path = parts.uri.path();
-    let target = Target::parse(path).ok_or_else(|| StatusError::no_route(path))?;
+    let (mut parts, body) = req.into_parts();
+    let path = parts.uri.path().to_string();
+    let target = Target::parse(&path).ok_or_else(|| StatusError::no_route(&path))?;
+    // Served by the Pod's node: streamed (logs -f) or upgraded (exec), so
+    // the request goes on before any body is read.
+    if let (Some(_), Some(sub @ ("log" | "exec"))) = (&target.name, target.subresource.as_deref()) {
+        return nodeproxy::dispatch(&app, &target, sub, &mut parts).await;
+    }
     let query = parts.uri.query();
     let body = request::read_body(body).await?;
 

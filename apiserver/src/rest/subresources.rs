@@ -8,7 +8,8 @@
 //!   `spec.replicas`; `kubectl scale` patches it.
 //! - `/binding` (Pods): the scheduler's decision, "run this Pod on that
 //!   node", which sets `spec.nodeName` once.
-//! - `/log` and `/exec` (Pods): served by the node that runs the Pod.
+//! - `/log` and `/exec` (Pods): served by the node that runs the Pod, see
+//!   [`super::nodeproxy`].
 
 use std::sync::Arc;
 
@@ -54,20 +55,6 @@ pub async fn dispatch(
             update_scale(app, target, method, headers, query, body).await
         }
         ("binding", &Method::POST) => bind(app, target, headers, body).await,
-        ("log", _) | ("exec", _) => {
-            let pod = app.get_object(&key_of(target))?;
-            match pod["spec"]["nodeName"].as_str() {
-                Some(node) if !node.is_empty() => Err(StatusError::new(
-                    503,
-                    "ServiceUnavailable",
-                    format!("pods/{sub} is served by the node agent of node {node:?}, which this apiserver cannot reach"),
-                )),
-                _ => Err(StatusError::bad_request(format!(
-                    "pod {:?} does not have a host assigned",
-                    target.name.as_deref().unwrap_or_default()
-                ))),
-            }
-        }
         _ => Err(StatusError::method_not_allowed(format!(
             "the server does not allow this method on the requested resource ({method} {}/{sub})",
             target.resource
