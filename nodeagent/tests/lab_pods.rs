@@ -285,6 +285,56 @@ async fn lesson_pods_run_on_the_workers_and_live_like_pods() {
         "its nginx ended"
     );
     // ... and the Deployment replaces it.
+    let replaced = ready_lesson_pods(&pods).await;
+
+    // A Pod force-deleted while its node agent is down: the restarted agent
+    // finds its leftovers (process, namespace, IP) and removes them.
+    let c = &replaced[0];
+    let (c_name, c_pid, c_netns) = (
+        c.metadata.name.clone().unwrap(),
+        container_pid(&lab, c),
+        pod_netns(c),
+    );
+    let c_node = c.spec.as_ref().unwrap().node_name.clone().unwrap();
+    let c_ip_file = lab.options.dir.join(format!(
+        "{c_node}/nodeagent/networks/kube-lite/{}",
+        c.status.as_ref().unwrap().pod_ip.as_ref().unwrap()
+    ));
+    let agent = lab.pid(&format!("nodeagent-{c_node}")).expect("agent pid");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(agent),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(agent), None);
+    let force = DeleteParams {
+        grace_period_seconds: Some(0),
+        ..DeleteParams::default()
+    };
+    pods.delete(&c_name, &force).await.unwrap();
+    assert!(
+        pods.get_opt(&c_name).await.unwrap().is_none(),
+        "force-deleted"
+    );
+    assert!(
+        netns_exists(&c_netns),
+        "nobody removed it yet: its agent is down"
+    );
+    e2e::lab::up(&lab.options).expect("lab up restarts the agent");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while netns_exists(&c_netns)
+        || c_ip_file.exists()
+        || nix::sys::signal::kill(nix::unistd::Pid::from_raw(c_pid), None).is_ok()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the restarted agent should remove the leftovers of {c_name}: netns {}, ip {}, process {}",
+            netns_exists(&c_netns),
+            c_ip_file.exists(),
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(c_pid), None).is_ok()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     ready_lesson_pods(&pods).await;
 
     // An unknown image and a crashing command show the kubelet's reasons.
