@@ -7,64 +7,17 @@
 //! The test looks inside a container the way `nsenter` does: it joins the
 //! namespaces of the container's process. Needs root; takes the lab lock.
 
+mod common;
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::{condition, container_pid, statuses, wait_for};
 use e2e::harness::{bin_dir, ensure_built};
 use e2e::lab::{Lab, LabOptions};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::Api;
-
-async fn wait_for<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-fn condition(pod: &Pod, kind: &str) -> Option<String> {
-    pod.status
-        .as_ref()?
-        .conditions
-        .as_ref()?
-        .iter()
-        .find(|c| c.type_ == kind)
-        .map(|c| c.status.clone())
-}
-
-fn statuses(pod: &Pod) -> Vec<k8s_openapi::api::core::v1::ContainerStatus> {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.container_statuses.clone())
-        .unwrap_or_default()
-}
-
-/// The host PID of a running container of a Pod, from the record the
-/// container's monitor wrote.
-fn container_pid(lab: &Lab, pod: &Pod, container: &str) -> i32 {
-    let node = pod.spec.as_ref().unwrap().node_name.clone().unwrap();
-    let uid = pod.metadata.uid.as_deref().unwrap();
-    let n = statuses(pod)
-        .iter()
-        .find(|c| c.name == container)
-        .map(|c| c.restart_count)
-        .unwrap_or(0);
-    let record = lab.options.dir.join(format!(
-        "{node}/nodeagent/pods/{uid}/containers/{container}/{n}.pid.json"
-    ));
-    let json: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&record).expect("pid record")).unwrap();
-    json["pid"].as_i64().unwrap() as i32
-}
 
 /// Runs a command inside a container (its network, UTS and mount
 /// namespaces), like `kubectl exec`.

@@ -5,10 +5,13 @@
 //!
 //! Needs root; takes the lab lock (one lab per machine).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::{container_pid, is_ready, wait_for};
 use e2e::harness::{bin_dir, ensure_built, workspace_root};
 use e2e::lab::{Lab, LabOptions};
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -61,29 +64,6 @@ fn kubectl(lab: &Lab, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Polls `check` until it gives `Some`; panics with `what` after `secs`.
-async fn wait_for<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-fn is_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
 fn container(pod: &Pod) -> k8s_openapi::api::core::v1::ContainerStatus {
     pod.status
         .as_ref()
@@ -110,17 +90,9 @@ async fn ready_lesson_pods(pods: &Api<Pod>) -> Vec<Pod> {
     .await
 }
 
-/// The PID of a Pod's nginx master process, from the monitor's record.
-fn container_pid(lab: &Lab, pod: &Pod) -> i32 {
-    let node = pod.spec.as_ref().unwrap().node_name.clone().unwrap();
-    let uid = pod.metadata.uid.as_deref().unwrap();
-    let restarts = container(pod).restart_count;
-    let record = lab.options.dir.join(format!(
-        "{node}/nodeagent/pods/{uid}/containers/nginx/{restarts}.pid.json"
-    ));
-    let json: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&record).expect("pid record")).unwrap();
-    json["pid"].as_i64().unwrap() as i32
+/// The PID of a Pod's nginx master process.
+fn nginx_pid(lab: &Lab, pod: &Pod) -> i32 {
+    container_pid(lab, pod, "nginx")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -213,7 +185,7 @@ async fn lesson_pods_run_on_the_workers_and_live_like_pods() {
     assert!(answer.contains("\ndate: "), "{answer}");
 
     // Killing the container's process: the kubelet restarts it.
-    let pid = container_pid(&lab, a);
+    let pid = nginx_pid(&lab, a);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid),
         nix::sys::signal::Signal::SIGKILL,
@@ -235,7 +207,7 @@ async fn lesson_pods_run_on_the_workers_and_live_like_pods() {
 
     // Restarting a node agent keeps its Pods running: same process, same
     // restart count, still Ready.
-    let b_pid = container_pid(&lab, b);
+    let b_pid = nginx_pid(&lab, b);
     let b_node = b.spec.as_ref().unwrap().node_name.clone().unwrap();
     let agent = lab.pid(&format!("nodeagent-{b_node}")).expect("agent pid");
     nix::sys::signal::kill(
@@ -249,7 +221,7 @@ async fn lesson_pods_run_on_the_workers_and_live_like_pods() {
     let after = pods.get(&b_name).await.unwrap();
     assert!(is_ready(&after), "still ready after the agent restart");
     assert_eq!(container(&after).restart_count, 0);
-    assert_eq!(container_pid(&lab, &after), b_pid, "the same nginx process");
+    assert_eq!(nginx_pid(&lab, &after), b_pid, "the same nginx process");
     assert!(
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(b_pid), None).is_ok(),
         "nginx still runs"
@@ -292,7 +264,7 @@ async fn lesson_pods_run_on_the_workers_and_live_like_pods() {
     let c = &replaced[0];
     let (c_name, c_pid, c_netns) = (
         c.metadata.name.clone().unwrap(),
-        container_pid(&lab, c),
+        nginx_pid(&lab, c),
         pod_netns(c),
     );
     let c_node = c.spec.as_ref().unwrap().node_name.clone().unwrap();
