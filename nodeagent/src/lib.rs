@@ -33,9 +33,13 @@
 //!   workers, and a container runtime without images).
 //! - [`server`]: the kubelet's own HTTP port, serving `kubectl logs` and
 //!   `kubectl exec` through the apiserver.
-//! - `proxy` (to come): Services as nftables rules (kube-proxy).
-//! - `dns` (to come): cluster DNS (CoreDNS).
+//! - [`proxy`]: Services as nftables rules, table `ip kube-lite`
+//!   (kube-proxy's nftables mode).
+//! - [`dns`]: cluster DNS for the Pods of this node, answering Service
+//!   and Pod names from a watch cache (CoreDNS, as NodeLocal DNSCache
+//!   places it: one per node).
 
+pub mod dns;
 pub mod echo;
 pub mod images;
 pub mod ipam;
@@ -43,6 +47,7 @@ pub mod network;
 pub mod node;
 pub mod nodenet;
 pub mod pods;
+pub mod proxy;
 pub mod server;
 
 use std::net::Ipv4Addr;
@@ -108,6 +113,12 @@ pub struct Config {
     /// The port of the kubelet's server ([`server`]) on the node IP
     /// (`--kubelet-port`, upstream's 10250; 0 picks a free one).
     pub kubelet_port: u16,
+    /// The address the kubelet's server listens on (`--kubelet-address`,
+    /// the kubelet's `--address`); the node IP when not given.
+    pub kubelet_address: Option<std::net::IpAddr>,
+    /// The service proxy's metrics port on the node IP
+    /// (`--proxy-metrics-port`, kube-proxy's 10249; 0 serves none).
+    pub proxy_metrics_port: u16,
 }
 
 impl Config {
@@ -125,6 +136,8 @@ impl Config {
             service_cidr: nodenet::DEFAULT_SERVICE_CIDR,
             pod_network: true,
             kubelet_port: server::DEFAULT_KUBELET_PORT,
+            kubelet_address: None,
+            proxy_metrics_port: proxy::metrics::DEFAULT_METRICS_PORT,
             node_labels: Default::default(),
             register_with_taints: vec![],
             cluster_dns: DEFAULT_CLUSTER_DNS,
@@ -155,12 +168,15 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
     };
     // The kubelet's port, bound first so that the Node reports the port
     // it really got (`--kubelet-port 0`).
-    let kubelet_listener = tokio::net::TcpListener::bind((config.node_ip, config.kubelet_port))
+    let kubelet_address = config
+        .kubelet_address
+        .unwrap_or(std::net::IpAddr::V4(config.node_ip));
+    let kubelet_listener = tokio::net::TcpListener::bind((kubelet_address, config.kubelet_port))
         .await
         .with_context(|| {
             format!(
-                "binding the kubelet port {}:{}",
-                config.node_ip, config.kubelet_port
+                "binding the kubelet port {kubelet_address}:{}",
+                config.kubelet_port
             )
         })?;
     let identity = node::NodeIdentity {
@@ -212,6 +228,37 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
     };
     let kubelet_server = server::serve(kubelet_listener, std::sync::Arc::new(registry.clone()));
     let pods = pods::run(client.clone(), pods_config, ipam_rx, registry);
+    // Cluster DNS listens on the node IP: only where the node has its own
+    // network namespace (never in the machine's, under --no-pod-network).
+    let dns_config = dns::DnsConfig::for_node(
+        &config.node_name,
+        config.node_ip,
+        &config.cluster_domain,
+        config.cluster_dns,
+    );
+    let dns_client = client.clone();
+    let dns = async move {
+        if pod_network {
+            dns::run(dns_client, dns_config).await
+        } else {
+            std::future::pending().await
+        }
+    };
+    // Services as nftables rules, only in the node's own namespace (never
+    // in the machine's netfilter, under --no-pod-network).
+    let mut proxy_config = proxy::ProxyConfig::new(&config.node_name, config.node_ip);
+    proxy_config.cluster_cidr = config.cluster_cidr;
+    proxy_config.service_cidr = config.service_cidr;
+    proxy_config.metrics_addr = (config.proxy_metrics_port != 0)
+        .then(|| std::net::SocketAddr::from((config.node_ip, config.proxy_metrics_port)));
+    let proxy_client = client.clone();
+    let proxy = async move {
+        if pod_network {
+            proxy::run(proxy_client, proxy_config).await
+        } else {
+            std::future::pending().await
+        }
+    };
     let node_status = node::run(client, identity, machine, heartbeats, pod_cidr_tx);
     tokio::select! {
         r = node_status => r.context("node status"),
@@ -219,6 +266,8 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
         r = node_network => r.context("node network"),
         r = pods => r.context("pods"),
         r = kubelet_server => r.context("kubelet server"),
+        r = proxy => r.context("service proxy"),
+        r = dns => r.context("cluster DNS"),
     }
 }
 

@@ -70,6 +70,13 @@ struct Args {
     /// on --node-ip; 0 picks a free one.
     #[arg(long, default_value_t = nodeagent::server::DEFAULT_KUBELET_PORT)]
     kubelet_port: u16,
+    /// The address the kubelet's server listens on (default: --node-ip).
+    #[arg(long)]
+    kubelet_address: Option<std::net::IpAddr>,
+    /// The service proxy's metrics port on --node-ip (kube-proxy's
+    /// 10249); 0 serves none.
+    #[arg(long, default_value_t = nodeagent::proxy::metrics::DEFAULT_METRICS_PORT)]
+    proxy_metrics_port: u16,
 }
 
 /// A multi-call binary: `nodeagent monitor SPEC` is a container's monitor
@@ -126,6 +133,8 @@ async fn agent() -> anyhow::Result<()> {
     settings.node_status_report_interval = Duration::from_secs(args.node_status_report_interval);
     settings.pod_network = !args.no_pod_network;
     settings.kubelet_port = args.kubelet_port;
+    settings.kubelet_address = args.kubelet_address;
+    settings.proxy_metrics_port = args.proxy_metrics_port;
     settings.node_labels = nodeagent::node::parse_labels(&args.node_labels)
         .map_err(|e| anyhow::anyhow!("--node-labels: {e}"))?;
     settings.register_with_taints = nodeagent::node::parse_taints(&args.register_with_taints)

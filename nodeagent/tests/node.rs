@@ -45,6 +45,12 @@ fn start_agent_with(
         "1",
         // This agent runs in the machine's own network namespace.
         "--no-pod-network",
+        // The node IP is not an address of this machine: serve the kubelet
+        // port on loopback, on a free port (several agents run at once).
+        "--kubelet-address",
+        "127.0.0.1",
+        "--kubelet-port",
+        "0",
     ]
     .iter()
     .chain(extra_args)

@@ -253,8 +253,14 @@ impl ClusterZone {
                 ServiceKind::Headless
             } else {
                 let ips: Vec<IpAddr> = match &spec.cluster_ips {
-                    Some(ips) if !ips.is_empty() => ips.iter().filter_map(|ip| ip.parse().ok()).collect(),
-                    _ => spec.cluster_ip.iter().filter_map(|ip| ip.parse().ok()).collect(),
+                    Some(ips) if !ips.is_empty() => {
+                        ips.iter().filter_map(|ip| ip.parse().ok()).collect()
+                    }
+                    _ => spec
+                        .cluster_ip
+                        .iter()
+                        .filter_map(|ip| ip.parse().ok())
+                        .collect(),
                 };
                 for ip in &ips {
                     zone.service_ips
@@ -276,9 +282,13 @@ impl ClusterZone {
             let key = (namespace.clone(), name.clone());
             let endpoints = endpoints.remove(&key).unwrap_or_default();
             for endpoint in &endpoints {
-                if let Some(endpoint_name) = zone.name(&[&endpoint.hostname, name, namespace, "svc"])
+                if let Some(endpoint_name) =
+                    zone.name(&[&endpoint.hostname, name, namespace, "svc"])
                 {
-                    push_unique(zone.endpoint_ips.entry(endpoint.ip).or_default(), endpoint_name);
+                    push_unique(
+                        zone.endpoint_ips.entry(endpoint.ip).or_default(),
+                        endpoint_name,
+                    );
                 }
             }
             zone.services.insert(
@@ -290,6 +300,10 @@ impl ClusterZone {
                 },
             );
         }
+        // The Namespace watch may lag a moment behind a new Service's or
+        // Pod's: their namespaces exist too.
+        let used: Vec<String> = zone.services.keys().map(|(ns, _)| ns.clone()).collect();
+        zone.namespaces.extend(used);
         for pod in &objects.pods {
             let (Some(namespace), Some(status)) =
                 (pod.metadata.namespace.as_ref(), pod.status.as_ref())
@@ -307,6 +321,7 @@ impl ClusterZone {
             };
             for ip in ips.iter().filter_map(|ip| ip.parse::<IpAddr>().ok()) {
                 zone.pods.insert((namespace.clone(), ip));
+                zone.namespaces.insert(namespace.clone());
                 if let Some(pod_name) = zone.name(&[&dashed(ip), namespace, "pod"]) {
                     push_unique(zone.pod_ips.entry(ip).or_default(), pod_name);
                 }
@@ -431,7 +446,10 @@ impl ClusterZone {
         port: Option<&str>,
         protocol: Option<&str>,
     ) -> Lookup {
-        let Some(service) = self.services.get(&(namespace.to_string(), name.to_string())) else {
+        let Some(service) = self
+            .services
+            .get(&(namespace.to_string(), name.to_string()))
+        else {
             return Lookup::NoName;
         };
         let service_name = self.fixed_name(&[name, namespace, "svc"]);
@@ -534,7 +552,8 @@ impl ClusterZone {
                 return answer;
             }
             if self.origin.zone_of(alias) {
-                if depth < MAX_CNAME_CHAIN {
+                // `alias != qname`: an ExternalName naming itself.
+                if depth < MAX_CNAME_CHAIN && alias != qname {
                     let next = self.answer(alias, qtype, depth + 1);
                     answer.answers.extend(next.answers);
                     answer.additionals.extend(next.additionals);
@@ -625,17 +644,18 @@ impl ClusterZone {
     }
 
     /// A namespace "exists" for DNS when the API has it, or when a Service
-    /// or Pod lives in it (the Namespace watch may lag a moment behind).
+    /// or Pod lives in it (see [`Self::build`]).
     fn namespace_exists(&self, namespace: &str) -> bool {
         self.namespaces.contains(namespace)
-            || self.services.keys().any(|(ns, _)| ns == namespace)
-            || self.pods.iter().any(|(ns, _)| ns == namespace)
     }
 
     /// The labels of `qname` left of the zone, lower case, leftmost first.
     fn relative_labels(&self, qname: &Name) -> Vec<String> {
         // Counted with iter(): num_labels() does not count a leading `*`.
-        let own = qname.iter().count().saturating_sub(self.origin.iter().count());
+        let own = qname
+            .iter()
+            .count()
+            .saturating_sub(self.origin.iter().count());
         qname
             .iter()
             .take(own)
@@ -659,7 +679,9 @@ impl ClusterZone {
 
 /// Ready endpoints by (namespace, Service name), from every slice of
 /// each Service. "Ready" as in the API: `ready` true or unset.
-fn ready_endpoints(slices: &[Arc<EndpointSlice>]) -> HashMap<(String, String), Vec<EndpointRecord>> {
+fn ready_endpoints(
+    slices: &[Arc<EndpointSlice>],
+) -> HashMap<(String, String), Vec<EndpointRecord>> {
     let mut by_service: HashMap<(String, String), Vec<EndpointRecord>> = HashMap::new();
     for slice in slices {
         let Some(namespace) = &slice.metadata.namespace else {
@@ -703,7 +725,11 @@ fn ready_endpoints(slices: &[Arc<EndpointSlice>]) -> HashMap<(String, String), V
             if ready == Some(false) {
                 continue;
             }
-            for ip in endpoint.addresses.iter().filter_map(|a| a.parse::<IpAddr>().ok()) {
+            for ip in endpoint
+                .addresses
+                .iter()
+                .filter_map(|a| a.parse::<IpAddr>().ok())
+            {
                 records.push(EndpointRecord {
                     ip,
                     hostname: endpoint.hostname.clone().unwrap_or_else(|| dashed(ip)),
@@ -759,5 +785,712 @@ fn strip_underscore(label: &str) -> &str {
 fn push_unique(names: &mut Vec<Name>, name: Name) {
     if !names.contains(&name) {
         names.push(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const SERIAL: u32 = 1_700_000_000;
+    const SOA_LINE: &str = "cluster.local. 5 IN SOA ns.dns.cluster.local. hostmaster.cluster.local. 1700000000 7200 1800 86400 5";
+
+    fn object<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Arc<T> {
+        Arc::new(serde_json::from_value(value).unwrap())
+    }
+
+    fn service(namespace: &str, name: &str, spec: serde_json::Value) -> Arc<Service> {
+        object(json!({"metadata": {"namespace": namespace, "name": name}, "spec": spec}))
+    }
+
+    fn slice(
+        namespace: &str,
+        service: &str,
+        ports: serde_json::Value,
+        endpoints: serde_json::Value,
+    ) -> Arc<EndpointSlice> {
+        object(json!({
+            "metadata": {"namespace": namespace, "name": format!("{service}-abcde"),
+                         "labels": {LABEL_SERVICE_NAME: service}},
+            "addressType": "IPv4", "ports": ports, "endpoints": endpoints
+        }))
+    }
+
+    fn pod(namespace: &str, name: &str, ip: &str, phase: &str) -> Arc<Pod> {
+        object(json!({"metadata": {"namespace": namespace, "name": name},
+                      "status": {"phase": phase, "podIP": ip, "podIPs": [{"ip": ip}]}}))
+    }
+
+    fn namespace(name: &str) -> Arc<Namespace> {
+        object(json!({"metadata": {"name": name}}))
+    }
+
+    /// The lesson's cluster and a few more kinds of Services.
+    fn cluster() -> ClusterZone {
+        let objects = ApiObjects {
+            namespaces: vec![
+                namespace("default"),
+                namespace("kube-system"),
+                namespace("shop"),
+            ],
+            services: vec![
+                service(
+                    "default",
+                    "ngx-svc",
+                    json!({"clusterIP": "10.96.0.20", "clusterIPs": ["10.96.0.20"],
+                    "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}),
+                ),
+                service(
+                    "default",
+                    "multi",
+                    json!({"clusterIP": "10.96.0.21",
+                    "ports": [{"name": "http", "port": 80, "protocol": "TCP"},
+                              {"name": "dns", "port": 53, "protocol": "UDP"},
+                              {"port": 9000, "protocol": "TCP"}]}),
+                ),
+                service(
+                    "default",
+                    "db",
+                    json!({"clusterIP": "None",
+                    "ports": [{"name": "pg", "port": 5432, "protocol": "TCP"}]}),
+                ),
+                service(
+                    "default",
+                    "empty",
+                    json!({"clusterIP": "None",
+                    "ports": [{"name": "pg", "port": 5432}]}),
+                ),
+                service(
+                    "default",
+                    "ext",
+                    json!({"type": "ExternalName", "externalName": "db.example.com"}),
+                ),
+                service(
+                    "default",
+                    "alias",
+                    json!({"type": "ExternalName",
+                    "externalName": "ngx-svc.default.svc.cluster.local"}),
+                ),
+                service(
+                    "default",
+                    "loop",
+                    json!({"type": "ExternalName",
+                    "externalName": "loop.default.svc.cluster.local"}),
+                ),
+                service(
+                    "kube-system",
+                    "kube-dns",
+                    json!({"clusterIP": "10.96.0.10",
+                    "ports": [{"name": "dns", "port": 53, "protocol": "UDP"},
+                              {"name": "dns-tcp", "port": 53, "protocol": "TCP"}]}),
+                ),
+            ],
+            endpoint_slices: vec![
+                slice(
+                    "default",
+                    "ngx-svc",
+                    json!([{"name": "http", "port": 80, "protocol": "TCP"}]),
+                    json!([
+                        {"addresses": ["10.244.2.11"], "conditions": {"ready": true}},
+                        {"addresses": ["10.244.1.10"]},
+                    ]),
+                ),
+                slice(
+                    "default",
+                    "db",
+                    json!([{"name": "pg", "port": 5432, "protocol": "TCP"}]),
+                    json!([
+                        {"addresses": ["10.244.1.5"], "hostname": "db-0", "conditions": {"ready": true}},
+                        {"addresses": ["10.244.2.6"], "conditions": {"ready": true}},
+                        {"addresses": ["10.244.2.7"], "hostname": "db-2", "conditions": {"ready": false}},
+                    ]),
+                ),
+                slice(
+                    "default",
+                    "empty",
+                    json!([{"name": "pg", "port": 5432}]),
+                    json!([
+                        {"addresses": ["10.244.1.8"], "conditions": {"ready": false}},
+                    ]),
+                ),
+                // A slice whose Service is gone: nothing.
+                slice(
+                    "default",
+                    "deleted",
+                    json!([]),
+                    json!([{"addresses": ["10.244.1.77"]}]),
+                ),
+            ],
+            pods: vec![
+                pod("default", "ngx-1", "10.244.1.10", "Running"),
+                pod("default", "old", "10.244.1.99", "Succeeded"),
+                pod("shop", "web", "10.244.2.20", "Running"),
+            ],
+        };
+        ClusterZone::build(
+            &Name::from_ascii("cluster.local").unwrap(),
+            Ipv4Addr::new(10, 96, 0, 10),
+            SERIAL,
+            &objects,
+        )
+    }
+
+    fn ask(zone: &ClusterZone, name: &str, qtype: RecordType) -> Answer {
+        match zone.resolve(&Name::from_ascii(name).unwrap(), qtype) {
+            Resolution::Answer(answer) => answer,
+            Resolution::Forward => panic!("{name} {qtype} was forwarded"),
+        }
+    }
+
+    fn lines(records: &[Record]) -> Vec<String> {
+        records.iter().map(ToString::to_string).collect()
+    }
+
+    /// The answer section, sorted (order is the server's business).
+    fn answers(zone: &ClusterZone, name: &str, qtype: RecordType) -> Vec<String> {
+        let answer = ask(zone, name, qtype);
+        assert_eq!(
+            answer.code,
+            ResponseCode::NoError,
+            "{name} {qtype}: {answer:?}"
+        );
+        let mut lines = lines(&answer.answers);
+        lines.sort();
+        lines
+    }
+
+    fn assert_nxdomain(zone: &ClusterZone, name: &str, qtype: RecordType) {
+        let answer = ask(zone, name, qtype);
+        assert_eq!(
+            answer.code,
+            ResponseCode::NXDomain,
+            "{name} {qtype}: {answer:?}"
+        );
+        assert!(answer.answers.is_empty());
+        assert_eq!(
+            lines(&answer.authority),
+            [SOA_LINE],
+            "{name}: the SOA goes with NXDOMAIN"
+        );
+    }
+
+    fn assert_nodata(zone: &ClusterZone, name: &str, qtype: RecordType) {
+        let answer = ask(zone, name, qtype);
+        assert_eq!(
+            answer.code,
+            ResponseCode::NoError,
+            "{name} {qtype}: {answer:?}"
+        );
+        assert!(answer.answers.is_empty(), "{name} {qtype}: {answer:?}");
+        assert_eq!(
+            lines(&answer.authority),
+            [SOA_LINE],
+            "{name}: the SOA goes with NODATA"
+        );
+    }
+
+    #[test]
+    fn a_service_name_answers_its_cluster_ip() {
+        let zone = cluster();
+        assert_eq!(
+            answers(&zone, "ngx-svc.default.svc.cluster.local.", RecordType::A),
+            ["ngx-svc.default.svc.cluster.local. 5 IN A 10.96.0.20"]
+        );
+        assert_eq!(
+            answers(
+                &zone,
+                "kube-dns.kube-system.svc.cluster.local.",
+                RecordType::A
+            ),
+            ["kube-dns.kube-system.svc.cluster.local. 5 IN A 10.96.0.10"]
+        );
+        // One address even with several ports.
+        assert_eq!(
+            answers(&zone, "multi.default.svc.cluster.local.", RecordType::A),
+            ["multi.default.svc.cluster.local. 5 IN A 10.96.0.21"]
+        );
+    }
+
+    #[test]
+    fn names_ignore_case_and_answers_keep_the_question_s_case() {
+        let zone = cluster();
+        assert_eq!(
+            answers(&zone, "NGX-svc.Default.SVC.cluster.LOCAL.", RecordType::A),
+            ["NGX-svc.Default.SVC.cluster.LOCAL. 5 IN A 10.96.0.20"]
+        );
+    }
+
+    /// What a Pod's resolver does with `search default.svc.cluster.local
+    /// svc.cluster.local cluster.local` and ndots:5: each suffix in turn,
+    /// moving on at NXDOMAIN, stopping at the first answer.
+    #[test]
+    fn the_search_path_turns_short_names_into_the_service() {
+        let zone = cluster();
+        let search = [
+            "default.svc.cluster.local.",
+            "svc.cluster.local.",
+            "cluster.local.",
+        ];
+        let resolve = |short: &str| -> Vec<String> {
+            for suffix in search {
+                let answer = ask(&zone, &format!("{short}.{suffix}"), RecordType::A);
+                if answer.code != ResponseCode::NXDomain {
+                    return lines(&answer.answers);
+                }
+            }
+            vec![]
+        };
+        assert_eq!(
+            resolve("ngx-svc"),
+            ["ngx-svc.default.svc.cluster.local. 5 IN A 10.96.0.20"]
+        );
+        assert_eq!(
+            resolve("ngx-svc.default"),
+            ["ngx-svc.default.svc.cluster.local. 5 IN A 10.96.0.20"]
+        );
+        assert_eq!(
+            resolve("ngx-svc.default.svc"),
+            ["ngx-svc.default.svc.cluster.local. 5 IN A 10.96.0.20"]
+        );
+        assert_eq!(
+            resolve("kube-dns.kube-system"),
+            ["kube-dns.kube-system.svc.cluster.local. 5 IN A 10.96.0.10"]
+        );
+        // The wrong guesses on the way are NXDOMAIN, never SERVFAIL.
+        assert_nxdomain(
+            &zone,
+            "ngx-svc.default.default.svc.cluster.local.",
+            RecordType::A,
+        );
+        assert_nxdomain(
+            &zone,
+            "ngx-svc.default.svc.svc.cluster.local.",
+            RecordType::A,
+        );
+        assert_nxdomain(
+            &zone,
+            "ngx-svc.default.svc.default.svc.cluster.local.",
+            RecordType::A,
+        );
+    }
+
+    #[test]
+    fn other_types_of_an_existing_name_are_nodata() {
+        let zone = cluster();
+        // curl asks AAAA next to A: "no IPv6", not "no such name".
+        assert_nodata(
+            &zone,
+            "ngx-svc.default.svc.cluster.local.",
+            RecordType::AAAA,
+        );
+        assert_nodata(&zone, "ngx-svc.default.svc.cluster.local.", RecordType::TXT);
+        assert_nodata(&zone, "ngx-svc.default.svc.cluster.local.", RecordType::MX);
+        assert_nodata(
+            &zone,
+            "ngx-svc.default.svc.cluster.local.",
+            RecordType::CNAME,
+        );
+        assert_nodata(&zone, "ngx-svc.default.svc.cluster.local.", RecordType::SOA);
+    }
+
+    #[test]
+    fn unknown_names_in_the_zone_are_nxdomain_with_the_soa() {
+        let zone = cluster();
+        assert_nxdomain(&zone, "nope.default.svc.cluster.local.", RecordType::A);
+        assert_nxdomain(&zone, "nope.default.svc.cluster.local.", RecordType::AAAA);
+        assert_nxdomain(&zone, "ngx-svc.nope.svc.cluster.local.", RecordType::A);
+        assert_nxdomain(&zone, "nope.svc.cluster.local.", RecordType::A);
+        assert_nxdomain(&zone, "foo.cluster.local.", RecordType::A);
+        assert_nxdomain(&zone, "ngx-svc.default.foo.cluster.local.", RecordType::A);
+        // Too many labels for any defined name.
+        assert_nxdomain(
+            &zone,
+            "a.b.c.ngx-svc.default.svc.cluster.local.",
+            RecordType::A,
+        );
+        // A Service's slice outlives it for a moment: still no name.
+        assert_nxdomain(&zone, "deleted.default.svc.cluster.local.", RecordType::A);
+    }
+
+    #[test]
+    fn the_zone_s_own_names() {
+        let zone = cluster();
+        assert_eq!(
+            answers(&zone, "cluster.local.", RecordType::SOA),
+            [SOA_LINE]
+        );
+        let ns = ask(&zone, "cluster.local.", RecordType::NS);
+        assert_eq!(
+            lines(&ns.answers),
+            ["cluster.local. 5 IN NS ns.dns.cluster.local."]
+        );
+        assert_eq!(
+            lines(&ns.additionals),
+            ["ns.dns.cluster.local. 5 IN A 10.96.0.10"]
+        );
+        assert_eq!(
+            answers(&zone, "ns.dns.cluster.local.", RecordType::A),
+            ["ns.dns.cluster.local. 5 IN A 10.96.0.10"]
+        );
+        assert_eq!(
+            answers(&zone, "dns-version.cluster.local.", RecordType::TXT),
+            ["dns-version.cluster.local. 28800 IN TXT 1.1.0"]
+        );
+        assert_nodata(&zone, "cluster.local.", RecordType::A);
+        assert_nodata(&zone, "svc.cluster.local.", RecordType::A);
+        assert_nodata(&zone, "pod.cluster.local.", RecordType::A);
+        // A namespace exists as a name, without records.
+        assert_nodata(&zone, "default.svc.cluster.local.", RecordType::A);
+        assert_nodata(&zone, "shop.pod.cluster.local.", RecordType::A);
+    }
+
+    #[test]
+    fn a_headless_service_answers_its_ready_endpoints() {
+        let zone = cluster();
+        assert_eq!(
+            answers(&zone, "db.default.svc.cluster.local.", RecordType::A),
+            [
+                "db.default.svc.cluster.local. 5 IN A 10.244.1.5",
+                "db.default.svc.cluster.local. 5 IN A 10.244.2.6",
+            ]
+        );
+        assert_nodata(&zone, "db.default.svc.cluster.local.", RecordType::AAAA);
+    }
+
+    /// The spec, and CoreDNS: "If there are no ready endpoints for the
+    /// headless Service, the answer should be NXDOMAIN".
+    #[test]
+    fn a_headless_service_without_ready_endpoints_is_nxdomain() {
+        let zone = cluster();
+        assert_nxdomain(&zone, "empty.default.svc.cluster.local.", RecordType::A);
+        assert_nxdomain(&zone, "empty.default.svc.cluster.local.", RecordType::AAAA);
+        assert_nxdomain(
+            &zone,
+            "_pg._tcp.empty.default.svc.cluster.local.",
+            RecordType::SRV,
+        );
+    }
+
+    #[test]
+    fn endpoints_have_names_below_their_service() {
+        let zone = cluster();
+        assert_eq!(
+            answers(&zone, "db-0.db.default.svc.cluster.local.", RecordType::A),
+            ["db-0.db.default.svc.cluster.local. 5 IN A 10.244.1.5"]
+        );
+        // Without a hostname, the IP with dashes.
+        assert_eq!(
+            answers(
+                &zone,
+                "10-244-2-6.db.default.svc.cluster.local.",
+                RecordType::A
+            ),
+            ["10-244-2-6.db.default.svc.cluster.local. 5 IN A 10.244.2.6"]
+        );
+        // Below a ClusterIP Service too.
+        assert_eq!(
+            answers(
+                &zone,
+                "10-244-1-10.ngx-svc.default.svc.cluster.local.",
+                RecordType::A
+            ),
+            ["10-244-1-10.ngx-svc.default.svc.cluster.local. 5 IN A 10.244.1.10"]
+        );
+        // Not ready: no name.
+        assert_nxdomain(&zone, "db-2.db.default.svc.cluster.local.", RecordType::A);
+        assert_nxdomain(&zone, "bogus.db.default.svc.cluster.local.", RecordType::A);
+    }
+
+    #[test]
+    fn srv_records_name_the_port_of_a_cluster_ip_service() {
+        let zone = cluster();
+        let answer = ask(
+            &zone,
+            "_http._tcp.ngx-svc.default.svc.cluster.local.",
+            RecordType::SRV,
+        );
+        assert_eq!(
+            lines(&answer.answers),
+            ["_http._tcp.ngx-svc.default.svc.cluster.local. 5 IN SRV 0 100 80 ngx-svc.default.svc.cluster.local."]
+        );
+        assert_eq!(
+            lines(&answer.additionals),
+            ["ngx-svc.default.svc.cluster.local. 5 IN A 10.96.0.20"]
+        );
+        assert_eq!(
+            answers(&zone, "_dns._udp.multi.default.svc.cluster.local.", RecordType::SRV),
+            ["_dns._udp.multi.default.svc.cluster.local. 5 IN SRV 0 100 53 multi.default.svc.cluster.local."]
+        );
+        // The port exists, not with that protocol; no such port.
+        assert_nxdomain(
+            &zone,
+            "_http._udp.ngx-svc.default.svc.cluster.local.",
+            RecordType::SRV,
+        );
+        assert_nxdomain(
+            &zone,
+            "_https._tcp.ngx-svc.default.svc.cluster.local.",
+            RecordType::SRV,
+        );
+        // The plain name's SRV lists every port (CoreDNS), weights shared.
+        assert_eq!(
+            answers(&zone, "multi.default.svc.cluster.local.", RecordType::SRV),
+            [
+                "multi.default.svc.cluster.local. 5 IN SRV 0 33 53 multi.default.svc.cluster.local.",
+                "multi.default.svc.cluster.local. 5 IN SRV 0 33 80 multi.default.svc.cluster.local.",
+                "multi.default.svc.cluster.local. 5 IN SRV 0 33 9000 multi.default.svc.cluster.local.",
+            ]
+        );
+        // The SRV name has an address too, the ClusterIP (as CoreDNS).
+        assert_eq!(
+            answers(
+                &zone,
+                "_http._tcp.ngx-svc.default.svc.cluster.local.",
+                RecordType::A
+            ),
+            ["_http._tcp.ngx-svc.default.svc.cluster.local. 5 IN A 10.96.0.20"]
+        );
+    }
+
+    #[test]
+    fn srv_records_of_a_headless_service_name_each_endpoint() {
+        let zone = cluster();
+        let answer = ask(
+            &zone,
+            "_pg._tcp.db.default.svc.cluster.local.",
+            RecordType::SRV,
+        );
+        let mut srv = lines(&answer.answers);
+        srv.sort();
+        assert_eq!(
+            srv,
+            [
+                "_pg._tcp.db.default.svc.cluster.local. 5 IN SRV 0 50 5432 10-244-2-6.db.default.svc.cluster.local.",
+                "_pg._tcp.db.default.svc.cluster.local. 5 IN SRV 0 50 5432 db-0.db.default.svc.cluster.local.",
+            ]
+        );
+        let mut extra = lines(&answer.additionals);
+        extra.sort();
+        assert_eq!(
+            extra,
+            [
+                "10-244-2-6.db.default.svc.cluster.local. 5 IN A 10.244.2.6",
+                "db-0.db.default.svc.cluster.local. 5 IN A 10.244.1.5",
+            ]
+        );
+    }
+
+    #[test]
+    fn an_external_name_service_is_a_cname() {
+        let zone = cluster();
+        let answer = ask(&zone, "ext.default.svc.cluster.local.", RecordType::A);
+        assert_eq!(answer.code, ResponseCode::NoError);
+        assert_eq!(
+            lines(&answer.answers),
+            ["ext.default.svc.cluster.local. 5 IN CNAME db.example.com."]
+        );
+        // The target is not ours: the server may ask upstream for it.
+        assert_eq!(
+            answer.chase,
+            Some(Name::from_ascii("db.example.com.").unwrap())
+        );
+        let cname = ask(&zone, "ext.default.svc.cluster.local.", RecordType::CNAME);
+        assert_eq!(
+            lines(&cname.answers),
+            ["ext.default.svc.cluster.local. 5 IN CNAME db.example.com."]
+        );
+        assert_eq!(cname.chase, None);
+        // The CNAME owns the name: every type gets it.
+        assert_eq!(
+            answers(&zone, "ext.default.svc.cluster.local.", RecordType::AAAA),
+            ["ext.default.svc.cluster.local. 5 IN CNAME db.example.com."]
+        );
+        // Nothing lives below an alias.
+        assert_nxdomain(&zone, "x.ext.default.svc.cluster.local.", RecordType::A);
+        assert_nxdomain(
+            &zone,
+            "_http._tcp.ext.default.svc.cluster.local.",
+            RecordType::SRV,
+        );
+    }
+
+    #[test]
+    fn a_cname_inside_the_cluster_is_followed() {
+        let zone = cluster();
+        let answer = ask(&zone, "alias.default.svc.cluster.local.", RecordType::A);
+        assert_eq!(
+            lines(&answer.answers),
+            [
+                "alias.default.svc.cluster.local. 5 IN CNAME ngx-svc.default.svc.cluster.local.",
+                "ngx-svc.default.svc.cluster.local. 5 IN A 10.96.0.20",
+            ]
+        );
+        assert_eq!(answer.chase, None);
+        // A loop ends.
+        let looped = ask(&zone, "loop.default.svc.cluster.local.", RecordType::A);
+        assert_eq!(
+            lines(&looped.answers),
+            ["loop.default.svc.cluster.local. 5 IN CNAME loop.default.svc.cluster.local."]
+        );
+    }
+
+    #[test]
+    fn pod_records_need_a_pod_with_that_address_in_that_namespace() {
+        let zone = cluster();
+        assert_eq!(
+            answers(
+                &zone,
+                "10-244-1-10.default.pod.cluster.local.",
+                RecordType::A
+            ),
+            ["10-244-1-10.default.pod.cluster.local. 5 IN A 10.244.1.10"]
+        );
+        assert_eq!(
+            answers(&zone, "10-244-2-20.shop.pod.cluster.local.", RecordType::A),
+            ["10-244-2-20.shop.pod.cluster.local. 5 IN A 10.244.2.20"]
+        );
+        assert_nxdomain(
+            &zone,
+            "10-244-2-20.default.pod.cluster.local.",
+            RecordType::A,
+        );
+        // Finished Pods give their address back.
+        assert_nxdomain(
+            &zone,
+            "10-244-1-99.default.pod.cluster.local.",
+            RecordType::A,
+        );
+        assert_nxdomain(&zone, "1-2-3-4.default.pod.cluster.local.", RecordType::A);
+        assert_nxdomain(&zone, "ngx-1.default.pod.cluster.local.", RecordType::A);
+        assert_nodata(
+            &zone,
+            "10-244-1-10.default.pod.cluster.local.",
+            RecordType::AAAA,
+        );
+    }
+
+    #[test]
+    fn ptr_records_name_services_then_endpoints_then_pods() {
+        let zone = cluster();
+        assert_eq!(
+            answers(&zone, "20.0.96.10.in-addr.arpa.", RecordType::PTR),
+            ["20.0.96.10.in-addr.arpa. 5 IN PTR ngx-svc.default.svc.cluster.local."]
+        );
+        assert_eq!(
+            answers(&zone, "10.0.96.10.in-addr.arpa.", RecordType::PTR),
+            ["10.0.96.10.in-addr.arpa. 5 IN PTR kube-dns.kube-system.svc.cluster.local."]
+        );
+        assert_eq!(
+            answers(&zone, "5.1.244.10.in-addr.arpa.", RecordType::PTR),
+            ["5.1.244.10.in-addr.arpa. 5 IN PTR db-0.db.default.svc.cluster.local."]
+        );
+        assert_eq!(
+            answers(&zone, "10.1.244.10.in-addr.arpa.", RecordType::PTR),
+            ["10.1.244.10.in-addr.arpa. 5 IN PTR 10-244-1-10.ngx-svc.default.svc.cluster.local."]
+        );
+        // A Pod behind no Service: its Pod name.
+        assert_eq!(
+            answers(&zone, "20.2.244.10.in-addr.arpa.", RecordType::PTR),
+            ["20.2.244.10.in-addr.arpa. 5 IN PTR 10-244-2-20.shop.pod.cluster.local."]
+        );
+    }
+
+    #[test]
+    fn what_the_cluster_does_not_know_is_forwarded() {
+        let zone = cluster();
+        let forwarded = |name: &str, qtype| {
+            zone.resolve(&Name::from_ascii(name).unwrap(), qtype) == Resolution::Forward
+        };
+        assert!(forwarded("example.com.", RecordType::A));
+        assert!(forwarded("cluster.local.example.com.", RecordType::A));
+        assert!(forwarded("local.", RecordType::A));
+        // Reverse names of unknown addresses, and other types there.
+        assert!(forwarded("1.1.168.192.in-addr.arpa.", RecordType::PTR));
+        assert!(forwarded("20.0.96.10.in-addr.arpa.", RecordType::A));
+        assert!(forwarded("96.10.in-addr.arpa.", RecordType::PTR));
+    }
+
+    #[test]
+    fn answers_follow_the_objects() {
+        let mut objects = ApiObjects {
+            services: vec![service(
+                "default",
+                "web",
+                json!({"clusterIP": "10.96.0.30",
+                "ports": [{"name": "http", "port": 80}]}),
+            )],
+            ..Default::default()
+        };
+        let origin = Name::from_ascii("cluster.local").unwrap();
+        let before = ClusterZone::build(&origin, Ipv4Addr::new(10, 96, 0, 10), 1, &objects);
+        assert_eq!(
+            answers(&before, "web.default.svc.cluster.local.", RecordType::A),
+            ["web.default.svc.cluster.local. 5 IN A 10.96.0.30"]
+        );
+        objects.services.clear();
+        let after = ClusterZone::build(&origin, Ipv4Addr::new(10, 96, 0, 10), 2, &objects);
+        let answer = ask(&after, "web.default.svc.cluster.local.", RecordType::A);
+        assert_eq!(answer.code, ResponseCode::NXDomain);
+        // The serial moved with the change.
+        assert_eq!(lines(&answer.authority), ["cluster.local. 5 IN SOA ns.dns.cluster.local. hostmaster.cluster.local. 2 7200 1800 86400 5"]);
+    }
+
+    #[test]
+    fn another_cluster_domain() {
+        let objects = ApiObjects {
+            services: vec![service(
+                "default",
+                "web",
+                json!({"clusterIP": "10.96.0.30", "ports": [{"port": 80}]}),
+            )],
+            ..Default::default()
+        };
+        let zone = ClusterZone::build(
+            &Name::from_ascii("lab.example.").unwrap(),
+            Ipv4Addr::new(10, 96, 0, 10),
+            1,
+            &objects,
+        );
+        assert_eq!(
+            answers(&zone, "web.default.svc.lab.example.", RecordType::A),
+            ["web.default.svc.lab.example. 5 IN A 10.96.0.30"]
+        );
+        assert_eq!(
+            zone.resolve(
+                &Name::from_ascii("web.default.svc.cluster.local.").unwrap(),
+                RecordType::A
+            ),
+            Resolution::Forward
+        );
+    }
+
+    #[test]
+    fn a_namespace_with_services_exists_before_its_namespace_object_arrives() {
+        let objects = ApiObjects {
+            services: vec![service(
+                "team",
+                "web",
+                json!({"clusterIP": "10.96.0.30", "ports": [{"port": 80}]}),
+            )],
+            pods: vec![pod("batch", "job-1", "10.244.1.40", "Running")],
+            ..Default::default()
+        };
+        let zone = ClusterZone::build(
+            &Name::from_ascii("cluster.local").unwrap(),
+            Ipv4Addr::new(10, 96, 0, 10),
+            SERIAL,
+            &objects,
+        );
+        assert_nodata(&zone, "team.svc.cluster.local.", RecordType::A);
+        assert_nodata(&zone, "batch.pod.cluster.local.", RecordType::A);
+        assert_nxdomain(&zone, "other.svc.cluster.local.", RecordType::A);
+    }
+
+    #[test]
+    fn ips_as_labels() {
+        assert_eq!(dashed("10.244.1.5".parse().unwrap()), "10-244-1-5");
+        assert_eq!(dashed("2001:db8::1".parse().unwrap()), "2001-db8--1");
+        assert_eq!(dashed("2001:db8::".parse().unwrap()), "2001-db8--0");
     }
 }

@@ -28,14 +28,12 @@
 //! - [`volumes`]: ConfigMap and emptyDir volumes.
 //! - [`container`]: container instances on disk: start, adopt, stop.
 //! - [`monitor`]: the process that is a container's parent (like conmon).
-//! - [`enter`]: running a command inside a container (exec, probes).
 //! - [`probes`]: readiness, liveness and startup probes.
 //! - [`status`]: phase and conditions, as the kubelet computes them.
 //! - [`registry`]: which containers run where, for `kubectl logs`/`exec`.
 //! - [`events`]: the kubelet's Events (`Pulled`, `Started`, `BackOff`...).
 
 pub mod container;
-pub mod enter;
 pub mod events;
 pub mod monitor;
 pub mod probes;

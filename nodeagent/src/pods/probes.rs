@@ -171,26 +171,40 @@ async fn http_get(addr: SocketAddr, path: &str) -> Outcome {
     }
 }
 
-/// Runs `command` inside the container's namespaces; success is exit 0.
+/// Runs `command` inside the container's namespaces (as `kubectl exec`
+/// does, [`crate::server::enter`]); success is exit 0.
 async fn exec_in(pid: i32, command: &[String]) -> Outcome {
-    let Some(program) = command.first() else {
-        return Err("exec probe without a command".into());
+    use crate::server::enter::{self, ExecIo, Streams};
+    let view = enter::ContainerView::of(pid).map_err(|e| format!("entering the container: {e}"))?;
+    let streams = Streams {
+        stdin: false,
+        stdout: true,
+        stderr: true,
+        tty: false,
     };
-    let mut cmd = super::enter::command(pid, program, &command[1..])
-        .map_err(|e| format!("entering the container: {e}"))?;
-    let output = cmd
-        .output()
+    let mut exec =
+        enter::spawn(&view, command, streams).map_err(|e| format!("exec {command:?}: {e}"))?;
+    let mut text = Vec::new();
+    if let ExecIo::Pipes { stdout, stderr, .. } = &mut exec.io {
+        if let Some(out) = stdout {
+            let _ = out.read_to_end(&mut text).await;
+        }
+        if let Some(err) = stderr {
+            let _ = err.read_to_end(&mut text).await;
+        }
+    }
+    let status = exec
+        .child
+        .wait()
         .await
-        .map_err(|e| format!("exec {program:?}: {e}"))?;
-    if output.status.success() {
+        .map_err(|e| format!("exec {command:?}: {e}"))?;
+    if status.success() {
         Ok(())
     } else {
-        let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
-        text.push_str(&String::from_utf8_lossy(&output.stderr));
         Err(format!(
             "command {command:?} exited with {}: {}",
-            output.status.code().unwrap_or(-1),
-            text.trim()
+            status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&text).trim()
         ))
     }
 }

@@ -18,8 +18,8 @@
 //!   (`fib daddr type local`), `l4proto . dport` in `service-nodeports`;
 //! - the map element says `goto` a per-Service-port chain,
 //!   `service-<HASH>-<namespace>/<name>/<protocol>/<port name>`, which
-//!   picks an endpoint at random: `numgen random mod N vmap { 0 : goto
-//!   endpoint-..., 1 : goto endpoint-... }`;
+//!   picks an endpoint at random: `numgen random mod N vmap
+//!   @endpoints-...`, a map `{ 0 : goto endpoint-..., 1 : goto endpoint-... }`;
 //! - each `endpoint-<HASH>-.../<port name>__<ip>/<port>` chain rewrites the
 //!   destination: `dnat to ip:port`;
 //! - on the way out, `nat-postrouting` -> `masquerading` rewrites the source
@@ -113,6 +113,11 @@ pub const SERVICE_CHAIN_PREFIX: &str = "service-";
 pub const LOCAL_CHAIN_PREFIX: &str = "local-";
 /// Per Service port, where NodePort traffic enters.
 pub const EXTERNAL_CHAIN_PREFIX: &str = "external-";
+/// Per Service port, the verdict map `endpoint number -> goto endpoint
+/// chain` that `numgen random mod N vmap` picks from.
+pub const ENDPOINTS_MAP_PREFIX: &str = "endpoints-";
+/// The same for the "Local" policy chain.
+pub const LOCAL_ENDPOINTS_MAP_PREFIX: &str = "local-endpoints-";
 /// Per endpoint of a Service port: the DNAT.
 pub const ENDPOINT_CHAIN_PREFIX: &str = "endpoint-";
 /// Per endpoint of a ClientIP-affinity Service port: the clients it has
@@ -185,11 +190,13 @@ pub struct Ruleset {
 
 impl Ruleset {
     fn chain(&mut self, name: &str, comment: &str) -> &mut Chain {
-        self.chains.entry(name.to_string()).or_insert_with(|| Chain {
-            hook: None,
-            comment: truncate(comment),
-            rules: vec![],
-        })
+        self.chains
+            .entry(name.to_string())
+            .or_insert_with(|| Chain {
+                hook: None,
+                comment: truncate(comment),
+                rules: vec![],
+            })
     }
 
     fn rule(&mut self, chain: &str, body: &str, comment: &str) {
@@ -242,28 +249,45 @@ impl Ruleset {
     /// to chains and sets), then elements (which refer to chains).
     pub fn to_script(&self) -> String {
         let mut out = String::new();
-        for (name, set) in &self.sets {
-            add_set_command(&mut out, name, set);
+        write_script(&mut out, std::iter::once(self));
+        out
+    }
+}
+
+/// Writes the creation script of several rulesets (a node's Services)
+/// without merging them first: four passes, so that every object exists
+/// before anything refers to it.
+pub fn write_script<'a>(out: &mut String, parts: impl Iterator<Item = &'a Ruleset> + Clone) {
+    for r in parts.clone() {
+        for (name, set) in &r.sets {
+            add_set_command(out, name, set);
         }
-        for (name, chain) in &self.chains {
-            add_chain_command(&mut out, name, chain);
+    }
+    for r in parts.clone() {
+        for (name, chain) in &r.chains {
+            add_chain_command(out, name, chain);
         }
-        for (name, chain) in &self.chains {
+    }
+    for r in parts.clone() {
+        for (name, chain) in &r.chains {
             for rule in &chain.rules {
-                add_rule_command(&mut out, name, rule);
+                add_rule_command(out, name, rule);
             }
         }
-        for ((set, key), element) in &self.elements {
-            add_element_command(&mut out, set, key, element);
+    }
+    for r in parts {
+        for ((set, key), element) in &r.elements {
+            add_element_command(out, set, key, element);
         }
-        out
     }
 }
 
 /// `table ip kube-lite {...}`, written over several lines (nft 1.0.6 does
 /// not take a one-line table with a comment).
 pub fn table_command() -> String {
-    format!("table ip {TABLE} {{\n\tcomment \"Services of kube-lite (kube-proxy nftables mode)\"\n}}\n")
+    format!(
+        "table ip {TABLE} {{\n\tcomment \"Services of kube-lite (kube-proxy nftables mode)\"\n}}\n"
+    )
 }
 
 pub(crate) fn add_set_command(out: &mut String, name: &str, set: &Set) {
@@ -383,12 +407,18 @@ pub fn base_ruleset(node: &NodeContext) -> Ruleset {
         "type nat hook postrouting priority 100",
         "leaving packets: masquerade those marked for it",
     );
-    r.chain(SERVICES_CHAIN, "dispatch: ClusterIPs, then NodePorts on local addresses");
+    r.chain(
+        SERVICES_CHAIN,
+        "dispatch: ClusterIPs, then NodePorts on local addresses",
+    );
     r.chain(
         MARK_FOR_MASQUERADE_CHAIN,
         "marks a packet so that masquerading rewrites its source",
     );
-    r.chain(MASQUERADING_CHAIN, "SNAT of marked packets to the outgoing interface's address");
+    r.chain(
+        MASQUERADING_CHAIN,
+        "SNAT of marked packets to the outgoing interface's address",
+    );
     r.chain(
         SERVICE_ENDPOINTS_CHECK_CHAIN,
         "reject or drop new connections to Service ports without endpoints",
@@ -401,7 +431,10 @@ pub fn base_ruleset(node: &NodeContext) -> Ruleset {
         CLUSTER_IPS_CHECK_CHAIN,
         "reject unknown ports of ClusterIPs, drop the rest of the service range",
     );
-    r.chain(REJECT_CHAIN, "helper for no-endpoint-services and no-endpoint-nodeports");
+    r.chain(
+        REJECT_CHAIN,
+        "helper for no-endpoint-services and no-endpoint-nodeports",
+    );
 
     r.set(
         "map",
@@ -427,10 +460,19 @@ pub fn base_ruleset(node: &NodeContext) -> Ruleset {
         "type inet_proto . inet_service : verdict",
         "reject or drop packets to NodePorts with no endpoints",
     );
-    r.set("set", CLUSTER_IPS_SET, "type ipv4_addr", "ClusterIPs in use");
+    r.set(
+        "set",
+        CLUSTER_IPS_SET,
+        "type ipv4_addr",
+        "ClusterIPs in use",
+    );
 
     // The hooks.
-    for chain in [FILTER_INPUT_CHAIN, FILTER_FORWARD_CHAIN, FILTER_OUTPUT_CHAIN] {
+    for chain in [
+        FILTER_INPUT_CHAIN,
+        FILTER_FORWARD_CHAIN,
+        FILTER_OUTPUT_CHAIN,
+    ] {
         r.rule(
             chain,
             &format!("ct state new jump {SERVICE_ENDPOINTS_CHECK_CHAIN}"),
@@ -511,7 +553,9 @@ pub fn base_ruleset(node: &NodeContext) -> Ruleset {
     );
     r.rule(
         CLUSTER_IPS_CHECK_CHAIN,
-        &format!("ip daddr @{CLUSTER_IPS_SET} meta l4proto {{ tcp, udp, sctp }} goto {REJECT_CHAIN}"),
+        &format!(
+            "ip daddr @{CLUSTER_IPS_SET} meta l4proto {{ tcp, udp, sctp }} goto {REJECT_CHAIN}"
+        ),
         "reject traffic to unknown ports of ClusterIPs",
     );
     // Upstream rejects ICMP to a ClusterIP too; we drop it, so that `ping
@@ -695,7 +739,11 @@ pub fn service_ruleset(
 /// The endpoints of one Service port, from all the Service's slices: the
 /// slice's port of the same name and protocol gives the number (this is how
 /// a named `targetPort` is resolved per Pod).
-pub fn endpoints_of(port: &ServicePort, slices: &[&EndpointSlice], node_name: &str) -> Vec<Endpoint> {
+pub fn endpoints_of(
+    port: &ServicePort,
+    slices: &[&EndpointSlice],
+    node_name: &str,
+) -> Vec<Endpoint> {
     let port_name = port.name.as_deref().unwrap_or_default();
     let protocol = port.protocol.as_deref().unwrap_or("TCP");
     let mut seen = BTreeSet::new();
@@ -714,7 +762,7 @@ pub fn endpoints_of(port: &ServicePort, slices: &[&EndpointSlice], node_name: &s
         let Ok(number) = u16::try_from(number) else {
             continue;
         };
-        for endpoint in &slice.endpoints {
+        for endpoint in slice.endpoints.iter().flatten() {
             let Some(ip) = endpoint
                 .addresses
                 .first()
@@ -858,7 +906,10 @@ impl PortProgram<'_> {
                 .filter(|e| e.ready && (!by_zone || zone.is_some_and(|z| e.zone_hints.contains(z))))
                 .collect();
             if cluster_endpoints.is_empty() {
-                cluster_endpoints = endpoints.iter().filter(|e| e.serving_terminating()).collect();
+                cluster_endpoints = endpoints
+                    .iter()
+                    .filter(|e| e.serving_terminating())
+                    .collect();
             }
             has_endpoints = !cluster_endpoints.is_empty();
         }
@@ -916,7 +967,12 @@ impl PortProgram<'_> {
                 label,
             );
         } else if let Some(verdict) = no_endpoint_verdict(has_internal) {
-            r.element(NO_ENDPOINT_SERVICES_MAP, &clusterip_key, Some(verdict), label);
+            r.element(
+                NO_ENDPOINT_SERVICES_MAP,
+                &clusterip_key,
+                Some(verdict),
+                label,
+            );
         }
         if let Some(node_port) = info.node_port {
             let key = format!("{} . {node_port}", info.protocol);
@@ -934,7 +990,13 @@ impl PortProgram<'_> {
         }
 
         if uses_service_chain {
-            r.chain(&service_chain, &format!("{label} (ClusterIP {}:{}, all endpoints)", info.cluster_ip, info.port));
+            r.chain(
+                &service_chain,
+                &format!(
+                    "{label} (ClusterIP {}:{}, all endpoints)",
+                    info.cluster_ip, info.port
+                ),
+            );
         }
         if uses_local_chain {
             r.chain(&local_chain, &format!("{label} (endpoints on this node)"));
@@ -953,7 +1015,10 @@ impl PortProgram<'_> {
             );
         }
         if uses_external_chain {
-            r.chain(&external_chain, &format!("{label} (NodePort {})", info.node_port.unwrap_or_default()));
+            r.chain(
+                &external_chain,
+                &format!("{label} (NodePort {})", info.node_port.unwrap_or_default()),
+            );
             if !self.policy.external_local {
                 // The endpoint may be on another node: masquerade, or its
                 // reply would go straight to the client and be dropped.
@@ -966,7 +1031,11 @@ impl PortProgram<'_> {
                 // externalTrafficPolicy: Local keeps the client's address:
                 // only local endpoints, no masquerade. Pods and the node
                 // itself are not "external" and use every endpoint.
-                let short_circuit = if uses_service_chain { &service_chain } else { &local_chain };
+                let short_circuit = if uses_service_chain {
+                    &service_chain
+                } else {
+                    &local_chain
+                };
                 if uses_service_chain || uses_local_chain {
                     r.rule(
                         &external_chain,
@@ -1000,7 +1069,10 @@ impl PortProgram<'_> {
                     "set",
                     &info.affinity_set(e),
                     &format!("type ipv4_addr ; flags dynamic,timeout ; timeout {timeout}s"),
-                    &format!("{label} -> {}:{}: recent clients (ClientIP affinity)", e.ip, e.port),
+                    &format!(
+                        "{label} -> {}:{}: recent clients (ClientIP affinity)",
+                        e.ip, e.port
+                    ),
                 );
             }
         }
@@ -1055,19 +1127,36 @@ impl PortProgram<'_> {
                 );
             }
         }
-        let choices: Vec<String> = endpoints
-            .iter()
-            .enumerate()
-            .map(|(i, e)| format!("{i} : goto {}", info.endpoint_chain(e)))
-            .collect();
+        // The random pick: a named verdict map per Service port, `number
+        // -> goto endpoint chain`. (Upstream writes the map inline, an
+        // anonymous set per Service; the kernel names those by scanning
+        // every set of the table, which makes 10,000 Services take minutes
+        // to load. A named map reads the same in `nft list`, and costs
+        // a few seconds.)
+        let map = if chain.starts_with(LOCAL_CHAIN_PREFIX) {
+            format!("{LOCAL_ENDPOINTS_MAP_PREFIX}{}", info.chain_base)
+        } else {
+            format!("{ENDPOINTS_MAP_PREFIX}{}", info.chain_base)
+        };
+        let n = endpoints.len();
+        r.set(
+            "map",
+            &map,
+            &format!("typeof numgen random mod {n} : verdict"),
+            &format!("{}: endpoint number -> endpoint chain", info.label),
+        );
+        for (i, e) in endpoints.iter().enumerate() {
+            r.element(
+                &map,
+                &i.to_string(),
+                Some(format!("goto {}", info.endpoint_chain(e))),
+                &format!("{} -> {}:{}", info.label, e.ip, e.port),
+            );
+        }
         r.rule(
             chain,
-            &format!(
-                "numgen random mod {} vmap {{ {} }}",
-                endpoints.len(),
-                choices.join(", ")
-            ),
-            &format!("{}: {} endpoints, one at random", info.label, endpoints.len()),
+            &format!("numgen random mod {n} vmap @{map}"),
+            &format!("{}: {n} endpoints, one at random", info.label),
         );
     }
 }
@@ -1155,7 +1244,11 @@ mod tests {
         }
     }
 
-    fn slice(service: &str, ports: &[(Option<&str>, &str, i32)], endpoints: &[Ep]) -> EndpointSlice {
+    fn slice(
+        service: &str,
+        ports: &[(Option<&str>, &str, i32)],
+        endpoints: &[Ep],
+    ) -> EndpointSlice {
         EndpointSlice {
             metadata: ObjectMeta {
                 name: Some(format!("{service}-abcde")),
@@ -1175,25 +1268,29 @@ mod tests {
                     })
                     .collect(),
             ),
-            endpoints: endpoints
-                .iter()
-                .map(|e| SliceEndpoint {
-                    addresses: vec![e.ip.into()],
-                    node_name: Some(e.node.into()),
-                    conditions: Some(EndpointConditions {
-                        ready: Some(e.ready),
-                        serving: Some(e.serving),
-                        terminating: Some(e.terminating),
-                    }),
-                    ..Default::default()
-                })
-                .collect(),
+            endpoints: Some(
+                endpoints
+                    .iter()
+                    .map(|e| SliceEndpoint {
+                        addresses: vec![e.ip.into()],
+                        node_name: Some(e.node.into()),
+                        conditions: Some(EndpointConditions {
+                            ready: Some(e.ready),
+                            serving: Some(e.serving),
+                            terminating: Some(e.terminating),
+                        }),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
         }
     }
 
     fn script(service: &Service, slices: &[EndpointSlice]) -> String {
         let slices: Vec<&EndpointSlice> = slices.iter().collect();
-        service_ruleset(service, &slices, &node()).ruleset.to_script()
+        service_ruleset(service, &slices, &node())
+            .ruleset
+            .to_script()
     }
 
     fn lines_with<'a>(script: &'a str, needle: &str) -> Vec<&'a str> {
@@ -1222,7 +1319,10 @@ mod tests {
             &[ep("10.244.1.5", "worker1"), ep("10.244.2.7", "worker2")],
         )];
         let text = script(&ngx_svc(), &slices);
-        let chain = format!("{SERVICE_CHAIN_PREFIX}{}", hash_and_name("default/ngx-svc/tcp/"));
+        let chain = format!(
+            "{SERVICE_CHAIN_PREFIX}{}",
+            hash_and_name("default/ngx-svc/tcp/")
+        );
         let ep1 = format!(
             "{ENDPOINT_CHAIN_PREFIX}{}",
             hash_and_name("default/ngx-svc/tcp/__10.244.1.5/80")
@@ -1231,11 +1331,18 @@ mod tests {
             "{ENDPOINT_CHAIN_PREFIX}{}",
             hash_and_name("default/ngx-svc/tcp/__10.244.2.7/80")
         );
+        let map = format!(
+            "{ENDPOINTS_MAP_PREFIX}{}",
+            hash_and_name("default/ngx-svc/tcp/")
+        );
         let expected = [
             format!("add chain ip kube-lite {chain} {{ comment \"default/ngx-svc:80 (ClusterIP 10.96.0.50:80, all endpoints)\" ; }}"),
             format!("add chain ip kube-lite {ep1} {{ comment \"default/ngx-svc:80 -> 10.244.1.5:80\" ; }}"),
             format!("add rule ip kube-lite {chain} ip daddr 10.96.0.50 tcp dport 80 ip saddr != 10.244.0.0/16 jump mark-for-masquerade comment \"default/ngx-svc:80: masquerade off-cluster clients\""),
-            format!("add rule ip kube-lite {chain} numgen random mod 2 vmap {{ 0 : goto {ep1}, 1 : goto {ep2} }} comment \"default/ngx-svc:80: 2 endpoints, one at random\""),
+            format!("add map ip kube-lite {map} {{ typeof numgen random mod 2 : verdict ; comment \"default/ngx-svc:80: endpoint number -> endpoint chain\" ; }}"),
+            format!("add rule ip kube-lite {chain} numgen random mod 2 vmap @{map} comment \"default/ngx-svc:80: 2 endpoints, one at random\""),
+            format!("add element ip kube-lite {map} {{ 0 comment \"default/ngx-svc:80 -> 10.244.1.5:80\" : goto {ep1} }}"),
+            format!("add element ip kube-lite {map} {{ 1 comment \"default/ngx-svc:80 -> 10.244.2.7:80\" : goto {ep2} }}"),
             format!("add rule ip kube-lite {ep1} ip saddr 10.244.1.5 jump mark-for-masquerade comment \"default/ngx-svc:80 -> 10.244.1.5:80: hairpin\""),
             format!("add rule ip kube-lite {ep1} meta l4proto tcp dnat to 10.244.1.5:80 comment \"default/ngx-svc:80 -> 10.244.1.5:80\""),
             format!("add rule ip kube-lite {ep2} meta l4proto tcp dnat to 10.244.2.7:80 comment \"default/ngx-svc:80 -> 10.244.2.7:80\""),
@@ -1243,7 +1350,10 @@ mod tests {
             "add element ip kube-lite cluster-ips { 10.96.0.50 comment \"default/ngx-svc\" }".to_string(),
         ];
         for line in &expected {
-            assert!(text.lines().any(|l| l == line), "missing {line}\nin\n{text}");
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line}\nin\n{text}"
+            );
         }
         // ClusterIP only: no NodePort, no rejects, no affinity.
         assert!(!text.contains("service-nodeports"), "{text}");
@@ -1264,7 +1374,10 @@ mod tests {
         let mut unready = ep("10.244.1.5", "worker1");
         unready.ready = false;
         unready.serving = false;
-        let text = script(&ngx_svc(), &[slice("ngx-svc", &[(None, "TCP", 80)], &[unready])]);
+        let text = script(
+            &ngx_svc(),
+            &[slice("ngx-svc", &[(None, "TCP", 80)], &[unready])],
+        );
         assert!(text.contains("no-endpoint-services"), "{text}");
     }
 
@@ -1274,15 +1387,33 @@ mod tests {
         let spec = svc.spec.as_mut().unwrap();
         spec.type_ = Some("NodePort".into());
         spec.ports.as_mut().unwrap()[0].node_port = Some(30080);
-        let slices = [slice("ngx-svc", &[(None, "TCP", 80)], &[ep("10.244.2.7", "worker2")])];
+        let slices = [slice(
+            "ngx-svc",
+            &[(None, "TCP", 80)],
+            &[ep("10.244.2.7", "worker2")],
+        )];
         let text = script(&svc, &slices);
-        let ext = format!("{EXTERNAL_CHAIN_PREFIX}{}", hash_and_name("default/ngx-svc/tcp/"));
-        let chain = format!("{SERVICE_CHAIN_PREFIX}{}", hash_and_name("default/ngx-svc/tcp/"));
+        let ext = format!(
+            "{EXTERNAL_CHAIN_PREFIX}{}",
+            hash_and_name("default/ngx-svc/tcp/")
+        );
+        let chain = format!(
+            "{SERVICE_CHAIN_PREFIX}{}",
+            hash_and_name("default/ngx-svc/tcp/")
+        );
         assert!(text.contains(&format!(
             "add element ip kube-lite service-nodeports {{ tcp . 30080 comment \"default/ngx-svc:80\" : goto {ext} }}"
         )), "{text}");
-        assert!(text.contains(&format!("add rule ip kube-lite {ext} jump mark-for-masquerade")), "{text}");
-        assert!(text.contains(&format!("add rule ip kube-lite {ext} goto {chain}")), "{text}");
+        assert!(
+            text.contains(&format!(
+                "add rule ip kube-lite {ext} jump mark-for-masquerade"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("add rule ip kube-lite {ext} goto {chain}")),
+            "{text}"
+        );
         // Without endpoints the NodePort rejects too.
         let text = script(&svc, &[]);
         assert!(text.contains(
@@ -1297,9 +1428,18 @@ mod tests {
         spec.type_ = Some("NodePort".into());
         spec.external_traffic_policy = Some("Local".into());
         spec.ports.as_mut().unwrap()[0].node_port = Some(30080);
-        let ext = format!("{EXTERNAL_CHAIN_PREFIX}{}", hash_and_name("default/ngx-svc/tcp/"));
-        let local = format!("{LOCAL_CHAIN_PREFIX}{}", hash_and_name("default/ngx-svc/tcp/"));
-        let chain = format!("{SERVICE_CHAIN_PREFIX}{}", hash_and_name("default/ngx-svc/tcp/"));
+        let ext = format!(
+            "{EXTERNAL_CHAIN_PREFIX}{}",
+            hash_and_name("default/ngx-svc/tcp/")
+        );
+        let local = format!(
+            "{LOCAL_CHAIN_PREFIX}{}",
+            hash_and_name("default/ngx-svc/tcp/")
+        );
+        let chain = format!(
+            "{SERVICE_CHAIN_PREFIX}{}",
+            hash_and_name("default/ngx-svc/tcp/")
+        );
         // One endpoint here, one elsewhere: NodePort traffic from outside
         // goes to the local one only, unmasqueraded.
         let slices = [slice(
@@ -1313,32 +1453,61 @@ mod tests {
         assert!(ext_rules[0].contains(&format!("ip saddr 10.244.0.0/16 goto {chain}")));
         assert!(ext_rules[1].contains("fib saddr type local jump mark-for-masquerade"));
         assert!(ext_rules[3].contains(&format!("goto {local}")));
-        assert!(!ext_rules.iter().any(|r| r.contains(&format!("{ext} jump mark-for-masquerade"))));
+        assert!(!ext_rules
+            .iter()
+            .any(|r| r.contains(&format!("{ext} jump mark-for-masquerade"))));
         let local_rules = lines_with(&text, &format!("add rule ip kube-lite {local} "));
-        assert!(local_rules[0].contains("numgen random mod 1 vmap { 0 : goto endpoint-"), "{text}");
-        assert!(local_rules[0].contains("10.244.1.5/80"), "{text}");
+        let local_map = format!(
+            "{LOCAL_ENDPOINTS_MAP_PREFIX}{}",
+            hash_and_name("default/ngx-svc/tcp/")
+        );
+        assert!(
+            local_rules[0].contains(&format!("numgen random mod 1 vmap @{local_map}")),
+            "{text}"
+        );
+        assert!(text.contains(&format!("add element ip kube-lite {local_map} {{ 0 comment \"default/ngx-svc:80 -> 10.244.1.5:80\" : goto endpoint-")), "{text}");
+        assert!(!text.contains(&format!("{local_map} {{ 1 ")), "{text}");
         // No local endpoint on this node: the NodePort drops (clients try
         // a node that has one), the ClusterIP still works.
-        let slices = [slice("ngx-svc", &[(None, "TCP", 80)], &[ep("10.244.2.7", "worker2")])];
+        let slices = [slice(
+            "ngx-svc",
+            &[(None, "TCP", 80)],
+            &[ep("10.244.2.7", "worker2")],
+        )];
         let text = script(&svc, &slices);
         assert!(text.contains("add element ip kube-lite no-endpoint-nodeports { tcp . 30080 comment \"default/ngx-svc:80\" : drop }"), "{text}");
-        assert!(text.contains("add element ip kube-lite service-ips { 10.96.0.50 . tcp . 80"), "{text}");
+        assert!(
+            text.contains("add element ip kube-lite service-ips { 10.96.0.50 . tcp . 80"),
+            "{text}"
+        );
     }
 
     #[test]
     fn internal_traffic_policy_local_uses_local_endpoints_only() {
         let mut svc = ngx_svc();
         svc.spec.as_mut().unwrap().internal_traffic_policy = Some("Local".into());
-        let local = format!("{LOCAL_CHAIN_PREFIX}{}", hash_and_name("default/ngx-svc/tcp/"));
+        let local = format!(
+            "{LOCAL_CHAIN_PREFIX}{}",
+            hash_and_name("default/ngx-svc/tcp/")
+        );
         let slices = [slice(
             "ngx-svc",
             &[(None, "TCP", 80)],
             &[ep("10.244.1.5", "worker1"), ep("10.244.2.7", "worker2")],
         )];
         let text = script(&svc, &slices);
-        assert!(text.contains(&format!("10.96.0.50 . tcp . 80 comment \"default/ngx-svc:80\" : goto {local}")), "{text}");
+        assert!(
+            text.contains(&format!(
+                "10.96.0.50 . tcp . 80 comment \"default/ngx-svc:80\" : goto {local}"
+            )),
+            "{text}"
+        );
         assert!(!text.contains("10.244.2.7"), "{text}");
-        let slices = [slice("ngx-svc", &[(None, "TCP", 80)], &[ep("10.244.2.7", "worker2")])];
+        let slices = [slice(
+            "ngx-svc",
+            &[(None, "TCP", 80)],
+            &[ep("10.244.2.7", "worker2")],
+        )];
         let text = script(&svc, &slices);
         assert!(text.contains("no-endpoint-services { 10.96.0.50 . tcp . 80 comment \"default/ngx-svc:80\" : drop }"), "{text}");
     }
@@ -1359,12 +1528,31 @@ mod tests {
             &[ep("10.244.1.5", "worker1"), ep("10.244.2.7", "worker2")],
         )];
         let text = script(&svc, &slices);
-        let set = format!("{AFFINITY_SET_PREFIX}{}", hash_and_name("default/ngx-svc/tcp/__10.244.1.5/80"));
-        let ep1 = format!("{ENDPOINT_CHAIN_PREFIX}{}", hash_and_name("default/ngx-svc/tcp/__10.244.1.5/80"));
-        let chain = format!("{SERVICE_CHAIN_PREFIX}{}", hash_and_name("default/ngx-svc/tcp/"));
+        let set = format!(
+            "{AFFINITY_SET_PREFIX}{}",
+            hash_and_name("default/ngx-svc/tcp/__10.244.1.5/80")
+        );
+        let ep1 = format!(
+            "{ENDPOINT_CHAIN_PREFIX}{}",
+            hash_and_name("default/ngx-svc/tcp/__10.244.1.5/80")
+        );
+        let chain = format!(
+            "{SERVICE_CHAIN_PREFIX}{}",
+            hash_and_name("default/ngx-svc/tcp/")
+        );
         assert!(text.contains(&format!("add set ip kube-lite {set} {{ type ipv4_addr ; flags dynamic,timeout ; timeout 60s ;")), "{text}");
-        assert!(text.contains(&format!("add rule ip kube-lite {chain} ip saddr @{set} goto {ep1}")), "{text}");
-        assert!(text.contains(&format!("add rule ip kube-lite {ep1} update @{set} {{ ip saddr }}")), "{text}");
+        assert!(
+            text.contains(&format!(
+                "add rule ip kube-lite {chain} ip saddr @{set} goto {ep1}"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "add rule ip kube-lite {ep1} update @{set} {{ ip saddr }}"
+            )),
+            "{text}"
+        );
         // Affinity before the random pick.
         let rules = lines_with(&text, &format!("add rule ip kube-lite {chain} "));
         assert!(rules.last().unwrap().contains("numgen random"), "{text}");
@@ -1403,13 +1591,40 @@ mod tests {
             ),
         ];
         let text = script(&svc, &slices);
-        assert!(text.contains("dnat to 10.244.1.5:8080 comment \"default/web:http -> 10.244.1.5:8080\""), "{text}");
-        assert!(text.contains("dnat to 10.244.2.7:8081 comment \"default/web:http -> 10.244.2.7:8081\""), "{text}");
-        assert!(text.contains("dnat to 10.244.1.5:9100 comment \"default/web:metrics -> 10.244.1.5:9100\""), "{text}");
-        assert!(text.contains("10.96.0.60 . tcp . 80 comment \"default/web:http\""), "{text}");
-        assert!(text.contains("10.96.0.60 . tcp . 9090 comment \"default/web:metrics\""), "{text}");
-        assert!(text.contains(&hash_and_name("default/web/tcp/http")), "{text}");
-        assert!(text.contains(&hash_and_name("default/web/tcp/metrics")), "{text}");
+        assert!(
+            text.contains(
+                "dnat to 10.244.1.5:8080 comment \"default/web:http -> 10.244.1.5:8080\""
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "dnat to 10.244.2.7:8081 comment \"default/web:http -> 10.244.2.7:8081\""
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "dnat to 10.244.1.5:9100 comment \"default/web:metrics -> 10.244.1.5:9100\""
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("10.96.0.60 . tcp . 80 comment \"default/web:http\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("10.96.0.60 . tcp . 9090 comment \"default/web:metrics\""),
+            "{text}"
+        );
+        assert!(
+            text.contains(&hash_and_name("default/web/tcp/http")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&hash_and_name("default/web/tcp/metrics")),
+            "{text}"
+        );
     }
 
     #[test]
@@ -1427,13 +1642,26 @@ mod tests {
             }),
             ..Default::default()
         };
-        let mut slice = slice("dns", &[(Some("dns"), "UDP", 5353)], &[ep("10.244.1.9", "worker1")]);
+        let mut slice = slice(
+            "dns",
+            &[(Some("dns"), "UDP", 5353)],
+            &[ep("10.244.1.9", "worker1")],
+        );
         slice.metadata.namespace = Some("kube-system".into());
         let rules = service_ruleset(&svc, &[&slice], &node());
         let text = rules.ruleset.to_script();
-        assert!(text.contains("10.96.0.10 . udp . 53 comment \"kube-system/dns:dns\""), "{text}");
-        assert!(text.contains("meta l4proto udp dnat to 10.244.1.9:5353"), "{text}");
-        assert!(text.contains(&hash_and_name("kube-system/dns/udp/dns")), "{text}");
+        assert!(
+            text.contains("10.96.0.10 . udp . 53 comment \"kube-system/dns:dns\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("meta l4proto udp dnat to 10.244.1.9:5353"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&hash_and_name("kube-system/dns/udp/dns")),
+            "{text}"
+        );
         assert_eq!(rules.udp_ports.len(), 1);
         assert_eq!(
             rules.udp_ports[0].endpoints,
@@ -1452,7 +1680,10 @@ mod tests {
             &[draining, ep("10.244.2.7", "worker2")],
         )];
         let text = script(&ngx_svc(), &slices);
-        assert!(!text.contains("10.244.1.5"), "draining endpoint got new connections:\n{text}");
+        assert!(
+            !text.contains("10.244.1.5"),
+            "draining endpoint got new connections:\n{text}"
+        );
         let mut draining = ep("10.244.1.5", "worker1");
         draining.ready = false;
         draining.terminating = true;
@@ -1489,9 +1720,16 @@ mod tests {
 
     #[test]
     fn desired_is_the_union() {
-        let slices = [slice("ngx-svc", &[(None, "TCP", 80)], &[ep("10.244.1.5", "worker1")])];
+        let slices = [slice(
+            "ngx-svc",
+            &[(None, "TCP", 80)],
+            &[ep("10.244.1.5", "worker1")],
+        )];
         let all = desired(&[ngx_svc()], &slices, &node());
         assert!(all.chains.contains_key(SERVICES_CHAIN));
-        assert!(all.elements.contains_key(&(SERVICE_IPS_MAP.to_string(), "10.96.0.50 . tcp . 80".to_string())));
+        assert!(all.elements.contains_key(&(
+            SERVICE_IPS_MAP.to_string(),
+            "10.96.0.50 . tcp . 80".to_string()
+        )));
     }
 }

@@ -1,0 +1,538 @@
+//! Services as nftables rules: kube-lite's kube-proxy (its nftables mode).
+//!
+//! A Service's ClusterIP belongs to no interface and no machine: no
+//! process listens on it. It works because every node rewrites packets
+//! addressed to it. kube-proxy watches Services and EndpointSlices and
+//! keeps, on each node, a packet-rewriting table in the kernel (netfilter)
+//! in line with them: a packet to `10.96.0.50:80` leaves the node addressed
+//! to one of the Service's Pods, say `10.244.2.7:80`, chosen at random;
+//! the reply is rewritten back by conntrack, so the client only ever sees
+//! the ClusterIP. NodePorts work the same way on the node's own addresses.
+//!
+//! Here that table is `ip kube-lite` (upstream: `ip kube-proxy`), written
+//! as text transactions on `nft -f -`, exactly the way upstream's knftables
+//! does it, so `nft list table ip kube-lite` shows what the lesson talks
+//! about. The packet's way through it is told in this directory's
+//! README.md.
+//!
+//! # Layout
+//!
+//! - [`rules`]: what the table should hold - a pure function from Services,
+//!   EndpointSlices and this node to chains, maps and rules, unit-tested as
+//!   text.
+//! - [`sync`]: diffing that against what was last written and sending only
+//!   the difference as one atomic transaction; full resyncs that repair
+//!   drift; removing stale UDP conntrack entries.
+//! - [`metrics`]: sync duration, network programming latency and table
+//!   size, on `/metrics` of port 10249 like kube-proxy's.
+//!
+//! This module ties them together: three kube-rs reflectors (Services,
+//! EndpointSlices, this Node) feed a loop that, after every batch of
+//! changes, recomputes the Services that changed and syncs them.
+
+pub mod metrics;
+pub mod rules;
+pub mod sync;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{FutureExt as _, StreamExt as _};
+use ipnet::Ipv4Net;
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{watcher, WatchStreamExt as _};
+use kube::{Api, ResourceExt as _};
+use tokio::time::Instant;
+
+use self::metrics::ProxyMetrics;
+use self::rules::{NodeContext, ServiceRules};
+use self::sync::{Applied, Nft};
+
+/// The EndpointSlice annotation the controller sets to when the change it
+/// reflects happened (the start of network programming latency).
+pub const LAST_CHANGE_TRIGGER_TIME: &str = "endpoints.kubernetes.io/last-change-trigger-time";
+
+/// How often the table is checked for drift by default.
+pub const DEFAULT_RESYNC_INTERVAL: Duration = Duration::from_secs(30);
+
+/// After a failed transaction, the next try (a full resync) comes after
+/// this long, doubling up to [`MAX_RETRY_DELAY`].
+const FIRST_RETRY_DELAY: Duration = Duration::from_millis(500);
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
+
+/// How the proxy is set up.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// This Node's name: its endpoints are "local".
+    pub node_name: String,
+    /// This Node's address (where the metrics port listens by default).
+    pub node_ip: Ipv4Addr,
+    /// The Pod range (10.244.0.0/16): sources outside it are masqueraded.
+    pub cluster_cidr: Ipv4Net,
+    /// The Service range (10.96.0.0/12): unallocated addresses in it drop.
+    pub service_cidr: Ipv4Net,
+    /// Where `/metrics` is served (kube-proxy: node IP, port 10249); `None`
+    /// serves nothing.
+    pub metrics_addr: Option<SocketAddr>,
+    /// How often the table is checked for drift (a cheap look at one
+    /// chain; a full rewrite if it is wrong).
+    pub resync_interval: Duration,
+    /// Run `nft` and `conntrack` in this named network namespace instead of
+    /// the agent's own (tests and benchmarks; the agent itself runs inside
+    /// its node's namespace and leaves this `None`).
+    pub netns: Option<String>,
+}
+
+impl ProxyConfig {
+    /// The lab's defaults: cluster CIDR 10.244.0.0/16, service CIDR
+    /// 10.96.0.0/12, metrics on `node_ip:10249`.
+    pub fn new(node_name: &str, node_ip: Ipv4Addr) -> ProxyConfig {
+        ProxyConfig {
+            node_name: node_name.to_string(),
+            node_ip,
+            cluster_cidr: crate::nodenet::DEFAULT_CLUSTER_CIDR,
+            service_cidr: crate::nodenet::DEFAULT_SERVICE_CIDR,
+            metrics_addr: Some(SocketAddr::from((node_ip, metrics::DEFAULT_METRICS_PORT))),
+            resync_interval: DEFAULT_RESYNC_INTERVAL,
+            netns: None,
+        }
+    }
+}
+
+/// Why the proxy stopped, or why one step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("running {program}: {source} (is it installed? scripts/install-deps.sh installs it)")]
+    Spawn {
+        program: &'static str,
+        source: std::io::Error,
+    },
+    #[error("nft rejected a transaction of {lines} lines; the previous rules stay: {stderr}")]
+    Transaction { lines: usize, stderr: String },
+    #[error("nft {args}: {stderr}")]
+    Nft { args: String, stderr: String },
+    #[error("conntrack -D {args}: {stderr}")]
+    Conntrack { args: String, stderr: String },
+    #[error("serving metrics on {addr}: {source}")]
+    Metrics {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the watch of {0} ended")]
+    WatchEnded(&'static str),
+}
+
+/// Runs the service proxy until the agent stops: watches, syncs, serves
+/// metrics. Transaction failures are logged and retried, never returned.
+pub async fn run(client: kube::Client, config: ProxyConfig) -> Result<(), ProxyError> {
+    run_with_metrics(client, config, Arc::new(ProxyMetrics::new())).await
+}
+
+/// [`run`], with the metrics registry given (tests read it directly).
+pub async fn run_with_metrics(
+    client: kube::Client,
+    config: ProxyConfig,
+    metrics: Arc<ProxyMetrics>,
+) -> Result<(), ProxyError> {
+    let serve_metrics = {
+        let metrics = metrics.clone();
+        let addr = config.metrics_addr;
+        async move {
+            match addr {
+                Some(addr) => metrics::serve(addr, metrics).await,
+                None => std::future::pending().await,
+            }
+        }
+    };
+    let proxier = Proxier::new(client, config, metrics);
+    tokio::select! {
+        r = serve_metrics => r,
+        r = proxier.run() => r,
+    }
+}
+
+/// The watches, what was last written, and the sync loop.
+struct Proxier {
+    client: kube::Client,
+    config: ProxyConfig,
+    nft: Nft,
+    metrics: Arc<ProxyMetrics>,
+    node: NodeContext,
+    applied: Applied,
+    /// Services to recompute at the next sync.
+    dirty: BTreeSet<String>,
+    /// The next sync must rewrite the whole table.
+    full: bool,
+    /// Change trigger times of EndpointSlices not yet programmed.
+    triggers: Vec<(String, chrono::DateTime<chrono::Utc>)>,
+    last_full: Option<Instant>,
+}
+
+/// What a watch event asks of the proxier.
+enum Change {
+    Service(String),
+    Slice(String, Option<chrono::DateTime<chrono::Utc>>),
+    Node(BTreeMap<String, String>),
+    /// A (re)list finished: everything may have changed.
+    Listed(usize),
+    Nothing,
+}
+
+impl Proxier {
+    fn new(client: kube::Client, config: ProxyConfig, metrics: Arc<ProxyMetrics>) -> Proxier {
+        Proxier {
+            nft: Nft {
+                netns: config.netns.clone(),
+            },
+            node: NodeContext {
+                node_name: config.node_name.clone(),
+                cluster_cidr: config.cluster_cidr,
+                service_cidr: config.service_cidr,
+                node_labels: BTreeMap::new(),
+            },
+            client,
+            config,
+            metrics,
+            applied: Applied::default(),
+            dirty: BTreeSet::new(),
+            full: true,
+            triggers: vec![],
+            last_full: None,
+        }
+    }
+
+    async fn run(mut self) -> Result<(), ProxyError> {
+        let (services, service_writer) = reflector::store::<Service>();
+        let (slices, slice_writer) = reflector::store::<EndpointSlice>();
+        let (_nodes, node_writer) = reflector::store::<Node>();
+        let service_events = reflector::reflector(
+            service_writer,
+            watcher(
+                Api::<Service>::all(self.client.clone()),
+                watcher::Config::default(),
+            )
+            .default_backoff(),
+        )
+        .map(|event| event.map(|e| service_change(&e)));
+        let slice_events = reflector::reflector(
+            slice_writer,
+            watcher(
+                Api::<EndpointSlice>::all(self.client.clone()),
+                watcher::Config::default(),
+            )
+            .default_backoff(),
+        )
+        .map(|event| event.map(|e| slice_change(&e)));
+        let own_node =
+            watcher::Config::default().fields(&format!("metadata.name={}", self.config.node_name));
+        let node_events = reflector::reflector(
+            node_writer,
+            watcher(Api::<Node>::all(self.client.clone()), own_node).default_backoff(),
+        )
+        .map(|event| event.map(|e| node_change(&e)));
+        let mut service_events = std::pin::pin!(service_events);
+        let mut slice_events = std::pin::pin!(slice_events);
+        let mut node_events = std::pin::pin!(node_events);
+        // Services, slices, node: listed at least once?
+        let mut listed = [false; 3];
+        let mut probe = tokio::time::interval(self.config.resync_interval);
+        probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut retry_delay = FIRST_RETRY_DELAY;
+        let mut retry_at: Option<Instant> = None;
+        loop {
+            tokio::select! {
+                event = service_events.next() => self.note(0, event, &mut listed, "Services")?,
+                event = slice_events.next() => self.note(1, event, &mut listed, "EndpointSlices")?,
+                event = node_events.next() => self.note(2, event, &mut listed, "Nodes")?,
+                _ = probe.tick() => {
+                    if listed.iter().all(|l| *l) && !self.full {
+                        let stale = self.last_full.is_none_or(|t| t.elapsed() >= sync::FULL_RESYNC_INTERVAL);
+                        if stale || !sync::table_looks_intact(&self.nft).await {
+                            tracing::info!(stale, "the table drifted or is old: full resync");
+                            self.full = true;
+                        }
+                    }
+                }
+                _ = sleep_until_opt(retry_at) => retry_at = None,
+            }
+            // Take every change already waiting, so that a burst of events
+            // becomes one sync.
+            loop {
+                let mut progressed = false;
+                if let Some(event) = service_events.next().now_or_never() {
+                    self.note(0, event, &mut listed, "Services")?;
+                    progressed = true;
+                }
+                if let Some(event) = slice_events.next().now_or_never() {
+                    self.note(1, event, &mut listed, "EndpointSlices")?;
+                    progressed = true;
+                }
+                if let Some(event) = node_events.next().now_or_never() {
+                    self.note(2, event, &mut listed, "Nodes")?;
+                    progressed = true;
+                }
+                if !progressed {
+                    break;
+                }
+            }
+            if !listed.iter().all(|l| *l) || retry_at.is_some() {
+                // Upstream waits for the first lists too: syncing a partial
+                // view would delete rules of Services not yet seen.
+                continue;
+            }
+            if !self.full && self.dirty.is_empty() {
+                continue;
+            }
+            match self.sync(&services, &slices).await {
+                Ok(()) => retry_delay = FIRST_RETRY_DELAY,
+                Err(error) => {
+                    tracing::error!(%error, retry_in = ?retry_delay, "service proxy sync failed; the previous rules stay");
+                    self.metrics.sync_failures.inc();
+                    self.full = true;
+                    retry_at = Some(Instant::now() + retry_delay);
+                    retry_delay = (retry_delay * 2).min(MAX_RETRY_DELAY);
+                }
+            }
+        }
+    }
+
+    /// Records what a watch event changed.
+    fn note(
+        &mut self,
+        watch: usize,
+        event: Option<Result<Change, watcher::Error>>,
+        listed: &mut [bool; 3],
+        what: &'static str,
+    ) -> Result<(), ProxyError> {
+        match event {
+            None => return Err(ProxyError::WatchEnded(what)),
+            Some(Err(error)) => tracing::warn!(%error, "watching {what}"),
+            Some(Ok(change)) => match change {
+                Change::Service(key) => {
+                    self.dirty.insert(key);
+                }
+                Change::Slice(key, trigger) => {
+                    if let Some(trigger) = trigger {
+                        self.triggers.push((key.clone(), trigger));
+                    }
+                    self.dirty.insert(key);
+                }
+                Change::Node(labels) => {
+                    if labels != self.node.node_labels {
+                        self.node.node_labels = labels;
+                        self.dirty.extend(self.applied.services.keys().cloned());
+                    }
+                }
+                Change::Listed(i) => {
+                    debug_assert_eq!(i, watch);
+                    listed[watch] = true;
+                    // After a relist, deletions may have been missed:
+                    // recompute every Service (the diff stays small).
+                    self.dirty.insert(String::new());
+                }
+                Change::Nothing => {}
+            },
+        }
+        Ok(())
+    }
+
+    /// One sync: full (rewrite the table) or partial (the dirty Services).
+    async fn sync(
+        &mut self,
+        services: &Store<Service>,
+        slices: &Store<EndpointSlice>,
+    ) -> Result<(), ProxyError> {
+        let start = Instant::now();
+        let full = self.full;
+        if self.dirty.remove("") || full {
+            // "" marks "every Service in the store, and every Service
+            // programmed": a relist or a full resync recomputes them all.
+            self.dirty.extend(self.applied.services.keys().cloned());
+            for s in services.state() {
+                self.dirty.insert(rules::service_key(
+                    s.namespace().as_deref().unwrap_or_default(),
+                    &s.name_any(),
+                ));
+            }
+        }
+        let dirty = std::mem::take(&mut self.dirty);
+        let mut slices_by_service: BTreeMap<String, Vec<Arc<EndpointSlice>>> = BTreeMap::new();
+        for slice in slices.state() {
+            if let Some(key) = rules::slice_service_key(&slice) {
+                if dirty.contains(&key) {
+                    slices_by_service.entry(key).or_default().push(slice);
+                }
+            }
+        }
+        let mut computed: BTreeMap<String, ServiceRules> = BTreeMap::new();
+        for key in &dirty {
+            let (namespace, name) = key.split_once('/').unwrap_or_default();
+            let service = services.get(&ObjectRef::new(name).within(namespace));
+            let rules = match service {
+                Some(service) => {
+                    let slices: Vec<&EndpointSlice> = slices_by_service
+                        .get(key)
+                        .map(|v| v.iter().map(Arc::as_ref).collect())
+                        .unwrap_or_default();
+                    rules::service_ruleset(&service, &slices, &self.node)
+                }
+                None => ServiceRules::default(),
+            };
+            computed.insert(key.clone(), rules);
+        }
+
+        let base = rules::base_ruleset(&self.node);
+        let mut transaction = None;
+        if !full {
+            let old = self.applied.union_of(&dirty);
+            let mut new = rules::Ruleset::default();
+            for rules in computed.values() {
+                new.extend(&rules.ruleset);
+            }
+            match sync::diff_transaction(&old, &new) {
+                sync::Diff::Unchanged => transaction = Some(None),
+                sync::Diff::Partial(text) => transaction = Some(Some(text)),
+                sync::Diff::NeedsFullResync => tracing::info!("a change needs a full resync"),
+            }
+        }
+        let full = transaction.is_none();
+        let text = match transaction {
+            Some(partial) => partial,
+            // The whole table: what was applied for the Services that did
+            // not change, and what was just computed for those that did.
+            None => Some(sync::full_transaction(
+                std::iter::once(&base)
+                    .chain(
+                        self.applied
+                            .services
+                            .iter()
+                            .filter(|(key, _)| !computed.contains_key(*key))
+                            .map(|(_, rules)| &rules.ruleset),
+                    )
+                    .chain(computed.values().map(|rules| &rules.ruleset)),
+            )),
+        };
+        if let Some(text) = &text {
+            tracing::debug!(
+                lines = text.lines().count(),
+                full,
+                "nft transaction:\n{text}"
+            );
+            if let Err(error) = self.nft.apply(text).await {
+                // Keep the dirty marks for the retry (a full resync).
+                self.dirty.extend(dirty);
+                return Err(error);
+            }
+        }
+
+        // Applied: remember it, clean conntrack, report.
+        if full {
+            self.last_full = Some(Instant::now());
+            self.full = false;
+        }
+        self.applied.base = Some(base);
+        for (key, rules) in computed {
+            let previous = self.applied.services.remove(&key);
+            let old_udp = previous
+                .as_ref()
+                .map(|r| r.udp_ports.as_slice())
+                .unwrap_or_default();
+            for filter in sync::stale_conntrack_filters(old_udp, &rules.udp_ports) {
+                if let Err(error) = self.nft.delete_conntrack(&filter).await {
+                    tracing::warn!(%error, service = %key, "removing stale UDP conntrack entries");
+                }
+            }
+            if rules != ServiceRules::default() {
+                self.applied.services.insert(key, rules);
+            }
+        }
+        let elapsed = start.elapsed().as_secs_f64();
+        self.metrics.sync_duration.observe(elapsed);
+        if full {
+            self.metrics.full_sync_duration.observe(elapsed);
+        } else {
+            self.metrics.partial_sync_duration.observe(elapsed);
+        }
+        let now = chrono::Utc::now();
+        self.triggers.retain(|(key, at)| {
+            if dirty.contains(key) || full {
+                let latency = (now - *at).num_milliseconds().max(0) as f64 / 1000.0;
+                self.metrics.network_programming.observe(latency);
+                false
+            } else {
+                true
+            }
+        });
+        let (chains, rules_count, elements) = self.applied.counts();
+        self.metrics.set_counts(chains, rules_count, elements);
+        self.metrics
+            .services
+            .set(self.applied.services.len() as i64);
+        self.metrics.service_ports.set(
+            self.applied
+                .services
+                .values()
+                .map(|s| s.ports)
+                .sum::<usize>() as i64,
+        );
+        let lines = text.as_deref().map(|t| t.lines().count()).unwrap_or(0);
+        self.metrics.last_transaction_lines.set(lines as i64);
+        tracing::info!(
+            full,
+            services = dirty.len(),
+            lines,
+            elapsed_ms = (elapsed * 1000.0) as u64,
+            "service rules synced"
+        );
+        Ok(())
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn service_change(event: &watcher::Event<Service>) -> Change {
+    match event {
+        watcher::Event::Apply(s) | watcher::Event::Delete(s) => Change::Service(
+            rules::service_key(s.namespace().as_deref().unwrap_or_default(), &s.name_any()),
+        ),
+        watcher::Event::InitDone => Change::Listed(0),
+        watcher::Event::Init | watcher::Event::InitApply(_) => Change::Nothing,
+    }
+}
+
+fn slice_change(event: &watcher::Event<EndpointSlice>) -> Change {
+    match event {
+        watcher::Event::Apply(slice) | watcher::Event::Delete(slice) => {
+            let Some(key) = rules::slice_service_key(slice) else {
+                return Change::Nothing;
+            };
+            let trigger = slice
+                .annotations()
+                .get(LAST_CHANGE_TRIGGER_TIME)
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&chrono::Utc));
+            Change::Slice(key, trigger)
+        }
+        watcher::Event::InitDone => Change::Listed(1),
+        watcher::Event::Init | watcher::Event::InitApply(_) => Change::Nothing,
+    }
+}
+
+fn node_change(event: &watcher::Event<Node>) -> Change {
+    match event {
+        watcher::Event::Apply(node) | watcher::Event::InitApply(node) => {
+            Change::Node(node.labels().clone())
+        }
+        watcher::Event::InitDone => Change::Listed(2),
+        watcher::Event::Delete(_) | watcher::Event::Init => Change::Nothing,
+    }
+}

@@ -1,0 +1,548 @@
+//! Making the kernel's table match [`rules`](super::rules): diff, then one
+//! atomic `nft -f -` transaction.
+//!
+//! The proxier keeps in memory what it last wrote, Service by Service.
+//! When a Service or one of its EndpointSlices changes, it computes that
+//! Service's new objects, compares them with the old ones and sends only
+//! the difference: one endpoint going away is a handful of lines (flush
+//! and rewrite one `service-...` chain, delete one `endpoint-...` chain),
+//! whatever the number of other Services. The kernel applies a transaction
+//! all at once or not at all: a failed one leaves the previous rules in
+//! place; it is logged and retried as a full resync.
+//!
+//! A full resync (at start, after a failure, when the table drifted - e.g.
+//! someone ran `nft flush table ip kube-lite` - and every
+//! [`FULL_RESYNC_INTERVAL`]) deletes and recreates the whole table in one
+//! transaction: packets see the old table or the new one, never none.
+//! Established connections are not disturbed: their address rewriting
+//! lives in conntrack, not in the rules.
+//!
+//! UDP has no connections for conntrack to end: a client that keeps
+//! sending from one port keeps hitting the conntrack entry of an endpoint
+//! that is gone. After a sync, entries of UDP endpoints that stopped
+//! serving are deleted (`conntrack -D`), and so are entries of UDP Service
+//! ports that had no endpoints (they recorded "no rewrite"), as upstream.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+
+use super::rules::{self, Ruleset, ServiceRules, UdpServicePort, TABLE};
+use super::ProxyError;
+
+/// Even without any sign of drift, the whole table is rewritten this often
+/// (upstream's nftables proxier: hourly).
+pub const FULL_RESYNC_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Runs `nft` and `conntrack`, in the agent's network namespace or in a
+/// named one (`/run/netns/<name>`, via `nsenter`): tests and benchmarks
+/// program a namespace they made while the agent stays where it can reach
+/// the apiserver.
+#[derive(Debug, Clone, Default)]
+pub struct Nft {
+    pub netns: Option<String>,
+}
+
+impl Nft {
+    fn command(&self, program: &str) -> Command {
+        let mut command = match &self.netns {
+            Some(netns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/run/netns/{netns}")).arg(program);
+                c
+            }
+            None => Command::new(program),
+        };
+        command.kill_on_drop(true);
+        command
+    }
+
+    /// Sends `script` to `nft -f -`: one atomic transaction.
+    pub async fn apply(&self, script: &str) -> Result<(), ProxyError> {
+        let mut child = self
+            .command("nft")
+            .args(["-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| ProxyError::Spawn {
+                program: "nft",
+                source,
+            })?;
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        let write = stdin.write_all(script.as_bytes()).await;
+        drop(stdin);
+        let output = child
+            .wait_with_output()
+            .await
+            .map_err(|source| ProxyError::Spawn {
+                program: "nft",
+                source,
+            })?;
+        if !output.status.success() {
+            return Err(ProxyError::Transaction {
+                lines: script.lines().count(),
+                stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+            });
+        }
+        write.map_err(|source| ProxyError::Spawn {
+            program: "nft",
+            source,
+        })?;
+        Ok(())
+    }
+
+    /// Runs `nft ARGS` and returns its standard output.
+    pub async fn output(&self, args: &[&str]) -> Result<String, ProxyError> {
+        let output = self
+            .command("nft")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(|source| ProxyError::Spawn {
+                program: "nft",
+                source,
+            })?;
+        if !output.status.success() {
+            return Err(ProxyError::Nft {
+                args: args.join(" "),
+                stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+            });
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// `conntrack -D ARGS`; "no entry matched" is not an error.
+    pub async fn delete_conntrack(&self, args: &[String]) -> Result<(), ProxyError> {
+        let output = self
+            .command("conntrack")
+            .arg("-D")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(|source| ProxyError::Spawn {
+                program: "conntrack",
+                source,
+            })?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if output.status.success() || stderr.contains("0 flow entries") {
+            return Ok(());
+        }
+        Err(ProxyError::Conntrack {
+            args: args.join(" "),
+            stderr: stderr.trim().to_string(),
+        })
+    }
+}
+
+/// The transaction that replaces the whole table by `desired`. (`table`
+/// first, so that `delete table` has something to delete the first time.)
+pub fn full_transaction<'a>(parts: impl Iterator<Item = &'a Ruleset> + Clone) -> String {
+    let mut out = rules::table_command();
+    out.push_str(&format!("delete table ip {TABLE}\n"));
+    out.push_str(&rules::table_command());
+    rules::write_script(&mut out, parts);
+    out
+}
+
+/// What it takes to turn one ruleset into another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Diff {
+    /// Nothing changed: no transaction.
+    Unchanged,
+    /// This transaction does it.
+    Partial(String),
+    /// The change cannot be written as a difference (a chain's hook or
+    /// comment, a set's type or timeout changed): rewrite the table.
+    NeedsFullResync,
+}
+
+/// The transaction that turns `old` into `new`.
+pub fn diff_transaction(old: &Ruleset, new: &Ruleset) -> Diff {
+    for (name, chain) in &new.chains {
+        if old
+            .chains
+            .get(name)
+            .is_some_and(|o| o.hook != chain.hook || o.comment != chain.comment)
+        {
+            return Diff::NeedsFullResync;
+        }
+    }
+    // Sets and maps whose declaration changed (an endpoints map's
+    // `numgen random mod N` when N changes) are deleted and created again,
+    // with all their elements; the chains that refer to them are rewritten
+    // anyway (their rule names the same N).
+    let recreated: BTreeSet<&String> = new
+        .sets
+        .iter()
+        .filter(|(name, set)| old.sets.get(*name).is_some_and(|o| o != *set))
+        .map(|(name, _)| name)
+        .collect();
+    // (A set still referred to by a chain that stays as it is - an
+    // affinity timeout changed - cannot be deleted: rewrite the table.)
+    for name in &recreated {
+        let reference = format!("@{name}");
+        let kept_reference = new.chains.iter().any(|(chain_name, chain)| {
+            old.chains.get(chain_name) == Some(chain)
+                && chain.rules.iter().any(|r| r.contains(&reference))
+        });
+        if kept_reference {
+            return Diff::NeedsFullResync;
+        }
+    }
+    let mut out = String::new();
+    // 1. New sets and maps, before rules refer to them.
+    for (name, set) in &new.sets {
+        if !old.sets.contains_key(name) {
+            rules::add_set_command(&mut out, name, set);
+        }
+    }
+    // 2. New chains, before rules and map elements refer to them.
+    for (name, chain) in &new.chains {
+        if !old.chains.contains_key(name) {
+            rules::add_chain_command(&mut out, name, chain);
+        }
+    }
+    // 3. Chains whose rules changed, and chains going away, are emptied:
+    //    this drops their references to other chains and sets.
+    let mut rewritten = vec![];
+    for (name, chain) in &old.chains {
+        match new.chains.get(name) {
+            Some(new_chain) if new_chain.rules == chain.rules => {}
+            Some(_) => {
+                out.push_str(&format!("flush chain ip {TABLE} {name}\n"));
+                rewritten.push(name);
+            }
+            None => out.push_str(&format!("flush chain ip {TABLE} {name}\n")),
+        }
+    }
+    for name in &recreated {
+        let set = &new.sets[*name];
+        out.push_str(&format!("delete {} ip {TABLE} {name}\n", set.kind));
+        rules::add_set_command(&mut out, name, set);
+    }
+    // 4. Map elements that go or change, before the chains they point to.
+    for ((set, key), element) in &old.elements {
+        if recreated.contains(set) {
+            continue;
+        }
+        if new.elements.get(&(set.clone(), key.clone())) != Some(element) {
+            rules::delete_element_command(&mut out, set, key);
+        }
+    }
+    // 5. The rules of new and rewritten chains.
+    for (name, chain) in &new.chains {
+        if !old.chains.contains_key(name) || rewritten.contains(&name) {
+            for rule in &chain.rules {
+                rules::add_rule_command(&mut out, name, rule);
+            }
+        }
+    }
+    // 6. New and changed map elements.
+    for ((set, key), element) in &new.elements {
+        if recreated.contains(set) || old.elements.get(&(set.clone(), key.clone())) != Some(element)
+        {
+            rules::add_element_command(&mut out, set, key, element);
+        }
+    }
+    // 7. Chains and sets nothing refers to any more.
+    for name in old.chains.keys() {
+        if !new.chains.contains_key(name) {
+            out.push_str(&format!("delete chain ip {TABLE} {name}\n"));
+        }
+    }
+    for (name, set) in &old.sets {
+        if !new.sets.contains_key(name) {
+            out.push_str(&format!("delete {} ip {TABLE} {name}\n", set.kind));
+        }
+    }
+    if out.is_empty() {
+        Diff::Unchanged
+    } else {
+        Diff::Partial(out)
+    }
+}
+
+/// Whether the table still has its dispatch rules: a cheap check for
+/// drift (`nft flush table`, `nft delete table`) that lists one small
+/// chain, not the whole table.
+pub async fn table_looks_intact(nft: &Nft) -> bool {
+    match nft
+        .output(&["list", "chain", "ip", TABLE, rules::SERVICES_CHAIN])
+        .await
+    {
+        Ok(text) => {
+            text.contains(&format!("@{}", rules::SERVICE_IPS_MAP))
+                && text.contains(&format!("@{}", rules::SERVICE_NODEPORTS_MAP))
+        }
+        Err(_) => false,
+    }
+}
+
+/// The `conntrack -D` filters that remove stale UDP entries after the
+/// Service ports `old` became `new` (both for one Service).
+pub fn stale_conntrack_filters(old: &[UdpServicePort], new: &[UdpServicePort]) -> Vec<Vec<String>> {
+    let by_port =
+        |ports: &[UdpServicePort]| -> BTreeMap<(std::net::Ipv4Addr, u16), UdpServicePort> {
+            ports
+                .iter()
+                .map(|p| ((p.cluster_ip, p.port), p.clone()))
+                .collect()
+        };
+    let old = by_port(old);
+    let new = by_port(new);
+    let mut filters = vec![];
+    let s = |v: &dyn ToString| v.to_string();
+    for (key, old_port) in &old {
+        let gone: BTreeSet<_> = match new.get(key) {
+            Some(new_port) => old_port.endpoints.difference(&new_port.endpoints).collect(),
+            None => old_port.endpoints.iter().collect(),
+        };
+        for endpoint in gone {
+            // Entries that were rewritten to the endpoint that is gone.
+            filters.push(vec![
+                s(&"-p"),
+                s(&"udp"),
+                s(&"--orig-dst"),
+                s(&old_port.cluster_ip),
+                s(&"--orig-port-dst"),
+                s(&old_port.port),
+                s(&"--dst-nat"),
+                s(endpoint),
+            ]);
+            if let Some(node_port) = old_port.node_port {
+                filters.push(vec![
+                    s(&"-p"),
+                    s(&"udp"),
+                    s(&"--orig-port-dst"),
+                    s(&node_port),
+                    s(&"--dst-nat"),
+                    s(endpoint),
+                ]);
+            }
+        }
+    }
+    for (key, new_port) in &new {
+        let had_none = old.get(key).is_none_or(|p| p.endpoints.is_empty());
+        if had_none && !new_port.endpoints.is_empty() {
+            // Entries made while the port rejected: they would keep a
+            // client that never changes its source port from the endpoints.
+            filters.push(vec![
+                s(&"-p"),
+                s(&"udp"),
+                s(&"--orig-dst"),
+                s(&new_port.cluster_ip),
+                s(&"--orig-port-dst"),
+                s(&new_port.port),
+            ]);
+            if let Some(node_port) = new_port.node_port {
+                filters.push(vec![
+                    s(&"-p"),
+                    s(&"udp"),
+                    s(&"--orig-port-dst"),
+                    s(&node_port),
+                ]);
+            }
+        }
+    }
+    filters
+}
+
+/// What the proxier last wrote, per Service (`namespace/name`), with the
+/// skeleton.
+#[derive(Debug, Default)]
+pub struct Applied {
+    pub base: Option<Ruleset>,
+    pub services: BTreeMap<String, ServiceRules>,
+}
+
+impl Applied {
+    /// The union of what the given Services last programmed.
+    pub fn union_of<'a>(&self, keys: impl IntoIterator<Item = &'a String>) -> Ruleset {
+        let mut union = Ruleset::default();
+        for key in keys {
+            if let Some(rules) = self.services.get(key) {
+                union.extend(&rules.ruleset);
+            }
+        }
+        union
+    }
+
+    /// Counts for the metrics: (chains, rules, map/set elements).
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let mut counts = (0, 0, 0);
+        let rulesets = self
+            .base
+            .iter()
+            .chain(self.services.values().map(|s| &s.ruleset));
+        for r in rulesets {
+            counts.0 += r.chains.len();
+            counts.1 += r.rule_count();
+            counts.2 += r.elements.len();
+        }
+        counts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proxy::rules::{Chain, Element, Set};
+
+    fn chain(rules: &[&str]) -> Chain {
+        Chain {
+            hook: None,
+            comment: "c".into(),
+            rules: rules.iter().map(|r| r.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn equal_rulesets_need_no_transaction() {
+        let mut r = Ruleset::default();
+        r.chains.insert("a".into(), chain(&["accept"]));
+        assert_eq!(diff_transaction(&r, &r), Diff::Unchanged);
+    }
+
+    #[test]
+    fn one_endpoint_gone_is_a_small_transaction() {
+        let map = |n: usize| Set {
+            kind: "map",
+            spec: format!("typeof numgen random mod {n} : verdict"),
+            comment: "m".into(),
+        };
+        let goto = |chain: &str| Element {
+            value: Some(format!("goto {chain}")),
+            comment: "e".into(),
+        };
+        let mut old = Ruleset::default();
+        old.chains.insert(
+            "service-X".into(),
+            chain(&["numgen random mod 2 vmap @endpoints-X"]),
+        );
+        old.chains
+            .insert("endpoint-A".into(), chain(&["dnat to 1"]));
+        old.chains
+            .insert("endpoint-B".into(), chain(&["dnat to 2"]));
+        old.sets.insert("endpoints-X".into(), map(2));
+        old.elements
+            .insert(("endpoints-X".into(), "0".into()), goto("endpoint-A"));
+        old.elements
+            .insert(("endpoints-X".into(), "1".into()), goto("endpoint-B"));
+        let mut new = old.clone();
+        new.chains.remove("endpoint-B");
+        new.chains.insert(
+            "service-X".into(),
+            chain(&["numgen random mod 1 vmap @endpoints-X"]),
+        );
+        new.sets.insert("endpoints-X".into(), map(1));
+        new.elements
+            .remove(&("endpoints-X".to_string(), "1".to_string()));
+        let Diff::Partial(tx) = diff_transaction(&old, &new) else {
+            panic!("expected a partial transaction")
+        };
+        assert_eq!(
+            tx,
+            "flush chain ip kube-lite endpoint-B\n\
+             flush chain ip kube-lite service-X\n\
+             delete map ip kube-lite endpoints-X\n\
+             add map ip kube-lite endpoints-X { typeof numgen random mod 1 : verdict ; comment \"m\" ; }\n\
+             add rule ip kube-lite service-X numgen random mod 1 vmap @endpoints-X\n\
+             add element ip kube-lite endpoints-X { 0 comment \"e\" : goto endpoint-A }\n\
+             delete chain ip kube-lite endpoint-B\n"
+        );
+    }
+
+    #[test]
+    fn changed_elements_are_replaced() {
+        let mut old = Ruleset::default();
+        old.elements.insert(
+            ("no-endpoint-services".into(), "10.96.0.1 . tcp . 80".into()),
+            Element {
+                value: Some("goto reject-chain".into()),
+                comment: "s".into(),
+            },
+        );
+        let mut new = Ruleset::default();
+        new.chains.insert("service-X".into(), chain(&["r"]));
+        new.elements.insert(
+            ("service-ips".into(), "10.96.0.1 . tcp . 80".into()),
+            Element {
+                value: Some("goto service-X".into()),
+                comment: "s".into(),
+            },
+        );
+        let Diff::Partial(tx) = diff_transaction(&old, &new) else {
+            panic!("expected a partial transaction")
+        };
+        let lines: Vec<&str> = tx.lines().collect();
+        assert_eq!(lines, [
+            "add chain ip kube-lite service-X { comment \"c\" ; }",
+            "delete element ip kube-lite no-endpoint-services { 10.96.0.1 . tcp . 80 }",
+            "add rule ip kube-lite service-X r",
+            "add element ip kube-lite service-ips { 10.96.0.1 . tcp . 80 comment \"s\" : goto service-X }",
+        ]);
+    }
+
+    #[test]
+    fn comment_changes_need_a_full_resync() {
+        let mut old = Ruleset::default();
+        old.chains.insert("a".into(), chain(&[]));
+        let mut new = old.clone();
+        new.chains.get_mut("a").unwrap().comment = "other".into();
+        assert_eq!(diff_transaction(&old, &new), Diff::NeedsFullResync);
+    }
+
+    #[test]
+    fn stale_udp_entries() {
+        let port = |eps: &[&str]| UdpServicePort {
+            label: "default/dns:53".into(),
+            cluster_ip: "10.96.0.10".parse().unwrap(),
+            port: 53,
+            node_port: None,
+            endpoints: eps.iter().map(|e| e.parse().unwrap()).collect(),
+        };
+        let filters = stale_conntrack_filters(
+            &[port(&["10.244.1.5", "10.244.2.7"])],
+            &[port(&["10.244.1.5"])],
+        );
+        assert_eq!(
+            filters,
+            vec![[
+                "-p",
+                "udp",
+                "--orig-dst",
+                "10.96.0.10",
+                "--orig-port-dst",
+                "53",
+                "--dst-nat",
+                "10.244.2.7"
+            ]
+            .map(String::from)
+            .to_vec()]
+        );
+        let filters = stale_conntrack_filters(&[port(&[])], &[port(&["10.244.1.5"])]);
+        assert_eq!(
+            filters,
+            vec![[
+                "-p",
+                "udp",
+                "--orig-dst",
+                "10.96.0.10",
+                "--orig-port-dst",
+                "53"
+            ]
+            .map(String::from)
+            .to_vec()]
+        );
+        assert!(
+            stale_conntrack_filters(&[port(&["10.244.1.5"])], &[port(&["10.244.1.5"])]).is_empty()
+        );
+    }
+}
