@@ -184,6 +184,64 @@ async fn lesson_pods_run_on_the_workers_and_live_like_pods() {
     );
     assert!(answer.contains("\ndate: "), "{answer}");
 
+    // `kubectl-lite logs`: nginx's access log (its stdout) shows that
+    // request; `kubectl-lite exec` runs commands inside the Pod.
+    let b_logs = wait_for(10, "the access log line", || async {
+        let logs = kubectl(&lab, &["logs", &b_name]);
+        logs.contains("\"GET / HTTP/1.1\" 200").then_some(logs)
+    })
+    .await;
+    assert!(
+        b_logs.contains(&a.status.as_ref().unwrap().pod_ip.clone().unwrap()),
+        "{b_logs}"
+    );
+    let a_name = a.metadata.name.clone().unwrap();
+    assert_eq!(
+        kubectl(&lab, &["exec", &a_name, "--", "hostname"]).trim(),
+        a_name
+    );
+    let mut cat = Command::new(bin_dir().join("kubectl-lite"))
+        .arg("--kubeconfig")
+        .arg(lab.kubeconfig())
+        .args(["exec", "-i", &a_name, "--", "cat", "/etc/hostname", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write as _;
+        let mut stdin = cat.stdin.take().unwrap();
+        stdin.write_all(b"from stdin\n").unwrap();
+    }
+    let out = cat.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{a_name}\nfrom stdin\n")
+    );
+    // -it, in a real terminal (`script` gives kubectl-lite one).
+    let it = Command::new("script")
+        .args([
+            "-qec",
+            &format!(
+                "{} --kubeconfig {} exec -it {a_name} -- sh -c '[ -t 0 ] && echo is-a-tty; hostname; exit 4'",
+                bin_dir().join("kubectl-lite").display(),
+                lab.kubeconfig().display()
+            ),
+            "/dev/null",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let it_out = String::from_utf8_lossy(&it.stdout);
+    assert!(
+        it_out.contains("is-a-tty") && it_out.contains(&a_name),
+        "{it_out:?}"
+    );
+    assert!(
+        it_out.contains("command terminated with exit code 4"),
+        "{it_out:?}"
+    );
+
     // Killing the container's process: the kubelet restarts it.
     let pid = nginx_pid(&lab, a);
     nix::sys::signal::kill(
@@ -191,7 +249,6 @@ async fn lesson_pods_run_on_the_workers_and_live_like_pods() {
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
-    let a_name = a.metadata.name.clone().unwrap();
     let restarted = wait_for(30, "the killed container to run again", || async {
         let pod = pods.get(&a_name).await.ok()?;
         let c = container(&pod);
