@@ -33,7 +33,13 @@ impl Cluster {
             nix::unistd::geteuid().is_root(),
             "the lesson test builds a lab of network namespaces and must run as root"
         );
-        ensure_built(&["apiserver", "controller", "nodeagent", "e2e", "kubectl-lite"]);
+        ensure_built(&[
+            "apiserver",
+            "controller",
+            "nodeagent",
+            "e2e",
+            "kubectl-lite",
+        ]);
         let dir = std::env::temp_dir().join(format!("kl-lesson-{}", std::process::id()));
         let lab = Lab::up(LabOptions {
             workers: 2,
@@ -174,7 +180,13 @@ fn the_lesson_steps_1_to_11() {
 
     // 1. A Service template from the Deployment.
     let template = c.kubectl(&[
-        "expose", "deploy", "ngx-dep", "--port=80", "--target-port=80", "--dry-run=client", "-o",
+        "expose",
+        "deploy",
+        "ngx-dep",
+        "--port=80",
+        "--target-port=80",
+        "--dry-run=client",
+        "-o",
         "yaml",
     ]);
     assert!(template.contains("kind: Service"), "{template}");
@@ -191,7 +203,10 @@ fn the_lesson_steps_1_to_11() {
     assert_eq!(cols[1], "ClusterIP", "{svc}");
     assert_eq!(cols[4], "80/TCP", "{svc}");
     let cluster_ip = c.jsonpath(&["get", "svc", "ngx-svc"], "{.spec.clusterIP}");
-    assert!(cluster_ip.starts_with("10.9") || cluster_ip.starts_with("10.1"), "{cluster_ip}");
+    assert!(
+        cluster_ip.starts_with("10.9") || cluster_ip.starts_with("10.1"),
+        "{cluster_ip}"
+    );
 
     // 4-5. Endpoints = the two Pods' IPs, on the two workers.
     let pods = c.wait_ready("app=ngx-dep", 2);
@@ -217,7 +232,10 @@ fn the_lesson_steps_1_to_11() {
         let answer = c
             .curl_from_pod(client, &format!("http://{cluster_ip}"))
             .expect("curl the ClusterIP from a Pod");
-        assert!(answer.contains(&format!("uri : GET {cluster_ip} /")), "{answer}");
+        assert!(
+            answer.contains(&format!("uri : GET {cluster_ip} /")),
+            "{answer}"
+        );
         *seen.entry(Cluster::host_of(&answer).unwrap()).or_insert(0) += 1;
         if seen.len() == 2 {
             break;
@@ -234,7 +252,17 @@ fn the_lesson_steps_1_to_11() {
         "{from_node:?}"
     );
     // ping gets no answer.
-    let ping = c.run_kubectl(&["exec", client, "--", "ping", "-c", "1", "-W", "1", &cluster_ip]);
+    let ping = c.run_kubectl(&[
+        "exec",
+        client,
+        "--",
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "1",
+        &cluster_ip,
+    ]);
     assert!(!ping.status.success(), "a ClusterIP does not answer ping");
 
     // 7. Delete a Pod: a new one, a new endpoint, curl keeps working.
@@ -254,7 +282,9 @@ fn the_lesson_steps_1_to_11() {
             .then_some(())
     });
     let (client, _) = &pods[0];
-    assert!(c.curl_from_pod(client, &format!("http://{cluster_ip}")).is_some());
+    assert!(c
+        .curl_from_pod(client, &format!("http://{cluster_ip}"))
+        .is_some());
 
     // 8. Scale to 5: curl reaches all five.
     c.kubectl(&["scale", "deploy", "ngx-dep", "--replicas=5"]);
@@ -272,7 +302,11 @@ fn the_lesson_steps_1_to_11() {
     assert_eq!(hosts, names, "curl reaches all five Pods");
 
     // 9. DNS from inside a Pod.
-    for name in ["ngx-svc", "ngx-svc.default", "ngx-svc.default.svc.cluster.local"] {
+    for name in [
+        "ngx-svc",
+        "ngx-svc.default",
+        "ngx-svc.default.svc.cluster.local",
+    ] {
         let answer = c
             .curl_from_pod(client, &format!("http://{name}"))
             .unwrap_or_else(|| panic!("curl http://{name} from a Pod"));
@@ -322,6 +356,245 @@ fn the_lesson_steps_1_to_11() {
     c.apply(&format!(
         "apiVersion: v1\nkind: Service\nmetadata:\n  name: reuse\nspec:\n  type: NodePort\n  selector: {{app: x}}\n  ports:\n  - port: 80\n    nodePort: {node_port}\n"
     ));
+
+    c.lab.down().expect("lab down");
+}
+
+/// The echo image's Deployment: answers HTTP (and UDP) on 8080 with its
+/// hostname and the client's address.
+fn echo_deployment(name: &str, replicas: u32) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\nspec:\n  replicas: {replicas}\n  selector:\n    matchLabels: {{app: {name}}}\n  template:\n    metadata:\n      labels: {{app: {name}}}\n    spec:\n      containers:\n      - name: echo\n        image: kube-lite/echo\n        ports:\n        - containerPort: 8080\n          name: http\n"
+    )
+}
+
+fn service(name: &str, app: &str, extra_spec: &str, ports: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n  selector: {{app: {app}}}\n{extra_spec}  ports:\n{ports}"
+    )
+}
+
+/// The `client: ip:port` line of an echo answer: who the Pod saw.
+fn client_of(answer: &str) -> Option<String> {
+    answer
+        .lines()
+        .find_map(|l| l.strip_prefix("client: "))
+        .map(|c| c.rsplit_once(':').map_or(c, |(ip, _)| ip).to_string())
+}
+
+#[test]
+fn services_datapath_cases() {
+    let c = Cluster::up();
+    c.apply(&echo_deployment("solo", 1));
+    c.apply(&echo_deployment("echo", 2));
+    let solo = c.wait_ready("app=solo", 1);
+    let echo = c.wait_ready("app=echo", 2);
+    let (solo_pod, solo_node) = solo[0].clone();
+
+    // Hairpin: a Pod reaching its own Service lands on itself and answers.
+    c.apply(&service(
+        "solo",
+        "solo",
+        "  type: NodePort\n",
+        "  - port: 80\n    targetPort: http\n    nodePort: 30080\n",
+    ));
+    let solo_ip = c.jsonpath(&["get", "svc", "solo"], "{.spec.clusterIP}");
+    let answer = c.eventually(20, "hairpin", || {
+        c.curl_from_pod(&solo_pod, &format!("http://{solo_ip}"))
+    });
+    assert_eq!(
+        Cluster::host_of(&answer).as_deref(),
+        Some(solo_pod.as_str())
+    );
+
+    // NodePort on every node: the master and the worker without the Pod.
+    for (node, ip) in NODE_IPS {
+        let answer = c.eventually(20, &format!("NodePort 30080 on {node}"), || {
+            let out = Command::new("curl")
+                .args(["-s", "-m", "3", &format!("http://{ip}:30080")])
+                .output()
+                .unwrap();
+            let body = String::from_utf8_lossy(&out.stdout).into_owned();
+            body.contains(&solo_pod).then_some(body)
+        });
+        assert!(
+            answer.contains("host: "),
+            "{node} (Pod on {solo_node}): {answer}"
+        );
+    }
+    // An explicit nodePort that is taken is refused, naming the field.
+    let clash = {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(
+            file.path(),
+            service(
+                "clash",
+                "solo",
+                "  type: NodePort\n",
+                "  - port: 80\n    nodePort: 30080\n",
+            ),
+        )
+        .unwrap();
+        c.run_kubectl(&["apply", "-f", file.path().to_str().unwrap()])
+    };
+    assert!(!clash.status.success());
+    let why = String::from_utf8_lossy(&clash.stderr);
+    assert!(
+        why.contains("spec.ports[0].nodePort")
+            && why.contains("30080")
+            && why.contains("already allocated"),
+        "{why}"
+    );
+
+    // Session affinity: many requests from one Pod hit one backend.
+    c.apply(&service(
+        "sticky",
+        "echo",
+        "  sessionAffinity: ClientIP\n",
+        "  - port: 80\n    targetPort: 8080\n",
+    ));
+    let sticky_ip = c.jsonpath(&["get", "svc", "sticky"], "{.spec.clusterIP}");
+    let mut hosts = std::collections::BTreeSet::new();
+    for _ in 0..20 {
+        let answer = c.eventually(20, "sticky answers", || {
+            c.curl_from_pod(&solo_pod, &format!("http://{sticky_ip}"))
+        });
+        hosts.extend(Cluster::host_of(&answer));
+    }
+    assert_eq!(
+        hosts.len(),
+        1,
+        "ClientIP affinity keeps one backend: {hosts:?}"
+    );
+
+    // externalTrafficPolicy Local: the client's IP is preserved, and only
+    // nodes with a local endpoint answer (the master has none).
+    c.apply(&service(
+        "local",
+        "echo",
+        "  type: NodePort\n  externalTrafficPolicy: Local\n",
+        "  - port: 80\n    targetPort: 8080\n    nodePort: 30081\n",
+    ));
+    for (node, ip) in NODE_IPS {
+        let has_local = echo.iter().any(|(_, n)| n == node);
+        if has_local {
+            let answer = c.eventually(20, &format!("ETP Local on {node}"), || {
+                let out = Command::new("curl")
+                    .args(["-s", "-m", "3", &format!("http://{ip}:30081")])
+                    .output()
+                    .unwrap();
+                let body = String::from_utf8_lossy(&out.stdout).into_owned();
+                body.contains("host: ").then_some(body)
+            });
+            assert_eq!(
+                client_of(&answer).as_deref(),
+                Some("192.168.56.1"),
+                "the VM host's address is preserved: {answer}"
+            );
+        } else {
+            let out = Command::new("curl")
+                .args(["-s", "-m", "2", &format!("http://{ip}:30081")])
+                .output()
+                .unwrap();
+            assert!(
+                !out.status.success(),
+                "{node} has no local endpoint and must not answer"
+            );
+        }
+    }
+
+    // A Service without endpoints refuses at once, never a timeout.
+    c.apply(&service(
+        "empty",
+        "nothing-has-this-label",
+        "",
+        "  - port: 80\n",
+    ));
+    let empty_ip = c.jsonpath(&["get", "svc", "empty"], "{.spec.clusterIP}");
+    let url = format!("http://{empty_ip}");
+    c.eventually(20, "the empty Service's reject rule", || {
+        let start = Instant::now();
+        let out = c.on_node("kl-worker1", &["curl", "-s", "-m", "5", &url]);
+        let took = start.elapsed();
+        // curl exit 7: connection refused.
+        (out.status.code() == Some(7) && took < Duration::from_millis(100)).then_some(())
+    });
+
+    // UDP: the echo server answers datagrams on its port.
+    c.apply(&service(
+        "echo-udp",
+        "echo",
+        "",
+        "  - port: 5353\n    targetPort: 8080\n    protocol: UDP\n",
+    ));
+    let udp_ip = c.jsonpath(&["get", "svc", "echo-udp"], "{.spec.clusterIP}");
+    let script = format!(
+        "import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(2); \
+         s.sendto(b'ping', ('{udp_ip}', 5353)); print(s.recv(4096).decode())"
+    );
+    let answer = c.eventually(20, "a UDP answer", || {
+        let out = c.run_kubectl(&["exec", &solo_pod, "--", "python3", "-c", &script]);
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    });
+    assert!(answer.contains("host: echo-"), "{answer}");
+
+    // A node agent restart under a stream of requests from that node: no
+    // request fails (the rules stay in the kernel while the agent is away).
+    let echo_ip = {
+        c.apply(&service(
+            "echo",
+            "echo",
+            "",
+            "  - port: 80\n    targetPort: 8080\n",
+        ));
+        c.jsonpath(&["get", "svc", "echo"], "{.spec.clusterIP}")
+    };
+    c.eventually(20, "the echo Service", || {
+        let out = c.on_node(
+            "kl-worker1",
+            &["curl", "-s", "-m", "2", &format!("http://{echo_ip}")],
+        );
+        out.status.success().then_some(())
+    });
+    let stream_script = format!(
+        "f=0; i=0; while [ $i -lt 150 ]; do curl -s -m 2 -o /dev/null http://{echo_ip} || f=$((f+1)); i=$((i+1)); sleep 0.02; done; echo failures=$f"
+    );
+    let stream = std::thread::spawn(move || {
+        Command::new("ip")
+            .args(["netns", "exec", "kl-worker1", "sh", "-c", &stream_script])
+            .output()
+            .unwrap()
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let agent = c.lab.pid("nodeagent-kl-worker1").expect("agent");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(agent),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(agent), None);
+    e2e::lab::up(&c.lab.options).expect("restart the agent");
+    let out = stream.join().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "failures=0",
+        "requests during the agent restart"
+    );
+
+    // Drift: someone flushes the table; the agent puts it back.
+    let flushed = c.on_node("kl-worker2", &["nft", "flush", "table", "ip", "kube-lite"]);
+    assert!(flushed.status.success());
+    c.eventually(90, "the rules repaired after a flush", || {
+        let out = c.on_node(
+            "kl-worker2",
+            &["curl", "-s", "-m", "2", &format!("http://{echo_ip}")],
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .contains("host: echo-")
+            .then_some(())
+    });
 
     c.lab.down().expect("lab down");
 }
