@@ -154,7 +154,11 @@ impl Dns {
 
     /// One question over UDP, with a 5 s limit.
     async fn try_ask(&self, name: &str, qtype: RecordType) -> Option<Message> {
-        assert!(!self.task.is_finished(), "the DNS server stopped");
+        assert!(
+            !self.task.is_finished(),
+            "the DNS server on {} stopped (is the port in use?)",
+            self.addr
+        );
         let (id, question) = question(name, qtype);
         let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         socket.connect(self.addr).await.unwrap();

@@ -267,3 +267,108 @@ pub async fn serve(
         .map_err(|e| super::DnsError::Server(e.to_string()))?;
     Err(super::DnsError::Server("the DNS server stopped".into()))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+    use std::sync::{Arc, Mutex};
+
+    use hickory_server::net::runtime::TokioTime;
+    use hickory_server::net::NetError;
+    use hickory_server::proto::rr::rdata::{A, CNAME};
+    use hickory_server::proto::rr::RData;
+    use hickory_server::proto::serialize::binary::BinEncoder;
+    use hickory_server::zone_handler::MessageResponse;
+    use tokio::sync::watch;
+
+    use super::*;
+    use crate::dns::records::{ApiObjects, ClusterZone};
+
+    /// Keeps the last answer, decoded.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Option<Message>>>);
+
+    #[async_trait::async_trait]
+    impl ResponseHandler for Captured {
+        async fn send_response<'a>(
+            &mut self,
+            response: MessageResponse<
+                '_,
+                'a,
+                impl Iterator<Item = &'a Record> + Send + 'a,
+                impl Iterator<Item = &'a Record> + Send + 'a,
+                impl Iterator<Item = &'a Record> + Send + 'a,
+                impl Iterator<Item = &'a Record> + Send + 'a,
+            >,
+        ) -> Result<ResponseInfo, NetError> {
+            let mut bytes = Vec::new();
+            let info = response.destructive_emit(&mut BinEncoder::new(&mut bytes))?;
+            *self.0.lock().unwrap() = Some(Message::from_vec(&bytes).unwrap());
+            Ok(info)
+        }
+    }
+
+    fn origin() -> Name {
+        Name::from_ascii("cluster.local.").unwrap()
+    }
+
+    async fn ask(handler: &ClusterDnsHandler, name: &str, qtype: RecordType) -> Message {
+        let mut question = Message::query();
+        question.metadata.id = 7;
+        question.add_query(Query::query(Name::from_ascii(name).unwrap(), qtype));
+        let request = Request::from_bytes(
+            question.to_vec().unwrap(),
+            "127.0.0.1:5353".parse().unwrap(),
+            Protocol::Udp,
+        )
+        .unwrap();
+        let captured = Captured::default();
+        handler
+            .handle_request::<_, TokioTime>(&request, captured.clone())
+            .await;
+        let answer = captured.0.lock().unwrap().take().expect("an answer");
+        assert_eq!(answer.metadata.id, 7);
+        answer
+    }
+
+    #[tokio::test]
+    async fn before_the_cache_is_synced_cluster_names_get_servfail() {
+        let (zone_tx, zone_rx) = watch::channel(None);
+        let handler = ClusterDnsHandler::new(origin(), zone_rx, Upstream::new(vec![]));
+        let answer = ask(&handler, "web.default.svc.cluster.local.", RecordType::A).await;
+        assert_eq!(answer.metadata.response_code, ResponseCode::ServFail);
+
+        zone_tx.send_replace(Some(Arc::new(ClusterZone::build(
+            &origin(),
+            Ipv4Addr::new(10, 96, 0, 10),
+            1,
+            &ApiObjects::default(),
+        ))));
+        let answer = ask(&handler, "web.default.svc.cluster.local.", RecordType::A).await;
+        assert_eq!(answer.metadata.response_code, ResponseCode::NXDomain);
+        assert!(answer.metadata.authoritative);
+        assert!(!answer.metadata.recursion_available);
+        // Not the cluster's, and no upstream: SERVFAIL.
+        let answer = ask(&handler, "example.test.", RecordType::A).await;
+        assert_eq!(answer.metadata.response_code, ResponseCode::ServFail);
+    }
+
+    #[test]
+    fn address_answers_take_turns_and_cname_chains_keep_their_order() {
+        let (_zone_tx, zone_rx) = watch::channel(None);
+        let handler = ClusterDnsHandler::new(origin(), zone_rx, Upstream::new(vec![]));
+        let name = Name::from_ascii("db.default.svc.cluster.local.").unwrap();
+        let a = |last: u8| Record::from_rdata(name.clone(), 5, RData::A(A::new(10, 244, 1, last)));
+        let mut firsts = vec![];
+        for _ in 0..3 {
+            let mut answers = vec![a(1), a(2), a(3)];
+            handler.rotate(&mut answers);
+            firsts.push(answers[0].clone());
+        }
+        assert_eq!(firsts, [a(1), a(2), a(3)]);
+        let cname = Record::from_rdata(name.clone(), 5, RData::CNAME(CNAME(origin())));
+        let mut chain = vec![cname.clone(), a(1)];
+        handler.rotate(&mut chain);
+        assert_eq!(chain, [cname, a(1)]);
+    }
+}
