@@ -256,6 +256,43 @@ async fn pods_see_their_world_and_the_kubelet_watches_over_them() {
     })
     .await;
 
+    // restartPolicy Never: a command that finishes makes the Pod
+    // Succeeded, its output stays readable, and its sandbox is removed.
+    pods.create(
+        &create,
+        &pod(serde_json::json!({
+            "metadata": {"name": "once"},
+            "spec": {"restartPolicy": "Never",
+                     "containers": [{"name": "c", "image": "busybox", "workingDir": "/etc",
+                                     "command": ["sh", "-c", "echo ran in $(pwd)"]}]}
+        })),
+    )
+    .await
+    .unwrap();
+    let once = wait_for(30, "the Pod to succeed", || async {
+        let p = pods.get("once").await.ok()?;
+        (p.status.as_ref()?.phase.as_deref() == Some("Succeeded")).then_some(p)
+    })
+    .await;
+    let terminated = statuses(&once)[0]
+        .state
+        .clone()
+        .unwrap()
+        .terminated
+        .unwrap();
+    assert_eq!(
+        (terminated.exit_code, terminated.reason.as_deref()),
+        (0, Some("Completed"))
+    );
+    assert_eq!(condition(&once, "Ready").as_deref(), Some("False"));
+    let logs = std::fs::read_to_string(lab.options.dir.join(format!(
+        "{}/nodeagent/pods/{}/containers/c/0.log",
+        once.spec.as_ref().unwrap().node_name.as_deref().unwrap(),
+        once.metadata.uid.as_deref().unwrap()
+    )))
+    .unwrap();
+    assert!(logs.ends_with(" stdout F ran in /etc\n"), "{logs:?}");
+
     // Graceful deletion: a process that ignores SIGTERM is killed after
     // the grace period; one that handles it goes at once.
     for (name, script) in [
