@@ -11,7 +11,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 lab="$PWD/.lab"
-bin="$PWD/target/release"
+# PROFILE=debug uses a debug build (quicker to build, slower to run).
+profile="${PROFILE:-release}"
+bin="$PWD/target/$profile"
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "lesson.sh: run as root (the lab creates network namespaces)" >&2
@@ -24,7 +26,7 @@ if [ "${1:-}" = "down" ]; then
 fi
 
 scripts/install-deps.sh >/dev/null
-cargo build --release --bins
+if [ "$profile" = release ]; then cargo build --release --bins; else cargo build --bins; fi
 "$bin/e2e" up --workers 2 --dir "$lab"
 export KUBECONFIG="$lab/kubeconfig"
 export PATH="$bin:$PATH"
@@ -36,15 +38,18 @@ on_node() { local node=$1; shift; echo; echo "[$node]\$ $*"; ip netns exec "$nod
 # Waits (bounded) until a command succeeds.
 wait_until() { for _ in $(seq 120); do "$@" >/dev/null 2>&1 && return 0; sleep 0.5; done; return 1; }
 ready_pods() { kubectl-lite get pods -l app=ngx-dep --no-headers 2>/dev/null | grep -c " 1/1 " || true; }
+ready_at_least() { [ "$(ready_pods)" -ge "$1" ]; }
+nodes_ready() { [ "$(kubectl-lite get nodes --no-headers 2>/dev/null | grep -c " Ready ")" -ge 3 ]; }
 
 lesson=examples/lesson
 step "The cluster: three VMs (network namespaces), each with its node agent"
+wait_until nodes_ready || true
 k get nodes -o wide
 wait_until kubectl-lite get svc -n kube-system kube-dns || true
 
 step "The Deployment and its ConfigMap"
 k apply -f $lesson/ngx-conf.yml -f $lesson/ngx-dep.yml
-wait_until test "$(ready_pods)" -ge 2 || true
+wait_until ready_at_least 2 || true
 
 step "1. Generate a Service template instead of typing YAML"
 k expose deploy ngx-dep --port=80 --target-port=80 --dry-run=client -o yaml
@@ -79,7 +84,7 @@ on_node kl-worker2 nft list table ip kube-lite
 
 step "7. Delete a Pod: the Deployment replaces it and Endpoints follow"
 k delete pod "$pod"
-wait_until test "$(ready_pods)" -ge 2 || true
+wait_until ready_at_least 2 || true
 k describe svc ngx-svc
 k get pod -o wide
 pod=$(kubectl-lite get pods -l app=ngx-dep -o name | head -1 | cut -d/ -f2)
@@ -88,7 +93,7 @@ kubectl-lite exec "$pod" -- curl -s -m 3 "http://$cluster_ip" || true
 
 step "8. Scale to 5: five endpoints, and curl reaches all five"
 k scale deploy ngx-dep --replicas=5
-wait_until test "$(ready_pods)" -ge 5 || true
+wait_until ready_at_least 5 || true
 k get pod -o wide
 k describe svc ngx-svc
 echo; echo "\$ for i in \$(seq 30); do curl -s http://$cluster_ip | grep host; done | sort | uniq -c"
