@@ -273,7 +273,8 @@ async fn services_in_a_node_namespace() {
 
     let metrics = Arc::new(ProxyMetrics::new());
     let mut config = ProxyConfig::new("node1", "192.168.200.1".parse().unwrap());
-    config.metrics_addr = None;
+    let metrics_port = e2e::harness::free_port();
+    config.metrics_addr = Some(([127, 0, 0, 1], metrics_port).into());
     config.resync_interval = Duration::from_secs(1);
     config.netns = Some(lab.ns("node"));
     let proxy = tokio::spawn(nodeagent::proxy::run_with_metrics(
@@ -617,11 +618,21 @@ s.sendto(b'hi', ('10.96.100.15', 53)); print(s.recvfrom(4096)[0].decode())\"";
     .await
     .unwrap();
 
-    let text = metrics.render();
-    assert!(
-        text.contains("kubeproxy_network_programming_duration_seconds_count"),
-        "{text}"
-    );
+    // kube-proxy's metrics, over HTTP (here on loopback).
+    let text = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for metric in [
+        "kubeproxy_sync_proxy_rules_duration_seconds_count",
+        "kubeproxy_network_programming_duration_seconds_count",
+        "kubeproxy_sync_proxy_rules_nftables_objects{kind=\"chain\"}",
+        "kubeproxy_services ",
+    ] {
+        assert!(text.contains(metric), "no {metric} in\n{text}");
+    }
     proxy.abort();
 }
 

@@ -142,10 +142,14 @@ pub async fn run_with_metrics(
         let metrics = metrics.clone();
         let addr = config.metrics_addr;
         async move {
-            match addr {
-                Some(addr) => metrics::serve(addr, metrics).await,
-                None => std::future::pending().await,
+            if let Some(addr) = addr {
+                // Metrics are for people: a port already taken must not
+                // stop the Services from working.
+                if let Err(error) = metrics::serve(addr, metrics).await {
+                    tracing::error!(%error, "no service proxy metrics");
+                }
             }
+            std::future::pending::<Result<(), ProxyError>>().await
         }
     };
     let proxier = Proxier::new(client, config, metrics);
