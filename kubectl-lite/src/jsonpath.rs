@@ -163,10 +163,15 @@ mod tests {
         assert_eq!(render("{.spec.ports[-1].port}"), "443");
         assert_eq!(render("ip={.spec.clusterIP}{\"\\n\"}"), "ip=10.96.0.20\n");
         assert_eq!(render("{.spec.missing}"), "");
-        assert_eq!(render("{$.spec.ports[0]}"), r#"{"nodePort":30080,"port":80}"#);
+        assert_eq!(
+            render("{$.spec.ports[0]}"),
+            r#"{"nodePort":30080,"port":80}"#
+        );
         let list = json!({"items": [{"metadata": {"name": "a"}}, {"metadata": {"name": "b"}}]});
         assert_eq!(
-            Template::parse("{.items[*].metadata.name}").unwrap().render(&list),
+            Template::parse("{.items[*].metadata.name}")
+                .unwrap()
+                .render(&list),
             "a b"
         );
     }
