@@ -596,5 +596,35 @@ fn services_datapath_cases() {
             .then_some(())
     });
 
+    // kube-proxy's metrics on every node's port 10249: syncs happened and
+    // the network programming latency was observed.
+    for (node, ip) in NODE_IPS {
+        let out = Command::new("curl")
+            .args(["-s", "-m", "3", &format!("http://{ip}:10249/metrics")])
+            .output()
+            .unwrap();
+        let metrics = String::from_utf8_lossy(&out.stdout);
+        assert!(metrics.contains("kubeproxy_services"), "{node}: {metrics}");
+        for name in [
+            "kubeproxy_sync_proxy_rules_duration_seconds_count",
+            "kubeproxy_network_programming_duration_seconds_count",
+        ] {
+            let count: f64 = metrics
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix(name)?
+                        .split_whitespace()
+                        .last()?
+                        .parse()
+                        .ok()
+                })
+                .unwrap_or_else(|| panic!("{node}: no {name} in\n{metrics}"));
+            // kl-worker1's agent restarted above and has seen no endpoint
+            // change since (the initial sync has no trigger to measure from).
+            let must_have_seen = name.contains("sync_proxy_rules") || node != "kl-worker1";
+            assert!(!must_have_seen || count >= 1.0, "{node}: {name} = {count}");
+        }
+    }
+
     c.lab.down().expect("lab down");
 }
