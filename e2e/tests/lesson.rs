@@ -596,6 +596,25 @@ fn services_datapath_cases() {
             .then_some(())
     });
 
+    // DNS follows the API: a new Service's name resolves within a second
+    // of its creation (polling from a Pod; each look is one `exec`).
+    c.apply(&service(
+        "late",
+        "echo",
+        "",
+        "  - port: 80\n    targetPort: 8080\n",
+    ));
+    let created = Instant::now();
+    let late_ip = c.jsonpath(&["get", "svc", "late"], "{.spec.clusterIP}");
+    let resolved = c.eventually(10, "the new Service's name", || {
+        let out = c.run_kubectl(&["exec", &solo_pod, "--", "getent", "hosts", "late"]);
+        String::from_utf8_lossy(&out.stdout)
+            .starts_with(&late_ip)
+            .then(|| created.elapsed())
+    });
+    eprintln!("a new Service resolved {resolved:?} after its creation");
+    assert!(resolved < Duration::from_secs(1), "took {resolved:?}");
+
     // kube-proxy's metrics on every node's port 10249: syncs happened and
     // the network programming latency was observed.
     for (node, ip) in NODE_IPS {
