@@ -53,6 +53,26 @@ impl ContainerDir {
         self.file(n, "log")
     }
 
+    /// Where the monitor of instance `n` records its container's PID.
+    pub fn pid_path(&self, n: u32) -> PathBuf {
+        self.file(n, "pid.json")
+    }
+
+    /// Where the monitor of instance `n` records how it ended.
+    pub fn exit_path(&self, n: u32) -> PathBuf {
+        self.file(n, "exit.json")
+    }
+
+    /// The process record of instance `n`, if it started.
+    pub fn process(&self, n: u32) -> Option<ProcessRecord> {
+        monitor::read_json(&self.pid_path(n)).ok().flatten()
+    }
+
+    /// The exit record of instance `n`, if it ended.
+    pub fn exit(&self, n: u32) -> Option<ExitRecord> {
+        monitor::read_json(&self.exit_path(n)).ok().flatten()
+    }
+
     /// The log files of instance `n`, oldest first (a rotated part, then
     /// the current file), as far as they exist.
     pub fn log_files(&self, n: u32) -> Vec<PathBuf> {
@@ -174,16 +194,13 @@ impl Instance {
 
     /// The container's process, when it runs now.
     pub fn running_process(&self) -> Option<ProcessRecord> {
-        let record: ProcessRecord =
-            monitor::read_json(&self.dir.file(self.n, "pid.json")).ok()??;
+        let record: ProcessRecord = self.dir.process(self.n)?;
         is_same_process(record.pid, record.start_ticks).then_some(record)
     }
 
     /// What the instance is doing, read from its files and /proc.
     pub fn state(&self) -> InstanceState {
-        if let Ok(Some(exit)) =
-            monitor::read_json::<ExitRecord>(&self.dir.file(self.n, "exit.json"))
-        {
+        if let Some(exit) = self.dir.exit(self.n) {
             return InstanceState::Exited(exit);
         }
         if self.monitor_alive() {
@@ -194,9 +211,7 @@ impl Instance {
         }
         // Check the exit file again: the monitor may have written it and
         // exited between the two looks.
-        if let Ok(Some(exit)) =
-            monitor::read_json::<ExitRecord>(&self.dir.file(self.n, "exit.json"))
-        {
+        if let Some(exit) = self.dir.exit(self.n) {
             return InstanceState::Exited(exit);
         }
         InstanceState::Exited(ExitRecord {

@@ -74,10 +74,9 @@ impl Registry {
 
 /// The container's running process, from its instance's PID record.
 fn running_process(dir: &ContainerDir, n: u32) -> Option<i32> {
-    let record: super::monitor::ProcessRecord =
-        super::monitor::read_json(&dir.path().join(format!("{n}.pid.json"))).ok()??;
+    let record = dir.process(n)?;
     let alive = super::monitor::process_start_ticks(record.pid) == Some(record.start_ticks);
-    let ended = dir.path().join(format!("{n}.exit.json")).exists();
+    let ended = dir.exit_path(n).exists();
     (alive && !ended).then_some(record.pid)
 }
 

@@ -167,12 +167,6 @@ pub fn pod_status(facts: &PodFacts<'_>, containers: Vec<ContainerStatus>, now: &
     }
 }
 
-/// Whether two statuses say the same thing (ignoring nothing: times are
-/// kept stable by [`condition`], so equal means "no need to report").
-pub fn same(a: &PodStatus, b: &PodStatus) -> bool {
-    a == b
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -279,6 +273,6 @@ mod tests {
             vec![running()],
             &later,
         );
-        assert!(same(&again, &status));
+        assert_eq!(again, status, "transition times stay");
     }
 }

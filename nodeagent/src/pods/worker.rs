@@ -582,13 +582,8 @@ impl PodWorker {
         self.shared
             .registry
             .update(&self.pod, &self.containers_view());
-        let unchanged = old
-            .as_ref()
-            .is_some_and(|o| super::status::same(o, &status))
-            || self
-                .reported
-                .as_ref()
-                .is_some_and(|r| super::status::same(r, &status));
+        let unchanged = old.as_ref().is_some_and(|o| *o == status)
+            || self.reported.as_ref().is_some_and(|r| *r == status);
         if unchanged {
             return;
         }
@@ -770,8 +765,8 @@ async fn start_container(
         mounts,
         log_path: rt.dir.log_path(n),
         log_max_bytes: shared.log_max_bytes,
-        pid_path: rt.dir.path().join(format!("{n}.pid.json")),
-        exit_path: rt.dir.path().join(format!("{n}.exit.json")),
+        pid_path: rt.dir.pid_path(n),
+        exit_path: rt.dir.exit_path(n),
     };
     if n == 0 {
         shared.events.publish(
@@ -1190,18 +1185,12 @@ fn parse_time(text: &str) -> Option<Time> {
 
 /// When instance `n` started, from its process record.
 fn read_started(dir: &ContainerDir, n: u32) -> Option<String> {
-    super::monitor::read_json::<super::monitor::ProcessRecord>(
-        &dir.path().join(format!("{n}.pid.json")),
-    )
-    .ok()
-    .flatten()
-    .map(|p| p.started_at)
+    dir.process(n).map(|p| p.started_at)
 }
 
 /// How instance `n` ended, with its start and container ID (lastState).
 fn read_exit(dir: &ContainerDir, n: u32) -> Option<(ExitRecord, String, String)> {
-    let exit: ExitRecord =
-        super::monitor::read_json(&dir.path().join(format!("{n}.exit.json"))).ok()??;
+    let exit = dir.exit(n)?;
     let started = read_started(dir, n).unwrap_or_default();
     let id = Instance::adopt(dir, n)
         .map(|i| i.container_id())
