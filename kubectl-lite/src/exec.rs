@@ -230,6 +230,9 @@ async fn session(server: &str, path: &str, stdin: bool, tty: bool) -> anyhow::Re
                 },
                 Some(Ok(Message::Close(_))) | None => break,
                 Some(Ok(_)) => {}
+                // The exit status arrived: the session is over, however the
+                // connection then ends.
+                Some(Err(_)) if !status.is_null() => break,
                 Some(Err(e)) => return Err(ApiError::Unreachable(e.to_string()).into()),
             },
             input = stdin_rx.recv(), if stdin_open => match input {

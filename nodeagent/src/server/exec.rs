@@ -307,6 +307,12 @@ async fn session(ws: Socket, protocol: Protocol, view: &ContainerView, opts: &Ex
     }
     drop(out_tx);
     let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    // The closing handshake: read on until the client's Close. Dropping the
+    // socket while the client still sends (a keystroke, a resize, its own
+    // Close) makes the kernel answer with a reset, and a reset can destroy
+    // the status and Close still unread on the client's side.
+    let handshake = async { while let Some(Ok(_)) = incoming.next().await {} };
+    let _ = tokio::time::timeout(Duration::from_secs(5), handshake).await;
 }
 
 /// The exit status as a `Status`; a signal counts as 128 + its number,
