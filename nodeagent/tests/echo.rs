@@ -204,14 +204,9 @@ fn sigterm_with_an_idle_keep_alive_connection_still_exits_0_promptly() {
     let mut stream = connect(port);
     let (head, _) = request(&mut stream, "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    let started = Instant::now();
+    // terminate() fails the test if echo is still running after TIMEOUT.
     let status = echo.terminate();
     assert_eq!(status.code(), Some(0), "{status}");
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        started.elapsed()
-    );
     // And the server closed that connection.
     let mut rest = vec![];
     assert_eq!(stream.read_to_end(&mut rest).unwrap_or(0), 0);
