@@ -247,12 +247,11 @@ mod tests {
             "example.test.".parse().unwrap(),
             hickory_server::proto::rr::RecordType::A,
         );
-        let started = std::time::Instant::now();
         let error = upstream
             .query(&question, true, Protocol::Udp)
             .await
             .unwrap_err();
+        // NoServers, not a timeout: nothing was sent anywhere.
         assert!(matches!(error, UpstreamError::NoServers), "{error}");
-        assert!(started.elapsed() < Duration::from_millis(100));
     }
 }
