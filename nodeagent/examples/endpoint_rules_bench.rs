@@ -16,6 +16,9 @@
 //! The polling itself takes a few milliseconds per look, which bounds the
 //! resolution. Target: p99 < 100 ms.
 
+mod bench;
+use bench::{arg, percentile};
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -27,15 +30,6 @@ use kube::api::{Patch, PatchParams, PostParams};
 use kube::Api;
 
 const NODES: [&str; 3] = ["kl-master", "kl-worker1", "kl-worker2"];
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// The slice with one endpoint, `ip`.
 fn slice(ip: &str) -> serde_json::Value {
@@ -145,7 +139,7 @@ async fn main() -> anyhow::Result<()> {
         samples.push(per_node.into_iter().max().unwrap_or_default());
     }
     samples.sort();
-    let pct = |p: f64| samples[((samples.len() as f64 - 1.0) * p).round() as usize];
+    let pct = |p: f64| percentile(&samples, p);
     println!("Endpoint change -> DNAT rule live on all 3 nodes, {changes} changes:");
     println!(
         "  p50 {:.1} ms   p90 {:.1} ms   p99 {:.1} ms   max {:.1} ms",

@@ -14,6 +14,9 @@
 //! Brings up its own lab (master + 2 workers) and takes it down at the end,
 //! also on failure. Needs root. Targets: p50 < 300 ms, p99 < 1 s.
 
+mod bench;
+use bench::{arg, percentile};
+
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -25,15 +28,6 @@ use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::runtime::watcher;
 use kube::Api;
 use tokio::sync::Mutex;
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn pod(name: &str) -> Pod {
     serde_json::from_value(serde_json::json!({
@@ -53,11 +47,6 @@ fn is_ready(pod: &Pod) -> bool {
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
 }
 
 #[tokio::main]

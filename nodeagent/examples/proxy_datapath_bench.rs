@@ -22,6 +22,9 @@
 //! Services are added to the table and the rounds are repeated. Every
 //! loop is bounded in count and time.
 
+mod bench;
+use bench::percentile;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -209,8 +212,7 @@ struct Figures {
 fn figures(mut samples: Vec<Duration>) -> Figures {
     samples.sort();
     let total: Duration = samples.iter().sum();
-    let at =
-        |p: f64| samples[((samples.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1e6;
+    let at = |p: f64| percentile(&samples, p).as_secs_f64() * 1e6;
     Figures {
         rps: samples.len() as f64 / total.as_secs_f64(),
         p50: at(0.5),

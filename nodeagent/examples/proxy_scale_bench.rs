@@ -15,9 +15,12 @@
 //! holds the objects, as the agent's watch caches do, and what was
 //! applied).
 
+mod bench;
+use bench::percentile;
+
 use std::collections::BTreeMap;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -78,10 +81,6 @@ fn slice(i: usize, endpoints: usize) -> EndpointSlice {
         })).collect::<Vec<_>>(),
     }))
     .unwrap()
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
 #[tokio::main(flavor = "current_thread")]
