@@ -17,13 +17,11 @@
 //! resolution. Target: p99 < 100 ms.
 
 mod bench;
-use bench::{arg, percentile};
+use bench::{arg, percentile, start_lab};
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use e2e::harness::{bin_dir, ensure_built};
-use e2e::lab::{Lab, LabOptions};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Patch, PatchParams, PostParams};
@@ -71,21 +69,10 @@ fn wait_rule(node: &str, ip: &str, start: Instant) -> Duration {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    anyhow::ensure!(
-        nix::unistd::geteuid().is_root(),
-        "the benchmark builds a lab of network namespaces: run it as root"
-    );
     let changes = arg("--changes", 100).clamp(1, 1000);
-    ensure_built(&["apiserver", "controller", "nodeagent", "e2e"]);
-    let tmp = tempfile::tempdir()?;
-    let lab = Lab::up(LabOptions {
-        workers: 2,
-        dir: tmp.path().join("lab"),
-        bin_dir: bin_dir(),
-    })?;
-    let client = kube::Client::try_from(kube::Config::new(lab.server().parse()?))?;
-    let services: Api<Service> = Api::namespaced(client.clone(), "default");
-    let slices: Api<EndpointSlice> = Api::namespaced(client, "default");
+    let run = start_lab()?;
+    let services: Api<Service> = Api::namespaced(run.client.clone(), "default");
+    let slices: Api<EndpointSlice> = Api::namespaced(run.client.clone(), "default");
     services
         .create(
             &PostParams::default(),
@@ -148,6 +135,6 @@ async fn main() -> anyhow::Result<()> {
         pct(0.99).as_secs_f64() * 1e3,
         samples.last().unwrap().as_secs_f64() * 1e3
     );
-    lab.down()?;
+    run.lab.down()?;
     Ok(())
 }

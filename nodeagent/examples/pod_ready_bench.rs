@@ -15,13 +15,11 @@
 //! also on failure. Needs root. Targets: p50 < 300 ms, p99 < 1 s.
 
 mod bench;
-use bench::{arg, percentile};
+use bench::{arg, percentile, start_lab};
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use e2e::harness::{bin_dir, ensure_built};
-use e2e::lab::{Lab, LabOptions};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, ListParams, PostParams};
@@ -51,21 +49,10 @@ fn is_ready(pod: &Pod) -> bool {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    anyhow::ensure!(
-        nix::unistd::geteuid().is_root(),
-        "the benchmark builds a lab of network namespaces: run it as root"
-    );
     let total = arg("--pods", 200).clamp(1, 1000);
     let parallel = arg("--parallel", 4).clamp(1, 50);
-    ensure_built(&["apiserver", "controller", "nodeagent", "e2e"]);
-    let tmp = tempfile::tempdir()?;
-    let lab = Lab::up(LabOptions {
-        workers: 2,
-        dir: tmp.path().join("lab"),
-        bin_dir: bin_dir(),
-    })?;
-    let client = kube::Client::try_from(kube::Config::new(lab.server().parse()?))?;
-    let pods: Api<Pod> = Api::namespaced(client, "default");
+    let run = start_lab()?;
+    let pods: Api<Pod> = Api::namespaced(run.client.clone(), "default");
     // Wait for both workers to be schedulable (Ready with a pod CIDR).
     let warmup = pod("bench-warmup");
     pods.create(&PostParams::default(), &warmup).await?;
@@ -147,6 +134,6 @@ async fn main() -> anyhow::Result<()> {
         )
         .await;
     let _ = pods.delete("bench-warmup", &DeleteParams::default()).await;
-    lab.down()?;
+    run.lab.down()?;
     Ok(())
 }

@@ -4,6 +4,9 @@
 
 use std::time::Duration;
 
+use e2e::harness::{bin_dir, ensure_built};
+use e2e::lab::{Lab, LabOptions};
+
 /// The number after `name` on the command line (`--pods 200`), or `default`.
 pub fn arg(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();
@@ -18,4 +21,35 @@ pub fn arg(name: &str, default: usize) -> usize {
 /// sorted in ascending order: the nearest rank.
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// A lab of master + 2 workers for one benchmark run, with a client of its
+/// apiserver. Its directory is temporary: fields drop in order, the lab
+/// before the directory it lives in.
+pub struct BenchLab {
+    pub lab: Lab,
+    pub client: kube::Client,
+    _dir: tempfile::TempDir,
+}
+
+/// Builds the binaries if needed and brings up the lab (as root: it makes
+/// network namespaces).
+pub fn start_lab() -> anyhow::Result<BenchLab> {
+    anyhow::ensure!(
+        nix::unistd::geteuid().is_root(),
+        "the benchmark builds a lab of network namespaces: run it as root"
+    );
+    ensure_built(&["apiserver", "controller", "nodeagent", "e2e"]);
+    let dir = tempfile::tempdir()?;
+    let lab = Lab::up(LabOptions {
+        workers: 2,
+        dir: dir.path().join("lab"),
+        bin_dir: bin_dir(),
+    })?;
+    let client = kube::Client::try_from(kube::Config::new(lab.server().parse()?))?;
+    Ok(BenchLab {
+        lab,
+        client,
+        _dir: dir,
+    })
 }
