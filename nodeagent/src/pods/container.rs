@@ -68,6 +68,13 @@ impl ContainerDir {
         monitor::read_json(&self.pid_path(n)).ok().flatten()
     }
 
+    /// The process record of instance `n` while that process still runs
+    /// (the PID not reused: its start time matches the record).
+    pub fn live_process(&self, n: u32) -> Option<ProcessRecord> {
+        self.process(n)
+            .filter(|record| is_same_process(record.pid, record.start_ticks))
+    }
+
     /// The exit record of instance `n`, if it ended.
     pub fn exit(&self, n: u32) -> Option<ExitRecord> {
         monitor::read_json(&self.exit_path(n)).ok().flatten()
@@ -194,8 +201,7 @@ impl Instance {
 
     /// The container's process, when it runs now.
     pub fn running_process(&self) -> Option<ProcessRecord> {
-        let record: ProcessRecord = self.dir.process(self.n)?;
-        is_same_process(record.pid, record.start_ticks).then_some(record)
+        self.dir.live_process(self.n)
     }
 
     /// What the instance is doing, read from its files and /proc.

@@ -74,10 +74,9 @@ impl Registry {
 
 /// The container's running process, from its instance's PID record.
 fn running_process(dir: &ContainerDir, n: u32) -> Option<i32> {
-    let record = dir.process(n)?;
-    let alive = super::monitor::process_start_ticks(record.pid) == Some(record.start_ticks);
+    let record = dir.live_process(n)?;
     let ended = dir.exit_path(n).exists();
-    (alive && !ended).then_some(record.pid)
+    (!ended).then_some(record.pid)
 }
 
 impl Containers for Registry {
