@@ -182,8 +182,8 @@ async fn exec_in(pid: i32, command: &[String]) -> Outcome {
         stderr: true,
         tty: false,
     };
-    let mut exec =
-        enter::spawn(&view, command, streams).map_err(|e| format!("exec {command:?}: {e}"))?;
+    let mut exec = enter::spawn(&view, command, streams, None)
+        .map_err(|e| format!("exec {command:?}: {e}"))?;
     let mut text = Vec::new();
     if let ExecIo::Pipes { stdout, stderr, .. } = &mut exec.io {
         if let Some(out) = stdout {

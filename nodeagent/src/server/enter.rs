@@ -109,7 +109,14 @@ pub enum ExecIo {
 }
 
 /// Starts `command` inside the container described by `view`.
-pub fn spawn(view: &ContainerView, command: &[String], streams: Streams) -> io::Result<Exec> {
+/// `tty_size` (columns, rows) is the terminal's size from the start, so that
+/// the command's first look at it is already right.
+pub fn spawn(
+    view: &ContainerView,
+    command: &[String],
+    streams: Streams,
+    tty_size: Option<(u16, u16)>,
+) -> io::Result<Exec> {
     let Some((program, args)) = command.split_first() else {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -123,6 +130,16 @@ pub fn spawn(view: &ContainerView, command: &[String], streams: Streams) -> io::
         .kill_on_drop(true);
     let pty = if streams.tty {
         let (master, slave) = open_pty()?;
+        if let Some((width, height)) = tty_size {
+            let size = Winsize {
+                ws_row: height,
+                ws_col: width,
+                ws_xpixel: 0,
+                ws_ypixel: 0,
+            };
+            // SAFETY: a valid descriptor and a pointer to a live Winsize.
+            unsafe { set_window_size(master.as_raw_fd(), &size) }?;
+        }
         // Docker and runc do the same: programs need TERM to draw.
         if !view.env.iter().any(|(k, _)| k == "TERM") {
             cmd.env("TERM", "xterm");

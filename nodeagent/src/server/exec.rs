@@ -210,7 +210,26 @@ async fn session(ws: Socket, protocol: Protocol, view: &ContainerView, opts: &Ex
         let _ = sink.close().await;
     });
 
-    let status = match enter::spawn(view, &opts.command, opts.streams) {
+    // kubectl sends the terminal's size as its first message: the terminal
+    // gets that size before the command starts. Any other first message is
+    // put back in front of the rest.
+    let mut first = None;
+    let mut tty_size = None;
+    if opts.streams.tty {
+        if let Ok(Some(message)) =
+            tokio::time::timeout(Duration::from_secs(1), incoming.next()).await
+        {
+            match &message {
+                Ok(Message::Binary(data)) => match channel::decode(data) {
+                    Incoming::Resize(size) => tty_size = Some((size.width, size.height)),
+                    _ => first = Some(message),
+                },
+                _ => first = Some(message),
+            }
+        }
+    }
+    let mut incoming = futures::stream::iter(first).chain(incoming);
+    let status = match enter::spawn(view, &opts.command, opts.streams, tty_size) {
         Ok(mut exec) => {
             let pid = exec.child.id();
             let mut tasks = tokio::task::JoinSet::new();
