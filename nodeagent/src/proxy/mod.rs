@@ -31,6 +31,8 @@
 //! changes, recomputes the Services that changed and syncs them.
 
 pub mod metrics;
+pub mod netlink;
+pub mod nftables;
 pub mod rules;
 pub mod sync;
 
