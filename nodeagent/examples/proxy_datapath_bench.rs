@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use nodeagent::proxy::nftables::Script;
 use nodeagent::proxy::rules::{self, NodeContext};
 use nodeagent::proxy::sync::{self, Nft};
 use serde_json::json;
@@ -265,9 +266,7 @@ async fn main() {
     let mut services = vec![service("echo", "10.96.0.100")];
     let mut slices = vec![slice("echo", &["10.244.2.2", "10.244.2.3"])];
     let table = rules::desired(&services, &slices, &node);
-    nft.apply(&sync::full_transaction(std::iter::once(&table)))
-        .await
-        .unwrap();
+    nft.apply(&full_script(&table)).await.unwrap();
     std::thread::sleep(Duration::from_millis(300));
     report("one Service", measure(&lab.ns("client"), rounds, per_round));
 
@@ -279,9 +278,7 @@ async fn main() {
     }
     let start = Instant::now();
     let table = rules::desired(&services, &slices, &node);
-    nft.apply(&sync::full_transaction(std::iter::once(&table)))
-        .await
-        .unwrap();
+    nft.apply(&full_script(&table)).await.unwrap();
     println!(
         "programmed {others} other Services in {:.1} s",
         start.elapsed().as_secs_f64()
@@ -290,4 +287,11 @@ async fn main() {
         &format!("with {others} other Services"),
         measure(&lab.ns("client"), rounds, per_round),
     );
+}
+
+/// The `nft -f` text that replaces the table by `table`.
+fn full_script(table: &rules::Ruleset) -> String {
+    let mut script = Script::default();
+    sync::full_transaction(&mut script, std::iter::once(table));
+    script.text
 }

@@ -24,6 +24,7 @@ use std::time::Instant;
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use nodeagent::proxy::nftables::{Script, Transaction as _};
 use nodeagent::proxy::rules::{self, NodeContext, Ruleset, ServiceRules};
 use nodeagent::proxy::sync::{self, Diff, Nft};
 use serde_json::json;
@@ -122,8 +123,12 @@ async fn main() {
         );
     }
     let base = rules::base_ruleset(&node);
-    let text =
-        sync::full_transaction(std::iter::once(&base).chain(applied.values().map(|r| &r.ruleset)));
+    let mut script = Script::default();
+    sync::full_transaction(
+        &mut script,
+        std::iter::once(&base).chain(applied.values().map(|r| &r.ruleset)),
+    );
+    let text = script.text;
     let computed = start.elapsed();
     nft.apply(&text)
         .await
@@ -163,14 +168,15 @@ async fn main() {
         let start = Instant::now();
         let new = rules::service_ruleset(&services[i], &[&slices[i]], &node);
         let old: &Ruleset = &applied[&key].ruleset;
-        let Diff::Partial(text) = sync::diff_transaction(old, &new.ruleset) else {
+        let mut script = Script::default();
+        let Diff::Partial = sync::diff_transaction(&mut script, old, &new.ruleset) else {
             panic!("an endpoint change is a partial sync")
         };
-        nft.apply(&text)
+        nft.apply(&script.text)
             .await
             .expect("the partial transaction applies");
         samples.push(start.elapsed());
-        tx_lines.push(text.lines().count());
+        tx_lines.push(script.len());
         applied.insert(key, new);
     }
     samples.sort();

@@ -657,11 +657,11 @@ async fn a_failed_transaction_changes_nothing() {
         node_labels: Default::default(),
     };
     let base = nodeagent::proxy::rules::base_ruleset(&node);
-    nft.apply(&nodeagent::proxy::sync::full_transaction(std::iter::once(
-        &base,
-    )))
-    .await
-    .expect("the base table applies");
+    let mut script = nodeagent::proxy::nftables::Script::default();
+    nodeagent::proxy::sync::full_transaction(&mut script, std::iter::once(&base));
+    nft.apply(&script.text)
+        .await
+        .expect("the base table applies");
     let before = nft
         .output(&["list", "table", "ip", "kube-lite"])
         .await

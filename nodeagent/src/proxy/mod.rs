@@ -51,6 +51,7 @@ use kube::{Api, ResourceExt as _};
 use tokio::time::Instant;
 
 use self::metrics::ProxyMetrics;
+use self::nftables::{Script, Transaction as _};
 use self::rules::{NodeContext, ServiceRules};
 use self::sync::{Applied, Nft};
 
@@ -392,25 +393,26 @@ impl Proxier {
         }
 
         let base = rules::base_ruleset(&self.node);
-        let mut transaction = None;
+        // The transaction; it stays empty when nothing changed.
+        let mut script = Script::default();
+        let mut partial = false;
         if !full {
             let old = self.applied.union_of(&dirty);
             let mut new = rules::Ruleset::default();
             for rules in computed.values() {
                 new.extend(&rules.ruleset);
             }
-            match sync::diff_transaction(&old, &new) {
-                sync::Diff::Unchanged => transaction = Some(None),
-                sync::Diff::Partial(text) => transaction = Some(Some(text)),
+            match sync::diff_transaction(&mut script, &old, &new) {
+                sync::Diff::Unchanged | sync::Diff::Partial => partial = true,
                 sync::Diff::NeedsFullResync => tracing::info!("a change needs a full resync"),
             }
         }
-        let full = transaction.is_none();
-        let text = match transaction {
-            Some(partial) => partial,
+        let full = !partial;
+        if full {
             // The whole table: what was applied for the Services that did
             // not change, and what was just computed for those that did.
-            None => Some(sync::full_transaction(
+            sync::full_transaction(
+                &mut script,
                 std::iter::once(&base)
                     .chain(
                         self.applied
@@ -420,15 +422,16 @@ impl Proxier {
                             .map(|(_, rules)| &rules.ruleset),
                     )
                     .chain(computed.values().map(|rules| &rules.ruleset)),
-            )),
-        };
-        if let Some(text) = &text {
-            tracing::debug!(
-                lines = text.lines().count(),
-                full,
-                "nft transaction:\n{text}"
             );
-            if let Err(error) = self.nft.apply(text).await {
+        }
+        if !script.is_empty() {
+            tracing::debug!(
+                lines = script.len(),
+                full,
+                "nft transaction:\n{}",
+                script.text
+            );
+            if let Err(error) = self.nft.apply(&script.text).await {
                 // Keep the dirty marks for the retry (a full resync).
                 self.dirty.extend(dirty);
                 return Err(error);
@@ -485,7 +488,7 @@ impl Proxier {
                 .map(|s| s.ports)
                 .sum::<usize>() as i64,
         );
-        let lines = text.as_deref().map(|t| t.lines().count()).unwrap_or(0);
+        let lines = script.len();
         self.metrics.last_transaction_lines.set(lines as i64);
         tracing::info!(
             full,

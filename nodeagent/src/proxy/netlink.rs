@@ -406,7 +406,7 @@ impl Batch {
         };
         let prefix = net.prefix_len();
         let octets = net.network().octets();
-        if prefix > 0 && prefix % 8 == 0 {
+        if prefix > 0 && prefix.is_multiple_of(8) {
             let len = u32::from(prefix / 8);
             self.payload(1, offset, len, REG_1);
             self.cmp(REG_1, negate, &octets[..len as usize]);

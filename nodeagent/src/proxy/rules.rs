@@ -37,19 +37,26 @@
 //! `nft list table ip kube-lite` reads like the API.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 use k8s_openapi::api::core::v1::{Service, ServicePort};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
+use super::nftables::{
+    truncate, Addr, Hook, HookPoint, Key, Proto, Rule, Script, SetType, Stmt, Transaction, Verdict,
+};
+
 /// The one table everything lives in (`nft list table ip kube-lite`).
-pub const TABLE: &str = "kube-lite";
+pub use super::nftables::TABLE;
 
 /// The packet mark that asks `masquerading` to rewrite the source address
 /// (upstream's masquerade bit 14).
-pub const MASQUERADE_MARK: &str = "0x4000";
+pub const MASQUERADE_MARK: u32 = 0x4000;
+
+/// 127.0.0.0/8: NodePorts are not served on loopback addresses, as
+/// upstream.
+const LOOPBACK: Ipv4Net = Ipv4Net::new_assert(Ipv4Addr::new(127, 0, 0, 0), 8);
 
 /// Base chain: packets arriving from Pods and other machines, before
 /// routing. Jumps to [`SERVICES_CHAIN`].
@@ -134,9 +141,6 @@ pub const TOPOLOGY_MODE_ANNOTATION: &str = "service.kubernetes.io/topology-mode"
 /// ClientIP affinity's default timeout: three hours, as the API defaults.
 pub const DEFAULT_AFFINITY_TIMEOUT_SECONDS: i32 = 10800;
 
-/// nftables keeps at most this many bytes of a comment.
-const COMMENT_MAX: usize = 127;
-
 /// What the rules need to know about the node they run on.
 #[derive(Debug, Clone)]
 pub struct NodeContext {
@@ -156,26 +160,25 @@ pub struct NodeContext {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Chain {
     /// `type nat hook output priority -100` for a base chain.
-    pub hook: Option<String>,
+    pub hook: Option<Hook>,
     pub comment: String,
-    /// Rule bodies, in order, each ending in its ` comment "..."`.
-    pub rules: Vec<String>,
+    /// Its rules, in order.
+    pub rules: Vec<Rule>,
 }
 
-/// A named set or map: its declaration body (`type ...; flags ...`).
+/// A named set or map: its type (`set` or `map` follows from it) and
+/// comment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Set {
-    /// `set` or `map`.
-    pub kind: &'static str,
     /// e.g. `type ipv4_addr . inet_proto . inet_service : verdict`.
-    pub spec: String,
+    pub ty: SetType,
     pub comment: String,
 }
 
 /// One element of a set (no value) or map (a value, e.g. `goto chain`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Element {
-    pub value: Option<String>,
+    pub value: Option<Verdict>,
     pub comment: String,
 }
 
@@ -185,7 +188,7 @@ pub struct Ruleset {
     pub sets: BTreeMap<String, Set>,
     pub chains: BTreeMap<String, Chain>,
     /// `(set or map name, key) -> element`.
-    pub elements: BTreeMap<(String, String), Element>,
+    pub elements: BTreeMap<(String, Key), Element>,
 }
 
 impl Ruleset {
@@ -199,29 +202,27 @@ impl Ruleset {
             })
     }
 
-    fn rule(&mut self, chain: &str, body: &str, comment: &str) {
-        let rule = format!("{body} comment {}", quote(comment));
+    fn rule(&mut self, chain: &str, stmts: Vec<Stmt>, comment: &str) {
         self.chains
             .get_mut(chain)
             .unwrap_or_else(|| panic!("rule for undeclared chain {chain}"))
             .rules
-            .push(rule);
+            .push(Rule::new(stmts, comment));
     }
 
-    fn set(&mut self, kind: &'static str, name: &str, spec: &str, comment: &str) {
+    fn set(&mut self, name: &str, ty: SetType, comment: &str) {
         self.sets.insert(
             name.to_string(),
             Set {
-                kind,
-                spec: spec.to_string(),
+                ty,
                 comment: truncate(comment),
             },
         );
     }
 
-    fn element(&mut self, set: &str, key: &str, value: Option<String>, comment: &str) {
+    fn element(&mut self, set: &str, key: Key, value: Option<Verdict>, comment: &str) {
         self.elements.insert(
-            (set.to_string(), key.to_string()),
+            (set.to_string(), key),
             Element {
                 value,
                 comment: truncate(comment),
@@ -245,113 +246,38 @@ impl Ruleset {
     }
 
     /// The `nft -f` text that creates this ruleset in an existing (empty)
-    /// table: sets and maps first, then chains, then rules (which refer
-    /// to chains and sets), then elements (which refer to chains).
+    /// table (see [`write_ruleset`]).
     pub fn to_script(&self) -> String {
-        let mut out = String::new();
-        write_script(&mut out, std::iter::once(self));
-        out
+        let mut s = Script::default();
+        write_ruleset(&mut s, self);
+        s.text
     }
 }
 
-/// Writes the creation script of several rulesets (a node's Services)
-/// without merging them first: four passes, so that every object exists
-/// before anything refers to it.
-pub fn write_script<'a>(out: &mut String, parts: impl Iterator<Item = &'a Ruleset> + Clone) {
-    for r in parts.clone() {
-        for (name, set) in &r.sets {
-            add_set_command(out, name, set);
+/// Writes the commands that create `r` in an existing table, in four
+/// passes so that every object exists before anything refers to it: sets
+/// and maps, then chains, then rules (which refer to chains and sets),
+/// then elements (which refer to chains).
+///
+/// A full transaction calls this once per part (the skeleton first, then
+/// each Service) rather than merging them first: a Service's objects
+/// refer only to its own objects and to the skeleton's, so part by part is
+/// a valid order too.
+pub fn write_ruleset(tx: &mut impl Transaction, r: &Ruleset) {
+    for (name, set) in &r.sets {
+        tx.add_set(name, set.ty, &set.comment);
+    }
+    for (name, chain) in &r.chains {
+        tx.add_chain(name, chain.hook, &chain.comment);
+    }
+    for (name, chain) in &r.chains {
+        for rule in &chain.rules {
+            tx.add_rule(name, rule);
         }
     }
-    for r in parts.clone() {
-        for (name, chain) in &r.chains {
-            add_chain_command(out, name, chain);
-        }
+    for ((set, key), element) in &r.elements {
+        tx.add_element(set, key, element.value.as_ref(), &element.comment);
     }
-    for r in parts.clone() {
-        for (name, chain) in &r.chains {
-            for rule in &chain.rules {
-                add_rule_command(out, name, rule);
-            }
-        }
-    }
-    for r in parts {
-        for ((set, key), element) in &r.elements {
-            add_element_command(out, set, key, element);
-        }
-    }
-}
-
-/// `table ip kube-lite {...}`, written over several lines (nft 1.0.6 does
-/// not take a one-line table with a comment).
-pub fn table_command() -> String {
-    format!(
-        "table ip {TABLE} {{\n\tcomment \"Services of kube-lite (kube-proxy nftables mode)\"\n}}\n"
-    )
-}
-
-pub(crate) fn add_set_command(out: &mut String, name: &str, set: &Set) {
-    let _ = writeln!(
-        out,
-        "add {} ip {TABLE} {name} {{ {} ; comment {} ; }}",
-        set.kind,
-        set.spec,
-        quote(&set.comment)
-    );
-}
-
-pub(crate) fn add_chain_command(out: &mut String, name: &str, chain: &Chain) {
-    match &chain.hook {
-        Some(hook) => {
-            let _ = writeln!(
-                out,
-                "add chain ip {TABLE} {name} {{ {hook} ; comment {} ; }}",
-                quote(&chain.comment)
-            );
-        }
-        None => {
-            let _ = writeln!(
-                out,
-                "add chain ip {TABLE} {name} {{ comment {} ; }}",
-                quote(&chain.comment)
-            );
-        }
-    }
-}
-
-pub(crate) fn add_rule_command(out: &mut String, chain: &str, rule: &str) {
-    let _ = writeln!(out, "add rule ip {TABLE} {chain} {rule}");
-}
-
-pub(crate) fn add_element_command(out: &mut String, set: &str, key: &str, element: &Element) {
-    let value = match &element.value {
-        Some(value) => format!(" : {value}"),
-        None => String::new(),
-    };
-    let _ = writeln!(
-        out,
-        "add element ip {TABLE} {set} {{ {key} comment {}{value} }}",
-        quote(&element.comment)
-    );
-}
-
-pub(crate) fn delete_element_command(out: &mut String, set: &str, key: &str) {
-    let _ = writeln!(out, "delete element ip {TABLE} {set} {{ {key} }}");
-}
-
-fn quote(comment: &str) -> String {
-    format!("\"{}\"", truncate(comment).replace('"', "'"))
-}
-
-fn truncate(comment: &str) -> String {
-    if comment.len() <= COMMENT_MAX {
-        return comment.to_string();
-    }
-    let mut end = COMMENT_MAX;
-    while !comment.is_char_boundary(end) {
-        end -= 1;
-    }
-    comment[..end].to_string()
 }
 
 /// The skeleton of the table, the same on every node whatever the
@@ -359,52 +285,62 @@ fn truncate(comment: &str) -> String {
 /// no-endpoint maps, and masquerading.
 pub fn base_ruleset(node: &NodeContext) -> Ruleset {
     let mut r = Ruleset::default();
-    let base = |r: &mut Ruleset, name: &str, hook: &str, comment: &str| {
-        r.chain(name, comment).hook = Some(hook.to_string());
+    let base = |r: &mut Ruleset, name: &str, hook: Hook, comment: &str| {
+        r.chain(name, comment).hook = Some(hook);
+    };
+    let filter = |point, priority| Hook {
+        nat: false,
+        point,
+        priority,
+    };
+    let nat = |point, priority| Hook {
+        nat: true,
+        point,
+        priority,
     };
     // Filter chains run just before DNAT (-100), so they see the address
     // the client used; the post-DNAT one sees what no Service rewrote.
     base(
         &mut r,
         FILTER_INPUT_CHAIN,
-        "type filter hook input priority -110",
+        filter(HookPoint::Input, -110),
         "new connections to this node: NodePorts and Services without endpoints",
     );
     base(
         &mut r,
         FILTER_FORWARD_CHAIN,
-        "type filter hook forward priority -110",
+        filter(HookPoint::Forward, -110),
         "new forwarded connections: Services without endpoints, unknown ClusterIP ports",
     );
     base(
         &mut r,
         FILTER_OUTPUT_CHAIN,
-        "type filter hook output priority -110",
+        filter(HookPoint::Output, -110),
         "new connections from this node: Services without endpoints",
     );
     base(
         &mut r,
         FILTER_OUTPUT_POST_DNAT_CHAIN,
-        "type filter hook output priority -90",
+        filter(HookPoint::Output, -90),
         "new connections from this node that no Service rewrote",
     );
     // nft 1.0.6 wants a number, not `dstnat`, on the output hook.
     base(
         &mut r,
         NAT_PREROUTING_CHAIN,
-        "type nat hook prerouting priority -100",
+        nat(HookPoint::Prerouting, -100),
         "packets from Pods and other machines: Service DNAT",
     );
     base(
         &mut r,
         NAT_OUTPUT_CHAIN,
-        "type nat hook output priority -100",
+        nat(HookPoint::Output, -100),
         "packets from this node's processes: Service DNAT",
     );
     base(
         &mut r,
         NAT_POSTROUTING_CHAIN,
-        "type nat hook postrouting priority 100",
+        nat(HookPoint::Postrouting, 100),
         "leaving packets: masquerade those marked for it",
     );
     r.chain(
@@ -437,37 +373,29 @@ pub fn base_ruleset(node: &NodeContext) -> Ruleset {
     );
 
     r.set(
-        "map",
         SERVICE_IPS_MAP,
-        "type ipv4_addr . inet_proto . inet_service : verdict",
+        SetType::ClusterIpPortVmap,
         "ClusterIP traffic",
     );
     r.set(
-        "map",
         SERVICE_NODEPORTS_MAP,
-        "type inet_proto . inet_service : verdict",
+        SetType::NodePortVmap,
         "NodePort traffic",
     );
     r.set(
-        "map",
         NO_ENDPOINT_SERVICES_MAP,
-        "type ipv4_addr . inet_proto . inet_service : verdict",
+        SetType::ClusterIpPortVmap,
         "reject or drop packets to Service ports with no endpoints",
     );
     r.set(
-        "map",
         NO_ENDPOINT_NODEPORTS_MAP,
-        "type inet_proto . inet_service : verdict",
+        SetType::NodePortVmap,
         "reject or drop packets to NodePorts with no endpoints",
     );
-    r.set(
-        "set",
-        CLUSTER_IPS_SET,
-        "type ipv4_addr",
-        "ClusterIPs in use",
-    );
+    r.set(CLUSTER_IPS_SET, SetType::Addresses, "ClusterIPs in use");
 
     // The hooks.
+    let jump = |chain: &str| Stmt::Verdict(Verdict::Jump(chain.to_string()));
     for chain in [
         FILTER_INPUT_CHAIN,
         FILTER_FORWARD_CHAIN,
@@ -475,104 +403,127 @@ pub fn base_ruleset(node: &NodeContext) -> Ruleset {
     ] {
         r.rule(
             chain,
-            &format!("ct state new jump {SERVICE_ENDPOINTS_CHECK_CHAIN}"),
+            vec![Stmt::CtStateNew, jump(SERVICE_ENDPOINTS_CHECK_CHAIN)],
             "Services without endpoints",
         );
     }
     r.rule(
         FILTER_INPUT_CHAIN,
-        &format!("ct state new jump {NODEPORT_ENDPOINTS_CHECK_CHAIN}"),
+        vec![Stmt::CtStateNew, jump(NODEPORT_ENDPOINTS_CHECK_CHAIN)],
         "NodePorts without endpoints",
     );
     for chain in [FILTER_FORWARD_CHAIN, FILTER_OUTPUT_POST_DNAT_CHAIN] {
         r.rule(
             chain,
-            &format!("ct state new jump {CLUSTER_IPS_CHECK_CHAIN}"),
+            vec![Stmt::CtStateNew, jump(CLUSTER_IPS_CHECK_CHAIN)],
             "ClusterIP traffic no Service took",
         );
     }
     for chain in [NAT_PREROUTING_CHAIN, NAT_OUTPUT_CHAIN] {
-        r.rule(chain, &format!("jump {SERVICES_CHAIN}"), "Service dispatch");
+        r.rule(chain, vec![jump(SERVICES_CHAIN)], "Service dispatch");
     }
     r.rule(
         NAT_POSTROUTING_CHAIN,
-        &format!("jump {MASQUERADING_CHAIN}"),
+        vec![jump(MASQUERADING_CHAIN)],
         "masquerade marked packets",
     );
 
     // Dispatch.
     r.rule(
         SERVICES_CHAIN,
-        &format!("ip daddr . meta l4proto . th dport vmap @{SERVICE_IPS_MAP}"),
+        vec![Stmt::ClusterIpVmap(SERVICE_IPS_MAP.to_string())],
         "ClusterIP . protocol . port",
     );
     // `fib daddr type local`: any address of this node (its node IP, the
     // bridge, ...) but not loopback, as upstream.
+    let not_loopback = Stmt::Ip {
+        addr: Addr::Daddr,
+        negate: true,
+        net: LOOPBACK,
+    };
     r.rule(
         SERVICES_CHAIN,
-        &format!(
-            "fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @{SERVICE_NODEPORTS_MAP}"
-        ),
+        vec![
+            Stmt::FibLocal(Addr::Daddr),
+            not_loopback.clone(),
+            Stmt::NodePortVmap(SERVICE_NODEPORTS_MAP.to_string()),
+        ],
         "NodePorts on this node's addresses",
     );
 
     // Masquerading.
     r.rule(
         MARK_FOR_MASQUERADE_CHAIN,
-        &format!("mark set mark or {MASQUERADE_MARK}"),
+        vec![Stmt::MarkSetOr(MASQUERADE_MARK)],
         "to be masqueraded",
     );
     r.rule(
         MASQUERADING_CHAIN,
-        &format!("mark and {MASQUERADE_MARK} == 0 return"),
+        vec![
+            Stmt::MarkClear(MASQUERADE_MARK),
+            Stmt::Verdict(Verdict::Return),
+        ],
         "not marked: leave the source alone",
     );
     r.rule(
         MASQUERADING_CHAIN,
-        &format!("mark set mark xor {MASQUERADE_MARK}"),
+        vec![Stmt::MarkSetXor(MASQUERADE_MARK)],
         "clear the mark",
     );
     r.rule(
         MASQUERADING_CHAIN,
-        "masquerade fully-random",
+        vec![Stmt::MasqueradeFullyRandom],
         "source := the outgoing interface's address",
     );
 
     // No endpoints, unknown ports, unallocated ClusterIPs.
     r.rule(
         SERVICE_ENDPOINTS_CHECK_CHAIN,
-        &format!("ip daddr . meta l4proto . th dport vmap @{NO_ENDPOINT_SERVICES_MAP}"),
+        vec![Stmt::ClusterIpVmap(NO_ENDPOINT_SERVICES_MAP.to_string())],
         "ClusterIP . protocol . port without endpoints",
     );
     r.rule(
         NODEPORT_ENDPOINTS_CHECK_CHAIN,
-        &format!(
-            "ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @{NO_ENDPOINT_NODEPORTS_MAP}"
-        ),
+        vec![
+            not_loopback,
+            Stmt::NodePortVmap(NO_ENDPOINT_NODEPORTS_MAP.to_string()),
+        ],
         "NodePort without endpoints",
     );
     r.rule(
         CLUSTER_IPS_CHECK_CHAIN,
-        &format!(
-            "ip daddr @{CLUSTER_IPS_SET} meta l4proto {{ tcp, udp, sctp }} goto {REJECT_CHAIN}"
-        ),
+        vec![
+            Stmt::IpInSet {
+                addr: Addr::Daddr,
+                set: CLUSTER_IPS_SET.to_string(),
+            },
+            Stmt::L4ProtoIn(vec![Proto::Tcp, Proto::Udp, Proto::Sctp]),
+            Stmt::Verdict(Verdict::Goto(REJECT_CHAIN.to_string())),
+        ],
         "reject traffic to unknown ports of ClusterIPs",
     );
     // Upstream rejects ICMP to a ClusterIP too; we drop it, so that `ping
     // <ClusterIP>` gets no answer at all: the IP is virtual.
     r.rule(
         CLUSTER_IPS_CHECK_CHAIN,
-        &format!("ip daddr {} drop", node.service_cidr),
+        vec![
+            Stmt::Ip {
+                addr: Addr::Daddr,
+                negate: false,
+                net: node.service_cidr,
+            },
+            Stmt::Verdict(Verdict::Drop),
+        ],
         "drop traffic to unallocated ClusterIPs and ping to ClusterIPs",
     );
     r.rule(
         REJECT_CHAIN,
-        "meta l4proto tcp reject with tcp reset",
+        vec![Stmt::L4Proto(Proto::Tcp), Stmt::RejectTcpReset],
         "TCP: connection refused at once",
     );
     r.rule(
         REJECT_CHAIN,
-        "reject with icmp type port-unreachable",
+        vec![Stmt::RejectPortUnreachable],
         "UDP and others: ICMP port unreachable",
     );
     r
@@ -684,11 +635,14 @@ pub fn service_ruleset(
     };
     let node_ports_on = matches!(spec.type_.as_deref(), Some("NodePort" | "LoadBalancer"));
     let affinity_timeout = (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
-        spec.session_affinity_config
+        let seconds = spec
+            .session_affinity_config
             .as_ref()
             .and_then(|c| c.client_ip.as_ref())
             .and_then(|c| c.timeout_seconds)
-            .unwrap_or(DEFAULT_AFFINITY_TIMEOUT_SECONDS)
+            .unwrap_or(DEFAULT_AFFINITY_TIMEOUT_SECONDS);
+        // The API only allows 1 to 86400 seconds.
+        seconds.clamp(1, 86_400) as u32
     });
     let policy = TrafficPolicy {
         internal_local: spec.internal_traffic_policy.as_deref() == Some("Local"),
@@ -703,12 +657,17 @@ pub fn service_ruleset(
         || spec.traffic_distribution.as_deref() == Some("PreferClose");
     out.ruleset.element(
         CLUSTER_IPS_SET,
-        &cluster_ip.to_string(),
+        Key::Address(cluster_ip),
         None,
         &service_key(namespace, name),
     );
     for port in spec.ports.iter().flatten() {
-        let port_info = PortInfo::new(namespace, name, port, cluster_ip, node_ports_on);
+        // The API only allows TCP, UDP and SCTP: anything else cannot be
+        // written as a rule, and is skipped rather than failing the table.
+        let Some(port_info) = PortInfo::new(namespace, name, port, cluster_ip, node_ports_on)
+        else {
+            continue;
+        };
         let endpoints = endpoints_of(port, slices, &node.node_name);
         let program = PortProgram {
             info: &port_info,
@@ -719,7 +678,7 @@ pub fn service_ruleset(
         };
         program.write(&endpoints, &mut out.ruleset);
         out.ports += 1;
-        if port_info.protocol == "udp" {
+        if port_info.protocol == Proto::Udp {
             out.udp_ports.push(UdpServicePort {
                 label: port_info.label.clone(),
                 cluster_ip,
@@ -811,21 +770,22 @@ struct PortInfo {
     chain_base: String,
     /// `namespace/name/protocol/portname`, for endpoint chain names.
     name_base: String,
-    protocol: String,
+    protocol: Proto,
     cluster_ip: Ipv4Addr,
     port: u16,
     node_port: Option<u16>,
 }
 
 impl PortInfo {
+    /// `None` for a protocol other than TCP, UDP and SCTP.
     fn new(
         namespace: &str,
         name: &str,
         port: &ServicePort,
         cluster_ip: Ipv4Addr,
         node_ports_on: bool,
-    ) -> PortInfo {
-        let protocol = port.protocol.as_deref().unwrap_or("TCP").to_lowercase();
+    ) -> Option<PortInfo> {
+        let protocol = Proto::parse(port.protocol.as_deref().unwrap_or("TCP"))?;
         let port_name = port.name.as_deref().unwrap_or_default();
         let number = u16::try_from(port.port).unwrap_or_default();
         let label = if port_name.is_empty() {
@@ -833,8 +793,9 @@ impl PortInfo {
         } else {
             format!("{namespace}/{name}:{port_name}")
         };
-        let name_base = format!("{namespace}/{name}/{protocol}/{port_name}");
-        PortInfo {
+        // Chain names keep the lowercase protocol name (`tcp`).
+        let name_base = format!("{namespace}/{name}/{}/{port_name}", protocol.name());
+        Some(PortInfo {
             label,
             chain_base: hash_and_name(&name_base),
             name_base,
@@ -846,7 +807,7 @@ impl PortInfo {
                 .flatten()
                 .and_then(|p| u16::try_from(p).ok())
                 .filter(|p| *p != 0),
-        }
+        })
     }
 
     fn service_chain(&self) -> String {
@@ -877,7 +838,7 @@ struct PortProgram<'a> {
     info: &'a PortInfo,
     node: &'a NodeContext,
     policy: TrafficPolicy,
-    affinity_timeout: Option<i32>,
+    affinity_timeout: Option<u32>,
     topology: bool,
 }
 
@@ -952,40 +913,42 @@ impl PortProgram<'_> {
         // node), as upstream.
         let no_endpoint_verdict = |has: bool| {
             if has_endpoints {
-                (!has).then(|| "drop".to_string())
+                (!has).then_some(Verdict::Drop)
             } else {
-                Some(format!("goto {REJECT_CHAIN}"))
+                Some(Verdict::Goto(REJECT_CHAIN.to_string()))
             }
         };
+        let goto = |chain: &str| Verdict::Goto(chain.to_string());
+        let jump_to_mark = || Stmt::Verdict(Verdict::Jump(MARK_FOR_MASQUERADE_CHAIN.to_string()));
 
-        let clusterip_key = format!("{} . {} . {}", info.cluster_ip, info.protocol, info.port);
+        let clusterip_key = Key::ClusterIpPort(info.cluster_ip, info.protocol, info.port);
         if has_internal {
             r.element(
                 SERVICE_IPS_MAP,
-                &clusterip_key,
-                Some(format!("goto {internal_chain}")),
+                clusterip_key,
+                Some(goto(internal_chain)),
                 label,
             );
         } else if let Some(verdict) = no_endpoint_verdict(has_internal) {
             r.element(
                 NO_ENDPOINT_SERVICES_MAP,
-                &clusterip_key,
+                clusterip_key,
                 Some(verdict),
                 label,
             );
         }
         if let Some(node_port) = info.node_port {
-            let key = format!("{} . {node_port}", info.protocol);
+            let key = Key::NodePort(info.protocol, node_port);
             if uses_external_chain {
                 r.element(
                     SERVICE_NODEPORTS_MAP,
-                    &key,
-                    Some(format!("goto {external_chain}")),
+                    key.clone(),
+                    Some(goto(&external_chain)),
                     label,
                 );
             }
             if let Some(verdict) = no_endpoint_verdict(has_external) {
-                r.element(NO_ENDPOINT_NODEPORTS_MAP, &key, Some(verdict), label);
+                r.element(NO_ENDPOINT_NODEPORTS_MAP, key, Some(verdict), label);
             }
         }
 
@@ -1007,10 +970,20 @@ impl PortProgram<'_> {
             // be on another node, and the reply must come back here.
             r.rule(
                 internal_chain,
-                &format!(
-                    "ip daddr {} {} dport {} ip saddr != {} jump {MARK_FOR_MASQUERADE_CHAIN}",
-                    info.cluster_ip, info.protocol, info.port, self.node.cluster_cidr
-                ),
+                vec![
+                    Stmt::Ip {
+                        addr: Addr::Daddr,
+                        negate: false,
+                        net: Ipv4Net::from(info.cluster_ip),
+                    },
+                    Stmt::Dport(info.protocol, info.port),
+                    Stmt::Ip {
+                        addr: Addr::Saddr,
+                        negate: true,
+                        net: self.node.cluster_cidr,
+                    },
+                    jump_to_mark(),
+                ],
                 &format!("{label}: masquerade off-cluster clients"),
             );
         }
@@ -1024,7 +997,7 @@ impl PortProgram<'_> {
                 // reply would go straight to the client and be dropped.
                 r.rule(
                     &external_chain,
-                    &format!("jump {MARK_FOR_MASQUERADE_CHAIN}"),
+                    vec![jump_to_mark()],
                     &format!("{label}: masquerade NodePort traffic"),
                 );
             } else {
@@ -1039,17 +1012,27 @@ impl PortProgram<'_> {
                 if uses_service_chain || uses_local_chain {
                     r.rule(
                         &external_chain,
-                        &format!("ip saddr {} goto {short_circuit}", self.node.cluster_cidr),
+                        vec![
+                            Stmt::Ip {
+                                addr: Addr::Saddr,
+                                negate: false,
+                                net: self.node.cluster_cidr,
+                            },
+                            Stmt::Verdict(goto(short_circuit)),
+                        ],
                         &format!("{label}: short-circuit Pod traffic"),
                     );
                     r.rule(
                         &external_chain,
-                        &format!("fib saddr type local jump {MARK_FOR_MASQUERADE_CHAIN}"),
+                        vec![Stmt::FibLocal(Addr::Saddr), jump_to_mark()],
                         &format!("{label}: masquerade traffic from this node"),
                     );
                     r.rule(
                         &external_chain,
-                        &format!("fib saddr type local goto {short_circuit}"),
+                        vec![
+                            Stmt::FibLocal(Addr::Saddr),
+                            Stmt::Verdict(goto(short_circuit)),
+                        ],
                         &format!("{label}: short-circuit traffic from this node"),
                     );
                 }
@@ -1057,7 +1040,7 @@ impl PortProgram<'_> {
             if has_external {
                 r.rule(
                     &external_chain,
-                    &format!("goto {external_policy_chain}"),
+                    vec![Stmt::Verdict(goto(external_policy_chain))],
                     &format!("{label}: to the endpoints"),
                 );
             }
@@ -1066,9 +1049,10 @@ impl PortProgram<'_> {
         if let Some(timeout) = self.affinity_timeout {
             for e in &reachable {
                 r.set(
-                    "set",
                     &info.affinity_set(e),
-                    &format!("type ipv4_addr ; flags dynamic,timeout ; timeout {timeout}s"),
+                    SetType::RecentAddresses {
+                        timeout_seconds: timeout,
+                    },
                     &format!(
                         "{label} -> {}:{}: recent clients (ClientIP affinity)",
                         e.ip, e.port
@@ -1091,20 +1075,27 @@ impl PortProgram<'_> {
             // reply go back through the node to be un-DNATed.
             r.rule(
                 &chain,
-                &format!("ip saddr {} jump {MARK_FOR_MASQUERADE_CHAIN}", e.ip),
+                vec![
+                    Stmt::Ip {
+                        addr: Addr::Saddr,
+                        negate: false,
+                        net: Ipv4Net::from(e.ip),
+                    },
+                    jump_to_mark(),
+                ],
                 &format!("{label} -> {to}: hairpin"),
             );
             if self.affinity_timeout.is_some() {
                 r.rule(
                     &chain,
-                    &format!("update @{} {{ ip saddr }}", info.affinity_set(e)),
+                    vec![Stmt::UpdateSaddr(info.affinity_set(e))],
                     &format!("{label} -> {to}: remember the client"),
                 );
             }
             // nft 1.0.6: a DNAT with a port needs the protocol stated first.
             r.rule(
                 &chain,
-                &format!("meta l4proto {} dnat to {to}", info.protocol),
+                vec![Stmt::L4Proto(info.protocol), Stmt::Dnat(e.ip, e.port)],
                 &format!("{label} -> {to}"),
             );
         }
@@ -1118,11 +1109,13 @@ impl PortProgram<'_> {
             for e in endpoints {
                 r.rule(
                     chain,
-                    &format!(
-                        "ip saddr @{} goto {}",
-                        info.affinity_set(e),
-                        info.endpoint_chain(e)
-                    ),
+                    vec![
+                        Stmt::IpInSet {
+                            addr: Addr::Saddr,
+                            set: info.affinity_set(e),
+                        },
+                        Stmt::Verdict(Verdict::Goto(info.endpoint_chain(e))),
+                    ],
                     &format!("{} -> {}:{}: affinity", info.label, e.ip, e.port),
                 );
             }
@@ -1139,23 +1132,27 @@ impl PortProgram<'_> {
             format!("{ENDPOINTS_MAP_PREFIX}{}", info.chain_base)
         };
         let n = endpoints.len();
+        // (A Service port has far fewer than 2^32 endpoints.)
+        let modulus = u32::try_from(n).unwrap_or(u32::MAX);
         r.set(
-            "map",
             &map,
-            &format!("typeof numgen random mod {n} : verdict"),
+            SetType::NumgenVmap { modulus },
             &format!("{}: endpoint number -> endpoint chain", info.label),
         );
-        for (i, e) in endpoints.iter().enumerate() {
+        for (i, e) in (0..modulus).zip(endpoints) {
             r.element(
                 &map,
-                &i.to_string(),
-                Some(format!("goto {}", info.endpoint_chain(e))),
+                Key::Index(i),
+                Some(Verdict::Goto(info.endpoint_chain(e))),
                 &format!("{} -> {}:{}", info.label, e.ip, e.port),
             );
         }
         r.rule(
             chain,
-            &format!("numgen random mod {n} vmap @{map}"),
+            vec![Stmt::NumgenVmap {
+                modulus,
+                map: map.clone(),
+            }],
             &format!("{}: {n} endpoints, one at random", info.label),
         );
     }
@@ -1729,7 +1726,7 @@ mod tests {
         assert!(all.chains.contains_key(SERVICES_CHAIN));
         assert!(all.elements.contains_key(&(
             SERVICE_IPS_MAP.to_string(),
-            "10.96.0.50 . tcp . 80".to_string()
+            Key::ClusterIpPort("10.96.0.50".parse().unwrap(), Proto::Tcp, 80)
         )));
     }
 }

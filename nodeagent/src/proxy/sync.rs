@@ -30,6 +30,7 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
+use super::nftables::Transaction;
 use super::rules::{self, Ruleset, ServiceRules, UdpServicePort, TABLE};
 use super::ProxyError;
 
@@ -141,30 +142,36 @@ impl Nft {
     }
 }
 
-/// The transaction that replaces the whole table by `desired`. (`table`
-/// first, so that `delete table` has something to delete the first time.)
-pub fn full_transaction<'a>(parts: impl Iterator<Item = &'a Ruleset> + Clone) -> String {
-    let mut out = rules::table_command();
-    out.push_str(&format!("delete table ip {TABLE}\n"));
-    out.push_str(&rules::table_command());
-    rules::write_script(&mut out, parts);
-    out
+/// The transaction that replaces the whole table by `parts` (the
+/// skeleton first, then each Service): `table` first, so that `delete
+/// table` has something to delete the first time, then the table again,
+/// then every part's objects.
+pub fn full_transaction<'a>(tx: &mut impl Transaction, parts: impl Iterator<Item = &'a Ruleset>) {
+    tx.add_table();
+    tx.delete_table();
+    tx.add_table();
+    for part in parts {
+        rules::write_ruleset(tx, part);
+    }
 }
 
 /// What it takes to turn one ruleset into another.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Diff {
     /// Nothing changed: no transaction.
     Unchanged,
-    /// This transaction does it.
-    Partial(String),
+    /// The commands that do it were written into the transaction.
+    Partial,
     /// The change cannot be written as a difference (a chain's hook or
     /// comment, a set's type or timeout changed): rewrite the table.
+    /// Nothing was written into the transaction.
     NeedsFullResync,
 }
 
-/// The transaction that turns `old` into `new`.
-pub fn diff_transaction(old: &Ruleset, new: &Ruleset) -> Diff {
+/// Writes into `tx` the commands that turn `old` into `new`. Whether a
+/// full resync is needed is decided before anything is written: then `tx`
+/// is left as it was.
+pub fn diff_transaction(tx: &mut impl Transaction, old: &Ruleset, new: &Ruleset) -> Diff {
     for (name, chain) in &new.chains {
         if old
             .chains
@@ -187,26 +194,25 @@ pub fn diff_transaction(old: &Ruleset, new: &Ruleset) -> Diff {
     // (A set still referred to by a chain that stays as it is - an
     // affinity timeout changed - cannot be deleted: rewrite the table.)
     for name in &recreated {
-        let reference = format!("@{name}");
         let kept_reference = new.chains.iter().any(|(chain_name, chain)| {
             old.chains.get(chain_name) == Some(chain)
-                && chain.rules.iter().any(|r| r.contains(&reference))
+                && chain.rules.iter().any(|r| r.uses_set(name))
         });
         if kept_reference {
             return Diff::NeedsFullResync;
         }
     }
-    let mut out = String::new();
+    let before = tx.len();
     // 1. New sets and maps, before rules refer to them.
     for (name, set) in &new.sets {
         if !old.sets.contains_key(name) {
-            rules::add_set_command(&mut out, name, set);
+            tx.add_set(name, set.ty, &set.comment);
         }
     }
     // 2. New chains, before rules and map elements refer to them.
     for (name, chain) in &new.chains {
         if !old.chains.contains_key(name) {
-            rules::add_chain_command(&mut out, name, chain);
+            tx.add_chain(name, chain.hook, &chain.comment);
         }
     }
     // 3. Chains whose rules changed, and chains going away, are emptied:
@@ -216,16 +222,16 @@ pub fn diff_transaction(old: &Ruleset, new: &Ruleset) -> Diff {
         match new.chains.get(name) {
             Some(new_chain) if new_chain.rules == chain.rules => {}
             Some(_) => {
-                out.push_str(&format!("flush chain ip {TABLE} {name}\n"));
+                tx.flush_chain(name);
                 rewritten.push(name);
             }
-            None => out.push_str(&format!("flush chain ip {TABLE} {name}\n")),
+            None => tx.flush_chain(name),
         }
     }
     for name in &recreated {
         let set = &new.sets[*name];
-        out.push_str(&format!("delete {} ip {TABLE} {name}\n", set.kind));
-        rules::add_set_command(&mut out, name, set);
+        tx.delete_set(name, set.ty);
+        tx.add_set(name, set.ty, &set.comment);
     }
     // 4. Map elements that go or change, before the chains they point to.
     for ((set, key), element) in &old.elements {
@@ -233,14 +239,14 @@ pub fn diff_transaction(old: &Ruleset, new: &Ruleset) -> Diff {
             continue;
         }
         if new.elements.get(&(set.clone(), key.clone())) != Some(element) {
-            rules::delete_element_command(&mut out, set, key);
+            tx.delete_element(set, key);
         }
     }
     // 5. The rules of new and rewritten chains.
     for (name, chain) in &new.chains {
         if !old.chains.contains_key(name) || rewritten.contains(&name) {
             for rule in &chain.rules {
-                rules::add_rule_command(&mut out, name, rule);
+                tx.add_rule(name, rule);
             }
         }
     }
@@ -248,24 +254,24 @@ pub fn diff_transaction(old: &Ruleset, new: &Ruleset) -> Diff {
     for ((set, key), element) in &new.elements {
         if recreated.contains(set) || old.elements.get(&(set.clone(), key.clone())) != Some(element)
         {
-            rules::add_element_command(&mut out, set, key, element);
+            tx.add_element(set, key, element.value.as_ref(), &element.comment);
         }
     }
     // 7. Chains and sets nothing refers to any more.
     for name in old.chains.keys() {
         if !new.chains.contains_key(name) {
-            out.push_str(&format!("delete chain ip {TABLE} {name}\n"));
+            tx.delete_chain(name);
         }
     }
     for (name, set) in &old.sets {
         if !new.sets.contains_key(name) {
-            out.push_str(&format!("delete {} ip {TABLE} {name}\n", set.kind));
+            tx.delete_set(name, set.ty);
         }
     }
-    if out.is_empty() {
+    if tx.len() == before {
         Diff::Unchanged
     } else {
-        Diff::Partial(out)
+        Diff::Partial
     }
 }
 
@@ -393,58 +399,84 @@ impl Applied {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proxy::nftables::{Addr, Key, Proto, Rule, Script, SetType, Stmt, Verdict};
     use crate::proxy::rules::{Chain, Element, Set};
 
-    fn chain(rules: &[&str]) -> Chain {
+    fn chain(rules: Vec<Vec<Stmt>>) -> Chain {
         Chain {
             hook: None,
             comment: "c".into(),
-            rules: rules.iter().map(|r| r.to_string()).collect(),
+            rules: rules.into_iter().map(|r| Rule::new(r, "c")).collect(),
+        }
+    }
+
+    fn numgen(modulus: u32, map: &str) -> Vec<Stmt> {
+        vec![Stmt::NumgenVmap {
+            modulus,
+            map: map.into(),
+        }]
+    }
+
+    fn dnat(ip: &str) -> Vec<Stmt> {
+        vec![
+            Stmt::L4Proto(Proto::Tcp),
+            Stmt::Dnat(ip.parse().unwrap(), 80),
+        ]
+    }
+
+    fn drop() -> Vec<Stmt> {
+        vec![Stmt::Verdict(Verdict::Drop)]
+    }
+
+    /// The diff as text, or what it said when it wrote nothing.
+    fn diff(old: &Ruleset, new: &Ruleset) -> Result<String, Diff> {
+        let mut script = Script::default();
+        match diff_transaction(&mut script, old, new) {
+            Diff::Partial => Ok(script.text),
+            other => {
+                assert!(script.is_empty(), "{other:?} wrote {}", script.text);
+                Err(other)
+            }
         }
     }
 
     #[test]
     fn equal_rulesets_need_no_transaction() {
         let mut r = Ruleset::default();
-        r.chains.insert("a".into(), chain(&["accept"]));
-        assert_eq!(diff_transaction(&r, &r), Diff::Unchanged);
+        r.chains.insert("a".into(), chain(vec![drop()]));
+        assert_eq!(diff(&r, &r), Err(Diff::Unchanged));
     }
 
     #[test]
     fn one_endpoint_gone_is_a_small_transaction() {
-        let map = |n: usize| Set {
-            kind: "map",
-            spec: format!("typeof numgen random mod {n} : verdict"),
+        let map = |n: u32| Set {
+            ty: SetType::NumgenVmap { modulus: n },
             comment: "m".into(),
         };
         let goto = |chain: &str| Element {
-            value: Some(format!("goto {chain}")),
+            value: Some(Verdict::Goto(chain.into())),
             comment: "e".into(),
         };
         let mut old = Ruleset::default();
-        old.chains.insert(
-            "service-X".into(),
-            chain(&["numgen random mod 2 vmap @endpoints-X"]),
-        );
         old.chains
-            .insert("endpoint-A".into(), chain(&["dnat to 1"]));
+            .insert("service-X".into(), chain(vec![numgen(2, "endpoints-X")]));
         old.chains
-            .insert("endpoint-B".into(), chain(&["dnat to 2"]));
+            .insert("endpoint-A".into(), chain(vec![dnat("10.244.1.5")]));
+        old.chains
+            .insert("endpoint-B".into(), chain(vec![dnat("10.244.2.7")]));
         old.sets.insert("endpoints-X".into(), map(2));
         old.elements
-            .insert(("endpoints-X".into(), "0".into()), goto("endpoint-A"));
+            .insert(("endpoints-X".into(), Key::Index(0)), goto("endpoint-A"));
         old.elements
-            .insert(("endpoints-X".into(), "1".into()), goto("endpoint-B"));
+            .insert(("endpoints-X".into(), Key::Index(1)), goto("endpoint-B"));
         let mut new = old.clone();
         new.chains.remove("endpoint-B");
-        new.chains.insert(
-            "service-X".into(),
-            chain(&["numgen random mod 1 vmap @endpoints-X"]),
-        );
+        new.chains
+            .insert("service-X".into(), chain(vec![numgen(1, "endpoints-X")]));
         new.sets.insert("endpoints-X".into(), map(1));
         new.elements
-            .remove(&("endpoints-X".to_string(), "1".to_string()));
-        let Diff::Partial(tx) = diff_transaction(&old, &new) else {
+            .remove(&("endpoints-X".to_string(), Key::Index(1)));
+        let Ok(tx) = diff(&old, &new) else {
             panic!("expected a partial transaction")
         };
         assert_eq!(
@@ -453,7 +485,7 @@ mod tests {
              flush chain ip kube-lite service-X\n\
              delete map ip kube-lite endpoints-X\n\
              add map ip kube-lite endpoints-X { typeof numgen random mod 1 : verdict ; comment \"m\" ; }\n\
-             add rule ip kube-lite service-X numgen random mod 1 vmap @endpoints-X\n\
+             add rule ip kube-lite service-X numgen random mod 1 vmap @endpoints-X comment \"c\"\n\
              add element ip kube-lite endpoints-X { 0 comment \"e\" : goto endpoint-A }\n\
              delete chain ip kube-lite endpoint-B\n"
         );
@@ -461,31 +493,32 @@ mod tests {
 
     #[test]
     fn changed_elements_are_replaced() {
+        let key = Key::ClusterIpPort("10.96.0.1".parse().unwrap(), Proto::Tcp, 80);
         let mut old = Ruleset::default();
         old.elements.insert(
-            ("no-endpoint-services".into(), "10.96.0.1 . tcp . 80".into()),
+            ("no-endpoint-services".into(), key.clone()),
             Element {
-                value: Some("goto reject-chain".into()),
+                value: Some(Verdict::Goto("reject-chain".into())),
                 comment: "s".into(),
             },
         );
         let mut new = Ruleset::default();
-        new.chains.insert("service-X".into(), chain(&["r"]));
+        new.chains.insert("service-X".into(), chain(vec![drop()]));
         new.elements.insert(
-            ("service-ips".into(), "10.96.0.1 . tcp . 80".into()),
+            ("service-ips".into(), key),
             Element {
-                value: Some("goto service-X".into()),
+                value: Some(Verdict::Goto("service-X".into())),
                 comment: "s".into(),
             },
         );
-        let Diff::Partial(tx) = diff_transaction(&old, &new) else {
+        let Ok(tx) = diff(&old, &new) else {
             panic!("expected a partial transaction")
         };
         let lines: Vec<&str> = tx.lines().collect();
         assert_eq!(lines, [
             "add chain ip kube-lite service-X { comment \"c\" ; }",
             "delete element ip kube-lite no-endpoint-services { 10.96.0.1 . tcp . 80 }",
-            "add rule ip kube-lite service-X r",
+            "add rule ip kube-lite service-X drop comment \"c\"",
             "add element ip kube-lite service-ips { 10.96.0.1 . tcp . 80 comment \"s\" : goto service-X }",
         ]);
     }
@@ -493,10 +526,38 @@ mod tests {
     #[test]
     fn comment_changes_need_a_full_resync() {
         let mut old = Ruleset::default();
-        old.chains.insert("a".into(), chain(&[]));
+        old.chains.insert("a".into(), chain(vec![]));
         let mut new = old.clone();
         new.chains.get_mut("a").unwrap().comment = "other".into();
-        assert_eq!(diff_transaction(&old, &new), Diff::NeedsFullResync);
+        assert_eq!(diff(&old, &new), Err(Diff::NeedsFullResync));
+    }
+
+    #[test]
+    fn a_changed_set_still_in_use_needs_a_full_resync() {
+        // An affinity timeout changed; the chain that uses the set did not.
+        let affinity = |timeout_seconds| Set {
+            ty: SetType::RecentAddresses { timeout_seconds },
+            comment: "a".into(),
+        };
+        let mut old = Ruleset::default();
+        old.sets.insert("affinity-A".into(), affinity(60));
+        old.chains.insert(
+            "endpoint-A".into(),
+            chain(vec![vec![Stmt::UpdateSaddr("affinity-A".into())]]),
+        );
+        let mut new = old.clone();
+        new.sets.insert("affinity-A".into(), affinity(120));
+        assert_eq!(diff(&old, &new), Err(Diff::NeedsFullResync));
+        // A chain that does not use it does not count.
+        old.chains.insert(
+            "endpoint-A".into(),
+            chain(vec![vec![Stmt::IpInSet {
+                addr: Addr::Saddr,
+                set: "affinity-B".into(),
+            }]]),
+        );
+        new.chains = old.chains.clone();
+        assert!(diff(&old, &new).is_ok());
     }
 
     #[test]
