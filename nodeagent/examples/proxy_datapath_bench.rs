@@ -34,9 +34,9 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use nodeagent::proxy::nftables::Script;
+use nodeagent::proxy::netlink::{Batch, Socket};
 use nodeagent::proxy::rules::{self, NodeContext};
-use nodeagent::proxy::sync::{self, Nft};
+use nodeagent::proxy::sync;
 use serde_json::json;
 
 /// Namespaces and echo servers, removed on drop.
@@ -254,9 +254,7 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000usize);
     let lab = build_lab();
-    let nft = Nft {
-        netns: Some(lab.ns("node1")),
-    };
+    let socket = Socket::open(Some(&lab.ns("node1"))).expect("a netlink socket in node1");
     let node = NodeContext {
         node_name: "node1".into(),
         cluster_cidr: "10.244.0.0/16".parse().unwrap(),
@@ -266,7 +264,7 @@ async fn main() {
     let mut services = vec![service("echo", "10.96.0.100")];
     let mut slices = vec![slice("echo", &["10.244.2.2", "10.244.2.3"])];
     let table = rules::desired(&services, &slices, &node);
-    nft.apply(&full_script(&table)).await.unwrap();
+    socket.commit(full_batch(&table)).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     report("one Service", measure(&lab.ns("client"), rounds, per_round));
 
@@ -278,7 +276,7 @@ async fn main() {
     }
     let start = Instant::now();
     let table = rules::desired(&services, &slices, &node);
-    nft.apply(&full_script(&table)).await.unwrap();
+    socket.commit(full_batch(&table)).unwrap();
     println!(
         "programmed {others} other Services in {:.1} s",
         start.elapsed().as_secs_f64()
@@ -289,9 +287,9 @@ async fn main() {
     );
 }
 
-/// The `nft -f` text that replaces the table by `table`.
-fn full_script(table: &rules::Ruleset) -> String {
-    let mut script = Script::default();
-    sync::full_transaction(&mut script, std::iter::once(table));
-    script.text
+/// The transaction that replaces the table by `table`.
+fn full_batch(table: &rules::Ruleset) -> Batch {
+    let mut batch = Batch::new();
+    sync::full_transaction(&mut batch, std::iter::once(table));
+    batch
 }

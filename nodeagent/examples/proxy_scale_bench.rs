@@ -5,28 +5,29 @@
 //! sudo target/release/examples/proxy_scale_bench     # PROXY_BENCH_SERVICES=N, PROXY_BENCH_ENDPOINTS=M
 //! ```
 //!
-//! Runs the proxy's own steps (`rules::service_ruleset` for every
-//! Service, `sync::full_transaction`, then `sync::diff_transaction` for one
-//! Service) on in-memory Services and EndpointSlices, and applies the
-//! transactions with `nft -f -` inside a network namespace it creates
-//! (`klpxbench<pid>`, deleted at the end): no traffic, nothing in the
-//! machine's own netfilter. Measures the first full sync, one endpoint
-//! change (20 times), the drift probe, and the process's memory (which
-//! holds the objects, as the agent's watch caches do, and what was
-//! applied).
+//! Runs the proxy's own [`Syncer`] - the code the node agent runs - on
+//! watch caches filled with generated Services and EndpointSlices, and
+//! programs a network namespace it creates (`klpxbench<pid>`, deleted at
+//! the end): no traffic, nothing in the machine's own netfilter. Measures
+//! the first full sync, one endpoint change (20 times), the drift probe,
+//! and the process's memory (the objects, as the agent's watch caches hold
+//! them, and what the syncer keeps).
 
 mod bench;
 use bench::percentile;
 
 use std::collections::BTreeMap;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Instant;
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use nodeagent::proxy::nftables::{Script, Transaction as _};
-use nodeagent::proxy::rules::{self, NodeContext, Ruleset, ServiceRules};
-use nodeagent::proxy::sync::{self, Diff, Nft};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::watcher;
+use nodeagent::proxy::metrics::ProxyMetrics;
+use nodeagent::proxy::rules::NodeContext;
+use nodeagent::proxy::sync::{self, Syncer};
 use serde_json::json;
 
 struct Namespace(String);
@@ -84,7 +85,7 @@ fn slice(i: usize, endpoints: usize) -> EndpointSlice {
     .unwrap()
 }
 
-#[tokio::main(flavor = "current_thread")]
+#[tokio::main]
 async fn main() {
     assert!(
         nix::unistd::Uid::effective().is_root(),
@@ -98,101 +99,79 @@ async fn main() {
         .status()
         .unwrap();
     assert!(status.success(), "ip netns add");
-    let nft = Nft {
-        netns: Some(ns.0.clone()),
-    };
     let node = NodeContext {
         node_name: "node0".into(),
         cluster_cidr: "10.244.0.0/16".parse().unwrap(),
         service_cidr: "10.96.0.0/12".parse().unwrap(),
         node_labels: BTreeMap::new(),
     };
-    println!("{n} Services x {m} endpoints, nft {}", nft_version());
-    let services: Vec<Service> = (0..n).map(service).collect();
-    let mut slices: Vec<EndpointSlice> = (0..n).map(|i| slice(i, m)).collect();
-    let rss_objects = memory_mb("VmRSS:");
-
-    // First full sync: compute every Service, one transaction.
-    let start = Instant::now();
-    let mut applied: BTreeMap<String, ServiceRules> = BTreeMap::new();
-    for (service, slice) in services.iter().zip(&slices) {
-        let rules = rules::service_ruleset(service, &[slice], &node);
-        applied.insert(
-            format!("bench/{}", service.metadata.name.as_ref().unwrap()),
-            rules,
-        );
+    println!("{n} Services x {m} endpoints, kernel {}", kernel());
+    // The agent's watch caches, filled as a watch would fill them.
+    let (services, mut service_writer) = reflector::store::<Service>();
+    let (slices, mut slice_writer) = reflector::store::<EndpointSlice>();
+    for i in 0..n {
+        service_writer.apply_watcher_event(&watcher::Event::Apply(service(i)));
+        slice_writer.apply_watcher_event(&watcher::Event::Apply(slice(i, m)));
     }
-    let base = rules::base_ruleset(&node);
-    let mut script = Script::default();
-    sync::full_transaction(
-        &mut script,
-        std::iter::once(&base).chain(applied.values().map(|r| &r.ruleset)),
-    );
-    let text = script.text;
-    let computed = start.elapsed();
-    nft.apply(&text)
+    let rss_objects = memory_mb("VmRSS:");
+    let mut syncer = Syncer::new(node, Some(ns.0.clone()), Arc::new(ProxyMetrics::new()))
+        .expect("a netlink socket in the namespace");
+
+    // First full sync: every Service, one transaction.
+    let start = Instant::now();
+    let synced = syncer
+        .sync(&services, &slices, [sync::ALL_SERVICES.to_string()].into())
         .await
-        .expect("the full transaction applies");
-    let full = start.elapsed();
-    let lines = text.lines().count();
-    let bytes = text.len();
-    drop(text);
-    let chains: usize = applied.values().map(|r| r.ruleset.chains.len()).sum();
-    let rule_count: usize = applied.values().map(|r| r.ruleset.rule_count()).sum();
+        .expect("the full sync applies");
+    assert!(synced.full);
     println!(
-        "first full sync: {:.2} s (compute + text {:.2} s, nft {:.2} s); {lines} lines, {:.1} MB, {chains} chains, {rule_count} rules",
-        full.as_secs_f64(),
-        computed.as_secs_f64(),
-        (full - computed).as_secs_f64(),
-        bytes as f64 / 1e6
+        "first full sync: {:.2} s; {} commands, {:.1} MB of netlink messages, {} Services",
+        start.elapsed().as_secs_f64(),
+        synced.commands,
+        synced.bytes as f64 / 1e6,
+        syncer.service_count(),
     );
     let rss_after_full = memory_mb("VmRSS:");
 
     // One endpoint change at a time: the last endpoint of one Service
     // stops being ready, then comes back.
     let mut samples = vec![];
-    let mut tx_lines = vec![];
+    let mut commands = vec![];
     for round in 0..20 {
         let i = (round * 7919) % n;
         let key = format!("bench/svc{i}");
-        let mut changed = slices[i].clone();
-        let eps = changed.endpoints.as_mut().unwrap();
-        let last = eps.last_mut().unwrap();
-        let ready = last
-            .conditions
-            .as_ref()
-            .and_then(|c| c.ready)
-            .unwrap_or(true);
-        last.conditions.as_mut().unwrap().ready = Some(!ready);
-        slices[i] = changed;
+        let mut changed = (*slices
+            .get(&ObjectRef::new(&format!("svc{i}-abcde")).within("bench"))
+            .unwrap())
+        .clone();
+        let last = changed.endpoints.as_mut().unwrap().last_mut().unwrap();
+        let conditions = last.conditions.as_mut().unwrap();
+        conditions.ready = Some(!conditions.ready.unwrap_or(true));
+        slice_writer.apply_watcher_event(&watcher::Event::Apply(changed));
         let start = Instant::now();
-        let new = rules::service_ruleset(&services[i], &[&slices[i]], &node);
-        let old: &Ruleset = &applied[&key].ruleset;
-        let mut script = Script::default();
-        let Diff::Partial = sync::diff_transaction(&mut script, old, &new.ruleset) else {
-            panic!("an endpoint change is a partial sync")
-        };
-        nft.apply(&script.text)
+        let synced = syncer
+            .sync(&services, &slices, [key].into())
             .await
-            .expect("the partial transaction applies");
+            .expect("the partial sync applies");
         samples.push(start.elapsed());
-        tx_lines.push(script.len());
-        applied.insert(key, new);
+        assert!(!synced.full && synced.commands > 0);
+        commands.push(synced.commands);
     }
     samples.sort();
     println!(
-        "one endpoint change: p50 {:.1} ms, max {:.1} ms, {}..{} lines per transaction",
+        "one endpoint change: p50 {:.1} ms, max {:.1} ms, {}..{} commands per transaction",
         percentile(&samples, 0.5).as_secs_f64() * 1e3,
         samples.last().unwrap().as_secs_f64() * 1e3,
-        tx_lines.iter().min().unwrap(),
-        tx_lines.iter().max().unwrap()
+        commands.iter().min().unwrap(),
+        commands.iter().max().unwrap()
     );
     let start = Instant::now();
-    let intact = sync::table_looks_intact(&nft).await;
+    let repair = syncer.needs_repair().await;
     println!(
-        "drift probe (nft list chain ip kube-lite services): {:.1} ms, intact {intact}",
+        "drift probe (the rules of chain services, over netlink): {:.1} ms, repair needed: {repair}",
         start.elapsed().as_secs_f64() * 1e3
     );
+    assert!(!repair);
     println!(
         "memory: RSS {:.0} MB with the objects, {:.0} MB after the full sync, peak {:.0} MB",
         rss_objects,
@@ -201,9 +180,9 @@ async fn main() {
     );
 }
 
-fn nft_version() -> String {
-    Command::new("nft")
-        .arg("--version")
+fn kernel() -> String {
+    Command::new("uname")
+        .arg("-r")
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default()

@@ -647,9 +647,9 @@ async fn a_failed_transaction_changes_nothing() {
         }
     }
     let _gone = Gone(ns.clone());
-    let nft = nodeagent::proxy::sync::Nft {
-        netns: Some(ns.clone()),
-    };
+    use nodeagent::proxy::netlink::{Batch, Socket};
+    use nodeagent::proxy::nftables::{Rule, Stmt, Transaction as _, Verdict};
+    let socket = Socket::open(Some(&ns)).expect("a netlink socket in the namespace");
     let node = nodeagent::proxy::rules::NodeContext {
         node_name: "node1".into(),
         cluster_cidr: "10.244.0.0/16".parse().unwrap(),
@@ -657,25 +657,44 @@ async fn a_failed_transaction_changes_nothing() {
         node_labels: Default::default(),
     };
     let base = nodeagent::proxy::rules::base_ruleset(&node);
-    let mut script = nodeagent::proxy::nftables::Script::default();
-    nodeagent::proxy::sync::full_transaction(&mut script, std::iter::once(&base));
-    nft.apply(&script.text)
-        .await
-        .expect("the base table applies");
-    let before = nft
-        .output(&["list", "table", "ip", "kube-lite"])
-        .await
-        .unwrap();
-    let broken = "add chain ip kube-lite fine\nadd rule ip kube-lite no-such-chain accept\n";
-    let error = nft
-        .apply(broken)
-        .await
+    let mut batch = Batch::new();
+    nodeagent::proxy::sync::full_transaction(&mut batch, std::iter::once(&base));
+    socket.commit(batch).expect("the base table applies");
+    let list = || {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &ns,
+                "nft",
+                "list",
+                "table",
+                "ip",
+                "kube-lite",
+            ])
+            .output()
+            .expect("nft");
+        assert!(out.status.success(), "nft list table");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let before = list();
+    let mut broken = Batch::new();
+    broken.add_chain("fine", None, "a new chain");
+    broken.add_rule(
+        "fine",
+        &Rule::new(
+            vec![Stmt::Verdict(Verdict::Jump("no-such-chain".into()))],
+            "jumps nowhere",
+        ),
+    );
+    let error = socket
+        .commit(broken)
         .expect_err("a broken transaction fails");
-    assert!(error.to_string().contains("previous rules stay"), "{error}");
-    let after = nft
-        .output(&["list", "table", "ip", "kube-lite"])
-        .await
-        .unwrap();
+    assert!(
+        error.to_string().contains("nothing changed") && error.to_string().contains("fine"),
+        "{error}"
+    );
+    let after = list();
     assert_eq!(
         before, after,
         "nothing of the failed transaction was applied"

@@ -45,15 +45,14 @@ use futures::{FutureExt as _, StreamExt as _};
 use ipnet::Ipv4Net;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector;
 use kube::runtime::{watcher, WatchStreamExt as _};
 use kube::{Api, ResourceExt as _};
 use tokio::time::Instant;
 
 use self::metrics::ProxyMetrics;
-use self::nftables::{Script, Transaction as _};
-use self::rules::{NodeContext, ServiceRules};
-use self::sync::{Applied, Nft};
+use self::rules::NodeContext;
+use self::sync::Syncer;
 
 /// The EndpointSlice annotation the controller sets to when the change it
 /// reflects happened (the start of network programming latency).
@@ -114,10 +113,10 @@ pub enum ProxyError {
         program: &'static str,
         source: std::io::Error,
     },
-    #[error("nft rejected a transaction of {lines} lines; the previous rules stay: {stderr}")]
-    Transaction { lines: usize, stderr: String },
-    #[error("nft {args}: {stderr}")]
-    Nft { args: String, stderr: String },
+    #[error(transparent)]
+    Netlink(#[from] netlink::NetlinkError),
+    #[error("a blocking task of the proxy panicked")]
+    Blocking,
     #[error("conntrack -D {args}: {stderr}")]
     Conntrack { args: String, stderr: String },
     #[error("serving metrics on {addr}: {source}")]
@@ -155,28 +154,23 @@ pub async fn run_with_metrics(
             std::future::pending::<Result<(), ProxyError>>().await
         }
     };
-    let proxier = Proxier::new(client, config, metrics);
+    let proxier = Proxier::new(client, config, metrics)?;
     tokio::select! {
         r = serve_metrics => r,
         r = proxier.run() => r,
     }
 }
 
-/// The watches, what was last written, and the sync loop.
+/// The watches and the sync loop.
 struct Proxier {
     client: kube::Client,
     config: ProxyConfig,
-    nft: Nft,
     metrics: Arc<ProxyMetrics>,
-    node: NodeContext,
-    applied: Applied,
+    syncer: Syncer,
     /// Services to recompute at the next sync.
     dirty: BTreeSet<String>,
-    /// The next sync must rewrite the whole table.
-    full: bool,
     /// Change trigger times of EndpointSlices not yet programmed.
     triggers: Vec<(String, chrono::DateTime<chrono::Utc>)>,
-    last_full: Option<Instant>,
 }
 
 /// What a watch event asks of the proxier.
@@ -190,26 +184,25 @@ enum Change {
 }
 
 impl Proxier {
-    fn new(client: kube::Client, config: ProxyConfig, metrics: Arc<ProxyMetrics>) -> Proxier {
-        Proxier {
-            nft: Nft {
-                netns: config.netns.clone(),
-            },
-            node: NodeContext {
-                node_name: config.node_name.clone(),
-                cluster_cidr: config.cluster_cidr,
-                service_cidr: config.service_cidr,
-                node_labels: BTreeMap::new(),
-            },
+    fn new(
+        client: kube::Client,
+        config: ProxyConfig,
+        metrics: Arc<ProxyMetrics>,
+    ) -> Result<Proxier, ProxyError> {
+        let node = NodeContext {
+            node_name: config.node_name.clone(),
+            cluster_cidr: config.cluster_cidr,
+            service_cidr: config.service_cidr,
+            node_labels: BTreeMap::new(),
+        };
+        Ok(Proxier {
+            syncer: Syncer::new(node, config.netns.clone(), metrics.clone())?,
             client,
             config,
             metrics,
-            applied: Applied::default(),
             dirty: BTreeSet::new(),
-            full: true,
             triggers: vec![],
-            last_full: None,
-        }
+        })
     }
 
     async fn run(mut self) -> Result<(), ProxyError> {
@@ -250,18 +243,17 @@ impl Proxier {
         probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut retry_delay = FIRST_RETRY_DELAY;
         let mut retry_at: Option<Instant> = None;
+        let mut synced_once = false;
         loop {
             tokio::select! {
                 event = service_events.next() => self.note(0, event, &mut listed, "Services")?,
                 event = slice_events.next() => self.note(1, event, &mut listed, "EndpointSlices")?,
                 event = node_events.next() => self.note(2, event, &mut listed, "Nodes")?,
                 _ = probe.tick() => {
-                    if listed.iter().all(|l| *l) && !self.full {
-                        let stale = self.last_full.is_none_or(|t| t.elapsed() >= sync::FULL_RESYNC_INTERVAL);
-                        if stale || !sync::table_looks_intact(&self.nft).await {
-                            tracing::info!(stale, "the table drifted or is old: full resync");
-                            self.full = true;
-                        }
+                    if synced_once && self.syncer.needs_repair().await {
+                        tracing::info!("the table drifted or is old: full resync");
+                        self.syncer.force_full();
+                        self.dirty.insert(sync::ALL_SERVICES.to_string());
                     }
                 }
                 _ = sleep_until_opt(retry_at) => retry_at = None,
@@ -291,15 +283,21 @@ impl Proxier {
                 // view would delete rules of Services not yet seen.
                 continue;
             }
-            if !self.full && self.dirty.is_empty() {
+            if synced_once && self.dirty.is_empty() {
                 continue;
             }
-            match self.sync(&services, &slices).await {
-                Ok(()) => retry_delay = FIRST_RETRY_DELAY,
+            let dirty = std::mem::take(&mut self.dirty);
+            match self.syncer.sync(&services, &slices, dirty).await {
+                Ok(synced) => {
+                    synced_once = true;
+                    retry_delay = FIRST_RETRY_DELAY;
+                    self.programmed(&synced);
+                }
                 Err(error) => {
                     tracing::error!(%error, retry_in = ?retry_delay, "service proxy sync failed; the previous rules stay");
                     self.metrics.sync_failures.inc();
-                    self.full = true;
+                    // The syncer's next sync is a full one, of everything.
+                    self.dirty.insert(sync::ALL_SERVICES.to_string());
                     retry_at = Some(Instant::now() + retry_delay);
                     retry_delay = (retry_delay * 2).min(MAX_RETRY_DELAY);
                 }
@@ -329,9 +327,9 @@ impl Proxier {
                     self.dirty.insert(key);
                 }
                 Change::Node(labels) => {
-                    if labels != self.node.node_labels {
-                        self.node.node_labels = labels;
-                        self.dirty.extend(self.applied.services.keys().cloned());
+                    if labels != self.syncer.node().node_labels {
+                        self.syncer.set_node_labels(labels);
+                        self.dirty.insert(sync::ALL_SERVICES.to_string());
                     }
                 }
                 Change::Listed(i) => {
@@ -339,7 +337,7 @@ impl Proxier {
                     listed[watch] = true;
                     // After a relist, deletions may have been missed:
                     // recompute every Service (the diff stays small).
-                    self.dirty.insert(String::new());
+                    self.dirty.insert(sync::ALL_SERVICES.to_string());
                 }
                 Change::Nothing => {}
             },
@@ -347,157 +345,20 @@ impl Proxier {
         Ok(())
     }
 
-    /// One sync: full (rewrite the table) or partial (the dirty Services).
-    async fn sync(
-        &mut self,
-        services: &Store<Service>,
-        slices: &Store<EndpointSlice>,
-    ) -> Result<(), ProxyError> {
-        let start = Instant::now();
-        let full = self.full;
-        if self.dirty.remove("") || full {
-            // "" marks "every Service in the store, and every Service
-            // programmed": a relist or a full resync recomputes them all.
-            self.dirty.extend(self.applied.services.keys().cloned());
-            for s in services.state() {
-                self.dirty.insert(rules::service_key(
-                    s.namespace().as_deref().unwrap_or_default(),
-                    &s.name_any(),
-                ));
-            }
-        }
-        let dirty = std::mem::take(&mut self.dirty);
-        let mut slices_by_service: BTreeMap<String, Vec<Arc<EndpointSlice>>> = BTreeMap::new();
-        for slice in slices.state() {
-            if let Some(key) = rules::slice_service_key(&slice) {
-                if dirty.contains(&key) {
-                    slices_by_service.entry(key).or_default().push(slice);
-                }
-            }
-        }
-        let mut computed: BTreeMap<String, ServiceRules> = BTreeMap::new();
-        for key in &dirty {
-            let (namespace, name) = key.split_once('/').unwrap_or_default();
-            let service = services.get(&ObjectRef::new(name).within(namespace));
-            let rules = match service {
-                Some(service) => {
-                    let slices: Vec<&EndpointSlice> = slices_by_service
-                        .get(key)
-                        .map(|v| v.iter().map(Arc::as_ref).collect())
-                        .unwrap_or_default();
-                    rules::service_ruleset(&service, &slices, &self.node)
-                }
-                None => ServiceRules::default(),
-            };
-            computed.insert(key.clone(), rules);
-        }
-
-        let base = rules::base_ruleset(&self.node);
-        // The transaction; it stays empty when nothing changed.
-        let mut script = Script::default();
-        let mut partial = false;
-        if !full {
-            let old = self.applied.union_of(&dirty);
-            let mut new = rules::Ruleset::default();
-            for rules in computed.values() {
-                new.extend(&rules.ruleset);
-            }
-            match sync::diff_transaction(&mut script, &old, &new) {
-                sync::Diff::Unchanged | sync::Diff::Partial => partial = true,
-                sync::Diff::NeedsFullResync => tracing::info!("a change needs a full resync"),
-            }
-        }
-        let full = !partial;
-        if full {
-            // The whole table: what was applied for the Services that did
-            // not change, and what was just computed for those that did.
-            sync::full_transaction(
-                &mut script,
-                std::iter::once(&base)
-                    .chain(
-                        self.applied
-                            .services
-                            .iter()
-                            .filter(|(key, _)| !computed.contains_key(*key))
-                            .map(|(_, rules)| &rules.ruleset),
-                    )
-                    .chain(computed.values().map(|rules| &rules.ruleset)),
-            );
-        }
-        if !script.is_empty() {
-            tracing::debug!(
-                lines = script.len(),
-                full,
-                "nft transaction:\n{}",
-                script.text
-            );
-            if let Err(error) = self.nft.apply(&script.text).await {
-                // Keep the dirty marks for the retry (a full resync).
-                self.dirty.extend(dirty);
-                return Err(error);
-            }
-        }
-
-        // Applied: remember it, clean conntrack, report.
-        if full {
-            self.last_full = Some(Instant::now());
-            self.full = false;
-        }
-        self.applied.base = Some(base);
-        for (key, rules) in computed {
-            let previous = self.applied.services.remove(&key);
-            let old_udp = previous
-                .as_ref()
-                .map(|r| r.udp_ports.as_slice())
-                .unwrap_or_default();
-            for filter in sync::stale_conntrack_filters(old_udp, &rules.udp_ports) {
-                if let Err(error) = self.nft.delete_conntrack(&filter).await {
-                    tracing::warn!(%error, service = %key, "removing stale UDP conntrack entries");
-                }
-            }
-            if rules != ServiceRules::default() {
-                self.applied.services.insert(key, rules);
-            }
-        }
-        let elapsed = start.elapsed().as_secs_f64();
-        self.metrics.sync_duration.observe(elapsed);
-        if full {
-            self.metrics.full_sync_duration.observe(elapsed);
-        } else {
-            self.metrics.partial_sync_duration.observe(elapsed);
-        }
+    /// Network programming latency: from each change the synced Services
+    /// were waiting for to now, when their rules are live.
+    fn programmed(&mut self, synced: &sync::Synced) {
         let now = chrono::Utc::now();
+        let metrics = &self.metrics;
         self.triggers.retain(|(key, at)| {
-            if dirty.contains(key) || full {
+            if synced.full || synced.services.contains(key) {
                 let latency = (now - *at).num_milliseconds().max(0) as f64 / 1000.0;
-                self.metrics.network_programming.observe(latency);
+                metrics.network_programming.observe(latency);
                 false
             } else {
                 true
             }
         });
-        let (chains, rules_count, elements) = self.applied.counts();
-        self.metrics.set_counts(chains, rules_count, elements);
-        self.metrics
-            .services
-            .set(self.applied.services.len() as i64);
-        self.metrics.service_ports.set(
-            self.applied
-                .services
-                .values()
-                .map(|s| s.ports)
-                .sum::<usize>() as i64,
-        );
-        let lines = script.len();
-        self.metrics.last_transaction_lines.set(lines as i64);
-        tracing::info!(
-            full,
-            services = dirty.len(),
-            lines,
-            elapsed_ms = (elapsed * 1000.0) as u64,
-            "service rules synced"
-        );
-        Ok(())
     }
 }
 

@@ -1,5 +1,5 @@
 //! Making the kernel's table match [`rules`](super::rules): diff, then one
-//! atomic `nft -f -` transaction.
+//! atomic nf_tables transaction (sent by [`netlink`](super::netlink)).
 //!
 //! The proxier keeps in memory what it last wrote, Service by Service.
 //! When a Service or one of its EndpointSlices changes, it computes that
@@ -23,105 +23,51 @@
 //! serving are deleted (`conntrack -D`), and so are entries of UDP Service
 //! ports that had no endpoints (they recorded "no rewrite"), as upstream.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::ResourceExt as _;
 use tokio::process::Command;
+use tokio::time::Instant;
 
-use super::nftables::Transaction;
-use super::rules::{self, Ruleset, ServiceRules, UdpServicePort, TABLE};
+use super::metrics::ProxyMetrics;
+use super::netlink::{Batch, Socket};
+use super::nftables::{Script, Transaction};
+use super::rules::{self, NodeContext, Ruleset, ServiceRules, UdpServicePort};
 use super::ProxyError;
 
 /// Even without any sign of drift, the whole table is rewritten this often
 /// (upstream's nftables proxier: hourly).
 pub const FULL_RESYNC_INTERVAL: Duration = Duration::from_secs(3600);
 
-/// Runs `nft` and `conntrack`, in the agent's network namespace or in a
-/// named one (`/run/netns/<name>`, via `nsenter`): tests and benchmarks
-/// program a namespace they made while the agent stays where it can reach
-/// the apiserver.
+/// Runs `conntrack`, in the agent's network namespace or in a named one
+/// (`/run/netns/<name>`, via `nsenter`): tests and benchmarks program a
+/// namespace they made while the agent stays where it can reach the
+/// apiserver.
 #[derive(Debug, Clone, Default)]
-pub struct Nft {
+pub struct Conntrack {
     pub netns: Option<String>,
 }
 
-impl Nft {
-    fn command(&self, program: &str) -> Command {
+impl Conntrack {
+    /// `conntrack -D ARGS`; "no entry matched" is not an error.
+    pub async fn delete(&self, args: &[String]) -> Result<(), ProxyError> {
         let mut command = match &self.netns {
             Some(netns) => {
                 let mut c = Command::new("nsenter");
-                c.arg(format!("--net=/run/netns/{netns}")).arg(program);
+                c.arg(format!("--net=/run/netns/{netns}")).arg("conntrack");
                 c
             }
-            None => Command::new(program),
+            None => Command::new("conntrack"),
         };
-        command.kill_on_drop(true);
-        command
-    }
-
-    /// Sends `script` to `nft -f -`: one atomic transaction.
-    pub async fn apply(&self, script: &str) -> Result<(), ProxyError> {
-        let mut child = self
-            .command("nft")
-            .args(["-f", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|source| ProxyError::Spawn {
-                program: "nft",
-                source,
-            })?;
-        let mut stdin = child.stdin.take().expect("piped stdin");
-        let write = stdin.write_all(script.as_bytes()).await;
-        drop(stdin);
-        let output = child
-            .wait_with_output()
-            .await
-            .map_err(|source| ProxyError::Spawn {
-                program: "nft",
-                source,
-            })?;
-        if !output.status.success() {
-            return Err(ProxyError::Transaction {
-                lines: script.lines().count(),
-                stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
-            });
-        }
-        write.map_err(|source| ProxyError::Spawn {
-            program: "nft",
-            source,
-        })?;
-        Ok(())
-    }
-
-    /// Runs `nft ARGS` and returns its standard output.
-    pub async fn output(&self, args: &[&str]) -> Result<String, ProxyError> {
-        let output = self
-            .command("nft")
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .map_err(|source| ProxyError::Spawn {
-                program: "nft",
-                source,
-            })?;
-        if !output.status.success() {
-            return Err(ProxyError::Nft {
-                args: args.join(" "),
-                stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
-            });
-        }
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-    }
-
-    /// `conntrack -D ARGS`; "no entry matched" is not an error.
-    pub async fn delete_conntrack(&self, args: &[String]) -> Result<(), ProxyError> {
-        let output = self
-            .command("conntrack")
+        let output = command
+            .kill_on_drop(true)
             .arg("-D")
             .args(args)
             .stdin(Stdio::null())
@@ -146,12 +92,15 @@ impl Nft {
 /// skeleton first, then each Service): `table` first, so that `delete
 /// table` has something to delete the first time, then the table again,
 /// then every part's objects.
-pub fn full_transaction<'a>(tx: &mut impl Transaction, parts: impl Iterator<Item = &'a Ruleset>) {
+pub fn full_transaction(
+    tx: &mut impl Transaction,
+    parts: impl IntoIterator<Item = impl Borrow<Ruleset>>,
+) {
     tx.add_table();
     tx.delete_table();
     tx.add_table();
     for part in parts {
-        rules::write_ruleset(tx, part);
+        rules::write_ruleset(tx, part.borrow());
     }
 }
 
@@ -275,22 +224,6 @@ pub fn diff_transaction(tx: &mut impl Transaction, old: &Ruleset, new: &Ruleset)
     }
 }
 
-/// Whether the table still has its dispatch rules: a cheap check for
-/// drift (`nft flush table`, `nft delete table`) that lists one small
-/// chain, not the whole table.
-pub async fn table_looks_intact(nft: &Nft) -> bool {
-    match nft
-        .output(&["list", "chain", "ip", TABLE, rules::SERVICES_CHAIN])
-        .await
-    {
-        Ok(text) => {
-            text.contains(&format!("@{}", rules::SERVICE_IPS_MAP))
-                && text.contains(&format!("@{}", rules::SERVICE_NODEPORTS_MAP))
-        }
-        Err(_) => false,
-    }
-}
-
 /// The `conntrack -D` filters that remove stale UDP entries after the
 /// Service ports `old` became `new` (both for one Service).
 pub fn stale_conntrack_filters(old: &[UdpServicePort], new: &[UdpServicePort]) -> Vec<Vec<String>> {
@@ -360,39 +293,328 @@ pub fn stale_conntrack_filters(old: &[UdpServicePort], new: &[UdpServicePort]) -
     filters
 }
 
-/// What the proxier last wrote, per Service (`namespace/name`), with the
-/// skeleton.
-#[derive(Debug, Default)]
-pub struct Applied {
-    pub base: Option<Ruleset>,
-    pub services: BTreeMap<String, ServiceRules>,
+/// What the proxier last wrote for one Service: not the rules themselves
+/// (at 10,000 Services they would take hundreds of megabytes) but the
+/// objects they were computed from. The rules are a pure function of
+/// them, so the old rules of a changed Service are simply computed again
+/// and compared with the new ones. The objects are the watch cache's own
+/// (shared, `Arc`): an unchanged Service costs a pointer.
+#[derive(Debug, Clone)]
+pub struct AppliedService {
+    pub service: Arc<Service>,
+    pub slices: Vec<Arc<EndpointSlice>>,
+    /// Its UDP ports as programmed (for conntrack cleanup).
+    pub udp_ports: Vec<UdpServicePort>,
+    /// How many ports, chains, rules and elements it programmed (metrics).
+    pub counts: Counts,
 }
 
-impl Applied {
-    /// The union of what the given Services last programmed.
-    pub fn union_of<'a>(&self, keys: impl IntoIterator<Item = &'a String>) -> Ruleset {
-        let mut union = Ruleset::default();
-        for key in keys {
-            if let Some(rules) = self.services.get(key) {
-                union.extend(&rules.ruleset);
-            }
+/// Sizes, for the metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub ports: usize,
+    pub chains: usize,
+    pub rules: usize,
+    pub elements: usize,
+}
+
+impl Counts {
+    fn of(rules: &ServiceRules) -> Counts {
+        Counts {
+            ports: rules.ports,
+            chains: rules.ruleset.chains.len(),
+            rules: rules.ruleset.rule_count(),
+            elements: rules.ruleset.elements.len(),
         }
-        union
     }
 
-    /// Counts for the metrics: (chains, rules, map/set elements).
-    pub fn counts(&self) -> (usize, usize, usize) {
-        let mut counts = (0, 0, 0);
-        let rulesets = self
-            .base
-            .iter()
-            .chain(self.services.values().map(|s| &s.ruleset));
-        for r in rulesets {
-            counts.0 += r.chains.len();
-            counts.1 += r.rule_count();
-            counts.2 += r.elements.len();
+    fn add(&mut self, other: Counts) {
+        self.ports += other.ports;
+        self.chains += other.chains;
+        self.rules += other.rules;
+        self.elements += other.elements;
+    }
+}
+
+/// Recompute every Service (after a relist, or for a full resync).
+pub const ALL_SERVICES: &str = "";
+
+/// What one successful sync did.
+#[derive(Debug)]
+pub struct Synced {
+    /// The table was rewritten as a whole.
+    pub full: bool,
+    /// The Services recomputed (`namespace/name`).
+    pub services: BTreeSet<String>,
+    /// Commands sent (0: nothing had changed).
+    pub commands: usize,
+    /// Their size as netlink messages.
+    pub bytes: usize,
+}
+
+/// The proxy's memory of the table and the way to change it: the netlink
+/// socket, what was last written, and whether the next sync must rewrite
+/// everything.
+pub struct Syncer {
+    socket: Arc<Socket>,
+    conntrack: Conntrack,
+    node: NodeContext,
+    applied: BTreeMap<String, AppliedService>,
+    /// The next sync rewrites the whole table.
+    full: bool,
+    last_full: Option<Instant>,
+    metrics: Arc<ProxyMetrics>,
+}
+
+impl Syncer {
+    /// Opens the nf_tables socket (in `netns`, or here). The first sync
+    /// will be a full one.
+    pub fn new(
+        node: NodeContext,
+        netns: Option<String>,
+        metrics: Arc<ProxyMetrics>,
+    ) -> Result<Syncer, ProxyError> {
+        Ok(Syncer {
+            socket: Arc::new(Socket::open(netns.as_deref())?),
+            conntrack: Conntrack { netns },
+            node,
+            applied: BTreeMap::new(),
+            full: true,
+            last_full: None,
+            metrics,
+        })
+    }
+
+    /// The next sync rewrites the whole table.
+    pub fn force_full(&mut self) {
+        self.full = true;
+    }
+
+    pub fn node(&self) -> &NodeContext {
+        &self.node
+    }
+
+    /// New node labels (its zone): every Service may change, and the old
+    /// rules were computed with the old labels, so rewrite everything.
+    pub fn set_node_labels(&mut self, labels: BTreeMap<String, String>) {
+        if labels != self.node.node_labels {
+            self.node.node_labels = labels;
+            self.full = true;
         }
-        counts
+    }
+
+    /// Whether a drift check is due: the table is old, or its dispatch
+    /// chain lost its rules (`nft flush table ip kube-lite`, `nft delete
+    /// table ...`). Reads one chain, not the table.
+    pub async fn needs_repair(&self) -> bool {
+        if self.full {
+            return false;
+        }
+        if self
+            .last_full
+            .is_none_or(|t| t.elapsed() >= FULL_RESYNC_INTERVAL)
+        {
+            return true;
+        }
+        let expected = rules::base_ruleset(&self.node).chains[rules::SERVICES_CHAIN]
+            .rules
+            .len();
+        let socket = self.socket.clone();
+        let found = tokio::task::spawn_blocking(move || socket.rule_count(rules::SERVICES_CHAIN))
+            .await
+            .map_err(|_| ProxyError::Blocking);
+        !matches!(found, Ok(Ok(n)) if n == expected)
+    }
+
+    /// Brings the table in line with the stores for the Services in
+    /// `dirty` (or all of them: [`ALL_SERVICES`], or a full resync due).
+    /// On failure nothing changed in the kernel, and the next sync is a
+    /// full one.
+    pub async fn sync(
+        &mut self,
+        services: &Store<Service>,
+        slices: &Store<EndpointSlice>,
+        mut dirty: BTreeSet<String>,
+    ) -> Result<Synced, ProxyError> {
+        let start = Instant::now();
+        if dirty.remove(ALL_SERVICES) || self.full {
+            dirty.extend(self.applied.keys().cloned());
+            for s in services.state() {
+                dirty.insert(rules::service_key(
+                    s.namespace().as_deref().unwrap_or_default(),
+                    &s.name_any(),
+                ));
+            }
+        }
+        let mut slices_by_service: BTreeMap<String, Vec<Arc<EndpointSlice>>> = BTreeMap::new();
+        for slice in slices.state() {
+            if let Some(key) = rules::slice_service_key(&slice) {
+                if dirty.contains(&key) {
+                    slices_by_service.entry(key).or_default().push(slice);
+                }
+            }
+        }
+        let current = |key: &String| -> Option<(Arc<Service>, Vec<Arc<EndpointSlice>>)> {
+            let (namespace, name) = key.split_once('/')?;
+            let service = services.get(&ObjectRef::new(name).within(namespace))?;
+            Some((
+                service,
+                slices_by_service.get(key).cloned().unwrap_or_default(),
+            ))
+        };
+
+        // A partial sync: the dirty Services' old rules (computed again
+        // from what was applied) against their new ones.
+        let mut batch = Batch::new();
+        let mut computed: BTreeMap<String, Option<AppliedService>> = BTreeMap::new();
+        let mut full = self.full;
+        if !full {
+            let mut old = Ruleset::default();
+            let mut new = Ruleset::default();
+            for key in &dirty {
+                if let Some(applied) = self.applied.get(key) {
+                    old.extend(&compute(&applied.service, &applied.slices, &self.node).ruleset);
+                }
+                let now = current(key).map(|(service, slices)| {
+                    let rules = compute(&service, &slices, &self.node);
+                    new.extend(&rules.ruleset);
+                    applied_service(service, slices, &rules)
+                });
+                computed.insert(key.clone(), now);
+            }
+            match diff_transaction(&mut batch, &old, &new) {
+                Diff::Unchanged | Diff::Partial => {
+                    if tracing::enabled!(tracing::Level::DEBUG) && !batch.is_empty() {
+                        let mut script = Script::default();
+                        diff_transaction(&mut script, &old, &new);
+                        tracing::debug!("nf_tables transaction, as nft text:\n{}", script.text);
+                    }
+                }
+                Diff::NeedsFullResync => {
+                    tracing::info!("a change needs a full resync");
+                    full = true;
+                }
+            }
+        }
+        if full {
+            // The whole table in one transaction, written Service by
+            // Service so that only one Service's rules are in memory at a
+            // time (the batch itself is the big thing).
+            batch = Batch::new();
+            computed.clear();
+            let base = rules::base_ruleset(&self.node);
+            let all: Vec<String> = dirty.iter().cloned().collect();
+            let parts = std::iter::once(base).chain(all.iter().filter_map(|key| {
+                let (service, slices) = current(key)?;
+                let rules = compute(&service, &slices, &self.node);
+                computed.insert(key.clone(), Some(applied_service(service, slices, &rules)));
+                Some(rules.ruleset)
+            }));
+            full_transaction(&mut batch, parts);
+            for key in &dirty {
+                computed.entry(key.clone()).or_insert(None);
+            }
+        }
+        let commands = batch.len();
+        let bytes = batch.size();
+        if !batch.is_empty() {
+            let socket = self.socket.clone();
+            let result = tokio::task::spawn_blocking(move || socket.commit(batch))
+                .await
+                .map_err(|_| ProxyError::Blocking)?;
+            if let Err(error) = result {
+                self.full = true;
+                return Err(error.into());
+            }
+        }
+
+        // Applied: remember it, clean conntrack, report.
+        if full {
+            self.full = false;
+            self.last_full = Some(Instant::now());
+        }
+        for (key, now) in computed {
+            let previous = self.applied.remove(&key);
+            let old_udp = previous
+                .as_ref()
+                .map(|r| r.udp_ports.as_slice())
+                .unwrap_or_default();
+            let new_udp = now
+                .as_ref()
+                .map(|r| r.udp_ports.as_slice())
+                .unwrap_or_default();
+            for filter in stale_conntrack_filters(old_udp, new_udp) {
+                if let Err(error) = self.conntrack.delete(&filter).await {
+                    tracing::warn!(%error, service = %key, "removing stale UDP conntrack entries");
+                }
+            }
+            if let Some(now) = now.filter(|n| n.counts != Counts::default()) {
+                self.applied.insert(key, now);
+            }
+        }
+        self.report(start, full, commands);
+        tracing::info!(
+            full,
+            services = dirty.len(),
+            commands,
+            bytes,
+            elapsed_ms = start.elapsed().as_millis() as u64,
+            "service rules synced"
+        );
+        Ok(Synced {
+            full,
+            services: dirty,
+            commands,
+            bytes,
+        })
+    }
+
+    fn report(&self, start: Instant, full: bool, commands: usize) {
+        let elapsed = start.elapsed().as_secs_f64();
+        self.metrics.sync_duration.observe(elapsed);
+        if full {
+            self.metrics.full_sync_duration.observe(elapsed);
+        } else {
+            self.metrics.partial_sync_duration.observe(elapsed);
+        }
+        let base = rules::base_ruleset(&self.node);
+        let mut total = Counts {
+            ports: 0,
+            chains: base.chains.len(),
+            rules: base.rule_count(),
+            elements: base.elements.len(),
+        };
+        for applied in self.applied.values() {
+            total.add(applied.counts);
+        }
+        self.metrics
+            .set_counts(total.chains, total.rules, total.elements);
+        self.metrics.services.set(self.applied.len() as i64);
+        self.metrics.service_ports.set(total.ports as i64);
+        self.metrics.last_transaction_lines.set(commands as i64);
+    }
+
+    /// How many Services are programmed.
+    pub fn service_count(&self) -> usize {
+        self.applied.len()
+    }
+}
+
+fn compute(service: &Service, slices: &[Arc<EndpointSlice>], node: &NodeContext) -> ServiceRules {
+    let slices: Vec<&EndpointSlice> = slices.iter().map(Arc::as_ref).collect();
+    rules::service_ruleset(service, &slices, node)
+}
+
+fn applied_service(
+    service: Arc<Service>,
+    slices: Vec<Arc<EndpointSlice>>,
+    rules: &ServiceRules,
+) -> AppliedService {
+    AppliedService {
+        service,
+        slices,
+        udp_ports: rules.udp_ports.clone(),
+        counts: Counts::of(rules),
     }
 }
 
