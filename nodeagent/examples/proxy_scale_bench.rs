@@ -2,14 +2,14 @@
 //!
 //! ```sh
 //! cargo build --release -p nodeagent --examples
-//! sudo target/release/examples/proxy_scale_bench     # PROXY_BENCH_SERVICES=N, PROXY_BENCH_ENDPOINTS=M
+//! sudo target/release/examples/proxy_scale_bench     # PROXY_BENCH_SERVICES=N, PROXY_BENCH_ENDPOINTS=M, PROXY_BENCH_CHANGES=K
 //! ```
 //!
 //! Runs the proxy's own [`Syncer`] - the code the node agent runs - on
 //! watch caches filled with generated Services and EndpointSlices, and
 //! programs a network namespace it creates (`klpxbench<pid>`, deleted at
 //! the end): no traffic, nothing in the machine's own netfilter. Measures
-//! the first full sync, one endpoint change (20 times), the drift probe,
+//! the first full sync, one endpoint change (20 times by default), the drift probe,
 //! and the process's memory (the objects, as the agent's watch caches hold
 //! them, and what the syncer keeps).
 
@@ -93,6 +93,7 @@ async fn main() {
     );
     let n = env("PROXY_BENCH_SERVICES", 10_000);
     let m = env("PROXY_BENCH_ENDPOINTS", 10);
+    let changes = env("PROXY_BENCH_CHANGES", 20);
     let ns = Namespace(format!("klpxbench{}", std::process::id()));
     let status = Command::new("ip")
         .args(["netns", "add", &ns.0])
@@ -137,7 +138,7 @@ async fn main() {
     // stops being ready, then comes back.
     let mut samples = vec![];
     let mut commands = vec![];
-    for round in 0..20 {
+    for round in 0..changes {
         let i = (round * 7919) % n;
         let key = format!("bench/svc{i}");
         let mut changed = (*slices

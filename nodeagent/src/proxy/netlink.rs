@@ -153,7 +153,6 @@ const REG32_02: u32 = 10;
 
 /// nft's data type numbers (its `enum datatypes`), as it records them in
 /// a set's key type; a concatenation is the types shifted by 6 bits each.
-const TYPE_INTEGER: u32 = 4;
 const TYPE_IPADDR: u32 = 7;
 const TYPE_INET_PROTOCOL: u32 = 12;
 const TYPE_INET_SERVICE: u32 = 13;
@@ -472,13 +471,14 @@ impl Batch {
                 self.payload(2, 2, 2, REG32_01);
                 self.lookup(map, None, true);
             }
-            Stmt::NumgenVmap { modulus, map } => {
+            Stmt::NumgenIsZero { modulus } => {
                 self.expr("numgen");
                 self.u32(1, REG_1); // NFTA_NG_DREG
                 self.u32(2, *modulus); // NFTA_NG_MODULUS
                 self.u32(3, 1); // NFTA_NG_TYPE: random
                 self.end_expr();
-                self.lookup(map, None, true);
+                // The number is in host order.
+                self.cmp(REG_1, false, &0u32.to_ne_bytes());
             }
             Stmt::MarkClear(mask) => {
                 self.meta_load(3, REG_1);
@@ -634,8 +634,6 @@ impl Batch {
                 bytes.extend_from_slice(&[0, 0]);
             }
             Key::Address(ip) => bytes.extend_from_slice(&ip.octets()),
-            // numgen's result is a number in host order.
-            Key::Index(i) => bytes.extend_from_slice(&i.to_ne_bytes()),
         }
         self.data_value(NFTA_SET_ELEM_KEY, &bytes);
     }
@@ -675,7 +673,6 @@ impl Transaction for Batch {
                 8,
             ),
             SetType::Addresses | SetType::RecentAddresses { .. } => (0, TYPE_IPADDR, 4),
-            SetType::NumgenVmap { .. } => (NFT_SET_MAP, TYPE_INTEGER, 4),
         };
         if let SetType::RecentAddresses { .. } = set {
             flags |= NFT_SET_TIMEOUT | NFT_SET_EVAL;
@@ -817,25 +814,6 @@ fn set_udata(set: SetType, comment: &str) -> Vec<u8> {
         }
         SetType::Addresses | SetType::RecentAddresses { .. } => {
             udata_record(&mut udata, 0, &u32_(2)); // key byte order: big endian
-        }
-        SetType::NumgenVmap { modulus } => {
-            udata_record(&mut udata, 0, &u32_(1)); // key byte order: host
-            udata_record(&mut udata, 1, &u32_(0));
-            // Key typeof `numgen random mod N` (nft's EXPR_NUMGEN, 23).
-            let mut numgen = vec![];
-            udata_record(&mut numgen, 0, &u32_(1)); // random
-            udata_record(&mut numgen, 1, &u32_(modulus));
-            udata_record(&mut numgen, 2, &u32_(0)); // offset
-            let mut key = vec![];
-            udata_record(&mut key, 0, &u32_(23));
-            udata_record(&mut key, 1, &numgen);
-            udata_record(&mut udata, 3, &key);
-            // Data typeof: a verdict (nft's EXPR_VERDICT, 1).
-            let mut data = vec![];
-            udata_record(&mut data, 0, &u32_(1));
-            udata_record(&mut data, 1, &[]);
-            udata_record(&mut udata, 4, &data);
-            udata_record(&mut udata, 6, &u32_(0));
         }
     }
     udata_record(&mut udata, 7, &nul_terminated(comment));
@@ -1142,11 +1120,6 @@ mod tests {
             },
             "recent clients",
         );
-        tx.add_set(
-            "endpoints-X",
-            SetType::NumgenVmap { modulus: 2 },
-            "endpoint number -> chain",
-        );
         tx.add_chain(
             "nat-output",
             Some(Hook {
@@ -1317,14 +1290,13 @@ mod tests {
                         negate: false,
                         net: ip("10.244.0.0/16"),
                     },
-                    Stmt::NumgenVmap {
-                        modulus: 2,
-                        map: "endpoints-X".into(),
-                    },
+                    Stmt::NumgenIsZero { modulus: 2 },
+                    goto("endpoint-A"),
                 ],
-                "random",
+                "1 in 2",
             ),
         );
+        tx.add_rule("service-X", &rule(vec![goto("endpoint-B")], "the rest"));
         for (chain, ep) in [("endpoint-A", "10.244.1.5"), ("endpoint-B", "10.244.2.7")] {
             tx.add_rule(
                 chain,
@@ -1375,18 +1347,6 @@ mod tests {
             "nodeport",
         );
         tx.add_element("cluster-ips", &Key::Address(a), None, "default/ngx-svc");
-        tx.add_element(
-            "endpoints-X",
-            &Key::Index(0),
-            Some(&Verdict::Goto("endpoint-A".into())),
-            "first",
-        );
-        tx.add_element(
-            "endpoints-X",
-            &Key::Index(1),
-            Some(&Verdict::Goto("endpoint-B".into())),
-            "second",
-        );
     }
 
     #[test]

@@ -22,7 +22,7 @@
 //! and full resyncs against it, once, for both forms.
 //!
 //! Only what kube-proxy's nftables mode needs is here: IPv4, TCP/UDP/SCTP,
-//! five kinds of sets and maps.
+//! four kinds of sets and maps.
 
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -149,10 +149,9 @@ pub enum Stmt {
     ClusterIpVmap(String),
     /// `meta l4proto . th dport vmap @map`.
     NodePortVmap(String),
-    /// `numgen random mod N vmap @map`.
-    NumgenVmap {
+    /// `numgen random mod N 0`: true for one packet in N, at random.
+    NumgenIsZero {
         modulus: u32,
-        map: String,
     },
     /// `mark and MASK == 0`.
     MarkClear(u32),
@@ -180,7 +179,6 @@ impl Stmt {
             Stmt::IpInSet { set, .. }
             | Stmt::ClusterIpVmap(set)
             | Stmt::NodePortVmap(set)
-            | Stmt::NumgenVmap { map: set, .. }
             | Stmt::UpdateSaddr(set) => Some(set),
             _ => None,
         }
@@ -209,9 +207,7 @@ impl fmt::Display for Stmt {
             Stmt::FibLocal(addr) => write!(f, "fib {} type local", addr.name()),
             Stmt::ClusterIpVmap(map) => write!(f, "ip daddr . meta l4proto . th dport vmap @{map}"),
             Stmt::NodePortVmap(map) => write!(f, "meta l4proto . th dport vmap @{map}"),
-            Stmt::NumgenVmap { modulus, map } => {
-                write!(f, "numgen random mod {modulus} vmap @{map}")
-            }
+            Stmt::NumgenIsZero { modulus } => write!(f, "numgen random mod {modulus} 0"),
             Stmt::MarkClear(mask) => write!(f, "mark and {mask:#x} == 0"),
             Stmt::MarkSetOr(bits) => write!(f, "mark set mark or {bits:#x}"),
             Stmt::MarkSetXor(bits) => write!(f, "mark set mark xor {bits:#x}"),
@@ -322,17 +318,13 @@ pub enum SetType {
     /// `type ipv4_addr ; flags dynamic,timeout ; timeout Ns`: addresses
     /// that expire, added by rules (`update @set`).
     RecentAddresses { timeout_seconds: u32 },
-    /// `typeof numgen random mod N : verdict`.
-    NumgenVmap { modulus: u32 },
 }
 
 impl SetType {
     /// `map` (elements have a value) or `set`.
     pub fn kind(self) -> &'static str {
         match self {
-            SetType::ClusterIpPortVmap | SetType::NodePortVmap | SetType::NumgenVmap { .. } => {
-                "map"
-            }
+            SetType::ClusterIpPortVmap | SetType::NodePortVmap => "map",
             SetType::Addresses | SetType::RecentAddresses { .. } => "set",
         }
     }
@@ -350,9 +342,6 @@ impl fmt::Display for SetType {
                 f,
                 "type ipv4_addr ; flags dynamic,timeout ; timeout {timeout_seconds}s"
             ),
-            SetType::NumgenVmap { modulus } => {
-                write!(f, "typeof numgen random mod {modulus} : verdict")
-            }
         }
     }
 }
@@ -366,8 +355,6 @@ pub enum Key {
     NodePort(Proto, u16),
     /// `10.96.0.50`.
     Address(Ipv4Addr),
-    /// `0`: an endpoint's number for `numgen`.
-    Index(u32),
 }
 
 impl fmt::Display for Key {
@@ -376,7 +363,6 @@ impl fmt::Display for Key {
             Key::ClusterIpPort(ip, proto, port) => write!(f, "{ip} . {proto} . {port}"),
             Key::NodePort(proto, port) => write!(f, "{proto} . {port}"),
             Key::Address(ip) => write!(f, "{ip}"),
-            Key::Index(i) => write!(f, "{i}"),
         }
     }
 }

@@ -18,8 +18,8 @@
 //!   (`fib daddr type local`), `l4proto . dport` in `service-nodeports`;
 //! - the map element says `goto` a per-Service-port chain,
 //!   `service-<HASH>-<namespace>/<name>/<protocol>/<port name>`, which
-//!   picks an endpoint at random: `numgen random mod N vmap
-//!   @endpoints-...`, a map `{ 0 : goto endpoint-..., 1 : goto endpoint-... }`;
+//!   picks an endpoint at random: `numgen random mod 2 0 goto endpoint-A`
+//!   (one connection in two), then `goto endpoint-B` (the rest);
 //! - each `endpoint-<HASH>-.../<port name>__<ip>/<port>` chain rewrites the
 //!   destination: `dnat to ip:port`;
 //! - on the way out, `nat-postrouting` -> `masquerading` rewrites the source
@@ -120,11 +120,6 @@ pub const SERVICE_CHAIN_PREFIX: &str = "service-";
 pub const LOCAL_CHAIN_PREFIX: &str = "local-";
 /// Per Service port, where NodePort traffic enters.
 pub const EXTERNAL_CHAIN_PREFIX: &str = "external-";
-/// Per Service port, the verdict map `endpoint number -> goto endpoint
-/// chain` that `numgen random mod N vmap` picks from.
-pub const ENDPOINTS_MAP_PREFIX: &str = "endpoints-";
-/// The same for the "Local" policy chain.
-pub const LOCAL_ENDPOINTS_MAP_PREFIX: &str = "local-endpoints-";
 /// Per endpoint of a Service port: the DNAT.
 pub const ENDPOINT_CHAIN_PREFIX: &str = "endpoint-";
 /// Per endpoint of a ClientIP-affinity Service port: the clients it has
@@ -1120,41 +1115,32 @@ impl PortProgram<'_> {
                 );
             }
         }
-        // The random pick: a named verdict map per Service port, `number
-        // -> goto endpoint chain`. (Upstream writes the map inline, an
-        // anonymous set per Service; the kernel names those by scanning
-        // every set of the table, which makes 10,000 Services take minutes
-        // to load. A named map reads the same in `nft list`, and costs
-        // a few seconds.)
-        let map = if chain.starts_with(LOCAL_CHAIN_PREFIX) {
-            format!("{LOCAL_ENDPOINTS_MAP_PREFIX}{}", info.chain_base)
-        } else {
-            format!("{ENDPOINTS_MAP_PREFIX}{}", info.chain_base)
-        };
+        // The random pick, endpoint by endpoint: the first rule takes 1 in
+        // N of the connections, the next 1 in N-1 of those left, ..., the
+        // last takes the rest - each endpoint gets 1/N. (iptables'
+        // kube-proxy does the same with `statistic mode random
+        // probability`. Upstream's nftables mode uses one verdict map per
+        // Service instead; the kernel finds a named set by walking the
+        // list of all sets, so 10,000 such maps make every change slow.)
         let n = endpoints.len();
-        // (A Service port has far fewer than 2^32 endpoints.)
-        let modulus = u32::try_from(n).unwrap_or(u32::MAX);
-        r.set(
-            &map,
-            SetType::NumgenVmap { modulus },
-            &format!("{}: endpoint number -> endpoint chain", info.label),
-        );
-        for (i, e) in (0..modulus).zip(endpoints) {
-            r.element(
-                &map,
-                Key::Index(i),
-                Some(Verdict::Goto(info.endpoint_chain(e))),
-                &format!("{} -> {}:{}", info.label, e.ip, e.port),
-            );
+        for (i, e) in endpoints.iter().enumerate() {
+            let left = n - i;
+            let to = format!("{} -> {}:{}", info.label, e.ip, e.port);
+            let goto = Stmt::Verdict(Verdict::Goto(info.endpoint_chain(e)));
+            if left > 1 {
+                // (A Service port has far fewer than 2^32 endpoints.)
+                let modulus = u32::try_from(left).unwrap_or(u32::MAX);
+                r.rule(
+                    chain,
+                    vec![Stmt::NumgenIsZero { modulus }, goto],
+                    &format!("{to}: 1 in {left}"),
+                );
+            } else if n == 1 {
+                r.rule(chain, vec![goto], &format!("{to}: the only endpoint"));
+            } else {
+                r.rule(chain, vec![goto], &format!("{to}: the rest"));
+            }
         }
-        r.rule(
-            chain,
-            vec![Stmt::NumgenVmap {
-                modulus,
-                map: map.clone(),
-            }],
-            &format!("{}: {n} endpoints, one at random", info.label),
-        );
     }
 }
 
@@ -1328,18 +1314,12 @@ mod tests {
             "{ENDPOINT_CHAIN_PREFIX}{}",
             hash_and_name("default/ngx-svc/tcp/__10.244.2.7/80")
         );
-        let map = format!(
-            "{ENDPOINTS_MAP_PREFIX}{}",
-            hash_and_name("default/ngx-svc/tcp/")
-        );
         let expected = [
             format!("add chain ip kube-lite {chain} {{ comment \"default/ngx-svc:80 (ClusterIP 10.96.0.50:80, all endpoints)\" ; }}"),
             format!("add chain ip kube-lite {ep1} {{ comment \"default/ngx-svc:80 -> 10.244.1.5:80\" ; }}"),
             format!("add rule ip kube-lite {chain} ip daddr 10.96.0.50 tcp dport 80 ip saddr != 10.244.0.0/16 jump mark-for-masquerade comment \"default/ngx-svc:80: masquerade off-cluster clients\""),
-            format!("add map ip kube-lite {map} {{ typeof numgen random mod 2 : verdict ; comment \"default/ngx-svc:80: endpoint number -> endpoint chain\" ; }}"),
-            format!("add rule ip kube-lite {chain} numgen random mod 2 vmap @{map} comment \"default/ngx-svc:80: 2 endpoints, one at random\""),
-            format!("add element ip kube-lite {map} {{ 0 comment \"default/ngx-svc:80 -> 10.244.1.5:80\" : goto {ep1} }}"),
-            format!("add element ip kube-lite {map} {{ 1 comment \"default/ngx-svc:80 -> 10.244.2.7:80\" : goto {ep2} }}"),
+            format!("add rule ip kube-lite {chain} numgen random mod 2 0 goto {ep1} comment \"default/ngx-svc:80 -> 10.244.1.5:80: 1 in 2\""),
+            format!("add rule ip kube-lite {chain} goto {ep2} comment \"default/ngx-svc:80 -> 10.244.2.7:80: the rest\""),
             format!("add rule ip kube-lite {ep1} ip saddr 10.244.1.5 jump mark-for-masquerade comment \"default/ngx-svc:80 -> 10.244.1.5:80: hairpin\""),
             format!("add rule ip kube-lite {ep1} meta l4proto tcp dnat to 10.244.1.5:80 comment \"default/ngx-svc:80 -> 10.244.1.5:80\""),
             format!("add rule ip kube-lite {ep2} meta l4proto tcp dnat to 10.244.2.7:80 comment \"default/ngx-svc:80 -> 10.244.2.7:80\""),
@@ -1454,16 +1434,16 @@ mod tests {
             .iter()
             .any(|r| r.contains(&format!("{ext} jump mark-for-masquerade"))));
         let local_rules = lines_with(&text, &format!("add rule ip kube-lite {local} "));
-        let local_map = format!(
-            "{LOCAL_ENDPOINTS_MAP_PREFIX}{}",
-            hash_and_name("default/ngx-svc/tcp/")
-        );
+        // Only the local endpoint, taking every connection.
+        assert_eq!(local_rules.len(), 1, "{text}");
         assert!(
-            local_rules[0].contains(&format!("numgen random mod 1 vmap @{local_map}")),
+            local_rules[0].contains(&format!(
+                "goto {}{} comment \"default/ngx-svc:80 -> 10.244.1.5:80: the only endpoint\"",
+                ENDPOINT_CHAIN_PREFIX,
+                hash_and_name("default/ngx-svc/tcp/__10.244.1.5/80")
+            )),
             "{text}"
         );
-        assert!(text.contains(&format!("add element ip kube-lite {local_map} {{ 0 comment \"default/ngx-svc:80 -> 10.244.1.5:80\" : goto endpoint-")), "{text}");
-        assert!(!text.contains(&format!("{local_map} {{ 1 ")), "{text}");
         // No local endpoint on this node: the NodePort drops (clients try
         // a node that has one), the ClusterIP still works.
         let slices = [slice(
@@ -1550,9 +1530,13 @@ mod tests {
             )),
             "{text}"
         );
-        // Affinity before the random pick.
+        // Affinity (one rule per endpoint) before the random pick.
         let rules = lines_with(&text, &format!("add rule ip kube-lite {chain} "));
-        assert!(rules.last().unwrap().contains("numgen random"), "{text}");
+        assert!(
+            rules[1].contains("affinity") && rules[2].contains("affinity"),
+            "{text}"
+        );
+        assert!(rules[3].contains("numgen random mod 2 0"), "{text}");
     }
 
     #[test]

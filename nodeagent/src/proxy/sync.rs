@@ -632,11 +632,15 @@ mod tests {
         }
     }
 
-    fn numgen(modulus: u32, map: &str) -> Vec<Stmt> {
-        vec![Stmt::NumgenVmap {
-            modulus,
-            map: map.into(),
-        }]
+    fn goto(chain: &str) -> Vec<Stmt> {
+        vec![Stmt::Verdict(Verdict::Goto(chain.into()))]
+    }
+
+    fn one_in(modulus: u32, chain: &str) -> Vec<Stmt> {
+        vec![
+            Stmt::NumgenIsZero { modulus },
+            Stmt::Verdict(Verdict::Goto(chain.into())),
+        ]
     }
 
     fn dnat(ip: &str) -> Vec<Stmt> {
@@ -671,33 +675,19 @@ mod tests {
 
     #[test]
     fn one_endpoint_gone_is_a_small_transaction() {
-        let map = |n: u32| Set {
-            ty: SetType::NumgenVmap { modulus: n },
-            comment: "m".into(),
-        };
-        let goto = |chain: &str| Element {
-            value: Some(Verdict::Goto(chain.into())),
-            comment: "e".into(),
-        };
         let mut old = Ruleset::default();
-        old.chains
-            .insert("service-X".into(), chain(vec![numgen(2, "endpoints-X")]));
+        old.chains.insert(
+            "service-X".into(),
+            chain(vec![one_in(2, "endpoint-A"), goto("endpoint-B")]),
+        );
         old.chains
             .insert("endpoint-A".into(), chain(vec![dnat("10.244.1.5")]));
         old.chains
             .insert("endpoint-B".into(), chain(vec![dnat("10.244.2.7")]));
-        old.sets.insert("endpoints-X".into(), map(2));
-        old.elements
-            .insert(("endpoints-X".into(), Key::Index(0)), goto("endpoint-A"));
-        old.elements
-            .insert(("endpoints-X".into(), Key::Index(1)), goto("endpoint-B"));
         let mut new = old.clone();
         new.chains.remove("endpoint-B");
         new.chains
-            .insert("service-X".into(), chain(vec![numgen(1, "endpoints-X")]));
-        new.sets.insert("endpoints-X".into(), map(1));
-        new.elements
-            .remove(&("endpoints-X".to_string(), Key::Index(1)));
+            .insert("service-X".into(), chain(vec![goto("endpoint-A")]));
         let Ok(tx) = diff(&old, &new) else {
             panic!("expected a partial transaction")
         };
@@ -705,10 +695,7 @@ mod tests {
             tx,
             "flush chain ip kube-lite endpoint-B\n\
              flush chain ip kube-lite service-X\n\
-             delete map ip kube-lite endpoints-X\n\
-             add map ip kube-lite endpoints-X { typeof numgen random mod 1 : verdict ; comment \"m\" ; }\n\
-             add rule ip kube-lite service-X numgen random mod 1 vmap @endpoints-X comment \"c\"\n\
-             add element ip kube-lite endpoints-X { 0 comment \"e\" : goto endpoint-A }\n\
+             add rule ip kube-lite service-X goto endpoint-A comment \"c\"\n\
              delete chain ip kube-lite endpoint-B\n"
         );
     }
