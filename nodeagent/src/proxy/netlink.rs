@@ -185,8 +185,14 @@ impl Default for Batch {
 
 impl Batch {
     pub fn new() -> Batch {
+        Batch::with_capacity(4096)
+    }
+
+    /// A batch expected to grow to about `bytes` (a full resync: as big
+    /// as the last one), allocated once.
+    pub fn with_capacity(bytes: usize) -> Batch {
         let mut batch = Batch {
-            buf: Vec::with_capacity(4096),
+            buf: Vec::with_capacity(bytes),
             starts: vec![],
             commands: 0,
             open_elements: None,
@@ -265,10 +271,12 @@ impl Batch {
 
     /// A string attribute: NUL-terminated, as the kernel expects.
     fn str(&mut self, kind: u16, value: &str) {
-        let mut bytes = Vec::with_capacity(value.len() + 1);
-        bytes.extend_from_slice(value.as_bytes());
-        bytes.push(0);
-        self.attr(kind, &bytes);
+        let len = 4 + value.len() + 1;
+        self.buf.extend_from_slice(&(len as u16).to_ne_bytes());
+        self.buf.extend_from_slice(&kind.to_ne_bytes());
+        self.buf.extend_from_slice(value.as_bytes());
+        self.buf.push(0);
+        self.pad();
     }
 
     /// A number attribute: big-endian, as nf_tables expects.
@@ -315,10 +323,15 @@ impl Batch {
 
     /// nftables' "user data": type-length-value records the kernel keeps
     /// for `nft` without reading them. A comment is record 0.
-    fn comment_udata(comment: &str) -> Vec<u8> {
-        let mut udata = vec![];
-        udata_record(&mut udata, 0, &nul_terminated(comment));
-        udata
+    fn comment(&mut self, kind: u16, comment: &str) {
+        // (Comments are cut to 127 bytes when made: the length fits.)
+        let len = 4 + 2 + comment.len() + 1;
+        self.buf.extend_from_slice(&(len as u16).to_ne_bytes());
+        self.buf.extend_from_slice(&kind.to_ne_bytes());
+        self.buf.extend_from_slice(&[0, (comment.len() + 1) as u8]);
+        self.buf.extend_from_slice(comment.as_bytes());
+        self.buf.push(0);
+        self.pad();
     }
 
     // --- expressions ---
@@ -645,7 +658,7 @@ impl Transaction for Batch {
         self.begin(NFT_MSG_NEWTABLE, NLM_F_CREATE);
         self.str(NFTA_TABLE_NAME, TABLE);
         self.u32(NFTA_TABLE_FLAGS, 0);
-        self.attr(NFTA_TABLE_USERDATA, &Batch::comment_udata(TABLE_COMMENT));
+        self.comment(NFTA_TABLE_USERDATA, TABLE_COMMENT);
         self.end_message();
     }
 
@@ -716,7 +729,7 @@ impl Transaction for Batch {
             self.attr(NFTA_HOOK_PRIORITY, &hook.priority.to_be_bytes());
             self.end_nest();
         }
-        self.attr(NFTA_CHAIN_USERDATA, &Batch::comment_udata(comment));
+        self.comment(NFTA_CHAIN_USERDATA, comment);
         self.end_message();
     }
 
@@ -753,7 +766,7 @@ impl Transaction for Batch {
             self.stmt(stmt, &mut anonymous_sets);
         }
         self.end_nest();
-        self.attr(NFTA_RULE_USERDATA, &Batch::comment_udata(&rule.comment));
+        self.comment(NFTA_RULE_USERDATA, &rule.comment);
         self.end_message();
     }
 
@@ -765,7 +778,7 @@ impl Transaction for Batch {
         if let Some(value) = value {
             self.verdict(NFTA_SET_ELEM_DATA, value);
         }
-        self.attr(NFTA_SET_ELEM_USERDATA, &Batch::comment_udata(comment));
+        self.comment(NFTA_SET_ELEM_USERDATA, comment);
         self.end_nest();
     }
 

@@ -350,6 +350,9 @@ pub struct Synced {
     pub commands: usize,
     /// Their size as netlink messages.
     pub bytes: usize,
+    /// How long the kernel took to apply them (the rest of a sync is
+    /// computing and encoding).
+    pub commit_time: Duration,
 }
 
 /// The proxy's memory of the table and the way to change it: the netlink
@@ -363,6 +366,9 @@ pub struct Syncer {
     /// The next sync rewrites the whole table.
     full: bool,
     last_full: Option<Instant>,
+    /// The size of the last full transaction (the next one is allocated
+    /// at that size at once).
+    last_full_bytes: usize,
     metrics: Arc<ProxyMetrics>,
 }
 
@@ -381,6 +387,7 @@ impl Syncer {
             applied: BTreeMap::new(),
             full: true,
             last_full: None,
+            last_full_bytes: 0,
             metrics,
         })
     }
@@ -500,7 +507,7 @@ impl Syncer {
             // The whole table in one transaction, written Service by
             // Service so that only one Service's rules are in memory at a
             // time (the batch itself is the big thing).
-            batch = Batch::new();
+            batch = Batch::with_capacity(self.last_full_bytes + self.last_full_bytes / 8);
             computed.clear();
             let base = rules::base_ruleset(&self.node);
             let all: Vec<String> = dirty.iter().cloned().collect();
@@ -517,6 +524,7 @@ impl Syncer {
         }
         let commands = batch.len();
         let bytes = batch.size();
+        let commit_start = Instant::now();
         if !batch.is_empty() {
             let socket = self.socket.clone();
             let result = tokio::task::spawn_blocking(move || socket.commit(batch))
@@ -528,10 +536,13 @@ impl Syncer {
             }
         }
 
+        let commit_time = commit_start.elapsed();
+
         // Applied: remember it, clean conntrack, report.
         if full {
             self.full = false;
             self.last_full = Some(Instant::now());
+            self.last_full_bytes = bytes;
         }
         for (key, now) in computed {
             let previous = self.applied.remove(&key);
@@ -566,6 +577,7 @@ impl Syncer {
             services: dirty,
             commands,
             bytes,
+            commit_time,
         })
     }
 
