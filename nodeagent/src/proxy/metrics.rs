@@ -5,7 +5,7 @@
 //! `curl <node>:10249/metrics | grep kubeproxy` look the same:
 //!
 //! - `kubeproxy_sync_proxy_rules_duration_seconds`: how long one sync
-//!   (compute, diff, `nft -f`) took; `..._full_...` and `..._partial_...`
+//!   (compute, diff, the kernel applying it) took; `..._full_...` and `..._partial_...`
 //!   split it by kind.
 //! - `kubeproxy_network_programming_duration_seconds`: from the moment a
 //!   change happened in the cluster (the EndpointSlice's

@@ -9,9 +9,10 @@
 //! the reply is rewritten back by conntrack, so the client only ever sees
 //! the ClusterIP. NodePorts work the same way on the node's own addresses.
 //!
-//! Here that table is `ip kube-lite` (upstream: `ip kube-proxy`), written
-//! as text transactions on `nft -f -`, exactly the way upstream's knftables
-//! does it, so `nft list table ip kube-lite` shows what the lesson talks
+//! Here that table is `ip kube-lite` (upstream: `ip kube-proxy`). Its
+//! transactions go to the kernel as nf_tables netlink messages - the same
+//! messages `nft -f` sends, without `nft`'s whole-table read before each
+//! one - so `nft list table ip kube-lite` shows what the lesson talks
 //! about. The packet's way through it is told in this directory's
 //! README.md.
 //!
@@ -20,9 +21,13 @@
 //! - [`rules`]: what the table should hold - a pure function from Services,
 //!   EndpointSlices and this node to chains, maps and rules, unit-tested as
 //!   text.
+//! - [`nftables`]: the statements, sets and keys those rules are made of,
+//!   printable as `nft` text.
 //! - [`sync`]: diffing that against what was last written and sending only
 //!   the difference as one atomic transaction; full resyncs that repair
 //!   drift; removing stale UDP conntrack entries.
+//! - [`netlink`]: a transaction as nf_tables netlink messages, and the
+//!   socket that sends them.
 //! - [`metrics`]: sync duration, network programming latency and table
 //!   size, on `/metrics` of port 10249 like kube-proxy's.
 //!
