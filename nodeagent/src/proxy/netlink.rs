@@ -69,6 +69,9 @@ const NLM_F_DUMP: u16 = 0x300;
 const NLM_F_CREATE: u16 = 0x400;
 const NLM_F_APPEND: u16 = 0x800;
 const NLA_F_NESTED: u16 = 0x8000;
+/// Socket option (level SOL_NETLINK): errors carry only the header of the
+/// failed message.
+const NETLINK_CAP_ACK: nix::libc::c_int = 10;
 const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
 const NFNL_MSG_BATCH_END: u16 = 0x11;
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
@@ -887,9 +890,24 @@ impl Socket {
         .map_err(system("opening a netlink socket to nf_tables"))?;
         socket::bind(fd.as_raw_fd(), &NetlinkAddr::new(0, 0))
             .map_err(system("binding the nf_tables socket"))?;
-        // Room for many error messages, should a big transaction fail.
+        // Room for many error messages, should a big transaction fail, and
+        // each of them only as long as a header (by default an error
+        // carries a copy of the whole failed message).
         socket::setsockopt(&fd, sockopt::RcvBufForce, &(4 << 20))
             .map_err(system("sizing the nf_tables socket"))?;
+        let on: nix::libc::c_int = 1;
+        // SAFETY: `fd` is an open socket, and the option value is a c_int
+        // of the size given.
+        let rc = unsafe {
+            nix::libc::setsockopt(
+                fd.as_raw_fd(),
+                nix::libc::SOL_NETLINK,
+                NETLINK_CAP_ACK,
+                (&on as *const nix::libc::c_int).cast(),
+                std::mem::size_of::<nix::libc::c_int>() as nix::libc::socklen_t,
+            )
+        };
+        Errno::result(rc).map_err(system("asking for short error messages"))?;
         let timeout = nix::sys::time::TimeVal::new(RECEIVE_TIMEOUT.as_secs() as i64, 0);
         socket::setsockopt(&fd, sockopt::ReceiveTimeout, &timeout)
             .map_err(system("setting the nf_tables socket's timeout"))?;
