@@ -194,7 +194,16 @@ impl Batch {
     /// A batch expected to grow to about `bytes` (a full resync: as big
     /// as the last one), allocated once.
     pub fn with_capacity(bytes: usize) -> Batch {
-        let mut batch = Batch {
+        let mut batch = Batch::messages(bytes);
+        // BATCH_BEGIN: "what follows is one transaction of nf_tables".
+        batch.begin_raw(NFNL_MSG_BATCH_BEGIN, 0, 0, NFNL_SUBSYS_NFTABLES);
+        batch.end_message();
+        batch
+    }
+
+    /// Messages that are not a transaction (a request to read).
+    fn messages(bytes: usize) -> Batch {
+        Batch {
             buf: Vec::with_capacity(bytes),
             starts: vec![],
             commands: 0,
@@ -202,11 +211,7 @@ impl Batch {
             message_start: 0,
             nests: vec![],
             next_set_id: 1,
-        };
-        // BATCH_BEGIN: "what follows is one transaction of nf_tables".
-        batch.begin_raw(NFNL_MSG_BATCH_BEGIN, 0, 0, NFNL_SUBSYS_NFTABLES);
-        batch.end_message();
-        batch
+        }
     }
 
     /// Bytes written so far.
@@ -971,15 +976,7 @@ impl Socket {
     /// does not exist). The drift probe: `nft flush table` leaves the
     /// dispatch chain empty.
     pub fn rule_count(&self, chain: &str) -> Result<usize, NetlinkError> {
-        let mut request = Batch {
-            buf: vec![],
-            starts: vec![],
-            commands: 0,
-            open_elements: None,
-            message_start: 0,
-            nests: vec![],
-            next_set_id: 1,
-        };
+        let mut request = Batch::messages(128);
         request.begin(NFT_MSG_GETRULE, NLM_F_DUMP);
         request.str(NFTA_RULE_TABLE, TABLE);
         request.str(NFTA_RULE_CHAIN, chain);

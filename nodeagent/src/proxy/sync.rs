@@ -96,13 +96,22 @@ pub fn full_transaction(
     tx: &mut impl Transaction,
     parts: impl IntoIterator<Item = impl Borrow<Ruleset>>,
 ) {
-    tx.add_table();
-    tx.delete_table();
-    tx.add_table();
+    replace_table(tx);
     for part in parts {
         rules::write_ruleset(tx, part.borrow());
     }
 }
+
+/// The start of a full transaction: an empty table where the old one was.
+pub fn replace_table(tx: &mut impl Transaction) {
+    tx.add_table();
+    tx.delete_table();
+    tx.add_table();
+}
+
+/// A full sync computes this many Services between two yields to the
+/// runtime, so that the agent's other tasks (DNS answers) go on meanwhile.
+const SERVICES_PER_YIELD: usize = 256;
 
 /// What it takes to turn one ruleset into another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -509,17 +518,18 @@ impl Syncer {
             // time (the batch itself is the big thing).
             batch = Batch::with_capacity(self.last_full_bytes + self.last_full_bytes / 8);
             computed.clear();
-            let base = rules::base_ruleset(&self.node);
-            let all: Vec<String> = dirty.iter().cloned().collect();
-            let parts = std::iter::once(base).chain(all.iter().filter_map(|key| {
-                let (service, slices) = current(key)?;
-                let rules = compute(&service, &slices, &self.node);
-                computed.insert(key.clone(), Some(applied_service(service, slices, &rules)));
-                Some(rules.ruleset)
-            }));
-            full_transaction(&mut batch, parts);
-            for key in &dirty {
-                computed.entry(key.clone()).or_insert(None);
+            replace_table(&mut batch);
+            rules::write_ruleset(&mut batch, &rules::base_ruleset(&self.node));
+            for (i, key) in dirty.iter().enumerate() {
+                if i % SERVICES_PER_YIELD == SERVICES_PER_YIELD - 1 {
+                    tokio::task::yield_now().await;
+                }
+                let now = current(key).map(|(service, slices)| {
+                    let rules = compute(&service, &slices, &self.node);
+                    rules::write_ruleset(&mut batch, &rules.ruleset);
+                    applied_service(service, slices, &rules)
+                });
+                computed.insert(key.clone(), now);
             }
         }
         let commands = batch.len();
