@@ -1651,6 +1651,53 @@ mod tests {
     }
 
     #[test]
+    fn the_random_pick_gives_each_endpoint_an_equal_share() {
+        let slices = [slice(
+            "ngx-svc",
+            &[(None, "TCP", 80)],
+            &[
+                ep("10.244.1.5", "worker1"),
+                ep("10.244.2.7", "worker2"),
+                ep("10.244.2.9", "worker2"),
+            ],
+        )];
+        let text = script(&ngx_svc(), &slices);
+        let chain = format!(
+            "{SERVICE_CHAIN_PREFIX}{}",
+            hash_and_name("default/ngx-svc/tcp/")
+        );
+        let endpoint = |ip: &str| {
+            format!(
+                "{ENDPOINT_CHAIN_PREFIX}{}",
+                hash_and_name(&format!("default/ngx-svc/tcp/__{ip}/80"))
+            )
+        };
+        let rules = lines_with(&text, &format!("add rule ip kube-lite {chain} "));
+        // 1/3 to the first; half of the remaining 2/3 to the second; the
+        // rest (1/3) to the third.
+        assert_eq!(rules.len(), 4, "{text}");
+        assert!(
+            rules[1].contains(&format!(
+                "numgen random mod 3 0 goto {}",
+                endpoint("10.244.1.5")
+            )),
+            "{text}"
+        );
+        assert!(
+            rules[2].contains(&format!(
+                "numgen random mod 2 0 goto {}",
+                endpoint("10.244.2.7")
+            )),
+            "{text}"
+        );
+        assert!(
+            rules[3].contains(&format!("{chain} goto {} comment", endpoint("10.244.2.9"))),
+            "{text}"
+        );
+        assert!(rules[3].ends_with(": the rest\""), "{text}");
+    }
+
+    #[test]
     fn terminating_endpoints_only_when_no_ready_ones() {
         let mut draining = ep("10.244.1.5", "worker1");
         draining.ready = false;
