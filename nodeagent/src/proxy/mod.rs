@@ -28,6 +28,7 @@
 //!   drift; removing stale UDP conntrack entries.
 //! - [`netlink`]: a transaction as nf_tables netlink messages, and the
 //!   socket that sends them.
+//! - [`conntrack`]: removing the UDP conntrack entries a change left stale.
 //! - [`metrics`]: sync duration, network programming latency and table
 //!   size, on `/metrics` of port 10249 like kube-proxy's.
 //!
@@ -35,6 +36,7 @@
 //! EndpointSlices, this Node) feed a loop that, after every batch of
 //! changes, recomputes the Services that changed and syncs them.
 
+pub mod conntrack;
 pub mod metrics;
 pub mod netlink;
 pub mod nftables;

@@ -1,10 +1,10 @@
 //! Making the kernel's table match [`rules`](super::rules): diff, then one
 //! atomic nf_tables transaction (sent by [`netlink`](super::netlink)).
 //!
-//! The proxier keeps in memory what it last wrote, Service by Service.
-//! When a Service or one of its EndpointSlices changes, it computes that
-//! Service's new objects, compares them with the old ones and sends only
-//! the difference: one endpoint going away is a handful of lines (flush
+//! The proxier remembers, Service by Service, the objects it last
+//! computed rules from. When a Service or one of its EndpointSlices
+//! changes, it computes that Service's old and new rules, compares them
+//! and sends only the difference: one endpoint going away is a handful of lines (flush
 //! and rewrite one `service-...` chain, delete one `endpoint-...` chain),
 //! whatever the number of other Services. The kernel applies a transaction
 //! all at once or not at all: a failed one leaves the previous rules in
@@ -17,15 +17,11 @@
 //! Established connections are not disturbed: their address rewriting
 //! lives in conntrack, not in the rules.
 //!
-//! UDP has no connections for conntrack to end: a client that keeps
-//! sending from one port keeps hitting the conntrack entry of an endpoint
-//! that is gone. After a sync, entries of UDP endpoints that stopped
-//! serving are deleted (`conntrack -D`), and so are entries of UDP Service
-//! ports that had no endpoints (they recorded "no rewrite"), as upstream.
+//! After a sync, [`conntrack`](super::conntrack) removes the stale UDP
+//! entries of endpoints that went away.
 
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,9 +29,9 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::ResourceExt as _;
-use tokio::process::Command;
 use tokio::time::Instant;
 
+use super::conntrack::{stale_conntrack_filters, Conntrack};
 use super::metrics::ProxyMetrics;
 use super::netlink::{Batch, Socket};
 use super::nftables::{Script, Transaction};
@@ -45,48 +41,6 @@ use super::ProxyError;
 /// Even without any sign of drift, the whole table is rewritten this often
 /// (upstream's nftables proxier: hourly).
 pub const FULL_RESYNC_INTERVAL: Duration = Duration::from_secs(3600);
-
-/// Runs `conntrack`, in the agent's network namespace or in a named one
-/// (`/run/netns/<name>`, via `nsenter`): tests and benchmarks program a
-/// namespace they made while the agent stays where it can reach the
-/// apiserver.
-#[derive(Debug, Clone, Default)]
-pub struct Conntrack {
-    pub netns: Option<String>,
-}
-
-impl Conntrack {
-    /// `conntrack -D ARGS`; "no entry matched" is not an error.
-    pub async fn delete(&self, args: &[String]) -> Result<(), ProxyError> {
-        let mut command = match &self.netns {
-            Some(netns) => {
-                let mut c = Command::new("nsenter");
-                c.arg(format!("--net=/run/netns/{netns}")).arg("conntrack");
-                c
-            }
-            None => Command::new("conntrack"),
-        };
-        let output = command
-            .kill_on_drop(true)
-            .arg("-D")
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .map_err(|source| ProxyError::Spawn {
-                program: "conntrack",
-                source,
-            })?;
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        if output.status.success() || stderr.contains("0 flow entries") {
-            return Ok(());
-        }
-        Err(ProxyError::Conntrack {
-            args: args.join(" "),
-            stderr: stderr.trim().to_string(),
-        })
-    }
-}
 
 /// The transaction that replaces the whole table by `parts` (the
 /// skeleton first, then each Service): `table` first, so that `delete
@@ -231,75 +185,6 @@ pub fn diff_transaction(tx: &mut impl Transaction, old: &Ruleset, new: &Ruleset)
     } else {
         Diff::Partial
     }
-}
-
-/// The `conntrack -D` filters that remove stale UDP entries after the
-/// Service ports `old` became `new` (both for one Service).
-pub fn stale_conntrack_filters(old: &[UdpServicePort], new: &[UdpServicePort]) -> Vec<Vec<String>> {
-    let by_port =
-        |ports: &[UdpServicePort]| -> BTreeMap<(std::net::Ipv4Addr, u16), UdpServicePort> {
-            ports
-                .iter()
-                .map(|p| ((p.cluster_ip, p.port), p.clone()))
-                .collect()
-        };
-    let old = by_port(old);
-    let new = by_port(new);
-    let mut filters = vec![];
-    let s = |v: &dyn ToString| v.to_string();
-    for (key, old_port) in &old {
-        let gone: BTreeSet<_> = match new.get(key) {
-            Some(new_port) => old_port.endpoints.difference(&new_port.endpoints).collect(),
-            None => old_port.endpoints.iter().collect(),
-        };
-        for endpoint in gone {
-            // Entries that were rewritten to the endpoint that is gone.
-            filters.push(vec![
-                s(&"-p"),
-                s(&"udp"),
-                s(&"--orig-dst"),
-                s(&old_port.cluster_ip),
-                s(&"--orig-port-dst"),
-                s(&old_port.port),
-                s(&"--dst-nat"),
-                s(endpoint),
-            ]);
-            if let Some(node_port) = old_port.node_port {
-                filters.push(vec![
-                    s(&"-p"),
-                    s(&"udp"),
-                    s(&"--orig-port-dst"),
-                    s(&node_port),
-                    s(&"--dst-nat"),
-                    s(endpoint),
-                ]);
-            }
-        }
-    }
-    for (key, new_port) in &new {
-        let had_none = old.get(key).is_none_or(|p| p.endpoints.is_empty());
-        if had_none && !new_port.endpoints.is_empty() {
-            // Entries made while the port rejected: they would keep a
-            // client that never changes its source port from the endpoints.
-            filters.push(vec![
-                s(&"-p"),
-                s(&"udp"),
-                s(&"--orig-dst"),
-                s(&new_port.cluster_ip),
-                s(&"--orig-port-dst"),
-                s(&new_port.port),
-            ]);
-            if let Some(node_port) = new_port.node_port {
-                filters.push(vec![
-                    s(&"-p"),
-                    s(&"udp"),
-                    s(&"--orig-port-dst"),
-                    s(&node_port),
-                ]);
-            }
-        }
-    }
-    filters
 }
 
 /// What the proxier last wrote for one Service: not the rules themselves
@@ -789,52 +674,5 @@ mod tests {
         );
         new.chains = old.chains.clone();
         assert!(diff(&old, &new).is_ok());
-    }
-
-    #[test]
-    fn stale_udp_entries() {
-        let port = |eps: &[&str]| UdpServicePort {
-            label: "default/dns:53".into(),
-            cluster_ip: "10.96.0.10".parse().unwrap(),
-            port: 53,
-            node_port: None,
-            endpoints: eps.iter().map(|e| e.parse().unwrap()).collect(),
-        };
-        let filters = stale_conntrack_filters(
-            &[port(&["10.244.1.5", "10.244.2.7"])],
-            &[port(&["10.244.1.5"])],
-        );
-        assert_eq!(
-            filters,
-            vec![[
-                "-p",
-                "udp",
-                "--orig-dst",
-                "10.96.0.10",
-                "--orig-port-dst",
-                "53",
-                "--dst-nat",
-                "10.244.2.7"
-            ]
-            .map(String::from)
-            .to_vec()]
-        );
-        let filters = stale_conntrack_filters(&[port(&[])], &[port(&["10.244.1.5"])]);
-        assert_eq!(
-            filters,
-            vec![[
-                "-p",
-                "udp",
-                "--orig-dst",
-                "10.96.0.10",
-                "--orig-port-dst",
-                "53"
-            ]
-            .map(String::from)
-            .to_vec()]
-        );
-        assert!(
-            stale_conntrack_filters(&[port(&["10.244.1.5"])], &[port(&["10.244.1.5"])]).is_empty()
-        );
     }
 }
