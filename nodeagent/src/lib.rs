@@ -42,6 +42,7 @@
 pub mod dns;
 pub mod echo;
 pub mod images;
+pub mod informer;
 pub mod ipam;
 pub mod network;
 pub mod node;
@@ -236,10 +237,29 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
         &config.cluster_domain,
         config.cluster_dns,
     );
+    // One watch and one cache of Services and EndpointSlices, read by
+    // both the cluster DNS and the service proxy (shared informers).
+    let (services, watch_services) = informer::services(client.clone());
+    let (slices, watch_slices) = informer::endpoint_slices(client.clone());
+    let dns_caches = proxy::Caches {
+        services: services.subscribe(),
+        slices: slices.subscribe(),
+    };
+    let proxy_caches = proxy::Caches {
+        services: services.subscribe(),
+        slices: slices.subscribe(),
+    };
+    let watches = async move {
+        if pod_network {
+            tokio::join!(watch_services, watch_slices);
+            anyhow::bail!("the watches of Services and EndpointSlices ended")
+        }
+        std::future::pending().await
+    };
     let dns_client = client.clone();
     let dns = async move {
         if pod_network {
-            dns::run(dns_client, dns_config).await
+            dns::run_shared(dns_client, dns_config, dns_caches).await
         } else {
             std::future::pending().await
         }
@@ -254,7 +274,7 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
     let proxy_client = client.clone();
     let proxy = async move {
         if pod_network {
-            proxy::run(proxy_client, proxy_config).await
+            proxy::run_shared(proxy_client, proxy_config, proxy_caches).await
         } else {
             std::future::pending().await
         }
@@ -268,6 +288,7 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
         r = kubelet_server => r.context("kubelet server"),
         r = proxy => r.context("service proxy"),
         r = dns => r.context("cluster DNS"),
+        r = watches => r,
     }
 }
 

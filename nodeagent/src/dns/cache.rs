@@ -1,5 +1,7 @@
 //! The watch cache behind the answers: Services, EndpointSlices, Pods and
-//! Namespaces, kept current by kube-rs reflectors.
+//! Namespaces, kept current by kube-rs reflectors (the Services and
+//! EndpointSlices are the agent's shared informers, which the service
+//! proxy reads too: one copy of them in memory).
 //!
 //! A DNS server must answer in microseconds, so it never asks the
 //! apiserver anything while answering. Like CoreDNS's `kubernetes`
@@ -32,6 +34,8 @@ use tokio::sync::watch;
 
 use super::records::{ApiObjects, ClusterZone};
 use super::DnsError;
+use crate::informer::{Notice, Subscription};
+pub use crate::proxy::Caches;
 
 /// The zone as the server sees it: `None` until the caches are filled.
 pub type SharedZone = watch::Receiver<Option<Arc<ClusterZone>>>;
@@ -66,22 +70,23 @@ impl Stores {
 }
 
 /// Follows the API and publishes a new zone on `zone` after every change.
-/// Runs until the watches end (they retry errors themselves, so only
-/// when the client is gone).
+/// Services and EndpointSlices come from the agent's shared informers
+/// (the service proxy reads the same caches); Pods and Namespaces are
+/// watched here. Runs until the watches end (they retry errors
+/// themselves, so only when the client is gone).
 pub async fn follow(
     client: kube::Client,
     origin: Name,
     dns_ip: std::net::Ipv4Addr,
     zone: watch::Sender<Option<Arc<ClusterZone>>>,
+    caches: Caches,
 ) -> Result<(), DnsError> {
     let mut events: SelectAll<BoxStream<'static, Result<Change, watcher::Error>>> =
         SelectAll::new();
-    let (services, writer) = reflector::store::<Service>();
-    events.push(watch_into(Api::all(client.clone()), writer, 0, |_| {}));
-    let (endpoint_slices, writer) = reflector::store::<EndpointSlice>();
-    events.push(watch_into(Api::all(client.clone()), writer, 1, |slice| {
-        slice.metadata.managed_fields = None;
-    }));
+    let services = caches.services.store.clone();
+    events.push(notices_into(caches.services, 0));
+    let endpoint_slices = caches.slices.store.clone();
+    events.push(notices_into(caches.slices, 1));
     // Every Pod of the cluster is cached, so only what a Pod record needs
     // is kept: its namespace, phase and IPs (CoreDNS trims them too).
     let (pods, writer) = reflector::store::<Pod>();
@@ -137,6 +142,25 @@ pub async fn follow(
             }
         }
     }
+}
+
+/// A shared informer's notices as a stream of [`Change`]s.
+fn notices_into<K>(
+    subscription: Subscription<K>,
+    index: usize,
+) -> BoxStream<'static, Result<Change, watcher::Error>>
+where
+    K: kube::Resource<DynamicType = ()> + Send + Sync + 'static,
+{
+    subscription
+        .notices()
+        .map(move |notice| {
+            Ok(match notice {
+                Notice::Applied(_) | Notice::Deleted(_) => Change::Changed,
+                Notice::Listed => Change::Listed(index),
+            })
+        })
+        .boxed()
 }
 
 /// One resource's watch, feeding `writer`'s store, as a stream of

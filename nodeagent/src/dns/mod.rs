@@ -115,8 +115,29 @@ pub enum DnsError {
 /// Runs this node's cluster DNS until it fails: binds the server, fills
 /// the cache, then publishes the `kube-dns` Service and this node's
 /// endpoint - only once it can answer, so that no Pod is sent to a server
-/// that would say SERVFAIL.
+/// that would say SERVFAIL. This one watches Services and EndpointSlices
+/// itself; the agent uses [`run_shared`].
 pub async fn run(client: kube::Client, config: DnsConfig) -> Result<(), DnsError> {
+    let (services, watch_services) = crate::informer::services(client.clone());
+    let (slices, watch_slices) = crate::informer::endpoint_slices(client.clone());
+    let caches = cache::Caches {
+        services: services.subscribe(),
+        slices: slices.subscribe(),
+    };
+    tokio::select! {
+        r = run_shared(client, config, caches) => r,
+        () = watch_services => Err(DnsError::WatchEnded),
+        () = watch_slices => Err(DnsError::WatchEnded),
+    }
+}
+
+/// [`run`], reading the Services and EndpointSlices the agent shares with
+/// the service proxy.
+pub async fn run_shared(
+    client: kube::Client,
+    config: DnsConfig,
+    caches: cache::Caches,
+) -> Result<(), DnsError> {
     let mut origin = Name::from_ascii(&config.cluster_domain).map_err(|e| DnsError::Domain {
         domain: config.cluster_domain.clone(),
         reason: e.to_string(),
@@ -140,7 +161,13 @@ pub async fn run(client: kube::Client, config: DnsConfig) -> Result<(), DnsError
         zone_rx.clone(),
         upstream::Upstream::new(config.upstream.clone()),
     );
-    let cache = cache::follow(client.clone(), origin, config.cluster_dns_ip, zone_tx);
+    let cache = cache::follow(
+        client.clone(),
+        origin,
+        config.cluster_dns_ip,
+        zone_tx,
+        caches,
+    );
     let publish = async {
         let mut synced = zone_rx;
         if synced.wait_for(Option::is_some).await.is_err() {

@@ -32,9 +32,10 @@
 //! - [`metrics`]: sync duration, network programming latency and table
 //!   size, on `/metrics` of port 10249 like kube-proxy's.
 //!
-//! This module ties them together: three kube-rs reflectors (Services,
-//! EndpointSlices, this Node) feed a loop that, after every batch of
-//! changes, recomputes the Services that changed and syncs them.
+//! This module ties them together: the agent's shared watch caches of
+//! Services and EndpointSlices ([`crate::informer`], read by the cluster
+//! DNS too) and a watch of this Node feed a loop that, after every batch
+//! of changes, recomputes the Services that changed and syncs them.
 
 pub mod conntrack;
 pub mod metrics;
@@ -52,7 +53,6 @@ use futures::{FutureExt as _, StreamExt as _};
 use ipnet::Ipv4Net;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::reflector;
 use kube::runtime::{watcher, WatchStreamExt as _};
 use kube::{Api, ResourceExt as _};
@@ -61,6 +61,7 @@ use tokio::time::Instant;
 use self::metrics::ProxyMetrics;
 use self::rules::NodeContext;
 use self::sync::Syncer;
+use crate::informer::{self, Notice, Subscription};
 
 /// The EndpointSlice annotation the controller sets to when the change it
 /// reflects happened (the start of network programming latency).
@@ -136,8 +137,16 @@ pub enum ProxyError {
     WatchEnded(&'static str),
 }
 
+/// The shared watch caches the proxy reads (see [`crate::informer`]).
+pub struct Caches {
+    pub services: Subscription<Service>,
+    pub slices: Subscription<EndpointSlice>,
+}
+
 /// Runs the service proxy until the agent stops: watches, syncs, serves
 /// metrics. Transaction failures are logged and retried, never returned.
+/// This one watches Services and EndpointSlices itself; the agent uses
+/// [`run_shared`].
 pub async fn run(client: kube::Client, config: ProxyConfig) -> Result<(), ProxyError> {
     run_with_metrics(client, config, Arc::new(ProxyMetrics::new())).await
 }
@@ -146,6 +155,36 @@ pub async fn run(client: kube::Client, config: ProxyConfig) -> Result<(), ProxyE
 pub async fn run_with_metrics(
     client: kube::Client,
     config: ProxyConfig,
+    metrics: Arc<ProxyMetrics>,
+) -> Result<(), ProxyError> {
+    let (services, watch_services) = informer::services(client.clone());
+    let (slices, watch_slices) = informer::endpoint_slices(client.clone());
+    let caches = Caches {
+        services: services.subscribe(),
+        slices: slices.subscribe(),
+    };
+    tokio::select! {
+        r = serve(client, config, caches, metrics) => r,
+        () = watch_services => Err(ProxyError::WatchEnded("Services")),
+        () = watch_slices => Err(ProxyError::WatchEnded("EndpointSlices")),
+    }
+}
+
+/// [`run`], reading the Services and EndpointSlices the agent shares with
+/// the cluster DNS (one copy of them in memory, not two).
+pub async fn run_shared(
+    client: kube::Client,
+    config: ProxyConfig,
+    caches: Caches,
+) -> Result<(), ProxyError> {
+    serve(client, config, caches, Arc::new(ProxyMetrics::new())).await
+}
+
+/// The sync loop and the metrics server.
+async fn serve(
+    client: kube::Client,
+    config: ProxyConfig,
+    caches: Caches,
     metrics: Arc<ProxyMetrics>,
 ) -> Result<(), ProxyError> {
     let serve_metrics = {
@@ -165,7 +204,7 @@ pub async fn run_with_metrics(
     let proxier = Proxier::new(client, config, metrics)?;
     tokio::select! {
         r = serve_metrics => r,
-        r = proxier.run() => r,
+        r = proxier.run(caches) => r,
     }
 }
 
@@ -213,30 +252,18 @@ impl Proxier {
         })
     }
 
-    async fn run(mut self) -> Result<(), ProxyError> {
-        let (services, service_writer) = reflector::store::<Service>();
-        let (slices, slice_writer) = reflector::store::<EndpointSlice>();
+    async fn run(mut self, caches: Caches) -> Result<(), ProxyError> {
+        let services = caches.services.store.clone();
+        let slices = caches.slices.store.clone();
+        let service_events = caches
+            .services
+            .notices()
+            .map(|notice| Ok(service_change(&notice)));
+        let slice_events = caches
+            .slices
+            .notices()
+            .map(|notice| Ok(slice_change(&notice)));
         let (_nodes, node_writer) = reflector::store::<Node>();
-        let service_events = reflector::reflector(
-            service_writer,
-            watcher(
-                Api::<Service>::all(self.client.clone()),
-                watcher::Config::default(),
-            )
-            .default_backoff()
-            .modify(|service| trim(&mut service.metadata, rules::TOPOLOGY_MODE_ANNOTATION)),
-        )
-        .map(|event| event.map(|e| service_change(&e)));
-        let slice_events = reflector::reflector(
-            slice_writer,
-            watcher(
-                Api::<EndpointSlice>::all(self.client.clone()),
-                watcher::Config::default(),
-            )
-            .default_backoff()
-            .modify(|slice| trim(&mut slice.metadata, LAST_CHANGE_TRIGGER_TIME)),
-        )
-        .map(|event| event.map(|e| slice_change(&e)));
         let own_node =
             watcher::Config::default().fields(&format!("metadata.name={}", self.config.node_name));
         let node_events = reflector::reflector(
@@ -372,17 +399,6 @@ impl Proxier {
     }
 }
 
-/// Drops what the proxy never reads before an object is cached: its
-/// managed fields and every annotation but `keep` (`kubectl apply` alone
-/// adds a copy of the whole object as an annotation). At 10,000 Services
-/// the watch caches are most of the proxy's memory.
-fn trim(metadata: &mut ObjectMeta, keep: &str) {
-    metadata.managed_fields = None;
-    if let Some(annotations) = metadata.annotations.as_mut() {
-        annotations.retain(|key, _| key == keep);
-    }
-}
-
 async fn sleep_until_opt(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
@@ -390,19 +406,19 @@ async fn sleep_until_opt(at: Option<Instant>) {
     }
 }
 
-fn service_change(event: &watcher::Event<Service>) -> Change {
-    match event {
-        watcher::Event::Apply(s) | watcher::Event::Delete(s) => Change::Service(
-            rules::service_key(s.namespace().as_deref().unwrap_or_default(), &s.name_any()),
-        ),
-        watcher::Event::InitDone => Change::Listed(0),
-        watcher::Event::Init | watcher::Event::InitApply(_) => Change::Nothing,
+fn service_change(notice: &Notice<Service>) -> Change {
+    match notice {
+        Notice::Applied(s) | Notice::Deleted(s) => Change::Service(rules::service_key(
+            s.namespace().as_deref().unwrap_or_default(),
+            &s.name_any(),
+        )),
+        Notice::Listed => Change::Listed(0),
     }
 }
 
-fn slice_change(event: &watcher::Event<EndpointSlice>) -> Change {
-    match event {
-        watcher::Event::Apply(slice) | watcher::Event::Delete(slice) => {
+fn slice_change(notice: &Notice<EndpointSlice>) -> Change {
+    match notice {
+        Notice::Applied(slice) | Notice::Deleted(slice) => {
             let Some(key) = rules::slice_service_key(slice) else {
                 return Change::Nothing;
             };
@@ -413,8 +429,7 @@ fn slice_change(event: &watcher::Event<EndpointSlice>) -> Change {
                 .map(|t| t.with_timezone(&chrono::Utc));
             Change::Slice(key, trigger)
         }
-        watcher::Event::InitDone => Change::Listed(1),
-        watcher::Event::Init | watcher::Event::InitApply(_) => Change::Nothing,
+        Notice::Listed => Change::Listed(1),
     }
 }
 
@@ -425,40 +440,5 @@ fn node_change(event: &watcher::Event<Node>) -> Change {
         }
         watcher::Event::InitDone => Change::Listed(2),
         watcher::Event::Delete(_) | watcher::Event::Init => Change::Nothing,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cached_objects_keep_only_the_annotation_read() {
-        let mut metadata = ObjectMeta {
-            annotations: Some(
-                [
-                    (
-                        LAST_CHANGE_TRIGGER_TIME.to_string(),
-                        "2026-12-03T00:00:00Z".to_string(),
-                    ),
-                    (
-                        "kubectl.kubernetes.io/last-applied-configuration".to_string(),
-                        "{...}".to_string(),
-                    ),
-                ]
-                .into(),
-            ),
-            managed_fields: Some(vec![Default::default()]),
-            ..Default::default()
-        };
-        trim(&mut metadata, LAST_CHANGE_TRIGGER_TIME);
-        assert_eq!(metadata.managed_fields, None);
-        let kept: Vec<&String> = metadata
-            .annotations
-            .iter()
-            .flatten()
-            .map(|(k, _)| k)
-            .collect();
-        assert_eq!(kept, [LAST_CHANGE_TRIGGER_TIME]);
     }
 }
