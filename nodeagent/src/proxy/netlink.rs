@@ -941,9 +941,11 @@ impl Socket {
                 source,
             }
         })?;
+        // The kernel answered during the `send`: every answer is already
+        // queued, so read without waiting until there is none left.
         let mut failure = None;
         let mut acked = false;
-        self.read_answers(|kind, seq, payload| {
+        let overflowed = self.read_answers(MsgFlags::MSG_DONTWAIT, |kind, seq, payload| {
             if kind != NLMSG_ERROR {
                 return true;
             }
@@ -951,14 +953,16 @@ impl Socket {
             if code != 0 && failure.is_none() {
                 failure = Some((seq, Errno::from_raw(-code)));
             }
-            // Every answer comes before the last message's; a batch the
-            // kernel could not even start is answered at the BATCH_BEGIN.
-            if seq == last_seq || seq == 0 {
-                acked = true;
-                return false;
-            }
+            // A batch the kernel could not even start is answered at the
+            // BATCH_BEGIN (sequence 0).
+            acked |= seq == last_seq || seq == 0;
             true
         })?;
+        // Answers beyond the socket's buffer are dropped (the first ones
+        // stay): only a failing batch has that many.
+        if overflowed && failure.is_none() {
+            failure = Some((0, Errno::ENOBUFS));
+        }
         if let Some((seq, errno)) = failure {
             return Err(NetlinkError::Rejected {
                 commands,
@@ -988,7 +992,8 @@ impl Socket {
             }
         })?;
         let mut count = 0;
-        self.read_answers(|kind, _seq, _payload| match kind {
+        // A dump is sent piece by piece as it is read: wait for each.
+        self.read_answers(MsgFlags::empty(), |kind, _seq, _payload| match kind {
             NLMSG_DONE | NLMSG_ERROR => false,
             _ => {
                 count += 1;
@@ -999,16 +1004,27 @@ impl Socket {
     }
 
     /// Reads netlink messages, giving each (type, sequence number, payload)
-    /// to `each` until it returns false.
+    /// to `each` until it returns false - or, with `MSG_DONTWAIT`, until
+    /// none is left. Returns whether the kernel dropped answers that did
+    /// not fit the socket's buffer.
     fn read_answers(
         &self,
+        flags: MsgFlags,
         mut each: impl FnMut(u16, u32, &[u8]) -> bool,
-    ) -> Result<(), NetlinkError> {
+    ) -> Result<bool, NetlinkError> {
         let mut buf = vec![0u8; 1 << 20];
+        let mut overflowed = false;
         loop {
-            let n = match socket::recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+            let n = match socket::recv(self.fd.as_raw_fd(), &mut buf, flags) {
                 Ok(n) => n,
+                Err(Errno::EAGAIN) if flags.contains(MsgFlags::MSG_DONTWAIT) => {
+                    return Ok(overflowed)
+                }
                 Err(Errno::EAGAIN) => return Err(NetlinkError::NoAnswer),
+                Err(Errno::ENOBUFS) => {
+                    overflowed = true;
+                    continue;
+                }
                 Err(Errno::EINTR) => continue,
                 Err(source) => {
                     return Err(NetlinkError::System {
@@ -1027,7 +1043,7 @@ impl Socket {
                 let kind = u16::from_ne_bytes([buf[at + 4], buf[at + 5]]);
                 let seq = u32::from_ne_bytes(buf[at + 8..at + 12].try_into().unwrap_or_default());
                 if !each(kind, seq, &buf[at + 16..at + len]) {
-                    return Ok(());
+                    return Ok(overflowed);
                 }
                 at += (len + 3) & !3;
             }
@@ -1415,10 +1431,20 @@ mod tests {
     fn a_failed_transaction_changes_nothing_and_says_why() {
         let ns = Netns::new("fail");
         let socket = Socket::open(Some(&ns.0)).unwrap();
+        let node = crate::proxy::rules::NodeContext {
+            node_name: "node1".into(),
+            cluster_cidr: "10.244.0.0/16".parse().unwrap(),
+            service_cidr: "10.96.0.0/12".parse().unwrap(),
+            node_labels: Default::default(),
+        };
         let mut batch = Batch::new();
-        batch.add_table();
-        batch.add_chain("a", None, "a");
-        socket.commit(batch).unwrap();
+        crate::proxy::sync::full_transaction(
+            &mut batch,
+            std::iter::once(crate::proxy::rules::base_ruleset(&node)),
+        );
+        socket.commit(batch).expect("the base table applies");
+        let list = ["list", "table", "ip", TABLE];
+        let before = ns.nft(&list, None);
         let mut batch = Batch::new();
         batch.add_chain("b", None, "b");
         batch.add_rule(
@@ -1427,7 +1453,10 @@ mod tests {
         );
         let error = socket.commit(batch).unwrap_err();
         let text = error.to_string();
-        assert!(text.contains("add rule to chain b"), "{text}");
+        assert!(
+            text.contains("add rule to chain b") && text.contains("nothing changed"),
+            "{text}"
+        );
         assert!(
             matches!(
                 error,
@@ -1438,11 +1467,32 @@ mod tests {
             ),
             "{text}"
         );
-        // Chain b was in the same transaction: it is not there.
-        let listing = ns.nft(&["list", "table", "ip", TABLE], None);
+        // Chain b was in the same transaction: nothing of it is there.
+        assert_eq!(ns.nft(&list, None), before);
+        // A big transaction where everything fails still names the first
+        // failure (the answers are short enough to fit the socket).
+        let mut batch = Batch::new();
+        for i in 0..20_000 {
+            batch.add_rule(
+                "services",
+                &Rule::new(
+                    vec![Stmt::Verdict(Verdict::Jump(format!("missing-{i}")))],
+                    "bad",
+                ),
+            );
+        }
+        let error = socket.commit(batch).unwrap_err();
         assert!(
-            listing.contains("chain a") && !listing.contains("chain b"),
-            "{listing}"
+            matches!(
+                error,
+                NetlinkError::Rejected {
+                    errno: Errno::ENOENT,
+                    commands: 20_000,
+                    ..
+                }
+            ),
+            "{error}"
         );
+        assert_eq!(ns.nft(&list, None), before);
     }
 }
