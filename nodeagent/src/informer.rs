@@ -68,15 +68,6 @@ pub struct Informer<K: 'static + kube::Resource<DynamicType = ()>> {
     notices: broadcast::Sender<Notice<K>>,
 }
 
-impl<K: 'static + kube::Resource<DynamicType = ()>> Clone for Informer<K> {
-    fn clone(&self) -> Self {
-        Informer {
-            store: self.store.clone(),
-            notices: self.notices.clone(),
-        }
-    }
-}
-
 /// A consumer's view of an informer: the cache, and its own queue of
 /// notices (it sees every change after it subscribed).
 pub struct Subscription<K: 'static + kube::Resource<DynamicType = ()>> {
@@ -172,20 +163,48 @@ pub fn trim_metadata(metadata: &mut ObjectMeta, keep: &str) {
     }
 }
 
-/// Every Service of the cluster, as the proxy and the DNS need them.
-pub fn services(client: kube::Client) -> (Informer<Service>, impl Future<Output = ()> + Send) {
-    Informer::new(Api::all(client), watcher::Config::default(), |service| {
-        trim_metadata(&mut service.metadata, TOPOLOGY_MODE_ANNOTATION)
-    })
+/// What the service proxy and the cluster DNS both read: every Service
+/// and every EndpointSlice of the cluster.
+pub struct ServiceInformers {
+    services: Informer<Service>,
+    slices: Informer<EndpointSlice>,
 }
 
-/// Every EndpointSlice of the cluster, as the proxy and the DNS need them.
-pub fn endpoint_slices(
-    client: kube::Client,
-) -> (Informer<EndpointSlice>, impl Future<Output = ()> + Send) {
-    Informer::new(Api::all(client), watcher::Config::default(), |slice| {
-        trim_metadata(&mut slice.metadata, LAST_CHANGE_TRIGGER_TIME)
-    })
+/// One consumer's subscription to [`ServiceInformers`].
+pub struct ServiceCaches {
+    pub services: Subscription<Service>,
+    pub slices: Subscription<EndpointSlice>,
+}
+
+impl ServiceInformers {
+    /// The informers, and the future that runs their two watches (it ends
+    /// only if both watches do).
+    pub fn new(client: kube::Client) -> (ServiceInformers, impl Future<Output = ()> + Send) {
+        let (services, watch_services) = Informer::new(
+            Api::all(client.clone()),
+            watcher::Config::default(),
+            |service: &mut Service| trim_metadata(&mut service.metadata, TOPOLOGY_MODE_ANNOTATION),
+        );
+        let (slices, watch_slices) = Informer::new(
+            Api::all(client),
+            watcher::Config::default(),
+            |slice: &mut EndpointSlice| {
+                trim_metadata(&mut slice.metadata, LAST_CHANGE_TRIGGER_TIME)
+            },
+        );
+        let watch = async move {
+            tokio::join!(watch_services, watch_slices);
+        };
+        (ServiceInformers { services, slices }, watch)
+    }
+
+    /// A new consumer of both.
+    pub fn subscribe(&self) -> ServiceCaches {
+        ServiceCaches {
+            services: self.services.subscribe(),
+            slices: self.slices.subscribe(),
+        }
+    }
 }
 
 #[cfg(test)]

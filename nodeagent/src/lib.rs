@@ -239,19 +239,12 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
     );
     // One watch and one cache of Services and EndpointSlices, read by
     // both the cluster DNS and the service proxy (shared informers).
-    let (services, watch_services) = informer::services(client.clone());
-    let (slices, watch_slices) = informer::endpoint_slices(client.clone());
-    let dns_caches = proxy::Caches {
-        services: services.subscribe(),
-        slices: slices.subscribe(),
-    };
-    let proxy_caches = proxy::Caches {
-        services: services.subscribe(),
-        slices: slices.subscribe(),
-    };
+    let (informers, watch) = informer::ServiceInformers::new(client.clone());
+    let dns_caches = informers.subscribe();
+    let proxy_caches = informers.subscribe();
     let watches = async move {
         if pod_network {
-            tokio::join!(watch_services, watch_slices);
+            watch.await;
             anyhow::bail!("the watches of Services and EndpointSlices ended")
         }
         std::future::pending().await

@@ -34,8 +34,7 @@ use tokio::sync::watch;
 
 use super::records::{ApiObjects, ClusterZone};
 use super::DnsError;
-use crate::informer::{Notice, Subscription};
-pub use crate::proxy::Caches;
+use crate::informer::{Notice, ServiceCaches, Subscription};
 
 /// The zone as the server sees it: `None` until the caches are filled.
 pub type SharedZone = watch::Receiver<Option<Arc<ClusterZone>>>;
@@ -79,7 +78,7 @@ pub async fn follow(
     origin: Name,
     dns_ip: std::net::Ipv4Addr,
     zone: watch::Sender<Option<Arc<ClusterZone>>>,
-    caches: Caches,
+    caches: ServiceCaches,
 ) -> Result<(), DnsError> {
     let mut events: SelectAll<BoxStream<'static, Result<Change, watcher::Error>>> =
         SelectAll::new();

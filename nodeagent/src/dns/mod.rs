@@ -50,6 +50,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use hickory_server::proto::rr::Name;
 use tokio::sync::watch;
 
+use crate::informer::{ServiceCaches, ServiceInformers};
+
 /// The DNS port.
 pub const DNS_PORT: u16 = 53;
 
@@ -118,16 +120,11 @@ pub enum DnsError {
 /// that would say SERVFAIL. This one watches Services and EndpointSlices
 /// itself; the agent uses [`run_shared`].
 pub async fn run(client: kube::Client, config: DnsConfig) -> Result<(), DnsError> {
-    let (services, watch_services) = crate::informer::services(client.clone());
-    let (slices, watch_slices) = crate::informer::endpoint_slices(client.clone());
-    let caches = cache::Caches {
-        services: services.subscribe(),
-        slices: slices.subscribe(),
-    };
+    let (informers, watch) = ServiceInformers::new(client.clone());
+    let caches = informers.subscribe();
     tokio::select! {
         r = run_shared(client, config, caches) => r,
-        () = watch_services => Err(DnsError::WatchEnded),
-        () = watch_slices => Err(DnsError::WatchEnded),
+        () = watch => Err(DnsError::WatchEnded),
     }
 }
 
@@ -136,7 +133,7 @@ pub async fn run(client: kube::Client, config: DnsConfig) -> Result<(), DnsError
 pub async fn run_shared(
     client: kube::Client,
     config: DnsConfig,
-    caches: cache::Caches,
+    caches: ServiceCaches,
 ) -> Result<(), DnsError> {
     let mut origin = Name::from_ascii(&config.cluster_domain).map_err(|e| DnsError::Domain {
         domain: config.cluster_domain.clone(),

@@ -61,7 +61,7 @@ use tokio::time::Instant;
 use self::metrics::ProxyMetrics;
 use self::rules::NodeContext;
 use self::sync::Syncer;
-use crate::informer::{self, Notice, Subscription};
+use crate::informer::{Notice, ServiceCaches, ServiceInformers};
 
 /// The EndpointSlice annotation the controller sets to when the change it
 /// reflects happened (the start of network programming latency).
@@ -137,12 +137,6 @@ pub enum ProxyError {
     WatchEnded(&'static str),
 }
 
-/// The shared watch caches the proxy reads (see [`crate::informer`]).
-pub struct Caches {
-    pub services: Subscription<Service>,
-    pub slices: Subscription<EndpointSlice>,
-}
-
 /// Runs the service proxy until the agent stops: watches, syncs, serves
 /// metrics. Transaction failures are logged and retried, never returned.
 /// This one watches Services and EndpointSlices itself; the agent uses
@@ -157,16 +151,11 @@ pub async fn run_with_metrics(
     config: ProxyConfig,
     metrics: Arc<ProxyMetrics>,
 ) -> Result<(), ProxyError> {
-    let (services, watch_services) = informer::services(client.clone());
-    let (slices, watch_slices) = informer::endpoint_slices(client.clone());
-    let caches = Caches {
-        services: services.subscribe(),
-        slices: slices.subscribe(),
-    };
+    let (informers, watch) = ServiceInformers::new(client.clone());
+    let caches = informers.subscribe();
     tokio::select! {
         r = serve(client, config, caches, metrics) => r,
-        () = watch_services => Err(ProxyError::WatchEnded("Services")),
-        () = watch_slices => Err(ProxyError::WatchEnded("EndpointSlices")),
+        () = watch => Err(ProxyError::WatchEnded("Services and EndpointSlices")),
     }
 }
 
@@ -175,7 +164,7 @@ pub async fn run_with_metrics(
 pub async fn run_shared(
     client: kube::Client,
     config: ProxyConfig,
-    caches: Caches,
+    caches: ServiceCaches,
 ) -> Result<(), ProxyError> {
     serve(client, config, caches, Arc::new(ProxyMetrics::new())).await
 }
@@ -184,7 +173,7 @@ pub async fn run_shared(
 async fn serve(
     client: kube::Client,
     config: ProxyConfig,
-    caches: Caches,
+    caches: ServiceCaches,
     metrics: Arc<ProxyMetrics>,
 ) -> Result<(), ProxyError> {
     let serve_metrics = {
@@ -252,7 +241,7 @@ impl Proxier {
         })
     }
 
-    async fn run(mut self, caches: Caches) -> Result<(), ProxyError> {
+    async fn run(mut self, caches: ServiceCaches) -> Result<(), ProxyError> {
         let services = caches.services.store.clone();
         let slices = caches.slices.store.clone();
         let service_events = caches
