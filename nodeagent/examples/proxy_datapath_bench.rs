@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use nodeagent::proxy::netlink::{Batch, Socket};
-use nodeagent::proxy::rules::{self, NodeContext};
+use nodeagent::proxy::rules::NodeContext;
 use nodeagent::proxy::sync;
 use serde_json::json;
 
@@ -263,8 +263,9 @@ async fn main() {
     };
     let mut services = vec![service("echo", "10.96.0.100")];
     let mut slices = vec![slice("echo", &["10.244.2.2", "10.244.2.3"])];
-    let table = rules::desired(&services, &slices, &node);
-    socket.commit(full_batch(&table)).unwrap();
+    socket
+        .commit(full_batch(&services, &slices, &node))
+        .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     report("one Service", measure(&lab.ns("client"), rounds, per_round));
 
@@ -275,8 +276,9 @@ async fn main() {
         slices.push(slice(&name, &["10.244.2.2", "10.244.2.3"]));
     }
     let start = Instant::now();
-    let table = rules::desired(&services, &slices, &node);
-    socket.commit(full_batch(&table)).unwrap();
+    socket
+        .commit(full_batch(&services, &slices, &node))
+        .unwrap();
     println!(
         "programmed {others} other Services in {:.1} s",
         start.elapsed().as_secs_f64()
@@ -287,9 +289,9 @@ async fn main() {
     );
 }
 
-/// The transaction that replaces the table by `table`.
-fn full_batch(table: &rules::Ruleset) -> Batch {
+/// The transaction that replaces the table by these Services'.
+fn full_batch(services: &[Service], slices: &[EndpointSlice], node: &NodeContext) -> Batch {
     let mut batch = Batch::new();
-    sync::full_transaction(&mut batch, std::iter::once(table));
+    sync::write_full_table(&mut batch, services, slices, node);
     batch
 }

@@ -337,7 +337,7 @@ async fn services_in_a_node_namespace() {
             table.contains("comment \"default/ngx-svc:80 -> 10.244.1.2:8080\""),
             "{table}"
         );
-        assert!(table.contains("chain service-"), "{table}");
+        assert!(table.contains("chain pick-1-of-2"), "{table}");
     }))
     .await
     .unwrap();

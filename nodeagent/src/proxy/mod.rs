@@ -38,6 +38,7 @@
 //! of changes, recomputes the Services that changed and syncs them.
 
 pub mod conntrack;
+pub mod endpoints;
 pub mod metrics;
 pub mod netlink;
 pub mod nftables;

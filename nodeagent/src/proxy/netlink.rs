@@ -34,7 +34,7 @@ use nix::errno::Errno;
 use nix::sys::socket::{self, sockopt, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockType};
 
 use super::nftables::{
-    Addr, Hook, Key, Proto, Rule, SetType, Stmt, Transaction, Verdict, TABLE, TABLE_COMMENT,
+    Addr, Hook, Key, Proto, Rule, SetType, Stmt, Transaction, Value, Verdict, TABLE, TABLE_COMMENT,
 };
 
 /// What can go wrong talking to nf_tables.
@@ -88,7 +88,10 @@ const NFT_MSG_DELRULE: u16 = 8;
 const NFT_MSG_NEWSET: u16 = 9;
 const NFT_MSG_DELSET: u16 = 11;
 const NFT_MSG_NEWSETELEM: u16 = 12;
+const NFT_MSG_GETSETELEM: u16 = 13;
 const NFT_MSG_DELSETELEM: u16 = 14;
+/// Deletes an element if it is there (Linux 6.3).
+const NFT_MSG_DESTROYSETELEM: u16 = 30;
 
 // Attributes, by object.
 const NFTA_TABLE_NAME: u16 = 1;
@@ -117,7 +120,6 @@ const NFTA_SET_DATA_TYPE: u16 = 6;
 const NFTA_SET_DATA_LEN: u16 = 7;
 const NFTA_SET_DESC: u16 = 9;
 const NFTA_SET_ID: u16 = 10;
-const NFTA_SET_TIMEOUT: u16 = 11;
 const NFTA_SET_USERDATA: u16 = 13;
 const NFTA_SET_DESC_SIZE: u16 = 1;
 const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
@@ -153,16 +155,47 @@ const REG_1: u32 = 1;
 const REG_2: u32 = 2;
 const REG32_01: u32 = 9;
 const REG32_02: u32 = 10;
+const REG32_03: u32 = 11;
+const REG32_05: u32 = 13;
 
 /// nft's data type numbers (its `enum datatypes`), as it records them in
 /// a set's key type; a concatenation is the types shifted by 6 bits each.
 const TYPE_IPADDR: u32 = 7;
 const TYPE_INET_PROTOCOL: u32 = 12;
 const TYPE_INET_SERVICE: u32 = 13;
+/// A number without a type of its own (a numgen bucket).
+const TYPE_INTEGER: u32 = 4;
+const NFT_SET_TIMEOUT_FLAGS: u32 = NFT_SET_TIMEOUT | NFT_SET_EVAL;
+
+/// A concatenation's type: each field's type, 6 bits each.
+const fn concat_type(types: &[u32]) -> u32 {
+    let mut t = 0;
+    let mut i = 0;
+    while i < types.len() {
+        t = (t << 6) | types[i];
+        i += 1;
+    }
+    t
+}
+
+// nf_tables' conntrack keys (`NFT_CT_*`) and the ct status bit of DNAT.
+const NFT_CT_STATE: u32 = 0;
+const NFT_CT_STATUS: u32 = 2;
+const NFT_CT_PROTO_DST: u32 = 12;
+const NFT_CT_DST_IP: u32 = 20;
+const IPS_DST_NAT: u32 = 0x20;
 
 /// The most a message's attribute of elements may hold (its length field
 /// has 16 bits); a longer run of elements goes on in a new message.
 const MAX_ELEMENTS_BYTES: usize = 60_000;
+
+/// What an element message does to its elements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ElementOp {
+    Add,
+    Delete,
+    Destroy,
+}
 
 /// A transaction being written as nf_tables messages.
 pub struct Batch {
@@ -172,8 +205,8 @@ pub struct Batch {
     starts: Vec<u32>,
     commands: usize,
     /// An element message still open for more elements of the same set:
-    /// (set name, add or delete, where its ELEMENTS attribute starts).
-    open_elements: Option<(String, bool, usize)>,
+    /// (set name, what it does, where its ELEMENTS attribute starts).
+    open_elements: Option<(String, ElementOp, usize)>,
     /// Where the current message and its open attributes start.
     message_start: usize,
     nests: Vec<usize>,
@@ -409,11 +442,52 @@ impl Batch {
         self.end_expr();
     }
 
-    /// `[ immediate reg DREG DATA ]`
-    fn immediate(&mut self, dreg: u32, data: &[u8]) {
-        self.expr("immediate");
-        self.u32(1, dreg); // NFTA_IMMEDIATE_DREG
-        self.data_value(2, data); // NFTA_IMMEDIATE_DATA
+    /// `[ ct load KEY => reg DREG (, dir original) ]`
+    fn ct_load(&mut self, key: u32, direction: Option<u8>, dreg: u32) {
+        self.expr("ct");
+        self.u32(2, key); // NFTA_CT_KEY
+        self.u32(1, dreg); // NFTA_CT_DREG
+        if let Some(direction) = direction {
+            self.attr(3, &[direction]); // NFTA_CT_DIRECTION: 0 original
+        }
+        self.end_expr();
+    }
+
+    /// `[ numgen reg DREG = random mod MODULUS (offset OFFSET) ]`: the
+    /// number is in host order.
+    fn numgen(&mut self, dreg: u32, modulus: u32, offset: u32) {
+        self.expr("numgen");
+        self.u32(1, dreg); // NFTA_NG_DREG
+        self.u32(2, modulus); // NFTA_NG_MODULUS
+        self.u32(3, 1); // NFTA_NG_TYPE: random
+        if offset != 0 {
+            self.u32(4, offset); // NFTA_NG_OFFSET
+        }
+        self.end_expr();
+    }
+
+    /// `[ lookup reg 1 set NAME dreg 1 ]`: a data map; the element's value
+    /// lands in registers 8.. (an endpoint: address in 8, port in 9).
+    fn lookup_data(&mut self, map: &str) {
+        self.expr("lookup");
+        self.str(1, map); // NFTA_LOOKUP_SET
+        self.u32(2, REG_1); // NFTA_LOOKUP_SREG
+        self.u32(3, REG_1); // NFTA_LOOKUP_DREG
+        self.end_expr();
+    }
+
+    /// `[ nat dnat ip addr_min reg 1 addr_max reg 1 proto_min reg 9
+    /// proto_max reg 9 flags 0x3 ]`: to the address in register 8 and the
+    /// port in register 9.
+    fn dnat_from_registers(&mut self) {
+        self.expr("nat");
+        self.u32(1, 1); // NFTA_NAT_TYPE: dnat
+        self.u32(2, u32::from(NFPROTO_IPV4)); // NFTA_NAT_FAMILY
+        self.u32(3, REG_1); // NFTA_NAT_REG_ADDR_MIN
+        self.u32(4, REG_1); // NFTA_NAT_REG_ADDR_MAX
+        self.u32(5, REG32_01); // NFTA_NAT_REG_PROTO_MIN
+        self.u32(6, REG32_01); // NFTA_NAT_REG_PROTO_MAX
+        self.u32(7, 3); // NFTA_NAT_FLAGS: address and port given
         self.end_expr();
     }
 
@@ -440,13 +514,90 @@ impl Batch {
     fn stmt(&mut self, stmt: &Stmt, anonymous_sets: &mut Vec<u32>) {
         match stmt {
             Stmt::CtStateNew => {
-                self.expr("ct");
-                self.u32(2, 0); // NFTA_CT_KEY: NFT_CT_STATE
-                self.u32(1, REG_1); // NFTA_CT_DREG
-                self.end_expr();
+                self.ct_load(NFT_CT_STATE, None, REG_1);
                 // ct state is a bit field in host order; "new" is bit 3.
                 self.bitwise(&8u32.to_ne_bytes(), &[0; 4]);
                 self.cmp(REG_1, true, &[0; 4]);
+            }
+            Stmt::CtStatusDnat => {
+                self.ct_load(NFT_CT_STATUS, None, REG_1);
+                self.bitwise(&IPS_DST_NAT.to_ne_bytes(), &[0; 4]);
+                self.cmp(REG_1, true, &[0; 4]);
+            }
+            Stmt::CtOriginalDaddr { negate, net } => {
+                self.ct_load(NFT_CT_DST_IP, Some(0), REG_1);
+                if net.prefix_len() < 32 {
+                    self.bitwise(&net.netmask().octets(), &[0; 4]);
+                }
+                self.cmp(REG_1, *negate, &net.network().octets());
+            }
+            Stmt::AddressPairInSet(set) => {
+                self.payload(1, 12, 4, REG_1);
+                self.payload(1, 16, 4, REG32_01);
+                self.lookup(set, None, false);
+            }
+            Stmt::OriginalClusterIpVmap(map) => {
+                self.ct_load(NFT_CT_DST_IP, Some(0), REG_1);
+                self.meta_load(16, REG32_01);
+                self.ct_load(NFT_CT_PROTO_DST, Some(0), REG32_02);
+                self.lookup(map, None, true);
+            }
+            Stmt::OriginalNodePortVmap(map) => {
+                self.meta_load(16, REG_1);
+                self.ct_load(NFT_CT_PROTO_DST, Some(0), REG32_01);
+                self.lookup(map, None, true);
+            }
+            Stmt::DnatClusterIpPick { map, modulus } => {
+                // ClusterIP . l4proto . port . bucket in registers 8-11;
+                // the endpoint (address, port) comes back in 8 and 9.
+                self.payload(1, 16, 4, REG_1);
+                self.meta_load(16, REG32_01);
+                self.payload(2, 2, 2, REG32_02);
+                self.numgen(REG32_03, *modulus, 0);
+                self.lookup_data(map);
+                self.dnat_from_registers();
+            }
+            Stmt::DnatNodePortPick {
+                map,
+                modulus,
+                offset,
+            } => {
+                self.meta_load(16, REG_1);
+                self.payload(2, 2, 2, REG32_01);
+                self.numgen(REG32_02, *modulus, *offset);
+                self.lookup_data(map);
+                self.dnat_from_registers();
+            }
+            Stmt::DnatRemembered(map) => {
+                self.payload(1, 12, 4, REG_1);
+                self.payload(1, 16, 4, REG32_01);
+                self.meta_load(16, REG32_02);
+                self.payload(2, 2, 2, REG32_03);
+                self.lookup_data(map);
+                self.dnat_from_registers();
+            }
+            Stmt::RememberClient {
+                map,
+                proto: _,
+                timeout_seconds,
+            } => {
+                // Key: client . original address . l4proto . original
+                // port (registers 8-11); value: where the packet goes now
+                // (registers 12 and 13).
+                self.payload(1, 12, 4, REG_1);
+                self.ct_load(NFT_CT_DST_IP, Some(0), REG32_01);
+                self.meta_load(16, REG32_02);
+                self.ct_load(NFT_CT_PROTO_DST, Some(0), REG32_03);
+                self.payload(1, 16, 4, REG_2);
+                self.payload(2, 2, 2, REG32_05);
+                self.expr("dynset");
+                self.u32(4, REG_1); // NFTA_DYNSET_SREG_KEY
+                self.u32(5, REG_2); // NFTA_DYNSET_SREG_DATA
+                self.u32(3, 1); // NFTA_DYNSET_OP: update
+                let ms = u64::from(*timeout_seconds) * 1000;
+                self.attr(6, &ms.to_be_bytes()); // NFTA_DYNSET_TIMEOUT
+                self.str(1, map); // NFTA_DYNSET_SET_NAME
+                self.end_expr();
             }
             Stmt::Ip { addr, negate, net } => self.ip_match(*addr, *negate, net),
             Stmt::IpInSet { addr, set } => {
@@ -462,14 +613,6 @@ impl Batch {
                 self.meta_load(16, REG_1);
                 let id = anonymous_sets.remove(0);
                 self.lookup("__set%d", Some(id), false);
-            }
-            Stmt::Dport(proto, port) => {
-                // `tcp dport` implies `meta l4proto tcp`: nft writes both,
-                // and hides the first again when it prints the rule.
-                self.meta_load(16, REG_1);
-                self.cmp(REG_1, false, &[proto.number()]);
-                self.payload(2, 2, 2, REG_1);
-                self.cmp(REG_1, false, &port.to_be_bytes());
             }
             Stmt::FibLocal(addr) => {
                 self.expr("fib");
@@ -492,15 +635,6 @@ impl Batch {
                 self.payload(2, 2, 2, REG32_01);
                 self.lookup(map, None, true);
             }
-            Stmt::NumgenIsZero { modulus } => {
-                self.expr("numgen");
-                self.u32(1, REG_1); // NFTA_NG_DREG
-                self.u32(2, *modulus); // NFTA_NG_MODULUS
-                self.u32(3, 1); // NFTA_NG_TYPE: random
-                self.end_expr();
-                // The number is in host order.
-                self.cmp(REG_1, false, &0u32.to_ne_bytes());
-            }
             Stmt::MarkClear(mask) => {
                 self.meta_load(3, REG_1);
                 self.bitwise(&mask.to_ne_bytes(), &[0; 4]);
@@ -519,25 +653,6 @@ impl Batch {
                 self.expr("meta");
                 self.u32(2, 3); // NFTA_META_KEY: mark
                 self.u32(3, REG_1); // NFTA_META_SREG
-                self.end_expr();
-            }
-            Stmt::UpdateSaddr(set) => {
-                self.payload(1, 12, 4, REG_1);
-                self.expr("dynset");
-                self.str(1, set); // NFTA_DYNSET_SET_NAME
-                self.u32(3, 1); // NFTA_DYNSET_OP: update
-                self.u32(4, REG_1); // NFTA_DYNSET_SREG_KEY
-                self.end_expr();
-            }
-            Stmt::Dnat(ip, port) => {
-                self.immediate(REG_1, &ip.octets());
-                self.immediate(REG_2, &port.to_be_bytes());
-                self.expr("nat");
-                self.u32(1, 1); // NFTA_NAT_TYPE: dnat
-                self.u32(2, u32::from(NFPROTO_IPV4)); // NFTA_NAT_FAMILY
-                self.u32(3, REG_1); // NFTA_NAT_REG_ADDR_MIN
-                self.u32(5, REG_2); // NFTA_NAT_REG_PROTO_MIN
-                self.u32(7, 2); // NFTA_NAT_FLAGS: port given
                 self.end_expr();
             }
             Stmt::MasqueradeFullyRandom => {
@@ -612,23 +727,23 @@ impl Batch {
     /// Adds an element to the open element message of the same set and
     /// kind, or opens a new one: a map's elements travel together, as nft
     /// sends them.
-    fn element_message(&mut self, set: &str, add: bool) {
-        if let Some((open_set, open_add, start)) = &self.open_elements {
-            if open_set == set && *open_add == add && self.buf.len() - start < MAX_ELEMENTS_BYTES {
+    fn element_message(&mut self, set: &str, op: ElementOp) {
+        if let Some((open_set, open_op, start)) = &self.open_elements {
+            if open_set == set && *open_op == op && self.buf.len() - start < MAX_ELEMENTS_BYTES {
                 return;
             }
         }
         self.close_elements();
-        if add {
-            self.begin(NFT_MSG_NEWSETELEM, NLM_F_CREATE);
-        } else {
-            self.begin(NFT_MSG_DELSETELEM, 0);
+        match op {
+            ElementOp::Add => self.begin(NFT_MSG_NEWSETELEM, NLM_F_CREATE),
+            ElementOp::Delete => self.begin(NFT_MSG_DELSETELEM, 0),
+            ElementOp::Destroy => self.begin(NFT_MSG_DESTROYSETELEM, 0),
         }
         self.str(NFTA_SET_ELEM_LIST_TABLE, TABLE);
         self.str(NFTA_SET_ELEM_LIST_SET, set);
         let start = self.buf.len();
         self.nest(NFTA_SET_ELEM_LIST_ELEMENTS);
-        self.open_elements = Some((set.to_string(), add, start));
+        self.open_elements = Some((set.to_string(), op, start));
     }
 
     fn close_elements(&mut self) {
@@ -655,8 +770,45 @@ impl Batch {
                 bytes.extend_from_slice(&[0, 0]);
             }
             Key::Address(ip) => bytes.extend_from_slice(&ip.octets()),
+            Key::AddressPair(a, b) => {
+                bytes.extend_from_slice(&a.octets());
+                bytes.extend_from_slice(&b.octets());
+            }
+            Key::ClusterIpBucket(ip, proto, port, bucket) => {
+                bytes.extend_from_slice(&ip.octets());
+                bytes.extend_from_slice(&[proto.number(), 0, 0, 0]);
+                bytes.extend_from_slice(&port.to_be_bytes());
+                bytes.extend_from_slice(&[0, 0]);
+                // numgen's numbers are in host order.
+                bytes.extend_from_slice(&bucket.to_ne_bytes());
+            }
+            Key::NodePortBucket(proto, port, bucket) => {
+                bytes.extend_from_slice(&[proto.number(), 0, 0, 0]);
+                bytes.extend_from_slice(&port.to_be_bytes());
+                bytes.extend_from_slice(&[0, 0]);
+                bytes.extend_from_slice(&bucket.to_ne_bytes());
+            }
+            Key::Client(client, ip, proto, port) => {
+                bytes.extend_from_slice(&client.octets());
+                bytes.extend_from_slice(&ip.octets());
+                bytes.extend_from_slice(&[proto.number(), 0, 0, 0]);
+                bytes.extend_from_slice(&port.to_be_bytes());
+                bytes.extend_from_slice(&[0, 0]);
+            }
         }
         self.data_value(NFTA_SET_ELEM_KEY, &bytes);
+    }
+
+    fn value(&mut self, value: &Value) {
+        match value {
+            Value::Verdict(verdict) => self.verdict(NFTA_SET_ELEM_DATA, verdict),
+            Value::Endpoint(ip, port) => {
+                let mut bytes = [0u8; 8];
+                bytes[..4].copy_from_slice(&ip.octets());
+                bytes[4..6].copy_from_slice(&port.to_be_bytes());
+                self.data_value(NFTA_SET_ELEM_DATA, &bytes);
+            }
+        }
     }
 }
 
@@ -682,36 +834,61 @@ impl Transaction for Batch {
         self.begin(NFT_MSG_NEWSET, NLM_F_CREATE);
         self.str(NFTA_SET_TABLE, TABLE);
         self.str(NFTA_SET_NAME, name);
-        let (mut flags, key_type, key_len) = match set {
+        let ip = TYPE_IPADDR;
+        let proto = TYPE_INET_PROTOCOL;
+        let service = TYPE_INET_SERVICE;
+        let endpoint = Some((concat_type(&[ip, service]), 8));
+        // Flags, key type and length (each field of a concatenation takes
+        // whole 4-byte registers), data type and length.
+        let (flags, key_type, key_len, data) = match set {
             SetType::ClusterIpPortVmap => (
                 NFT_SET_MAP,
-                (TYPE_IPADDR << 12) | (TYPE_INET_PROTOCOL << 6) | TYPE_INET_SERVICE,
+                concat_type(&[ip, proto, service]),
                 12,
+                Some((NFT_DATA_VERDICT, 0)),
             ),
             SetType::NodePortVmap => (
                 NFT_SET_MAP,
-                (TYPE_INET_PROTOCOL << 6) | TYPE_INET_SERVICE,
+                concat_type(&[proto, service]),
                 8,
+                Some((NFT_DATA_VERDICT, 0)),
             ),
-            SetType::Addresses | SetType::RecentAddresses { .. } => (0, TYPE_IPADDR, 4),
+            SetType::Addresses => (0, ip, 4, None),
+            SetType::AddressPairs => (0, concat_type(&[ip, ip]), 8, None),
+            SetType::ClusterIpEndpoints => (
+                NFT_SET_MAP,
+                concat_type(&[ip, proto, service, TYPE_INTEGER]),
+                16,
+                endpoint,
+            ),
+            SetType::NodePortEndpoints => (
+                NFT_SET_MAP,
+                concat_type(&[proto, service, TYPE_INTEGER]),
+                12,
+                endpoint,
+            ),
+            SetType::RememberedClients { .. } => (
+                NFT_SET_MAP | NFT_SET_TIMEOUT_FLAGS,
+                concat_type(&[ip, ip, proto, service]),
+                16,
+                endpoint,
+            ),
         };
-        if let SetType::RecentAddresses { .. } = set {
-            flags |= NFT_SET_TIMEOUT | NFT_SET_EVAL;
-        }
         self.u32(NFTA_SET_FLAGS, flags);
         self.u32(NFTA_SET_KEY_TYPE, key_type);
         self.u32(NFTA_SET_KEY_LEN, key_len);
+        if let Some((data_type, data_len)) = data {
+            self.u32(NFTA_SET_DATA_TYPE, data_type);
+            self.u32(NFTA_SET_DATA_LEN, data_len);
+        }
         // The kernel wants an id on every new set (rules of the same batch
         // may refer to it by id); ours refer by name.
         self.u32(NFTA_SET_ID, self.next_set_id);
         self.next_set_id += 1;
-        if flags & NFT_SET_MAP != 0 {
-            self.u32(NFTA_SET_DATA_TYPE, NFT_DATA_VERDICT);
-            self.u32(NFTA_SET_DATA_LEN, 0);
-        }
-        if let SetType::RecentAddresses { timeout_seconds } = set {
-            let ms = u64::from(timeout_seconds) * 1000;
-            self.attr(NFTA_SET_TIMEOUT, &ms.to_be_bytes());
+        if let SetType::RememberedClients { size } = set {
+            self.nest(NFTA_SET_DESC);
+            self.u32(NFTA_SET_DESC_SIZE, size);
+            self.end_nest();
         }
         self.attr(NFTA_SET_USERDATA, &set_udata(set, comment));
         self.end_message();
@@ -778,13 +955,13 @@ impl Transaction for Batch {
         self.end_message();
     }
 
-    fn add_element(&mut self, set: &str, key: &Key, value: Option<&Verdict>, comment: &str) {
+    fn add_element(&mut self, set: &str, key: &Key, value: Option<&Value>, comment: &str) {
         self.commands += 1;
-        self.element_message(set, true);
+        self.element_message(set, ElementOp::Add);
         self.nest(NFTA_LIST_ELEM);
         self.key(key);
         if let Some(value) = value {
-            self.verdict(NFTA_SET_ELEM_DATA, value);
+            self.value(value);
         }
         self.comment(NFTA_SET_ELEM_USERDATA, comment);
         self.end_nest();
@@ -792,7 +969,15 @@ impl Transaction for Batch {
 
     fn delete_element(&mut self, set: &str, key: &Key) {
         self.commands += 1;
-        self.element_message(set, false);
+        self.element_message(set, ElementOp::Delete);
+        self.nest(NFTA_LIST_ELEM);
+        self.key(key);
+        self.end_nest();
+    }
+
+    fn destroy_element(&mut self, set: &str, key: &Key) {
+        self.commands += 1;
+        self.element_message(set, ElementOp::Destroy);
         self.nest(NFTA_LIST_ELEM);
         self.key(key);
         self.end_nest();
@@ -817,28 +1002,117 @@ fn udata_record(out: &mut Vec<u8>, kind: u8, value: &[u8]) {
 }
 
 /// What nft 1.0.6 stores with a set for its own printing: the byte order
-/// of keys and values, what the key is "typeof", and the comment.
+/// of keys and values, what they are "typeof", and the comment.
 fn set_udata(set: SetType, comment: &str) -> Vec<u8> {
     let mut udata = vec![];
     let u32_ = |v: u32| v.to_ne_bytes();
+    // Record numbers (nft's NFTNL_UDATA_SET_*).
+    const KEY_BYTEORDER: u8 = 0;
+    const DATA_BYTEORDER: u8 = 1;
+    const KEY_TYPEOF: u8 = 3;
+    const DATA_TYPEOF: u8 = 4;
+    const DATA_INTERVAL: u8 = 6;
+    const COMMENT: u8 = 7;
+    // A concatenation declared with `type`: nft prints the declared types.
+    let untyped = || Typeof::Concat(vec![]).udata();
+    let endpoint = || Typeof::Concat(vec![Typeof::IP_DADDR, Typeof::TH_DPORT]).udata();
     match set {
-        SetType::ClusterIpPortVmap | SetType::NodePortVmap => {
-            udata_record(&mut udata, 0, &u32_(0)); // key byte order: mixed
-            udata_record(&mut udata, 1, &u32_(0)); // data byte order
-                                                   // "typeof" a concatenation (nft's EXPR_CONCAT, 13) of nothing:
-                                                   // nft prints the declared `type` instead.
-            let mut concat = vec![];
-            udata_record(&mut concat, 0, &u32_(13));
-            udata_record(&mut concat, 1, &[]);
-            udata_record(&mut udata, 3, &concat);
-            udata_record(&mut udata, 6, &u32_(0)); // data is no interval
+        SetType::Addresses => {
+            udata_record(&mut udata, KEY_BYTEORDER, &u32_(2)); // big endian
         }
-        SetType::Addresses | SetType::RecentAddresses { .. } => {
-            udata_record(&mut udata, 0, &u32_(2)); // key byte order: big endian
+        SetType::AddressPairs => {
+            udata_record(&mut udata, KEY_BYTEORDER, &u32_(0)); // mixed
+            udata_record(&mut udata, KEY_TYPEOF, &untyped());
+        }
+        SetType::ClusterIpPortVmap | SetType::NodePortVmap => {
+            udata_record(&mut udata, KEY_BYTEORDER, &u32_(0));
+            udata_record(&mut udata, DATA_BYTEORDER, &u32_(0));
+            udata_record(&mut udata, KEY_TYPEOF, &untyped());
+            udata_record(&mut udata, DATA_INTERVAL, &u32_(0));
+        }
+        SetType::RememberedClients { .. } => {
+            udata_record(&mut udata, KEY_BYTEORDER, &u32_(0));
+            udata_record(&mut udata, DATA_BYTEORDER, &u32_(0));
+            udata_record(&mut udata, KEY_TYPEOF, &untyped());
+            udata_record(&mut udata, DATA_TYPEOF, &untyped());
+            udata_record(&mut udata, DATA_INTERVAL, &u32_(0));
+        }
+        SetType::ClusterIpEndpoints | SetType::NodePortEndpoints => {
+            let mut key = vec![];
+            if set == SetType::ClusterIpEndpoints {
+                key.push(Typeof::IP_DADDR);
+            }
+            key.extend([Typeof::META_L4PROTO, Typeof::TH_DPORT, Typeof::NumgenRandom]);
+            udata_record(&mut udata, KEY_BYTEORDER, &u32_(0));
+            udata_record(&mut udata, DATA_BYTEORDER, &u32_(0));
+            udata_record(&mut udata, KEY_TYPEOF, &Typeof::Concat(key).udata());
+            udata_record(&mut udata, DATA_TYPEOF, &endpoint());
+            udata_record(&mut udata, DATA_INTERVAL, &u32_(0));
         }
     }
-    udata_record(&mut udata, 7, &nul_terminated(comment));
+    udata_record(&mut udata, COMMENT, &nul_terminated(comment));
     udata
+}
+
+/// An expression as nft describes it in a set's "typeof" user data (what
+/// `typeof ip daddr . th dport` is made of), so that `nft list` prints the
+/// set as it was declared.
+enum Typeof {
+    /// A header field: nft's protocol description and field numbers.
+    Payload {
+        desc: u32,
+        field: u32,
+    },
+    /// `meta KEY`.
+    Meta(u32),
+    /// `numgen random mod 1`.
+    NumgenRandom,
+    Concat(Vec<Typeof>),
+}
+
+impl Typeof {
+    /// `ip daddr`.
+    const IP_DADDR: Typeof = Typeof::Payload {
+        desc: 12,
+        field: 12,
+    };
+    /// `th dport`.
+    const TH_DPORT: Typeof = Typeof::Payload { desc: 11, field: 2 };
+    /// `meta l4proto`.
+    const META_L4PROTO: Typeof = Typeof::Meta(16);
+
+    /// Record 0: nft's expression type; record 1: its description.
+    fn udata(&self) -> Vec<u8> {
+        let u32_ = |v: u32| v.to_ne_bytes();
+        let mut data = vec![];
+        let kind = match self {
+            Typeof::Payload { desc, field } => {
+                udata_record(&mut data, 0, &u32_(*desc));
+                udata_record(&mut data, 1, &u32_(*field));
+                7
+            }
+            Typeof::Meta(key) => {
+                udata_record(&mut data, 0, &u32_(*key));
+                9
+            }
+            Typeof::NumgenRandom => {
+                udata_record(&mut data, 0, &u32_(1)); // random
+                udata_record(&mut data, 1, &u32_(1)); // mod 1
+                udata_record(&mut data, 2, &u32_(0)); // offset 0
+                23
+            }
+            Typeof::Concat(fields) => {
+                for (i, field) in fields.iter().enumerate() {
+                    udata_record(&mut data, i as u8, &field.udata());
+                }
+                13
+            }
+        };
+        let mut out = vec![];
+        udata_record(&mut out, 0, &u32_(kind));
+        udata_record(&mut out, 1, &data);
+        out
+    }
 }
 
 /// How long to wait for the kernel's answer (it comes during the `send`;
@@ -1003,6 +1277,56 @@ impl Socket {
         Ok(count)
     }
 
+    /// The entries of a map of remembered clients
+    /// ([`SetType::RememberedClients`]) as they are now: the packet path
+    /// adds them, so only the kernel knows them. One dump.
+    pub fn map_entries(&self, map: &str) -> Result<Vec<(Key, Value)>, NetlinkError> {
+        let mut request = Batch::messages(128);
+        request.begin(NFT_MSG_GETSETELEM, NLM_F_DUMP);
+        request.str(NFTA_SET_ELEM_LIST_TABLE, TABLE);
+        request.str(NFTA_SET_ELEM_LIST_SET, map);
+        request.end_message();
+        socket::send(self.fd.as_raw_fd(), &request.buf, MsgFlags::empty()).map_err(|source| {
+            NetlinkError::System {
+                action: format!("asking for the elements of {map}"),
+                source,
+            }
+        })?;
+        let mut entries = vec![];
+        self.read_answers(MsgFlags::empty(), |kind, _seq, payload| {
+            if kind == NLMSG_DONE || kind == NLMSG_ERROR {
+                return false;
+            }
+            // After the 4-byte nfgenmsg: table, set, ELEMENTS.
+            for (attr, value) in attributes(payload.get(4..).unwrap_or_default()) {
+                if attr != NFTA_SET_ELEM_LIST_ELEMENTS {
+                    continue;
+                }
+                for (_, element) in attributes(value) {
+                    let mut key = None;
+                    let mut data = None;
+                    for (attr, value) in attributes(element) {
+                        let bytes = attributes(value)
+                            .find(|(a, _)| *a == NFTA_DATA_VALUE)
+                            .map(|(_, v)| v);
+                        match attr {
+                            NFTA_SET_ELEM_KEY => key = bytes,
+                            NFTA_SET_ELEM_DATA => data = bytes,
+                            _ => {}
+                        }
+                    }
+                    if let (Some(key), Some(data)) = (key, data) {
+                        if let Some(entry) = client_entry(key, data) {
+                            entries.push(entry);
+                        }
+                    }
+                }
+            }
+            true
+        })?;
+        Ok(entries)
+    }
+
     /// Reads netlink messages, giving each (type, sequence number, payload)
     /// to `each` until it returns false - or, with `MSG_DONTWAIT`, until
     /// none is left. Returns whether the kernel dropped answers that did
@@ -1051,6 +1375,41 @@ impl Socket {
     }
 }
 
+/// The attributes in `bytes`: (type without flags, value).
+fn attributes(bytes: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let header = bytes.get(at..at + 4)?;
+        let len = u16::from_ne_bytes([header[0], header[1]]) as usize;
+        let kind = u16::from_ne_bytes([header[2], header[3]]) & !NLA_F_NESTED;
+        if len < 4 {
+            return None;
+        }
+        let value = bytes.get(at + 4..at + len)?;
+        at += (len + 3) & !3;
+        Some((kind, value))
+    })
+}
+
+/// `client . address . protocol . port : endpoint . port` from a
+/// remembered client's key (16 bytes) and value (8 bytes).
+fn client_entry(key: &[u8], data: &[u8]) -> Option<(Key, Value)> {
+    let ip = |b: &[u8]| -> Option<std::net::Ipv4Addr> {
+        Some(<[u8; 4]>::try_from(b.get(..4)?).ok()?.into())
+    };
+    let port = |b: &[u8]| -> Option<u16> { Some(u16::from_be_bytes(b.get(..2)?.try_into().ok()?)) };
+    let proto = match *key.get(8)? {
+        6 => Proto::Tcp,
+        17 => Proto::Udp,
+        132 => Proto::Sctp,
+        _ => return None,
+    };
+    Some((
+        Key::Client(ip(key)?, ip(key.get(4..)?)?, proto, port(key.get(12..)?)?),
+        Value::Endpoint(ip(data)?, port(data.get(4..)?)?),
+    ))
+}
+
 /// "add rule to chain X", from the failed message's bytes.
 fn describe(buf: &[u8], starts: &[u32], seq: u32) -> String {
     let Some(start) = seq.checked_sub(1).and_then(|i| starts.get(i as usize)) else {
@@ -1070,6 +1429,7 @@ fn describe(buf: &[u8], starts: &[u32], seq: u32) -> String {
         NFT_MSG_DELSET => ("delete set", NFTA_SET_NAME),
         NFT_MSG_NEWSETELEM => ("add elements to", NFTA_SET_ELEM_LIST_SET),
         NFT_MSG_DELSETELEM => ("delete elements from", NFTA_SET_ELEM_LIST_SET),
+        NFT_MSG_DESTROYSETELEM => ("destroy elements of", NFTA_SET_ELEM_LIST_SET),
         _ => ("message", 0),
     };
     // The top-level attributes follow the 16-byte header and 4-byte nfgenmsg.
@@ -1096,7 +1456,7 @@ mod tests {
     //! These tests program real tables, in network namespaces they create
     //! (`ip netns add`), and need root.
     use super::*;
-    use crate::proxy::nftables::{HookPoint, Script};
+    use crate::proxy::nftables::Script;
     use std::process::Command;
 
     /// A network namespace for one test, deleted when dropped.
@@ -1144,253 +1504,91 @@ mod tests {
         }
     }
 
-    /// One of everything the proxy writes.
+    /// One of everything the proxy writes: the skeleton, every kind of
+    /// shared chain, every kind of element.
     fn everything(tx: &mut impl Transaction) {
+        use crate::proxy::rules::{self, SharedChain};
+        let node = crate::proxy::rules::NodeContext {
+            node_name: "node1".into(),
+            cluster_cidr: "10.244.0.0/16".parse().unwrap(),
+            service_cidr: "10.96.0.0/12".parse().unwrap(),
+            node_labels: Default::default(),
+        };
         let ip = |s: &str| s.parse().unwrap();
         tx.add_table();
         tx.delete_table();
         tx.add_table();
-        tx.add_set(
-            "service-ips",
-            SetType::ClusterIpPortVmap,
-            "ClusterIP traffic",
-        );
-        tx.add_set("service-nodeports", SetType::NodePortVmap, "NodePorts");
-        tx.add_set("cluster-ips", SetType::Addresses, "ClusterIPs in use");
-        tx.add_set(
-            "affinity-X",
-            SetType::RecentAddresses {
-                timeout_seconds: 60,
-            },
-            "recent clients",
-        );
-        tx.add_chain(
-            "nat-output",
-            Some(Hook {
-                nat: true,
-                point: HookPoint::Output,
-                priority: -100,
-            }),
-            "base",
-        );
-        tx.add_chain(
-            "filter-forward",
-            Some(Hook {
-                nat: false,
-                point: HookPoint::Forward,
-                priority: -110,
-            }),
-            "filter",
-        );
-        tx.add_chain(
-            "nat-postrouting",
-            Some(Hook {
-                nat: true,
-                point: HookPoint::Postrouting,
-                priority: 100,
-            }),
-            "leaving",
-        );
+        rules::write_ruleset(tx, &rules::base_ruleset(&node));
         for chain in [
-            "services",
-            "mark-for-masquerade",
-            "masquerading",
-            "reject-chain",
-            "service-X",
-            "endpoint-A",
-            "endpoint-B",
+            SharedChain::Pick(2),
+            SharedChain::NodePortPick(1),
+            SharedChain::NodePortLocal { local: 1, all: 3 },
+            SharedChain::NodePortLocal { local: 0, all: 2 },
+            SharedChain::Remember(60),
         ] {
-            tx.add_chain(chain, None, &format!("the {chain} chain"));
+            rules::write_ruleset(tx, &chain.ruleset(&node));
         }
-        let rule = |stmts: Vec<Stmt>, comment: &str| Rule::new(stmts, comment);
-        let jump = |c: &str| Stmt::Verdict(Verdict::Jump(c.into()));
-        let goto = |c: &str| Stmt::Verdict(Verdict::Goto(c.into()));
-        tx.add_rule("nat-output", &rule(vec![jump("services")], "dispatch"));
-        tx.add_rule(
-            "filter-forward",
-            &rule(vec![Stmt::CtStateNew, jump("reject-chain")], "new"),
-        );
-        tx.add_rule(
-            "filter-forward",
-            &rule(
-                vec![
-                    Stmt::IpInSet {
-                        addr: Addr::Daddr,
-                        set: "cluster-ips".into(),
-                    },
-                    Stmt::L4ProtoIn(vec![Proto::Tcp, Proto::Udp, Proto::Sctp]),
-                    goto("reject-chain"),
-                ],
-                "unknown ports",
-            ),
-        );
-        tx.add_rule(
-            "filter-forward",
-            &rule(
-                vec![
-                    Stmt::Ip {
-                        addr: Addr::Daddr,
-                        negate: false,
-                        net: ip("10.96.0.0/12"),
-                    },
-                    Stmt::Verdict(Verdict::Drop),
-                ],
-                "service range",
-            ),
-        );
-        tx.add_rule(
-            "services",
-            &rule(
-                vec![Stmt::ClusterIpVmap("service-ips".into())],
-                "ClusterIPs",
-            ),
-        );
-        tx.add_rule(
-            "services",
-            &rule(
-                vec![
-                    Stmt::FibLocal(Addr::Daddr),
-                    Stmt::Ip {
-                        addr: Addr::Daddr,
-                        negate: true,
-                        net: ip("127.0.0.0/8"),
-                    },
-                    Stmt::NodePortVmap("service-nodeports".into()),
-                ],
-                "NodePorts",
-            ),
-        );
-        tx.add_rule(
-            "mark-for-masquerade",
-            &rule(vec![Stmt::MarkSetOr(0x4000)], "mark"),
-        );
-        tx.add_rule(
-            "nat-postrouting",
-            &rule(vec![jump("masquerading")], "masquerade"),
-        );
-        tx.add_rule(
-            "masquerading",
-            &rule(
-                vec![Stmt::MarkClear(0x4000), Stmt::Verdict(Verdict::Return)],
-                "unmarked",
-            ),
-        );
-        tx.add_rule(
-            "masquerading",
-            &rule(vec![Stmt::MarkSetXor(0x4000)], "clear"),
-        );
-        tx.add_rule(
-            "masquerading",
-            &rule(vec![Stmt::MasqueradeFullyRandom], "masquerade"),
-        );
-        tx.add_rule(
-            "reject-chain",
-            &rule(vec![Stmt::L4Proto(Proto::Tcp), Stmt::RejectTcpReset], "tcp"),
-        );
-        tx.add_rule(
-            "reject-chain",
-            &rule(vec![Stmt::RejectPortUnreachable], "udp"),
-        );
-        tx.add_rule(
-            "service-X",
-            &rule(
-                vec![
-                    Stmt::Ip {
-                        addr: Addr::Daddr,
-                        negate: false,
-                        net: ip("10.96.0.50/32"),
-                    },
-                    Stmt::Dport(Proto::Tcp, 80),
-                    Stmt::Ip {
-                        addr: Addr::Saddr,
-                        negate: true,
-                        net: ip("10.244.0.0/16"),
-                    },
-                    jump("mark-for-masquerade"),
-                ],
-                "off-cluster",
-            ),
-        );
-        tx.add_rule(
-            "service-X",
-            &rule(
-                vec![
-                    Stmt::IpInSet {
-                        addr: Addr::Saddr,
-                        set: "affinity-X".into(),
-                    },
-                    goto("endpoint-A"),
-                ],
-                "affinity",
-            ),
-        );
-        tx.add_rule(
-            "service-X",
-            &rule(
-                vec![
-                    Stmt::FibLocal(Addr::Saddr),
-                    Stmt::Ip {
-                        addr: Addr::Saddr,
-                        negate: false,
-                        net: ip("10.244.0.0/16"),
-                    },
-                    Stmt::NumgenIsZero { modulus: 2 },
-                    goto("endpoint-A"),
-                ],
-                "1 in 2",
-            ),
-        );
-        tx.add_rule("service-X", &rule(vec![goto("endpoint-B")], "the rest"));
-        for (chain, ep) in [("endpoint-A", "10.244.1.5"), ("endpoint-B", "10.244.2.7")] {
-            tx.add_rule(
-                chain,
-                &rule(
-                    vec![
-                        Stmt::Ip {
-                            addr: Addr::Saddr,
-                            negate: false,
-                            net: ip(&format!("{ep}/32")),
-                        },
-                        jump("mark-for-masquerade"),
-                    ],
-                    "hairpin",
-                ),
-            );
-            tx.add_rule(
-                chain,
-                &rule(vec![Stmt::UpdateSaddr("affinity-X".into())], "remember"),
-            );
-            tx.add_rule(
-                chain,
-                &rule(
-                    vec![
-                        Stmt::L4Proto(Proto::Udp),
-                        Stmt::Dnat(ep.parse().unwrap(), 53),
-                    ],
-                    &format!("-> {ep}:53"),
-                ),
-            );
-        }
-        let a = "10.96.0.50".parse().unwrap();
+        let goto = |c: &str| Value::Verdict(Verdict::Goto(c.into()));
+        let a = ip("10.96.0.50");
         tx.add_element(
-            "service-ips",
+            rules::SERVICE_IPS_MAP,
             &Key::ClusterIpPort(a, Proto::Tcp, 80),
-            Some(&Verdict::Goto("service-X".into())),
+            Some(&goto("pick-1-of-2")),
             "default/ngx-svc:80",
         );
         tx.add_element(
-            "service-ips",
-            &Key::ClusterIpPort("10.96.0.60".parse().unwrap(), Proto::Udp, 53),
-            Some(&Verdict::Drop),
+            rules::NO_ENDPOINT_SERVICES_MAP,
+            &Key::ClusterIpPort(ip("10.96.0.60"), Proto::Udp, 53),
+            Some(&Value::Verdict(Verdict::Drop)),
             "dns",
         );
         tx.add_element(
-            "service-nodeports",
+            rules::SERVICE_NODEPORTS_MAP,
             &Key::NodePort(Proto::Tcp, 30080),
-            Some(&Verdict::Goto("service-X".into())),
+            Some(&goto("nodeport-pick-1-of-1")),
             "nodeport",
         );
-        tx.add_element("cluster-ips", &Key::Address(a), None, "default/ngx-svc");
+        for bucket in 0..2 {
+            tx.add_element(
+                rules::SERVICE_ENDPOINTS_MAP,
+                &Key::ClusterIpBucket(a, Proto::Tcp, 80, bucket),
+                Some(&Value::Endpoint(
+                    ip(&format!("10.244.1.{}", bucket + 5)),
+                    8080,
+                )),
+                "default/ngx-svc:80 -> ngx-dep-66fffb58f7-xlxwp 10.244.1.5:8080",
+            );
+        }
+        tx.add_element(
+            rules::NODEPORT_ENDPOINTS_MAP,
+            &Key::NodePortBucket(Proto::Udp, 30053, 7),
+            Some(&Value::Endpoint(ip("10.244.2.7"), 53)),
+            "dns",
+        );
+        tx.add_element(
+            rules::HAIRPIN_SET,
+            &Key::AddressPair(ip("10.244.1.5"), ip("10.244.1.5")),
+            None,
+            "ngx-dep-66fffb58f7-xlxwp: hairpin",
+        );
+        tx.add_element(
+            rules::AFFINITY_SERVICES_MAP,
+            &Key::ClusterIpPort(a, Proto::Tcp, 80),
+            Some(&goto("remember-client-60s")),
+            "default/ngx-svc:80",
+        );
+        tx.add_element(
+            rules::AFFINITY_NODEPORTS_MAP,
+            &Key::NodePort(Proto::Tcp, 30080),
+            Some(&goto("remember-client-60s")),
+            "default/ngx-svc:80",
+        );
+        tx.add_element(
+            rules::CLUSTER_IPS_SET,
+            &Key::Address(a),
+            None,
+            "default/ngx-svc",
+        );
     }
 
     #[test]
@@ -1422,6 +1620,38 @@ mod tests {
             sorted(by_nft.nft(&debug, None))
         );
         assert_eq!(socket.rule_count("services").unwrap(), 2);
+        // Remembered clients, read back; destroying one that is not (or no
+        // longer) there is no error.
+        let client = Key::Client(
+            "10.244.1.3".parse().unwrap(),
+            "10.96.0.50".parse().unwrap(),
+            Proto::Tcp,
+            80,
+        );
+        let endpoint = Value::Endpoint("10.244.1.5".parse().unwrap(), 8080);
+        let mut batch = Batch::new();
+        batch.add_element(
+            crate::proxy::rules::AFFINITY_CLIENTS_MAP,
+            &client,
+            Some(&endpoint),
+            "",
+        );
+        socket.commit(batch).unwrap();
+        assert_eq!(
+            socket
+                .map_entries(crate::proxy::rules::AFFINITY_CLIENTS_MAP)
+                .unwrap(),
+            [(client.clone(), endpoint)]
+        );
+        for _ in 0..2 {
+            let mut batch = Batch::new();
+            batch.destroy_element(crate::proxy::rules::AFFINITY_CLIENTS_MAP, &client);
+            socket.commit(batch).unwrap();
+        }
+        assert!(socket
+            .map_entries(crate::proxy::rules::AFFINITY_CLIENTS_MAP)
+            .unwrap()
+            .is_empty());
         assert_eq!(socket.rule_count("nonexistent").unwrap(), 0);
         by_netlink.nft(&["flush", "table", "ip", TABLE], None);
         assert_eq!(socket.rule_count("services").unwrap(), 0);
@@ -1438,10 +1668,8 @@ mod tests {
             node_labels: Default::default(),
         };
         let mut batch = Batch::new();
-        crate::proxy::sync::full_transaction(
-            &mut batch,
-            std::iter::once(crate::proxy::rules::base_ruleset(&node)),
-        );
+        crate::proxy::sync::replace_table(&mut batch);
+        crate::proxy::rules::write_ruleset(&mut batch, &crate::proxy::rules::base_ruleset(&node));
         socket.commit(batch).expect("the base table applies");
         let list = ["list", "table", "ip", TABLE];
         let before = ns.nft(&list, None);

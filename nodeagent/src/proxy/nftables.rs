@@ -3,10 +3,10 @@
 //! A rule such as
 //!
 //! ```text
-//! ip saddr 10.244.2.7 jump mark-for-masquerade comment "... hairpin"
+//! ip saddr != 10.244.0.0/16 jump mark-for-masquerade comment "off-cluster clients"
 //! ```
 //!
-//! is a list of statements ([`Stmt`]): a match (`ip saddr 10.244.2.7`) and a
+//! is a list of statements ([`Stmt`]): a match (`ip saddr != 10.244.0.0/16`) and a
 //! verdict (`jump mark-for-masquerade`). `rules.rs` builds rules from these
 //! statements, never from strings, so that each rule can be written two
 //! ways:
@@ -21,8 +21,8 @@
 //! (add a chain, flush it, add an element ...); `sync.rs` writes its diffs
 //! and full resyncs against it, once, for both forms.
 //!
-//! Only what kube-proxy's nftables mode needs is here: IPv4, TCP/UDP/SCTP,
-//! four kinds of sets and maps.
+//! Only what the service proxy needs is here: IPv4, TCP/UDP/SCTP, and the
+//! seven kinds of sets and maps of its table.
 
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -126,43 +126,74 @@ impl fmt::Display for Verdict {
 pub enum Stmt {
     /// `ct state new`: the first packet of a connection.
     CtStateNew,
+    /// `ct status dnat`: the connection's destination was rewritten.
+    CtStatusDnat,
+    /// `ct original ip daddr 10.96.0.0/12`: where the client sent it,
+    /// before any DNAT.
+    CtOriginalDaddr {
+        negate: bool,
+        net: Ipv4Net,
+    },
     /// `ip daddr 10.96.0.50`, `ip saddr != 10.244.0.0/16`.
     Ip {
         addr: Addr,
         negate: bool,
         net: Ipv4Net,
     },
-    /// `ip saddr @affinity-...`: the address is in a set.
+    /// `ip daddr @cluster-ips`: the address is in a set.
     IpInSet {
         addr: Addr,
         set: String,
     },
+    /// `ip saddr . ip daddr @hairpin-endpoints`: the pair is in a set.
+    AddressPairInSet(String),
     /// `meta l4proto tcp`.
     L4Proto(Proto),
     /// `meta l4proto { tcp, udp, sctp }` (an anonymous set).
     L4ProtoIn(Vec<Proto>),
-    /// `tcp dport 80`.
-    Dport(Proto, u16),
     /// `fib daddr type local`: the address belongs to this node.
     FibLocal(Addr),
     /// `ip daddr . meta l4proto . th dport vmap @map`.
     ClusterIpVmap(String),
     /// `meta l4proto . th dport vmap @map`.
     NodePortVmap(String),
-    /// `numgen random mod N 0`: true for one packet in N, at random.
-    NumgenIsZero {
-        modulus: u32,
-    },
+    /// `ct original ip daddr . meta l4proto . ct original proto-dst vmap
+    /// @map`: the ClusterIP and port the client used, after the DNAT (nft
+    /// needs a `meta l4proto` match first to know the port's type).
+    OriginalClusterIpVmap(String),
+    /// `meta l4proto . ct original proto-dst vmap @map` (after a `meta
+    /// l4proto` match).
+    OriginalNodePortVmap(String),
     /// `mark and MASK == 0`.
     MarkClear(u32),
     /// `mark set mark or BITS`.
     MarkSetOr(u32),
     /// `mark set mark xor BITS`.
     MarkSetXor(u32),
-    /// `update @set { ip saddr }`: remember the client in a timed set.
-    UpdateSaddr(String),
-    /// `dnat to 10.244.2.7:80` (after `meta l4proto ...`).
-    Dnat(Ipv4Addr, u16),
+    /// `dnat ip to ip daddr . meta l4proto . th dport . numgen random mod
+    /// N map @map`: bucket `0..N-1` of this ClusterIP port, at random.
+    DnatClusterIpPick {
+        map: String,
+        modulus: u32,
+    },
+    /// `dnat ip to meta l4proto . th dport . numgen random mod N offset K
+    /// map @map`: bucket `K..K+N-1` of this NodePort, at random.
+    DnatNodePortPick {
+        map: String,
+        modulus: u32,
+        offset: u32,
+    },
+    /// `dnat ip to ip saddr . ip daddr . meta l4proto . th dport map @map`:
+    /// the endpoint this client was sent to last time, if remembered.
+    DnatRemembered(String),
+    /// `update @map { ip saddr . ct original ip daddr . meta l4proto . ct
+    /// original proto-dst timeout Ns : ip daddr . tcp dport }` (after `meta
+    /// l4proto tcp`): remember which endpoint this client got.
+    RememberClient {
+        map: String,
+        proto: Proto,
+        timeout_seconds: u32,
+    },
     /// `masquerade fully-random`.
     MasqueradeFullyRandom,
     /// `reject with tcp reset`.
@@ -177,11 +208,25 @@ impl Stmt {
     pub fn set(&self) -> Option<&str> {
         match self {
             Stmt::IpInSet { set, .. }
+            | Stmt::AddressPairInSet(set)
             | Stmt::ClusterIpVmap(set)
             | Stmt::NodePortVmap(set)
-            | Stmt::UpdateSaddr(set) => Some(set),
+            | Stmt::OriginalClusterIpVmap(set)
+            | Stmt::OriginalNodePortVmap(set)
+            | Stmt::DnatClusterIpPick { map: set, .. }
+            | Stmt::DnatNodePortPick { map: set, .. }
+            | Stmt::DnatRemembered(set)
+            | Stmt::RememberClient { map: set, .. } => Some(set),
             _ => None,
         }
+    }
+}
+
+fn net_text(net: &Ipv4Net) -> String {
+    if net.prefix_len() == 32 {
+        net.addr().to_string()
+    } else {
+        net.to_string()
     }
 }
 
@@ -189,30 +234,62 @@ impl fmt::Display for Stmt {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Stmt::CtStateNew => f.write_str("ct state new"),
+            Stmt::CtStatusDnat => f.write_str("ct status dnat"),
+            Stmt::CtOriginalDaddr { negate, net } => {
+                let op = if *negate { "!= " } else { "" };
+                write!(f, "ct original ip daddr {op}{}", net_text(net))
+            }
             Stmt::Ip { addr, negate, net } => {
                 let op = if *negate { "!= " } else { "" };
-                if net.prefix_len() == 32 {
-                    write!(f, "ip {} {op}{}", addr.name(), net.addr())
-                } else {
-                    write!(f, "ip {} {op}{net}", addr.name())
-                }
+                write!(f, "ip {} {op}{}", addr.name(), net_text(net))
             }
             Stmt::IpInSet { addr, set } => write!(f, "ip {} @{set}", addr.name()),
+            Stmt::AddressPairInSet(set) => write!(f, "ip saddr . ip daddr @{set}"),
             Stmt::L4Proto(proto) => write!(f, "meta l4proto {proto}"),
             Stmt::L4ProtoIn(protos) => {
                 let names: Vec<&str> = protos.iter().map(|p| p.name()).collect();
                 write!(f, "meta l4proto {{ {} }}", names.join(", "))
             }
-            Stmt::Dport(proto, port) => write!(f, "{proto} dport {port}"),
             Stmt::FibLocal(addr) => write!(f, "fib {} type local", addr.name()),
             Stmt::ClusterIpVmap(map) => write!(f, "ip daddr . meta l4proto . th dport vmap @{map}"),
             Stmt::NodePortVmap(map) => write!(f, "meta l4proto . th dport vmap @{map}"),
-            Stmt::NumgenIsZero { modulus } => write!(f, "numgen random mod {modulus} 0"),
+            Stmt::OriginalClusterIpVmap(map) => write!(
+                f,
+                "ct original ip daddr . meta l4proto . ct original proto-dst vmap @{map}"
+            ),
+            Stmt::OriginalNodePortVmap(map) => {
+                write!(f, "meta l4proto . ct original proto-dst vmap @{map}")
+            }
             Stmt::MarkClear(mask) => write!(f, "mark and {mask:#x} == 0"),
             Stmt::MarkSetOr(bits) => write!(f, "mark set mark or {bits:#x}"),
             Stmt::MarkSetXor(bits) => write!(f, "mark set mark xor {bits:#x}"),
-            Stmt::UpdateSaddr(set) => write!(f, "update @{set} {{ ip saddr }}"),
-            Stmt::Dnat(ip, port) => write!(f, "dnat to {ip}:{port}"),
+            Stmt::DnatClusterIpPick { map, modulus } => write!(
+                f,
+                "dnat ip to ip daddr . meta l4proto . th dport . numgen random mod {modulus} map @{map}"
+            ),
+            Stmt::DnatNodePortPick {
+                map,
+                modulus,
+                offset,
+            } => {
+                write!(f, "dnat ip to meta l4proto . th dport . numgen random mod {modulus}")?;
+                if *offset != 0 {
+                    write!(f, " offset {offset}")?;
+                }
+                write!(f, " map @{map}")
+            }
+            Stmt::DnatRemembered(map) => write!(
+                f,
+                "dnat ip to ip saddr . ip daddr . meta l4proto . th dport map @{map}"
+            ),
+            Stmt::RememberClient {
+                map,
+                proto,
+                timeout_seconds,
+            } => write!(
+                f,
+                "update @{map} {{ ip saddr . ct original ip daddr . meta l4proto . ct original proto-dst timeout {timeout_seconds}s : ip daddr . {proto} dport }}"
+            ),
             Stmt::MasqueradeFullyRandom => f.write_str("masquerade fully-random"),
             Stmt::RejectTcpReset => f.write_str("reject with tcp reset"),
             Stmt::RejectPortUnreachable => f.write_str("reject with icmp type port-unreachable"),
@@ -315,17 +392,30 @@ pub enum SetType {
     NodePortVmap,
     /// `type ipv4_addr`.
     Addresses,
-    /// `type ipv4_addr ; flags dynamic,timeout ; timeout Ns`: addresses
-    /// that expire, added by rules (`update @set`).
-    RecentAddresses { timeout_seconds: u32 },
+    /// `type ipv4_addr . ipv4_addr`.
+    AddressPairs,
+    /// `typeof ip daddr . meta l4proto . th dport . numgen random mod 1 :
+    /// ip daddr . th dport`: ClusterIP . protocol . port . bucket ->
+    /// endpoint. (`typeof`, because a bucket number has no type of its own
+    /// in nftables; `numgen random mod 1` only says "a number like the one
+    /// numgen makes".)
+    ClusterIpEndpoints,
+    /// `typeof meta l4proto . th dport . numgen random mod 1 : ip daddr .
+    /// th dport`: protocol . nodePort . bucket -> endpoint.
+    NodePortEndpoints,
+    /// `type ipv4_addr . ipv4_addr . inet_proto . inet_service : ipv4_addr
+    /// . inet_service ; flags dynamic,timeout ; size N`: client . address
+    /// and port it used -> the endpoint it got, filled in by the packet
+    /// path (`update`), each entry expiring after its Service's timeout.
+    RememberedClients { size: u32 },
 }
 
 impl SetType {
     /// `map` (elements have a value) or `set`.
     pub fn kind(self) -> &'static str {
         match self {
-            SetType::ClusterIpPortVmap | SetType::NodePortVmap => "map",
-            SetType::Addresses | SetType::RecentAddresses { .. } => "set",
+            SetType::Addresses | SetType::AddressPairs => "set",
+            _ => "map",
         }
     }
 }
@@ -338,16 +428,23 @@ impl fmt::Display for SetType {
             }
             SetType::NodePortVmap => f.write_str("type inet_proto . inet_service : verdict"),
             SetType::Addresses => f.write_str("type ipv4_addr"),
-            SetType::RecentAddresses { timeout_seconds } => write!(
+            SetType::AddressPairs => f.write_str("type ipv4_addr . ipv4_addr"),
+            SetType::ClusterIpEndpoints => f.write_str(
+                "typeof ip daddr . meta l4proto . th dport . numgen random mod 1 : ip daddr . th dport",
+            ),
+            SetType::NodePortEndpoints => f.write_str(
+                "typeof meta l4proto . th dport . numgen random mod 1 : ip daddr . th dport",
+            ),
+            SetType::RememberedClients { size } => write!(
                 f,
-                "type ipv4_addr ; flags dynamic,timeout ; timeout {timeout_seconds}s"
+                "type ipv4_addr . ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service ; flags dynamic,timeout ; size {size}"
             ),
         }
     }
 }
 
 /// The key of a set or map element.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Key {
     /// `10.96.0.50 . tcp . 80`.
     ClusterIpPort(Ipv4Addr, Proto, u16),
@@ -355,6 +452,15 @@ pub enum Key {
     NodePort(Proto, u16),
     /// `10.96.0.50`.
     Address(Ipv4Addr),
+    /// `10.244.1.5 . 10.244.1.5`.
+    AddressPair(Ipv4Addr, Ipv4Addr),
+    /// `10.96.0.50 . tcp . 80 . 1`: a ClusterIP port's bucket.
+    ClusterIpBucket(Ipv4Addr, Proto, u16, u32),
+    /// `tcp . 30080 . 1`: a NodePort's bucket.
+    NodePortBucket(Proto, u16, u32),
+    /// `10.244.1.3 . 10.96.0.50 . tcp . 80`: a client and the address and
+    /// port it used.
+    Client(Ipv4Addr, Ipv4Addr, Proto, u16),
 }
 
 impl fmt::Display for Key {
@@ -363,6 +469,30 @@ impl fmt::Display for Key {
             Key::ClusterIpPort(ip, proto, port) => write!(f, "{ip} . {proto} . {port}"),
             Key::NodePort(proto, port) => write!(f, "{proto} . {port}"),
             Key::Address(ip) => write!(f, "{ip}"),
+            Key::AddressPair(a, b) => write!(f, "{a} . {b}"),
+            Key::ClusterIpBucket(ip, proto, port, bucket) => {
+                write!(f, "{ip} . {proto} . {port} . {bucket}")
+            }
+            Key::NodePortBucket(proto, port, bucket) => write!(f, "{proto} . {port} . {bucket}"),
+            Key::Client(client, ip, proto, port) => write!(f, "{client} . {ip} . {proto} . {port}"),
+        }
+    }
+}
+
+/// The value of a map element.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Value {
+    /// `goto pick-1-of-2`, `drop` (verdict maps).
+    Verdict(Verdict),
+    /// `10.244.2.7 . 80`: where a DNAT sends the packet.
+    Endpoint(Ipv4Addr, u16),
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Verdict(verdict) => verdict.fmt(f),
+            Value::Endpoint(ip, port) => write!(f, "{ip} . {port}"),
         }
     }
 }
@@ -381,8 +511,12 @@ pub trait Transaction {
     fn flush_chain(&mut self, name: &str);
     fn delete_chain(&mut self, name: &str);
     fn add_rule(&mut self, chain: &str, rule: &Rule);
-    fn add_element(&mut self, set: &str, key: &Key, value: Option<&Verdict>, comment: &str);
+    fn add_element(&mut self, set: &str, key: &Key, value: Option<&Value>, comment: &str);
     fn delete_element(&mut self, set: &str, key: &Key);
+    /// Deletes the element if it is still there: for entries the packet
+    /// path made, which may expire before the transaction runs. (nft 1.0.6
+    /// has no word for it; its text says `delete`.)
+    fn destroy_element(&mut self, set: &str, key: &Key);
     /// How many commands so far.
     fn len(&self) -> usize;
     fn is_empty(&self) -> bool {
@@ -449,7 +583,7 @@ impl Transaction for Script {
     fn add_rule(&mut self, chain: &str, rule: &Rule) {
         self.line(format_args!("add rule ip {TABLE} {chain} {rule}"));
     }
-    fn add_element(&mut self, set: &str, key: &Key, value: Option<&Verdict>, comment: &str) {
+    fn add_element(&mut self, set: &str, key: &Key, value: Option<&Value>, comment: &str) {
         match value {
             Some(value) => self.line(format_args!(
                 "add element ip {TABLE} {set} {{ {key} comment {} : {value} }}",
@@ -463,6 +597,9 @@ impl Transaction for Script {
     }
     fn delete_element(&mut self, set: &str, key: &Key) {
         self.line(format_args!("delete element ip {TABLE} {set} {{ {key} }}"));
+    }
+    fn destroy_element(&mut self, set: &str, key: &Key) {
+        self.delete_element(set, key);
     }
     fn len(&self) -> usize {
         self.lines
@@ -499,7 +636,6 @@ mod tests {
                     negate: false,
                     net: "10.96.0.50/32".parse().unwrap(),
                 },
-                Stmt::Dport(Proto::Tcp, 80),
                 Stmt::Ip {
                     addr: Addr::Saddr,
                     negate: true,
@@ -511,7 +647,7 @@ mod tests {
         );
         assert_eq!(
             rule.to_string(),
-            "ip daddr 10.96.0.50 tcp dport 80 ip saddr != 10.244.0.0/16 jump mark-for-masquerade comment \"default/ngx-svc:80\""
+            "ip daddr 10.96.0.50 ip saddr != 10.244.0.0/16 jump mark-for-masquerade comment \"default/ngx-svc:80\""
         );
         let rule = Rule::new(
             vec![Stmt::MarkClear(0x4000), Stmt::Verdict(Verdict::Return)],
@@ -524,6 +660,19 @@ mod tests {
         assert_eq!(
             Key::ClusterIpPort("10.96.0.50".parse().unwrap(), Proto::Udp, 53).to_string(),
             "10.96.0.50 . udp . 53"
+        );
+        assert_eq!(
+            Key::ClusterIpBucket("10.96.0.50".parse().unwrap(), Proto::Tcp, 80, 2).to_string(),
+            "10.96.0.50 . tcp . 80 . 2"
+        );
+        assert_eq!(
+            Stmt::DnatNodePortPick {
+                map: "nodeport-endpoints".into(),
+                modulus: 2,
+                offset: 3
+            }
+            .to_string(),
+            "dnat ip to meta l4proto . th dport . numgen random mod 2 offset 3 map @nodeport-endpoints"
         );
     }
 

@@ -2,13 +2,18 @@
 //! atomic nf_tables transaction (sent by [`netlink`](super::netlink)).
 //!
 //! The proxier remembers, Service by Service, the objects it last
-//! computed rules from. When a Service or one of its EndpointSlices
-//! changes, it computes that Service's old and new rules, compares them
-//! and sends only the difference: one endpoint going away is a handful of lines (flush
-//! and rewrite one `service-...` chain, delete one `endpoint-...` chain),
-//! whatever the number of other Services. The kernel applies a transaction
-//! all at once or not at all: a failed one leaves the previous rules in
-//! place; it is logged and retried as a full resync.
+//! computed elements from (and which endpoint it put in which bucket).
+//! When a Service or one of its EndpointSlices changes, it computes that
+//! Service's old and new elements, compares them and sends only the
+//! difference: an endpoint leaving a Service of three is "delete bucket 2,
+//! put its endpoint in the leaving one's bucket, point the port at
+//! `pick-1-of-2`" - a handful of element commands, whatever the number of
+//! other Services. Shared chains (`pick-1-of-N`, ...) are counted: created
+//! with the first port that needs them, deleted with the last.
+//!
+//! The kernel applies a transaction all at once or not at all: a failed
+//! one leaves the previous rules in place; it is logged and retried as a
+//! full resync.
 //!
 //! A full resync (at start, after a failure, when the table drifted - e.g.
 //! someone ran `nft flush table ip kube-lite` - and every
@@ -20,8 +25,8 @@
 //! After a sync, [`conntrack`](super::conntrack) removes the stale UDP
 //! entries of endpoints that went away.
 
-use std::borrow::Borrow;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,29 +39,20 @@ use tokio::time::Instant;
 use super::conntrack::{stale_conntrack_filters, Conntrack};
 use super::metrics::ProxyMetrics;
 use super::netlink::{Batch, Socket};
-use super::nftables::{Script, Transaction};
-use super::rules::{self, NodeContext, Ruleset, ServiceRules, UdpServicePort};
+use super::nftables::{Key, Script, Transaction, Value};
+use super::rules::{
+    self, AffinityPort, ElementKey, NodeContext, ServiceBuckets, ServiceTable, SharedChain,
+    UdpServicePort,
+};
 use super::ProxyError;
 
 /// Even without any sign of drift, the whole table is rewritten this often
 /// (upstream's nftables proxier: hourly).
 pub const FULL_RESYNC_INTERVAL: Duration = Duration::from_secs(3600);
 
-/// The transaction that replaces the whole table by `parts` (the
-/// skeleton first, then each Service): `table` first, so that `delete
-/// table` has something to delete the first time, then the table again,
-/// then every part's objects.
-pub fn full_transaction(
-    tx: &mut impl Transaction,
-    parts: impl IntoIterator<Item = impl Borrow<Ruleset>>,
-) {
-    replace_table(tx);
-    for part in parts {
-        rules::write_ruleset(tx, part.borrow());
-    }
-}
-
-/// The start of a full transaction: an empty table where the old one was.
+/// The start of a full transaction: an empty table where the old one was
+/// (`table` first, so that `delete table` has something to delete the
+/// first time).
 pub fn replace_table(tx: &mut impl Transaction) {
     tx.add_table();
     tx.delete_table();
@@ -67,167 +63,245 @@ pub fn replace_table(tx: &mut impl Transaction) {
 /// runtime, so that the agent's other tasks (DNS answers) go on meanwhile.
 const SERVICES_PER_YIELD: usize = 256;
 
-/// What it takes to turn one ruleset into another.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Diff {
-    /// Nothing changed: no transaction.
-    Unchanged,
-    /// The commands that do it were written into the transaction.
-    Partial,
-    /// The change cannot be written as a difference (a chain's hook or
-    /// comment, a set's type or timeout changed): rewrite the table.
-    /// Nothing was written into the transaction.
-    NeedsFullResync,
+/// What is in the table besides the Services' own elements: how many
+/// Service ports use each shared chain, and how many Services each
+/// hairpin pair.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SharedState {
+    pub chains: BTreeMap<SharedChain, usize>,
+    pub hairpin: HashMap<Ipv4Addr, usize>,
 }
 
-/// Writes into `tx` the commands that turn `old` into `new`. Whether a
-/// full resync is needed is decided before anything is written: then `tx`
-/// is left as it was.
-pub fn diff_transaction(tx: &mut impl Transaction, old: &Ruleset, new: &Ruleset) -> Diff {
-    for (name, chain) in &new.chains {
-        if old
+/// One Service's change: its elements before (`None`: it had none) and
+/// after.
+pub type Change<'a> = (Option<&'a ServiceTable>, Option<&'a ServiceTable>);
+
+impl SharedState {
+    /// Writes into `tx` the commands that turn the Services' old elements
+    /// into their new ones, and updates the counts. Order: new shared
+    /// chains (so that elements can point at them), elements that go or
+    /// change, elements that come, then chains nothing points at any more.
+    pub fn diff(&mut self, tx: &mut impl Transaction, changes: &[Change<'_>], node: &NodeContext) {
+        let mut chain_delta: BTreeMap<SharedChain, isize> = BTreeMap::new();
+        let mut hairpin_delta: BTreeMap<Ipv4Addr, (isize, &str)> = BTreeMap::new();
+        for (old, new) in changes {
+            for (table, sign) in [(old, -1), (new, 1)] {
+                let Some(table) = table else { continue };
+                for chain in &table.chains {
+                    *chain_delta.entry(*chain).or_default() += sign;
+                }
+                for (ip, comment) in &table.hairpin {
+                    let entry = hairpin_delta.entry(*ip).or_insert((0, comment));
+                    entry.0 += sign;
+                    if sign > 0 {
+                        entry.1 = comment;
+                    }
+                }
+            }
+        }
+        let mut gone_chains = vec![];
+        for (chain, delta) in &chain_delta {
+            let before = self.chains.get(chain).copied().unwrap_or(0);
+            let after = before.saturating_add_signed(*delta);
+            if before == 0 && after > 0 {
+                rules::write_ruleset(tx, &chain.ruleset(node));
+            } else if before > 0 && after == 0 {
+                gone_chains.push(*chain);
+            }
+            if after == 0 {
+                self.chains.remove(chain);
+            } else {
+                self.chains.insert(*chain, after);
+            }
+        }
+        let empty = BTreeMap::new();
+        fn elements<'a>(
+            t: &Option<&'a ServiceTable>,
+            empty: &'a BTreeMap<ElementKey, rules::Element>,
+        ) -> &'a BTreeMap<ElementKey, rules::Element> {
+            t.map_or(empty, |t| &t.elements)
+        }
+        for (old, new) in changes {
+            let new_elements = elements(new, &empty);
+            for (key, element) in elements(old, &empty) {
+                if new_elements.get(key) != Some(element) {
+                    tx.delete_element(key.0, &key.1);
+                }
+            }
+        }
+        let mut added_pairs = vec![];
+        for (ip, (delta, comment)) in &hairpin_delta {
+            let before = self.hairpin.get(ip).copied().unwrap_or(0);
+            let after = before.saturating_add_signed(*delta);
+            if before > 0 && after == 0 {
+                tx.delete_element(rules::HAIRPIN_SET, &Key::AddressPair(*ip, *ip));
+            } else if before == 0 && after > 0 {
+                added_pairs.push((*ip, *comment));
+            }
+            if after == 0 {
+                self.hairpin.remove(ip);
+            } else {
+                self.hairpin.insert(*ip, after);
+            }
+        }
+        for (old, new) in changes {
+            let old_elements = elements(old, &empty);
+            for (key, element) in elements(new, &empty) {
+                if old_elements.get(key) != Some(element) {
+                    tx.add_element(key.0, &key.1, element.value.as_ref(), &element.comment);
+                }
+            }
+        }
+        for (ip, comment) in added_pairs {
+            tx.add_element(rules::HAIRPIN_SET, &Key::AddressPair(ip, ip), None, comment);
+        }
+        for chain in gone_chains {
+            let name = chain.to_string();
+            tx.flush_chain(&name);
+            tx.delete_chain(&name);
+        }
+    }
+
+    /// The number of chains and rules the shared chains add.
+    fn counts(&self, node: &NodeContext) -> (usize, usize) {
+        let rules = self
             .chains
-            .get(name)
-            .is_some_and(|o| o.hook != chain.hook || o.comment != chain.comment)
-        {
-            return Diff::NeedsFullResync;
-        }
-    }
-    // Sets and maps whose declaration changed (an endpoints map's
-    // `numgen random mod N` when N changes) are deleted and created again,
-    // with all their elements; the chains that refer to them are rewritten
-    // anyway (their rule names the same N).
-    let recreated: BTreeSet<&String> = new
-        .sets
-        .iter()
-        .filter(|(name, set)| old.sets.get(*name).is_some_and(|o| o != *set))
-        .map(|(name, _)| name)
-        .collect();
-    // (A set still referred to by a chain that stays as it is - an
-    // affinity timeout changed - cannot be deleted: rewrite the table.)
-    for name in &recreated {
-        let kept_reference = new.chains.iter().any(|(chain_name, chain)| {
-            old.chains.get(chain_name) == Some(chain)
-                && chain.rules.iter().any(|r| r.uses_set(name))
-        });
-        if kept_reference {
-            return Diff::NeedsFullResync;
-        }
-    }
-    let before = tx.len();
-    // 1. New sets and maps, before rules refer to them.
-    for (name, set) in &new.sets {
-        if !old.sets.contains_key(name) {
-            tx.add_set(name, set.ty, &set.comment);
-        }
-    }
-    // 2. New chains, before rules and map elements refer to them.
-    for (name, chain) in &new.chains {
-        if !old.chains.contains_key(name) {
-            tx.add_chain(name, chain.hook, &chain.comment);
-        }
-    }
-    // 3. Chains whose rules changed, and chains going away, are emptied:
-    //    this drops their references to other chains and sets.
-    let mut rewritten = vec![];
-    for (name, chain) in &old.chains {
-        match new.chains.get(name) {
-            Some(new_chain) if new_chain.rules == chain.rules => {}
-            Some(_) => {
-                tx.flush_chain(name);
-                rewritten.push(name);
-            }
-            None => tx.flush_chain(name),
-        }
-    }
-    for name in &recreated {
-        let set = &new.sets[*name];
-        tx.delete_set(name, set.ty);
-        tx.add_set(name, set.ty, &set.comment);
-    }
-    // 4. Map elements that go or change, before the chains they point to.
-    for ((set, key), element) in &old.elements {
-        if recreated.contains(set) {
-            continue;
-        }
-        if new.elements.get(&(set.clone(), key.clone())) != Some(element) {
-            tx.delete_element(set, key);
-        }
-    }
-    // 5. The rules of new and rewritten chains.
-    for (name, chain) in &new.chains {
-        if !old.chains.contains_key(name) || rewritten.contains(&name) {
-            for rule in &chain.rules {
-                tx.add_rule(name, rule);
-            }
-        }
-    }
-    // 6. New and changed map elements.
-    for ((set, key), element) in &new.elements {
-        if recreated.contains(set) || old.elements.get(&(set.clone(), key.clone())) != Some(element)
-        {
-            tx.add_element(set, key, element.value.as_ref(), &element.comment);
-        }
-    }
-    // 7. Chains and sets nothing refers to any more.
-    for name in old.chains.keys() {
-        if !new.chains.contains_key(name) {
-            tx.delete_chain(name);
-        }
-    }
-    for (name, set) in &old.sets {
-        if !new.sets.contains_key(name) {
-            tx.delete_set(name, set.ty);
-        }
-    }
-    if tx.len() == before {
-        Diff::Unchanged
-    } else {
-        Diff::Partial
+            .keys()
+            .map(|c| c.ruleset(node).rule_count())
+            .sum();
+        (self.chains.len(), rules)
     }
 }
 
-/// What the proxier last wrote for one Service: not the rules themselves
-/// (at 10,000 Services they would take hundreds of megabytes) but the
-/// objects they were computed from. The rules are a pure function of
-/// them, so the old rules of a changed Service are simply computed again
-/// and compared with the new ones. The objects are the watch cache's own
-/// (shared, `Arc`): an unchanged Service costs a pointer.
+/// A whole table being written: the skeleton, then each Service's
+/// elements as they come, then the shared chains they need and the
+/// elements that point at those chains.
+pub struct FullTable<'a, T: Transaction> {
+    tx: &'a mut T,
+    node: &'a NodeContext,
+    shared: SharedState,
+    later: Vec<(ElementKey, rules::Element)>,
+    hairpin: BTreeMap<Ipv4Addr, String>,
+}
+
+impl<'a, T: Transaction> FullTable<'a, T> {
+    /// Starts the transaction: an empty table where the old one was, and
+    /// the skeleton.
+    pub fn new(tx: &'a mut T, node: &'a NodeContext) -> FullTable<'a, T> {
+        replace_table(tx);
+        rules::write_ruleset(tx, &rules::base_ruleset(node));
+        FullTable {
+            tx,
+            node,
+            shared: SharedState::default(),
+            later: vec![],
+            hairpin: BTreeMap::new(),
+        }
+    }
+
+    /// One Service's elements.
+    pub fn add(&mut self, table: &ServiceTable) {
+        for (key, element) in &table.elements {
+            if points_at_shared_chain(key) {
+                self.later.push((key.clone(), element.clone()));
+            } else {
+                self.tx
+                    .add_element(key.0, &key.1, element.value.as_ref(), &element.comment);
+            }
+        }
+        for chain in &table.chains {
+            *self.shared.chains.entry(*chain).or_default() += 1;
+        }
+        for (ip, comment) in &table.hairpin {
+            *self.shared.hairpin.entry(*ip).or_default() += 1;
+            self.hairpin.entry(*ip).or_insert_with(|| comment.clone());
+        }
+    }
+
+    /// The shared chains, the elements that point at them, the hairpin
+    /// pairs. Returns what the table shares.
+    pub fn finish(self) -> SharedState {
+        for chain in self.shared.chains.keys() {
+            rules::write_ruleset(self.tx, &chain.ruleset(self.node));
+        }
+        for (key, element) in self.later {
+            self.tx
+                .add_element(key.0, &key.1, element.value.as_ref(), &element.comment);
+        }
+        for (ip, comment) in self.hairpin {
+            self.tx.add_element(
+                rules::HAIRPIN_SET,
+                &Key::AddressPair(ip, ip),
+                None,
+                &comment,
+            );
+        }
+        self.shared
+    }
+}
+
+/// The whole table for `services` and their `slices` (benchmarks, tests).
+pub fn write_full_table(
+    tx: &mut impl Transaction,
+    services: &[Service],
+    slices: &[EndpointSlice],
+    node: &NodeContext,
+) -> SharedState {
+    let mut by_service: BTreeMap<String, Vec<&EndpointSlice>> = BTreeMap::new();
+    for slice in slices {
+        if let Some(key) = rules::slice_service_key(slice) {
+            by_service.entry(key).or_default().push(slice);
+        }
+    }
+    let mut table = FullTable::new(tx, node);
+    for service in services {
+        let key = rules::service_key(
+            service.metadata.namespace.as_deref().unwrap_or_default(),
+            service.metadata.name.as_deref().unwrap_or_default(),
+        );
+        let slices = by_service.get(&key).map(Vec::as_slice).unwrap_or_default();
+        table.add(&rules::service_table(
+            service,
+            slices,
+            node,
+            &ServiceBuckets::new(),
+        ));
+    }
+    table.finish()
+}
+
+/// Where a full transaction puts a Service's elements: verdict elements
+/// that point at shared chains must wait until those chains exist (after
+/// every Service has been computed); the rest goes in at once.
+fn points_at_shared_chain(key: &ElementKey) -> bool {
+    matches!(
+        key.0,
+        rules::SERVICE_IPS_MAP
+            | rules::SERVICE_NODEPORTS_MAP
+            | rules::AFFINITY_SERVICES_MAP
+            | rules::AFFINITY_NODEPORTS_MAP
+    )
+}
+
+/// What the proxier last wrote for one Service: not the elements
+/// themselves (at 100,000 Services they would take hundreds of megabytes)
+/// but the objects they were computed from, and its buckets. The elements
+/// are a pure function of them, so the old elements of a changed Service
+/// are simply computed again and compared with the new ones. The objects
+/// are the watch cache's own (shared, `Arc`): an unchanged Service costs a
+/// pointer.
 #[derive(Debug, Clone)]
 pub struct AppliedService {
     pub service: Arc<Service>,
     pub slices: Vec<Arc<EndpointSlice>>,
+    pub buckets: ServiceBuckets,
     /// Its UDP ports as programmed (for conntrack cleanup).
     pub udp_ports: Vec<UdpServicePort>,
-    /// How many ports, chains, rules and elements it programmed (metrics).
-    pub counts: Counts,
-}
-
-/// Sizes, for the metrics.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counts {
+    /// Its ClientIP-affinity ports as programmed.
+    pub affinity_ports: Vec<AffinityPort>,
+    /// How many ports and elements it programmed (metrics).
     pub ports: usize,
-    pub chains: usize,
-    pub rules: usize,
     pub elements: usize,
-}
-
-impl Counts {
-    fn of(rules: &ServiceRules) -> Counts {
-        Counts {
-            ports: rules.ports,
-            chains: rules.ruleset.chains.len(),
-            rules: rules.ruleset.rule_count(),
-            elements: rules.ruleset.elements.len(),
-        }
-    }
-
-    fn add(&mut self, other: Counts) {
-        self.ports += other.ports;
-        self.chains += other.chains;
-        self.rules += other.rules;
-        self.elements += other.elements;
-    }
 }
 
 /// Recompute every Service (after a relist, or for a full resync).
@@ -257,6 +331,7 @@ pub struct Syncer {
     conntrack: Conntrack,
     node: NodeContext,
     applied: BTreeMap<String, AppliedService>,
+    shared: SharedState,
     /// The next sync rewrites the whole table.
     full: bool,
     last_full: Option<Instant>,
@@ -279,6 +354,7 @@ impl Syncer {
             conntrack: Conntrack { netns },
             node,
             applied: BTreeMap::new(),
+            shared: SharedState::default(),
             full: true,
             last_full: None,
             last_full_bytes: 0,
@@ -296,7 +372,7 @@ impl Syncer {
     }
 
     /// New node labels (its zone): every Service may change, and the old
-    /// rules were computed with the old labels, so rewrite everything.
+    /// elements were computed with the old labels, so rewrite everything.
     pub fn set_node_labels(&mut self, labels: BTreeMap<String, String>) {
         if labels != self.node.node_labels {
             self.node.node_labels = labels;
@@ -363,60 +439,66 @@ impl Syncer {
                 slices_by_service.get(key).cloned().unwrap_or_default(),
             ))
         };
+        let no_buckets = ServiceBuckets::new();
 
-        // A partial sync: the dirty Services' old rules (computed again
-        // from what was applied) against their new ones.
-        let mut batch = Batch::new();
         let mut computed: BTreeMap<String, Option<AppliedService>> = BTreeMap::new();
-        let mut full = self.full;
-        if !full {
-            let mut old = Ruleset::default();
-            let mut new = Ruleset::default();
+        let full = self.full;
+        let mut shared = self.shared.clone();
+        let batch = if !full {
+            // A partial sync: the dirty Services' old elements (computed
+            // again from what was applied) against their new ones.
+            let mut olds = vec![];
+            let mut news = vec![];
             for key in &dirty {
-                if let Some(applied) = self.applied.get(key) {
-                    old.extend(&compute(&applied.service, &applied.slices, &self.node).ruleset);
-                }
+                let applied = self.applied.get(key);
+                olds.push(applied.map(|a| compute(&a.service, &a.slices, &self.node, &a.buckets)));
+                let previous = applied.map_or(&no_buckets, |a| &a.buckets);
                 let now = current(key).map(|(service, slices)| {
-                    let rules = compute(&service, &slices, &self.node);
-                    new.extend(&rules.ruleset);
-                    applied_service(service, slices, &rules)
+                    let table = compute(&service, &slices, &self.node, previous);
+                    let applied = applied_service(service, slices, &table);
+                    (table, applied)
                 });
-                computed.insert(key.clone(), now);
+                computed.insert(key.clone(), now.as_ref().map(|(_, a)| a.clone()));
+                news.push(now.map(|(t, _)| t));
             }
-            match diff_transaction(&mut batch, &old, &new) {
-                Diff::Unchanged | Diff::Partial => {
-                    if tracing::enabled!(tracing::Level::DEBUG) && !batch.is_empty() {
-                        let mut script = Script::default();
-                        diff_transaction(&mut script, &old, &new);
-                        tracing::debug!("nf_tables transaction, as nft text:\n{}", script.text);
-                    }
-                }
-                Diff::NeedsFullResync => {
-                    tracing::info!("a change needs a full resync");
-                    full = true;
-                }
+            let changes: Vec<Change<'_>> = olds
+                .iter()
+                .zip(&news)
+                .map(|(o, n)| (o.as_ref(), n.as_ref()))
+                .collect();
+            let mut batch = Batch::new();
+            shared.diff(&mut batch, &changes, &self.node);
+            let stale = stale_affinity(&olds, &news);
+            if !stale.is_empty() {
+                self.forget_clients(&mut batch, &stale).await;
             }
-        }
-        if full {
+            if tracing::enabled!(tracing::Level::DEBUG) && !batch.is_empty() {
+                let mut script = Script::default();
+                self.shared.clone().diff(&mut script, &changes, &self.node);
+                tracing::debug!("nf_tables transaction, as nft text:\n{}", script.text);
+            }
+            batch
+        } else {
             // The whole table in one transaction, written Service by
-            // Service so that only one Service's rules are in memory at a
-            // time (the batch itself is the big thing).
-            batch = Batch::with_capacity(self.last_full_bytes + self.last_full_bytes / 8);
-            computed.clear();
-            replace_table(&mut batch);
-            rules::write_ruleset(&mut batch, &rules::base_ruleset(&self.node));
+            // Service so that only one Service's elements are in memory at
+            // a time (the batch itself is the big thing).
+            let mut batch = Batch::with_capacity(self.last_full_bytes + self.last_full_bytes / 8);
+            let mut table = FullTable::new(&mut batch, &self.node);
             for (i, key) in dirty.iter().enumerate() {
                 if i % SERVICES_PER_YIELD == SERVICES_PER_YIELD - 1 {
                     tokio::task::yield_now().await;
                 }
+                let previous = self.applied.get(key).map_or(&no_buckets, |a| &a.buckets);
                 let now = current(key).map(|(service, slices)| {
-                    let rules = compute(&service, &slices, &self.node);
-                    rules::write_ruleset(&mut batch, &rules.ruleset);
-                    applied_service(service, slices, &rules)
+                    let service_table = compute(&service, &slices, &self.node, previous);
+                    table.add(&service_table);
+                    applied_service(service, slices, &service_table)
                 });
                 computed.insert(key.clone(), now);
             }
-        }
+            shared = table.finish();
+            batch
+        };
         let commands = batch.len();
         let bytes = batch.size();
         let commit_start = Instant::now();
@@ -430,10 +512,10 @@ impl Syncer {
                 return Err(error.into());
             }
         }
-
         let commit_time = commit_start.elapsed();
 
         // Applied: remember it, clean conntrack, report.
+        self.shared = shared;
         if full {
             self.full = false;
             self.last_full = Some(Instant::now());
@@ -454,7 +536,7 @@ impl Syncer {
                     tracing::warn!(%error, service = %key, "removing stale UDP conntrack entries");
                 }
             }
-            if let Some(now) = now.filter(|n| n.counts != Counts::default()) {
+            if let Some(now) = now.filter(|n| n.elements > 0) {
                 self.applied.insert(key, now);
             }
         }
@@ -476,6 +558,42 @@ impl Syncer {
         })
     }
 
+    /// Adds to `batch` the removal of every remembered client that points
+    /// at an endpoint its port no longer has. The packet path fills the
+    /// map, so the proxy reads it first; an entry that expires meanwhile
+    /// is no error (`destroy`, not `delete`).
+    async fn forget_clients(&self, batch: &mut Batch, stale: &[StaleAffinity]) {
+        let socket = self.socket.clone();
+        let entries =
+            tokio::task::spawn_blocking(move || socket.map_entries(rules::AFFINITY_CLIENTS_MAP))
+                .await;
+        let entries = match entries {
+            Ok(Ok(entries)) => entries,
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "reading the remembered ClientIP-affinity clients");
+                return;
+            }
+            Err(_) => return,
+        };
+        for (key, value) in entries {
+            let (Key::Client(_, address, proto, port), Value::Endpoint(ip, endpoint_port)) =
+                (&key, &value)
+            else {
+                continue;
+            };
+            let outside_services = !self.node.service_cidr.contains(address);
+            let stale = stale.iter().any(|s| {
+                let same_port = s.proto == *proto
+                    && ((s.cluster_ip == *address && s.port == *port)
+                        || (outside_services && s.node_port == Some(*port)));
+                same_port && !s.endpoints.contains(&(*ip, *endpoint_port))
+            });
+            if stale {
+                batch.destroy_element(rules::AFFINITY_CLIENTS_MAP, &key);
+            }
+        }
+    }
+
     fn report(&self, start: Instant, full: bool, commands: usize) {
         let elapsed = start.elapsed().as_secs_f64();
         self.metrics.sync_duration.observe(elapsed);
@@ -485,19 +603,17 @@ impl Syncer {
             self.metrics.partial_sync_duration.observe(elapsed);
         }
         let base = rules::base_ruleset(&self.node);
-        let mut total = Counts {
-            ports: 0,
-            chains: base.chains.len(),
-            rules: base.rule_count(),
-            elements: base.elements.len(),
-        };
-        for applied in self.applied.values() {
-            total.add(applied.counts);
-        }
-        self.metrics
-            .set_counts(total.chains, total.rules, total.elements);
+        let (shared_chains, shared_rules) = self.shared.counts(&self.node);
+        let elements: usize =
+            self.applied.values().map(|a| a.elements).sum::<usize>() + self.shared.hairpin.len();
+        let ports: usize = self.applied.values().map(|a| a.ports).sum();
+        self.metrics.set_counts(
+            base.chains.len() + shared_chains,
+            base.rule_count() + shared_rules,
+            elements,
+        );
         self.metrics.services.set(self.applied.len() as i64);
-        self.metrics.service_ports.set(total.ports as i64);
+        self.metrics.service_ports.set(ports as i64);
         self.metrics.last_transaction_lines.set(commands as i64);
     }
 
@@ -507,172 +623,73 @@ impl Syncer {
     }
 }
 
-fn compute(service: &Service, slices: &[Arc<EndpointSlice>], node: &NodeContext) -> ServiceRules {
+/// A ClientIP-affinity port whose remembered clients may point at
+/// endpoints it no longer has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaleAffinity {
+    pub cluster_ip: Ipv4Addr,
+    pub proto: super::nftables::Proto,
+    pub port: u16,
+    pub node_port: Option<u16>,
+    /// The endpoints clients may still be sent to.
+    pub endpoints: BTreeSet<(Ipv4Addr, u16)>,
+}
+
+/// The affinity ports that lost endpoints (or their affinity, or the
+/// Service) between `olds` and `news`.
+pub fn stale_affinity(
+    olds: &[Option<ServiceTable>],
+    news: &[Option<ServiceTable>],
+) -> Vec<StaleAffinity> {
+    let mut stale = vec![];
+    for (old, new) in olds.iter().zip(news) {
+        let Some(old) = old else { continue };
+        for port in &old.affinity_ports {
+            let now = new.as_ref().and_then(|n| {
+                n.affinity_ports
+                    .iter()
+                    .find(|p| p.proto == port.proto && p.port == port.port)
+            });
+            let endpoints = now.map(|p| p.endpoints.clone()).unwrap_or_default();
+            if !port.endpoints.is_subset(&endpoints) {
+                stale.push(StaleAffinity {
+                    cluster_ip: port.cluster_ip,
+                    proto: port.proto,
+                    port: port.port,
+                    node_port: port.node_port,
+                    endpoints,
+                });
+            }
+        }
+    }
+    stale
+}
+
+fn compute(
+    service: &Service,
+    slices: &[Arc<EndpointSlice>],
+    node: &NodeContext,
+    previous: &ServiceBuckets,
+) -> ServiceTable {
     let slices: Vec<&EndpointSlice> = slices.iter().map(Arc::as_ref).collect();
-    rules::service_ruleset(service, &slices, node)
+    rules::service_table(service, &slices, node, previous)
 }
 
 fn applied_service(
     service: Arc<Service>,
     slices: Vec<Arc<EndpointSlice>>,
-    rules: &ServiceRules,
+    table: &ServiceTable,
 ) -> AppliedService {
     AppliedService {
         service,
         slices,
-        udp_ports: rules.udp_ports.clone(),
-        counts: Counts::of(rules),
+        buckets: table.buckets.clone(),
+        udp_ports: table.udp_ports.clone(),
+        affinity_ports: table.affinity_ports.clone(),
+        ports: table.ports,
+        elements: table.elements.len(),
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::proxy::nftables::{Addr, Key, Proto, Rule, Script, SetType, Stmt, Verdict};
-    use crate::proxy::rules::{Chain, Element, Set};
-
-    fn chain(rules: Vec<Vec<Stmt>>) -> Chain {
-        Chain {
-            hook: None,
-            comment: "c".into(),
-            rules: rules.into_iter().map(|r| Rule::new(r, "c")).collect(),
-        }
-    }
-
-    fn goto(chain: &str) -> Vec<Stmt> {
-        vec![Stmt::Verdict(Verdict::Goto(chain.into()))]
-    }
-
-    fn one_in(modulus: u32, chain: &str) -> Vec<Stmt> {
-        vec![
-            Stmt::NumgenIsZero { modulus },
-            Stmt::Verdict(Verdict::Goto(chain.into())),
-        ]
-    }
-
-    fn dnat(ip: &str) -> Vec<Stmt> {
-        vec![
-            Stmt::L4Proto(Proto::Tcp),
-            Stmt::Dnat(ip.parse().unwrap(), 80),
-        ]
-    }
-
-    fn drop() -> Vec<Stmt> {
-        vec![Stmt::Verdict(Verdict::Drop)]
-    }
-
-    /// The diff as text, or what it said when it wrote nothing.
-    fn diff(old: &Ruleset, new: &Ruleset) -> Result<String, Diff> {
-        let mut script = Script::default();
-        match diff_transaction(&mut script, old, new) {
-            Diff::Partial => Ok(script.text),
-            other => {
-                assert!(script.is_empty(), "{other:?} wrote {}", script.text);
-                Err(other)
-            }
-        }
-    }
-
-    #[test]
-    fn equal_rulesets_need_no_transaction() {
-        let mut r = Ruleset::default();
-        r.chains.insert("a".into(), chain(vec![drop()]));
-        assert_eq!(diff(&r, &r), Err(Diff::Unchanged));
-    }
-
-    #[test]
-    fn one_endpoint_gone_is_a_small_transaction() {
-        let mut old = Ruleset::default();
-        old.chains.insert(
-            "service-X".into(),
-            chain(vec![one_in(2, "endpoint-A"), goto("endpoint-B")]),
-        );
-        old.chains
-            .insert("endpoint-A".into(), chain(vec![dnat("10.244.1.5")]));
-        old.chains
-            .insert("endpoint-B".into(), chain(vec![dnat("10.244.2.7")]));
-        let mut new = old.clone();
-        new.chains.remove("endpoint-B");
-        new.chains
-            .insert("service-X".into(), chain(vec![goto("endpoint-A")]));
-        let Ok(tx) = diff(&old, &new) else {
-            panic!("expected a partial transaction")
-        };
-        assert_eq!(
-            tx,
-            "flush chain ip kube-lite endpoint-B\n\
-             flush chain ip kube-lite service-X\n\
-             add rule ip kube-lite service-X goto endpoint-A comment \"c\"\n\
-             delete chain ip kube-lite endpoint-B\n"
-        );
-    }
-
-    #[test]
-    fn changed_elements_are_replaced() {
-        let key = Key::ClusterIpPort("10.96.0.1".parse().unwrap(), Proto::Tcp, 80);
-        let mut old = Ruleset::default();
-        old.elements.insert(
-            ("no-endpoint-services".into(), key.clone()),
-            Element {
-                value: Some(Verdict::Goto("reject-chain".into())),
-                comment: "s".into(),
-            },
-        );
-        let mut new = Ruleset::default();
-        new.chains.insert("service-X".into(), chain(vec![drop()]));
-        new.elements.insert(
-            ("service-ips".into(), key),
-            Element {
-                value: Some(Verdict::Goto("service-X".into())),
-                comment: "s".into(),
-            },
-        );
-        let Ok(tx) = diff(&old, &new) else {
-            panic!("expected a partial transaction")
-        };
-        let lines: Vec<&str> = tx.lines().collect();
-        assert_eq!(lines, [
-            "add chain ip kube-lite service-X { comment \"c\" ; }",
-            "delete element ip kube-lite no-endpoint-services { 10.96.0.1 . tcp . 80 }",
-            "add rule ip kube-lite service-X drop comment \"c\"",
-            "add element ip kube-lite service-ips { 10.96.0.1 . tcp . 80 comment \"s\" : goto service-X }",
-        ]);
-    }
-
-    #[test]
-    fn comment_changes_need_a_full_resync() {
-        let mut old = Ruleset::default();
-        old.chains.insert("a".into(), chain(vec![]));
-        let mut new = old.clone();
-        new.chains.get_mut("a").unwrap().comment = "other".into();
-        assert_eq!(diff(&old, &new), Err(Diff::NeedsFullResync));
-    }
-
-    #[test]
-    fn a_changed_set_still_in_use_needs_a_full_resync() {
-        // An affinity timeout changed; the chain that uses the set did not.
-        let affinity = |timeout_seconds| Set {
-            ty: SetType::RecentAddresses { timeout_seconds },
-            comment: "a".into(),
-        };
-        let mut old = Ruleset::default();
-        old.sets.insert("affinity-A".into(), affinity(60));
-        old.chains.insert(
-            "endpoint-A".into(),
-            chain(vec![vec![Stmt::UpdateSaddr("affinity-A".into())]]),
-        );
-        let mut new = old.clone();
-        new.sets.insert("affinity-A".into(), affinity(120));
-        assert_eq!(diff(&old, &new), Err(Diff::NeedsFullResync));
-        // A chain that does not use it does not count.
-        old.chains.insert(
-            "endpoint-A".into(),
-            chain(vec![vec![Stmt::IpInSet {
-                addr: Addr::Saddr,
-                set: "affinity-B".into(),
-            }]]),
-        );
-        new.chains = old.chains.clone();
-        assert!(diff(&old, &new).is_ok());
-    }
-}
+mod tests;
