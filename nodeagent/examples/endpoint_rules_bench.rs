@@ -5,7 +5,7 @@
 //! nodes' kernels DNAT to it. The benchmark writes the EndpointSlice of a
 //! selectorless Service itself (time 0 = the write is acknowledged), then
 //! polls `nft list table ip kube-lite` in each lab node until the new
-//! endpoint's `dnat to` rule is there; the sample is the slowest node.
+//! endpoint is in `service-endpoints` (`: IP . 8080`); the sample is the slowest node.
 //!
 //! ```text
 //! cargo build --release --workspace --bins --examples
@@ -44,7 +44,7 @@ fn slice(ip: &str) -> serde_json::Value {
 
 /// Polls one node until its table DNATs to `ip`; the time it took.
 fn wait_rule(node: &str, ip: &str, start: Instant) -> Duration {
-    let wanted = format!("dnat to {ip}:8080");
+    let wanted = format!(": {ip} . 8080");
     let deadline = start + Duration::from_secs(10);
     loop {
         let out = Command::new("ip")

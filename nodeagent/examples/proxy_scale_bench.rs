@@ -9,9 +9,18 @@
 //! watch caches filled with generated Services and EndpointSlices, and
 //! programs a network namespace it creates (`klpxbench<pid>`, deleted at
 //! the end): no traffic, nothing in the machine's own netfilter. Measures
-//! the first full sync, one endpoint change (20 times by default), the drift probe,
-//! and the process's memory (the objects, as the agent's watch caches hold
-//! them, and what the syncer keeps).
+//! the first full sync, endpoint changes (200 of each kind by default:
+//! one endpoint replaced by another, and one endpoint leaving and coming
+//! back), each from the changed EndpointSlice in the cache to the kernel's
+//! acknowledgement, the drift probe, and the process's memory (the
+//! objects, as the agent's watch caches hold them, and what the syncer
+//! keeps).
+//!
+//! The reference, in the same run, in a second namespace: the same
+//! Services in kube-proxy's shape (a chain per Service port, a chain per
+//! endpoint, picked by a `numgen` cascade - kube-lite's table before the
+//! flat maps), and the kernel's time for the transaction of one endpoint
+//! leaving and coming back there.
 
 mod bench;
 use bench::percentile;
@@ -28,7 +37,7 @@ use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::watcher;
 use nodeagent::proxy::metrics::ProxyMetrics;
 use nodeagent::proxy::netlink::{Batch, Socket};
-use nodeagent::proxy::nftables::{Key, Transaction as _};
+use nodeagent::proxy::nftables::{Key, Proto, Rule, Stmt, Transaction as _, Value, Verdict};
 use nodeagent::proxy::rules::{self, NodeContext};
 use nodeagent::proxy::sync::{self, Syncer};
 use serde_json::json;
@@ -96,7 +105,7 @@ async fn main() {
     );
     let n = env("PROXY_BENCH_SERVICES", 10_000);
     let m = env("PROXY_BENCH_ENDPOINTS", 10);
-    let changes = env("PROXY_BENCH_CHANGES", 20);
+    let changes = env("PROXY_BENCH_CHANGES", 200);
     let ns = Namespace(format!("klpxbench{}", std::process::id()));
     let status = Command::new("ip")
         .args(["netns", "add", &ns.0])
@@ -138,42 +147,55 @@ async fn main() {
     );
     let rss_after_full = memory_mb("VmRSS:");
 
-    // One endpoint change at a time: the last endpoint of one Service
-    // stops being ready, then comes back.
-    let mut samples = vec![];
-    let mut commits = vec![];
-    let mut commands = vec![];
-    for round in 0..changes {
-        let i = (round * 7919) % n;
-        let key = format!("bench/svc{i}");
-        let mut changed = (*slices
-            .get(&ObjectRef::new(&format!("svc{i}-abcde")).within("bench"))
-            .unwrap())
-        .clone();
-        let last = changed.endpoints.as_mut().unwrap().last_mut().unwrap();
-        let conditions = last.conditions.as_mut().unwrap();
-        conditions.ready = Some(!conditions.ready.unwrap_or(true));
-        slice_writer.apply_watcher_event(&watcher::Event::Apply(changed));
-        let start = Instant::now();
-        let synced = syncer
-            .sync(&services, &slices, [key].into())
-            .await
-            .expect("the partial sync applies");
-        samples.push(start.elapsed());
-        commits.push(synced.commit_time);
-        assert!(!synced.full && synced.commands > 0);
-        commands.push(synced.commands);
+    // One endpoint replaced by another (a Pod replaced: the count stays),
+    // then one endpoint leaving and coming back (the count changes: the
+    // port points at another pick chain).
+    for kind in ["replaced", "leaves or comes back"] {
+        let mut samples = vec![];
+        let mut commits = vec![];
+        let mut commands = vec![];
+        for round in 0..changes {
+            let i = (round * 7919) % n;
+            let key = format!("bench/svc{i}");
+            let mut changed = (*slices
+                .get(&ObjectRef::new(&format!("svc{i}-abcde")).within("bench"))
+                .unwrap())
+            .clone();
+            let last = changed.endpoints.as_mut().unwrap().last_mut().unwrap();
+            if kind == "replaced" {
+                let address = &mut last.addresses[0];
+                *address = if address.starts_with("10.245.") {
+                    address.replacen("10.245.", "10.244.", 1)
+                } else {
+                    address.replacen("10.244.", "10.245.", 1)
+                };
+            } else {
+                let conditions = last.conditions.as_mut().unwrap();
+                conditions.ready = Some(!conditions.ready.unwrap_or(true));
+            }
+            slice_writer.apply_watcher_event(&watcher::Event::Apply(changed));
+            let start = Instant::now();
+            let synced = syncer
+                .sync(&services, &slices, [key].into())
+                .await
+                .expect("the partial sync applies");
+            samples.push(start.elapsed());
+            commits.push(synced.commit_time);
+            assert!(!synced.full && synced.commands > 0);
+            commands.push(synced.commands);
+        }
+        samples.sort();
+        commits.sort();
+        println!(
+            "one endpoint {kind}: p50 {:.2} ms, p99 {:.2} ms (the kernel: p50 {:.3} ms, p99 {:.3} ms), {}..{} commands per transaction",
+            percentile(&samples, 0.5).as_secs_f64() * 1e3,
+            percentile(&samples, 0.99).as_secs_f64() * 1e3,
+            percentile(&commits, 0.5).as_secs_f64() * 1e3,
+            percentile(&commits, 0.99).as_secs_f64() * 1e3,
+            commands.iter().min().unwrap(),
+            commands.iter().max().unwrap()
+        );
     }
-    samples.sort();
-    commits.sort();
-    println!(
-        "one endpoint change: p50 {:.1} ms (the kernel: {:.1} ms), max {:.1} ms, {}..{} commands per transaction",
-        percentile(&samples, 0.5).as_secs_f64() * 1e3,
-        percentile(&commits, 0.5).as_secs_f64() * 1e3,
-        samples.last().unwrap().as_secs_f64() * 1e3,
-        commands.iter().min().unwrap(),
-        commands.iter().max().unwrap()
-    );
     // The kernel's share, measured apart: the same table, a transaction
     // that adds (then removes) one address of the plain set `cluster-ips`
     // - no jump, so the kernel has no reason to walk the table again.
@@ -207,6 +229,111 @@ async fn main() {
         rss_objects,
         rss_after_full,
         memory_mb("VmHWM:")
+    );
+    drop(socket);
+    drop(syncer);
+    reference(n, m, changes, &node);
+}
+
+/// kube-proxy's shape, in a namespace of its own: `service-ips` points at
+/// a chain per Service port, which picks a chain per endpoint with a
+/// `numgen` cascade; each endpoint chain DNATs. One endpoint leaving is
+/// "rewrite the Service chain, delete the endpoint chain"; coming back,
+/// the reverse. Those transactions add rules with `goto`s, so the kernel
+/// checks the whole table again at commit.
+fn reference(n: usize, m: usize, changes: usize, node: &NodeContext) {
+    let ns = Namespace(format!("klpxref{}", std::process::id()));
+    let status = Command::new("ip")
+        .args(["netns", "add", &ns.0])
+        .status()
+        .unwrap();
+    assert!(status.success(), "ip netns add");
+    let socket = Socket::open(Some(&ns.0)).expect("a netlink socket in the reference namespace");
+    let cluster_ip = |i: usize| -> Ipv4Addr {
+        format!("10.{}.{}.{}", 96 + i / 65536, (i / 256) % 256, i % 256)
+            .parse()
+            .unwrap()
+    };
+    let endpoint = |i: usize, e: usize| -> Ipv4Addr {
+        format!("10.244.{}.{}", e % 250, 2 + i % 250)
+            .parse()
+            .unwrap()
+    };
+    let goto = |c: String| Stmt::Verdict(Verdict::Goto(c));
+    let cascade = |batch: &mut Batch, i: usize, count: usize| {
+        for e in 0..count {
+            let left = count - e;
+            let mut stmts = vec![];
+            if left > 1 {
+                stmts.push(Stmt::NumgenIsZero {
+                    modulus: left as u32,
+                });
+            }
+            stmts.push(goto(format!("endpoint-{i}-{e}")));
+            batch.add_rule(&format!("service-{i}"), &Rule::new(stmts, "pick"));
+        }
+    };
+    let endpoint_chain = |batch: &mut Batch, i: usize, e: usize| {
+        let chain = format!("endpoint-{i}-{e}");
+        batch.add_chain(&chain, None, "an endpoint");
+        batch.add_rule(
+            &chain,
+            &Rule::new(
+                vec![Stmt::L4Proto(Proto::Tcp), Stmt::Dnat(endpoint(i, e), 8080)],
+                "dnat",
+            ),
+        );
+    };
+    let start = Instant::now();
+    let mut batch = Batch::new();
+    sync::replace_table(&mut batch);
+    rules::write_ruleset(&mut batch, &rules::base_ruleset(node));
+    for i in 0..n {
+        batch.add_chain(&format!("service-{i}"), None, "a Service port");
+        for e in 0..m {
+            endpoint_chain(&mut batch, i, e);
+        }
+        cascade(&mut batch, i, m);
+        batch.add_element(
+            rules::SERVICE_IPS_MAP,
+            &Key::ClusterIpPort(cluster_ip(i), Proto::Tcp, 80),
+            Some(&Value::Verdict(Verdict::Goto(format!("service-{i}")))),
+            "a Service port",
+        );
+    }
+    socket.commit(batch).expect("the reference table applies");
+    println!(
+        "reference (kube-proxy's shape, {} chains): loaded in {:.2} s",
+        n * (m + 1),
+        start.elapsed().as_secs_f64()
+    );
+    let mut commits = vec![];
+    for round in 0..changes.min(50) {
+        let i = (round * 7919) % n;
+        // Leaves: the Service chain rewritten, the endpoint chain gone.
+        let mut leave = Batch::new();
+        leave.flush_chain(&format!("service-{i}"));
+        cascade(&mut leave, i, m - 1);
+        leave.flush_chain(&format!("endpoint-{i}-{}", m - 1));
+        leave.delete_chain(&format!("endpoint-{i}-{}", m - 1));
+        let start = Instant::now();
+        socket.commit(leave).expect("an endpoint leaves");
+        commits.push(start.elapsed());
+        // Comes back.
+        let mut back = Batch::new();
+        endpoint_chain(&mut back, i, m - 1);
+        back.flush_chain(&format!("service-{i}"));
+        cascade(&mut back, i, m);
+        let start = Instant::now();
+        socket.commit(back).expect("it comes back");
+        commits.push(start.elapsed());
+    }
+    commits.sort();
+    println!(
+        "reference: one endpoint leaves or comes back: the kernel p50 {:.1} ms, p99 {:.1} ms ({} transactions)",
+        percentile(&commits, 0.5).as_secs_f64() * 1e3,
+        percentile(&commits, 0.99).as_secs_f64() * 1e3,
+        commits.len()
     );
 }
 

@@ -18,9 +18,12 @@
 //!
 //! # Layout
 //!
+//! - [`endpoints`]: which endpoints of a Service port this node uses
+//!   (ready, serving, terminating; traffic policies; topology), with
+//!   table-style tests (upstream's `CategorizeEndpoints`).
 //! - [`rules`]: what the table should hold - a pure function from Services,
-//!   EndpointSlices and this node to chains, maps and rules, unit-tested as
-//!   text.
+//!   EndpointSlices and this node to map elements (an endpoint is one
+//!   element of `service-endpoints`, not a chain), unit-tested as text.
 //! - [`nftables`]: the statements, sets and keys those rules are made of,
 //!   printable as `nft` text.
 //! - [`sync`]: diffing that against what was last written and sending only

@@ -491,6 +491,14 @@ impl Batch {
         self.end_expr();
     }
 
+    /// `[ immediate reg DREG DATA ]`
+    fn immediate(&mut self, dreg: u32, data: &[u8]) {
+        self.expr("immediate");
+        self.u32(1, dreg); // NFTA_IMMEDIATE_DREG
+        self.data_value(2, data); // NFTA_IMMEDIATE_DATA
+        self.end_expr();
+    }
+
     /// `ip saddr|daddr [!=] NET`: load as many bytes as the prefix covers
     /// (a /16 is a 2-byte compare), or mask when it is not whole bytes.
     fn ip_match(&mut self, addr: Addr, negate: bool, net: &ipnet::Ipv4Net) {
@@ -653,6 +661,21 @@ impl Batch {
                 self.expr("meta");
                 self.u32(2, 3); // NFTA_META_KEY: mark
                 self.u32(3, REG_1); // NFTA_META_SREG
+                self.end_expr();
+            }
+            Stmt::NumgenIsZero { modulus } => {
+                self.numgen(REG_1, *modulus, 0);
+                self.cmp(REG_1, false, &0u32.to_ne_bytes());
+            }
+            Stmt::Dnat(ip, port) => {
+                self.immediate(REG_1, &ip.octets());
+                self.immediate(REG_2, &port.to_be_bytes());
+                self.expr("nat");
+                self.u32(1, 1); // NFTA_NAT_TYPE: dnat
+                self.u32(2, u32::from(NFPROTO_IPV4)); // NFTA_NAT_FAMILY
+                self.u32(3, REG_1); // NFTA_NAT_REG_ADDR_MIN
+                self.u32(5, REG_2); // NFTA_NAT_REG_PROTO_MIN
+                self.u32(7, 2); // NFTA_NAT_FLAGS: port given
                 self.end_expr();
             }
             Stmt::MasqueradeFullyRandom => {
@@ -1528,6 +1551,26 @@ mod tests {
         ] {
             rules::write_ruleset(tx, &chain.ruleset(&node));
         }
+        // kube-proxy's shape, the scale benchmark's reference.
+        tx.add_chain("service-X", None, "a Service, kube-proxy's way");
+        tx.add_chain("endpoint-A", None, "an endpoint, kube-proxy's way");
+        tx.add_rule(
+            "service-X",
+            &Rule::new(
+                vec![
+                    Stmt::NumgenIsZero { modulus: 2 },
+                    Stmt::Verdict(Verdict::Goto("endpoint-A".into())),
+                ],
+                "1 in 2",
+            ),
+        );
+        tx.add_rule(
+            "endpoint-A",
+            &Rule::new(
+                vec![Stmt::L4Proto(Proto::Udp), Stmt::Dnat(ip("10.244.1.5"), 53)],
+                "dnat",
+            ),
+        );
         let goto = |c: &str| Value::Verdict(Verdict::Goto(c.into()));
         let a = ip("10.96.0.50");
         tx.add_element(

@@ -194,6 +194,16 @@ pub enum Stmt {
         proto: Proto,
         timeout_seconds: u32,
     },
+    /// `numgen random mod N 0`: true for one packet in N, at random.
+    /// (kube-proxy's shape: a chain per endpoint, picked by a cascade of
+    /// these. Not in kube-lite's table; the scale benchmark builds that
+    /// shape as its reference.)
+    NumgenIsZero {
+        modulus: u32,
+    },
+    /// `dnat to 10.244.2.7:80` (after `meta l4proto tcp`): kube-proxy's
+    /// per-endpoint DNAT, for the same reference.
+    Dnat(Ipv4Addr, u16),
     /// `masquerade fully-random`.
     MasqueradeFullyRandom,
     /// `reject with tcp reset`.
@@ -290,6 +300,8 @@ impl fmt::Display for Stmt {
                 f,
                 "update @{map} {{ ip saddr . ct original ip daddr . meta l4proto . ct original proto-dst timeout {timeout_seconds}s : ip daddr . {proto} dport }}"
             ),
+            Stmt::NumgenIsZero { modulus } => write!(f, "numgen random mod {modulus} 0"),
+            Stmt::Dnat(ip, port) => write!(f, "dnat to {ip}:{port}"),
             Stmt::MasqueradeFullyRandom => f.write_str("masquerade fully-random"),
             Stmt::RejectTcpReset => f.write_str("reject with tcp reset"),
             Stmt::RejectPortUnreachable => f.write_str("reject with icmp type port-unreachable"),
