@@ -127,8 +127,12 @@ async fn main() {
         slice_writer.apply_watcher_event(&watcher::Event::Apply(slice(i, m)));
     }
     let rss_objects = memory_mb("VmRSS:");
-    let mut syncer = Syncer::new(node, Some(ns.0.clone()), Arc::new(ProxyMetrics::new()))
-        .expect("a netlink socket in the namespace");
+    let mut syncer = Syncer::new(
+        node.clone(),
+        Some(ns.0.clone()),
+        Arc::new(ProxyMetrics::new()),
+    )
+    .expect("a netlink socket in the namespace");
 
     // First full sync: every Service, one transaction.
     let start = Instant::now();
