@@ -423,12 +423,24 @@ impl Syncer {
                 ));
             }
         }
+        // The dirty Services' slices, found without an allocation per
+        // slice: this scan is most of a partial sync at 10,000 Services.
+        let wanted: BTreeSet<(&str, &str)> =
+            dirty.iter().filter_map(|k| k.split_once('/')).collect();
         let mut slices_by_service: BTreeMap<String, Vec<Arc<EndpointSlice>>> = BTreeMap::new();
         for slice in slices.state() {
-            if let Some(key) = rules::slice_service_key(&slice) {
-                if dirty.contains(&key) {
-                    slices_by_service.entry(key).or_default().push(slice);
-                }
+            let owner = slice
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(rules::SERVICE_NAME_LABEL))
+                .zip(slice.metadata.namespace.as_deref());
+            let Some((name, namespace)) = owner else {
+                continue;
+            };
+            if wanted.contains(&(namespace, name.as_str())) {
+                let key = rules::service_key(namespace, name);
+                slices_by_service.entry(key).or_default().push(slice);
             }
         }
         let current = |key: &String| -> Option<(Arc<Service>, Vec<Arc<EndpointSlice>>)> {
