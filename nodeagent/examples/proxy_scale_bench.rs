@@ -177,8 +177,10 @@ async fn main() {
                 let conditions = last.conditions.as_mut().unwrap();
                 conditions.ready = Some(!conditions.ready.unwrap_or(true));
             }
-            slice_writer.apply_watcher_event(&watcher::Event::Apply(changed));
+            // As the proxier does on the slice's notice.
             let start = Instant::now();
+            syncer.slice_changed(&changed, false);
+            slice_writer.apply_watcher_event(&watcher::Event::Apply(changed));
             let synced = syncer
                 .sync(&services, &slices, [key].into())
                 .await

@@ -216,7 +216,11 @@ struct Proxier {
 /// What a watch event asks of the proxier.
 enum Change {
     Service(String),
-    Slice(String, Option<chrono::DateTime<chrono::Utc>>),
+    Slice {
+        slice: Arc<EndpointSlice>,
+        deleted: bool,
+        trigger: Option<chrono::DateTime<chrono::Utc>>,
+    },
     Node(BTreeMap<String, String>),
     /// A (re)list finished: everything may have changed.
     Listed(usize),
@@ -350,11 +354,21 @@ impl Proxier {
                 Change::Service(key) => {
                     self.dirty.insert(key);
                 }
-                Change::Slice(key, trigger) => {
-                    if let Some(trigger) = trigger {
-                        self.triggers.push((key.clone(), trigger));
+                Change::Slice {
+                    slice,
+                    deleted,
+                    trigger,
+                } => {
+                    // A slice that moved to another Service changes both.
+                    if let Some(old) = self.syncer.slice_changed(&slice, deleted) {
+                        self.dirty.insert(old);
                     }
-                    self.dirty.insert(key);
+                    if let Some(key) = rules::slice_service_key(&slice) {
+                        if let Some(trigger) = trigger {
+                            self.triggers.push((key.clone(), trigger));
+                        }
+                        self.dirty.insert(key);
+                    }
                 }
                 Change::Node(labels) => {
                     if labels != self.syncer.node().node_labels {
@@ -412,15 +426,16 @@ fn service_change(notice: &Notice<Service>) -> Change {
 fn slice_change(notice: &Notice<EndpointSlice>) -> Change {
     match notice {
         Notice::Applied(slice) | Notice::Deleted(slice) => {
-            let Some(key) = rules::slice_service_key(slice) else {
-                return Change::Nothing;
-            };
             let trigger = slice
                 .annotations()
                 .get(LAST_CHANGE_TRIGGER_TIME)
                 .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
                 .map(|t| t.with_timezone(&chrono::Utc));
-            Change::Slice(key, trigger)
+            Change::Slice {
+                slice: slice.clone(),
+                deleted: matches!(notice, Notice::Deleted(_)),
+                trigger,
+            }
         }
         Notice::Listed => Change::Listed(1),
     }

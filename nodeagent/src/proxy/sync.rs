@@ -331,6 +331,10 @@ pub struct Syncer {
     conntrack: Conntrack,
     node: NodeContext,
     applied: BTreeMap<String, AppliedService>,
+    /// Which EndpointSlices belong to which Service.
+    slices: SliceIndex,
+    /// Sums over `applied`, for the metrics.
+    totals: Totals,
     shared: SharedState,
     /// The next sync rewrites the whole table.
     full: bool,
@@ -354,12 +358,22 @@ impl Syncer {
             conntrack: Conntrack { netns },
             node,
             applied: BTreeMap::new(),
+            slices: SliceIndex::default(),
+            totals: Totals::default(),
             shared: SharedState::default(),
             full: true,
             last_full: None,
             last_full_bytes: 0,
             metrics,
         })
+    }
+
+    /// An EndpointSlice was created, changed or deleted: where to find it
+    /// when its Service is synced. (The proxier calls this for every slice
+    /// notice; a relist or full sync reads the whole cache again.)
+    /// Returns the Service it belonged to before, if that was another.
+    pub fn slice_changed(&mut self, slice: &EndpointSlice, deleted: bool) -> Option<String> {
+        self.slices.changed(slice, deleted)
     }
 
     /// The next sync rewrites the whole table.
@@ -422,25 +436,15 @@ impl Syncer {
                     &s.name_any(),
                 ));
             }
+            // Everything is read anyway: index the slices again from the
+            // cache, in case a notice was missed.
+            self.slices.rebuild(slices);
         }
-        // The dirty Services' slices, found without an allocation per
-        // slice: this scan is most of a partial sync at 10,000 Services.
-        let wanted: BTreeSet<(&str, &str)> =
-            dirty.iter().filter_map(|k| k.split_once('/')).collect();
         let mut slices_by_service: BTreeMap<String, Vec<Arc<EndpointSlice>>> = BTreeMap::new();
-        for slice in slices.state() {
-            let owner = slice
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(rules::SERVICE_NAME_LABEL))
-                .zip(slice.metadata.namespace.as_deref());
-            let Some((name, namespace)) = owner else {
-                continue;
-            };
-            if wanted.contains(&(namespace, name.as_str())) {
-                let key = rules::service_key(namespace, name);
-                slices_by_service.entry(key).or_default().push(slice);
+        for key in &dirty {
+            let found = self.slices.of(key, slices);
+            if !found.is_empty() {
+                slices_by_service.insert(key.clone(), found);
             }
         }
         let current = |key: &String| -> Option<(Arc<Service>, Vec<Arc<EndpointSlice>>)> {
@@ -548,7 +552,13 @@ impl Syncer {
                     tracing::warn!(%error, service = %key, "removing stale UDP conntrack entries");
                 }
             }
+            if let Some(previous) = &previous {
+                self.totals.elements -= previous.elements;
+                self.totals.ports -= previous.ports;
+            }
             if let Some(now) = now.filter(|n| n.elements > 0) {
+                self.totals.elements += now.elements;
+                self.totals.ports += now.ports;
                 self.applied.insert(key, now);
             }
         }
@@ -632,6 +642,74 @@ impl Syncer {
     /// How many Services are programmed.
     pub fn service_count(&self) -> usize {
         self.applied.len()
+    }
+}
+
+/// Sums over the programmed Services, kept as they change (summing
+/// 10,000 Services on every sync costs more than the sync).
+#[derive(Debug, Clone, Copy, Default)]
+struct Totals {
+    elements: usize,
+    ports: usize,
+}
+
+/// EndpointSlices by the Service they belong to (`namespace/name`), so
+/// that a partial sync reads a Service's slices without walking the cache
+/// (at 10,000 Services that walk, touching every slice, cost more than the
+/// kernel's part of the change). Names only: a slice lives in its
+/// Service's namespace.
+#[derive(Debug, Default)]
+pub struct SliceIndex {
+    /// `namespace/service` -> the names of its slices.
+    by_service: HashMap<String, Vec<String>>,
+    /// `namespace/slice` -> `namespace/service`.
+    owner: HashMap<String, String>,
+}
+
+impl SliceIndex {
+    /// Records where a slice belongs now (or that it is gone). Returns
+    /// the Service it belonged to before, if that was another one.
+    pub fn changed(&mut self, slice: &EndpointSlice, deleted: bool) -> Option<String> {
+        let namespace = slice.metadata.namespace.as_deref().unwrap_or_default();
+        let name = slice.metadata.name.as_deref().unwrap_or_default();
+        let slice_key = format!("{namespace}/{name}");
+        let old = self.owner.remove(&slice_key);
+        if let Some(old) = &old {
+            if let Some(names) = self.by_service.get_mut(old) {
+                names.retain(|n| n != name);
+                if names.is_empty() {
+                    self.by_service.remove(old);
+                }
+            }
+        }
+        let own = rules::slice_service_key(slice);
+        if let Some(key) = own.as_ref().filter(|_| !deleted) {
+            self.by_service
+                .entry(key.clone())
+                .or_default()
+                .push(name.to_string());
+            self.owner.insert(slice_key, key.clone());
+        }
+        old.filter(|old| own.as_ref() != Some(old))
+    }
+
+    /// Indexes every slice of the cache again.
+    pub fn rebuild(&mut self, slices: &Store<EndpointSlice>) {
+        *self = SliceIndex::default();
+        for slice in slices.state() {
+            self.changed(&slice, false);
+        }
+    }
+
+    /// The slices of one Service (`namespace/name`), from the cache.
+    pub fn of(&self, service: &str, slices: &Store<EndpointSlice>) -> Vec<Arc<EndpointSlice>> {
+        let namespace = service.split_once('/').map_or("", |(ns, _)| ns);
+        self.by_service
+            .get(service)
+            .into_iter()
+            .flatten()
+            .filter_map(|name| slices.get(&ObjectRef::new(name).within(namespace)))
+            .collect()
     }
 }
 

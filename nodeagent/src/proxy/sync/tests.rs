@@ -147,3 +147,27 @@ fn stale_affinity_names_ports_that_lost_endpoints() {
     let stale = stale_affinity(&[two], &[None]);
     assert!(stale[0].endpoints.is_empty());
 }
+
+#[test]
+fn the_slice_index_follows_slices_between_services() {
+    let slice = |service: &str| -> EndpointSlice {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "s1", "namespace": "default",
+                         "labels": {"kubernetes.io/service-name": service}},
+            "addressType": "IPv4", "endpoints": [],
+        }))
+        .unwrap()
+    };
+    let (store, mut writer) = kube::runtime::reflector::store::<EndpointSlice>();
+    let mut index = SliceIndex::default();
+    writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(slice("a")));
+    assert_eq!(index.changed(&slice("a"), false), None);
+    assert_eq!(index.of("default/a", &store).len(), 1);
+    // Relabelled to b: a loses it, and is named so it is synced too.
+    writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(slice("b")));
+    assert_eq!(index.changed(&slice("b"), false), Some("default/a".into()));
+    assert_eq!(index.of("default/a", &store).len(), 0);
+    assert_eq!(index.of("default/b", &store).len(), 1);
+    assert_eq!(index.changed(&slice("b"), true), None);
+    assert_eq!(index.of("default/b", &store).len(), 0);
+}
