@@ -626,9 +626,8 @@ impl Syncer {
         }
         let base = rules::base_ruleset(&self.node);
         let (shared_chains, shared_rules) = self.shared.counts(&self.node);
-        let elements: usize =
-            self.applied.values().map(|a| a.elements).sum::<usize>() + self.shared.hairpin.len();
-        let ports: usize = self.applied.values().map(|a| a.ports).sum();
+        let elements = self.totals.elements + self.shared.hairpin.len();
+        let ports = self.totals.ports;
         self.metrics.set_counts(
             base.chains.len() + shared_chains,
             base.rule_count() + shared_rules,
