@@ -18,6 +18,9 @@
 //!   unknown fields.
 //! - [`patch`]: JSON merge patch, JSON patch and strategic merge patch, and
 //!   the three-way patch `kubectl apply` computes.
+//! - [`serviceview`]: how one Service is programmed on one node, as a node
+//!   agent reads it back from its kernel (kube-lite's own, for
+//!   `kubectl-lite trace`).
 //! - [`table`]: the `meta.k8s.io/v1` Table that `kubectl get` prints, with
 //!   each resource's columns (`NAME TYPE CLUSTER-IP ...`).
 //!
@@ -31,4 +34,5 @@ pub mod names;
 pub mod patch;
 pub mod resources;
 pub mod selector;
+pub mod serviceview;
 pub mod table;

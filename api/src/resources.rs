@@ -189,7 +189,17 @@ pub static RESOURCES: &[ResourceType] = &[
         short_names: &["no"],
         namespaced: false,
         verbs: ALL_VERBS,
-        subresources: &[status("", "v1", "Node")],
+        subresources: &[
+            status("", "v1", "Node"),
+            // `nodes/{name}/proxy/{path}`: passed on to the node's kubelet.
+            Subresource {
+                name: "proxy",
+                group: "",
+                version: "v1",
+                kind: "NodeProxyOptions",
+                verbs: &["create", "delete", "get", "patch", "update"],
+            },
+        ],
         categories: &[],
         selectable_fields: &["spec.unschedulable"],
     },

@@ -251,6 +251,26 @@ fn the_lesson_steps_1_to_11() {
         String::from_utf8_lossy(&from_node.stdout).contains("host: ngx-dep-"),
         "{from_node:?}"
     );
+    // The path a packet takes, as each node's kernel has it
+    // (`kubectl-lite trace`, kube-lite's own verb).
+    let node_names = c.jsonpath(&["get", "nodes"], "{.items[*].metadata.name}");
+    c.eventually(30, "every node's table to hold both endpoints", || {
+        let trace = c.kubectl(&["trace", "svc/ngx-svc"]);
+        let complete = node_names.split_whitespace().all(|node| {
+            trace.contains(&format!("node {node}: service default/ngx-svc"))
+        }) && trace
+            .matches(&format!("@service-ips  {cluster_ip} . tcp . 80 : goto pick-1-of-2"))
+            .count()
+            == node_names.split_whitespace().count()
+            && pod_ips
+                .iter()
+                .all(|ip| trace.contains(&format!("-> {ip}:80")));
+        complete.then_some(())
+    });
+    let from = c.kubectl(&["trace", "svc/ngx-svc", "--from", &format!("pod/{client}")]);
+    assert_eq!(from.matches("node kl-").count(), 1, "{from}");
+    assert!(from.contains(&format!("from pod/{client}")), "{from}");
+    assert!(from.contains("is an endpoint"), "{from}");
     // ping gets no answer.
     let ping = c.run_kubectl(&[
         "exec",

@@ -20,7 +20,9 @@
 //!   [`scale`], [`expose`], [`create`], [`label`] (label and annotate),
 //!   [`discovery`] (api-resources), [`version`] (version and cluster-info),
 //!   [`rollout`], [`logs`] and [`exec`] (both served by the Pod's node,
-//!   with [`containers`] choosing the container).
+//!   with [`containers`] choosing the container), and [`trace`],
+//!   kube-lite's own verb: a Service's path on each node, read from the
+//!   node's kernel.
 //!
 //! Errors go to stderr in kubectl's words and the exit code is 1, except
 //! for `exec`, which exits with the remote command's code.
@@ -44,6 +46,7 @@ mod resource_args;
 mod rollout;
 mod scale;
 mod tabwriter;
+mod trace;
 mod version;
 mod yaml;
 
@@ -113,6 +116,8 @@ enum Command {
     Logs(logs::LogsArgs),
     /// Run a command in a container: exec [-i] [-t] POD [-c C] -- COMMAND [args...]
     Exec(exec::ExecArgs),
+    /// kube-lite's own: the path a packet to a Service takes on each node, read from its kernel
+    Trace(trace::TraceArgs),
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -138,6 +143,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Rollout(args) => rollout::run(&client, args).await,
         Command::Logs(args) => logs::run(&client, args).await,
         Command::Exec(args) => exec::run(&client, args).await,
+        Command::Trace(args) => trace::run(&client, args).await,
     }
 }
 

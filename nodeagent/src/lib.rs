@@ -227,7 +227,7 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
         },
         log_max_bytes: pods::DEFAULT_LOG_MAX_BYTES,
     };
-    let kubelet_server = server::serve(kubelet_listener, std::sync::Arc::new(registry.clone()));
+    let kubelet_containers = std::sync::Arc::new(registry.clone());
     let pods = pods::run(client.clone(), pods_config, ipam_rx, registry);
     // Cluster DNS listens on the node IP: only where the node has its own
     // network namespace (never in the machine's, under --no-pod-network).
@@ -242,6 +242,18 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
     let (informers, watch) = informer::ServiceInformers::new(client.clone());
     let dns_caches = informers.subscribe();
     let proxy_caches = informers.subscribe();
+    // The kubelet's port: logs and exec, and the service proxy's view of
+    // one Service (where the proxy runs).
+    let mut kubelet_routes = server::router(kubelet_containers);
+    if pod_network {
+        let view = proxy::view::ViewState {
+            node: config.node_name.clone(),
+            services: proxy_caches.services.store.clone(),
+            socket: std::sync::Arc::new(proxy::netlink::Socket::open(None)?),
+        };
+        kubelet_routes = kubelet_routes.merge(proxy::view::router(view));
+    }
+    let kubelet_server = server::serve_router(kubelet_listener, kubelet_routes);
     let watches = async move {
         if pod_network {
             watch.await;

@@ -106,6 +106,11 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
 async fn dispatch(app: Arc<App>, req: Request) -> Result<Response, StatusError> {
     let (mut parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
+    // `nodes/{name}/proxy/{path...}`: the rest of the path is the
+    // kubelet's, not the API's.
+    if let Some((node, rest)) = nodeproxy::node_proxy_path(&path) {
+        return nodeproxy::node_proxy(&app, node, rest, &parts).await;
+    }
     let target = Target::parse(&path).ok_or_else(|| StatusError::no_route(&path))?;
     // Served by the Pod's node: streamed (logs -f) or upgraded (exec), so
     // the request goes on before any body is read.

@@ -17,6 +17,12 @@
 //!    copies bytes both ways without looking at them. The subprotocol the
 //!    kubelet picked goes back to the client unchanged.
 //!
+//! `nodes/{name}/proxy/{path}` is the general form: `GET
+//! /api/v1/nodes/kl-worker1/proxy/kube-lite/services/default/ngx-svc` is
+//! `GET /kube-lite/services/default/ngx-svc` on that node's kubelet, its
+//! answer passed back as it is (kube-lite forwards GET only: the kubelet
+//! port serves nothing else through it).
+//!
 //! kube-lite's kubelets speak plain HTTP on the node network (upstream
 //! uses TLS with client certificates both ways).
 
@@ -122,6 +128,54 @@ pub async fn dispatch(
         "log" => kubelet.logs(&uri).await,
         _ => kubelet.exec(&uri, parts).await,
     }
+}
+
+/// `(node, path)` of `/api/v1/nodes/{node}/proxy[/{path}]`.
+pub fn node_proxy_path(path: &str) -> Option<(&str, &str)> {
+    let rest = path.strip_prefix("/api/v1/nodes/")?;
+    let (node, rest) = rest.split_once('/')?;
+    let rest = match rest.strip_prefix("proxy")? {
+        "" => "",
+        tail => tail.strip_prefix('/')?,
+    };
+    (!node.is_empty()).then_some((node, rest))
+}
+
+/// Serves `GET /api/v1/nodes/{node}/proxy/{path}`: the same path and query
+/// on the node's kubelet, its answer (status, content type, body) passed
+/// back.
+pub async fn node_proxy(
+    app: &Arc<App>,
+    node: &str,
+    path: &str,
+    parts: &Parts,
+) -> Result<Response, StatusError> {
+    if parts.method != Method::GET {
+        return Err(StatusError::method_not_allowed(format!(
+            "the server does not allow this method on the requested resource ({} nodes/proxy): kube-lite passes on GET only",
+            parts.method
+        )));
+    }
+    if app.store.get(&node_key(node)?).is_none() {
+        return Err(StatusError::not_found(crate::status::Subject {
+            plural: "nodes",
+            group: "",
+            kind: "Node",
+            name: node,
+        }));
+    }
+    let kubelet = Kubelet::of_node(app, node)?;
+    let uri = match parts.uri.query() {
+        Some(query) => format!("/{path}?{query}"),
+        None => format!("/{path}"),
+    };
+    kubelet.get(&uri).await
+}
+
+fn node_key(node: &str) -> Result<ObjectKey, StatusError> {
+    let nodes = api::resources::by_plural("", "v1", "nodes")
+        .ok_or_else(|| StatusError::internal("the nodes resource is not registered"))?;
+    Ok(ObjectKey::new(nodes, None, node))
 }
 
 /// The container a request is about: the one named, or the Pod's only one.
@@ -274,6 +328,30 @@ impl Kubelet {
             .into_response())
     }
 
+    /// `nodes/proxy`: the kubelet's answer as it is, streamed; an error
+    /// answer becomes a `Status` with its code.
+    async fn get(&self, uri: &str) -> Result<Response, StatusError> {
+        let mut sender = self.connect().await?;
+        let request = self.request(Method::GET, uri)?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| self.lost(e))?;
+        if !response.status().is_success() {
+            return Err(kubelet_error(response).await);
+        }
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .cloned()
+            .unwrap_or_else(|| header::HeaderValue::from_static("text/plain"));
+        Ok((
+            [(header::CONTENT_TYPE, content_type)],
+            Body::new(response.into_body()),
+        )
+            .into_response())
+    }
+
     /// `pods/exec`: forwards the WebSocket upgrade and, once both sides
     /// switched protocols, copies bytes both ways until either closes.
     /// A request that is no WebSocket upgrade is still asked of the
@@ -397,6 +475,18 @@ fn encode_segment(s: &str) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn node_proxy_paths() {
+        assert_eq!(
+            node_proxy_path("/api/v1/nodes/n1/proxy/kube-lite/services/default/x"),
+            Some(("n1", "kube-lite/services/default/x"))
+        );
+        assert_eq!(node_proxy_path("/api/v1/nodes/n1/proxy"), Some(("n1", "")));
+        assert_eq!(node_proxy_path("/api/v1/nodes/n1/proxyx"), None);
+        assert_eq!(node_proxy_path("/api/v1/nodes/n1/status"), None);
+        assert_eq!(node_proxy_path("/api/v1/nodes/n1"), None);
+    }
 
     #[test]
     fn the_only_container_is_the_default() {

@@ -47,6 +47,7 @@ pub mod netlink;
 pub mod nftables;
 pub mod rules;
 pub mod sync;
+pub mod view;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr};

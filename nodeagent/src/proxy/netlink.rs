@@ -1304,20 +1304,38 @@ impl Socket {
     /// ([`SetType::RememberedClients`]) as they are now: the packet path
     /// adds them, so only the kernel knows them. One dump.
     pub fn map_entries(&self, map: &str) -> Result<Vec<(Key, Value)>, NetlinkError> {
+        let elements = self.elements(map, SetType::RememberedClients { size: 0 })?;
+        Ok(elements
+            .into_iter()
+            .filter_map(|e| Some((e.key, e.value?)))
+            .collect())
+    }
+
+    /// Every element of a set or map of type `ty`, read back from the
+    /// kernel: key, value and comment. One dump.
+    pub fn elements(&self, set: &str, ty: SetType) -> Result<Vec<DumpedElement>, NetlinkError> {
         let mut request = Batch::messages(128);
         request.begin(NFT_MSG_GETSETELEM, NLM_F_DUMP);
         request.str(NFTA_SET_ELEM_LIST_TABLE, TABLE);
-        request.str(NFTA_SET_ELEM_LIST_SET, map);
+        request.str(NFTA_SET_ELEM_LIST_SET, set);
         request.end_message();
         socket::send(self.fd.as_raw_fd(), &request.buf, MsgFlags::empty()).map_err(|source| {
             NetlinkError::System {
-                action: format!("asking for the elements of {map}"),
+                action: format!("asking for the elements of {set}"),
                 source,
             }
         })?;
-        let mut entries = vec![];
+        let mut elements = vec![];
+        let mut failed = None;
         self.read_answers(MsgFlags::empty(), |kind, _seq, payload| {
-            if kind == NLMSG_DONE || kind == NLMSG_ERROR {
+            if kind == NLMSG_DONE {
+                return false;
+            }
+            if kind == NLMSG_ERROR {
+                let code = i32::from_ne_bytes(payload[..4].try_into().unwrap_or_default());
+                if code != 0 {
+                    failed = Some(Errno::from_raw(-code));
+                }
                 return false;
             }
             // After the 4-byte nfgenmsg: table, set, ELEMENTS.
@@ -1326,28 +1344,22 @@ impl Socket {
                     continue;
                 }
                 for (_, element) in attributes(value) {
-                    let mut key = None;
-                    let mut data = None;
-                    for (attr, value) in attributes(element) {
-                        let bytes = attributes(value)
-                            .find(|(a, _)| *a == NFTA_DATA_VALUE)
-                            .map(|(_, v)| v);
-                        match attr {
-                            NFTA_SET_ELEM_KEY => key = bytes,
-                            NFTA_SET_ELEM_DATA => data = bytes,
-                            _ => {}
-                        }
-                    }
-                    if let (Some(key), Some(data)) = (key, data) {
-                        if let Some(entry) = client_entry(key, data) {
-                            entries.push(entry);
-                        }
+                    if let Some(element) = dumped_element(ty, element) {
+                        elements.push(element);
                     }
                 }
             }
             true
         })?;
-        Ok(entries)
+        match failed {
+            // No table yet, or no such set: nothing programmed.
+            Some(Errno::ENOENT) => Ok(vec![]),
+            Some(errno) => Err(NetlinkError::System {
+                action: format!("reading the elements of {set}"),
+                source: errno,
+            }),
+            None => Ok(elements),
+        }
     }
 
     /// Reads netlink messages, giving each (type, sequence number, payload)
@@ -1414,23 +1426,130 @@ fn attributes(bytes: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
     })
 }
 
-/// `client . address . protocol . port : endpoint . port` from a
-/// remembered client's key (16 bytes) and value (8 bytes).
-fn client_entry(key: &[u8], data: &[u8]) -> Option<(Key, Value)> {
-    let ip = |b: &[u8]| -> Option<std::net::Ipv4Addr> {
-        Some(<[u8; 4]>::try_from(b.get(..4)?).ok()?.into())
-    };
-    let port = |b: &[u8]| -> Option<u16> { Some(u16::from_be_bytes(b.get(..2)?.try_into().ok()?)) };
-    let proto = match *key.get(8)? {
-        6 => Proto::Tcp,
-        17 => Proto::Udp,
-        132 => Proto::Sctp,
-        _ => return None,
-    };
-    Some((
-        Key::Client(ip(key)?, ip(key.get(4..)?)?, proto, port(key.get(12..)?)?),
-        Value::Endpoint(ip(data)?, port(data.get(4..)?)?),
-    ))
+/// One element as the kernel lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DumpedElement {
+    pub key: Key,
+    pub value: Option<Value>,
+    pub comment: String,
+}
+
+/// An element's attributes (key, data, user data) as a [`DumpedElement`]
+/// of a set of type `ty`.
+fn dumped_element(ty: SetType, element: &[u8]) -> Option<DumpedElement> {
+    let mut key = None;
+    let mut value = None;
+    let mut comment = String::new();
+    for (attr, bytes) in attributes(element) {
+        match attr {
+            NFTA_SET_ELEM_KEY => {
+                let data = attributes(bytes).find(|(a, _)| *a == NFTA_DATA_VALUE)?.1;
+                key = parse_key(ty, data);
+            }
+            NFTA_SET_ELEM_DATA => {
+                for (kind, inner) in attributes(bytes) {
+                    if kind == NFTA_DATA_VALUE {
+                        value = parse_endpoint(inner).map(|(ip, port)| Value::Endpoint(ip, port));
+                    } else if kind == NFTA_DATA_VERDICT {
+                        value = parse_verdict(inner).map(Value::Verdict);
+                    }
+                }
+            }
+            NFTA_SET_ELEM_USERDATA => {
+                // Record 0, the comment, NUL-terminated.
+                if bytes.len() > 2 && bytes[0] == 0 {
+                    let text = &bytes[2..(2 + bytes[1] as usize).min(bytes.len())];
+                    let text = text.split(|b| *b == 0).next().unwrap_or_default();
+                    comment = String::from_utf8_lossy(text).into_owned();
+                }
+            }
+            _ => {}
+        }
+    }
+    Some(DumpedElement {
+        key: key?,
+        value,
+        comment,
+    })
+}
+
+fn parse_ip(b: &[u8]) -> Option<std::net::Ipv4Addr> {
+    Some(<[u8; 4]>::try_from(b.get(..4)?).ok()?.into())
+}
+
+fn parse_port(b: &[u8]) -> Option<u16> {
+    Some(u16::from_be_bytes(b.get(..2)?.try_into().ok()?))
+}
+
+fn parse_proto(b: u8) -> Option<Proto> {
+    match b {
+        6 => Some(Proto::Tcp),
+        17 => Some(Proto::Udp),
+        132 => Some(Proto::Sctp),
+        _ => None,
+    }
+}
+
+fn parse_bucket(b: &[u8]) -> Option<u32> {
+    Some(u32::from_ne_bytes(b.get(..4)?.try_into().ok()?))
+}
+
+/// `10.244.2.7 . 80` (8 bytes).
+fn parse_endpoint(b: &[u8]) -> Option<(std::net::Ipv4Addr, u16)> {
+    Some((parse_ip(b)?, parse_port(b.get(4..)?)?))
+}
+
+/// A verdict's attributes: code, and the chain of a jump or goto.
+fn parse_verdict(b: &[u8]) -> Option<Verdict> {
+    let mut code = None;
+    let mut chain = None;
+    for (attr, value) in attributes(b) {
+        match attr {
+            NFTA_VERDICT_CODE => code = Some(i32::from_be_bytes(value.get(..4)?.try_into().ok()?)),
+            NFTA_VERDICT_CHAIN => {
+                let name = value.split(|b| *b == 0).next().unwrap_or_default();
+                chain = Some(String::from_utf8_lossy(name).into_owned());
+            }
+            _ => {}
+        }
+    }
+    match code? {
+        NF_DROP => Some(Verdict::Drop),
+        NFT_RETURN => Some(Verdict::Return),
+        NFT_JUMP => Some(Verdict::Jump(chain?)),
+        NFT_GOTO => Some(Verdict::Goto(chain?)),
+        _ => None,
+    }
+}
+
+/// An element's key, as [`Batch`] wrote it for a set of type `ty`.
+fn parse_key(ty: SetType, b: &[u8]) -> Option<Key> {
+    let at = |i: usize| b.get(i..);
+    Some(match ty {
+        SetType::ClusterIpPortVmap => {
+            Key::ClusterIpPort(parse_ip(b)?, parse_proto(*b.get(4)?)?, parse_port(at(8)?)?)
+        }
+        SetType::NodePortVmap => Key::NodePort(parse_proto(*b.first()?)?, parse_port(at(4)?)?),
+        SetType::Addresses => Key::Address(parse_ip(b)?),
+        SetType::AddressPairs => Key::AddressPair(parse_ip(b)?, parse_ip(at(4)?)?),
+        SetType::ClusterIpEndpoints => Key::ClusterIpBucket(
+            parse_ip(b)?,
+            parse_proto(*b.get(4)?)?,
+            parse_port(at(8)?)?,
+            parse_bucket(at(12)?)?,
+        ),
+        SetType::NodePortEndpoints => Key::NodePortBucket(
+            parse_proto(*b.first()?)?,
+            parse_port(at(4)?)?,
+            parse_bucket(at(8)?)?,
+        ),
+        SetType::RememberedClients { .. } => Key::Client(
+            parse_ip(b)?,
+            parse_ip(at(4)?)?,
+            parse_proto(*b.get(8)?)?,
+            parse_port(at(12)?)?,
+        ),
+    })
 }
 
 /// "add rule to chain X", from the failed message's bytes.
@@ -1663,6 +1782,39 @@ mod tests {
             sorted(by_nft.nft(&debug, None))
         );
         assert_eq!(socket.rule_count("services").unwrap(), 2);
+        // Elements read back: key, value, comment.
+        use crate::proxy::rules;
+        let read = |set: &str, ty| socket.elements(set, ty).unwrap();
+        let a: std::net::Ipv4Addr = "10.96.0.50".parse().unwrap();
+        assert_eq!(
+            read(rules::SERVICE_IPS_MAP, SetType::ClusterIpPortVmap),
+            [DumpedElement {
+                key: Key::ClusterIpPort(a, Proto::Tcp, 80),
+                value: Some(Value::Verdict(Verdict::Goto("pick-1-of-2".into()))),
+                comment: "default/ngx-svc:80".into(),
+            }]
+        );
+        let mut buckets = read(rules::SERVICE_ENDPOINTS_MAP, SetType::ClusterIpEndpoints);
+        buckets.sort_by(|x, y| x.key.cmp(&y.key));
+        assert_eq!(buckets.len(), 2);
+        assert_eq!(buckets[1].key, Key::ClusterIpBucket(a, Proto::Tcp, 80, 1));
+        assert_eq!(
+            buckets[1].value,
+            Some(Value::Endpoint("10.244.1.6".parse().unwrap(), 8080))
+        );
+        assert_eq!(
+            read(rules::NODEPORT_ENDPOINTS_MAP, SetType::NodePortEndpoints)[0].key,
+            Key::NodePortBucket(Proto::Udp, 30053, 7)
+        );
+        assert_eq!(
+            read(rules::NO_ENDPOINT_SERVICES_MAP, SetType::ClusterIpPortVmap)[0].value,
+            Some(Value::Verdict(Verdict::Drop))
+        );
+        assert_eq!(
+            read(rules::HAIRPIN_SET, SetType::AddressPairs)[0].comment,
+            "ngx-dep-66fffb58f7-xlxwp: hairpin"
+        );
+        assert!(read("no-such-set", SetType::Addresses).is_empty());
         // Remembered clients, read back; destroying one that is not (or no
         // longer) there is no error.
         let client = Key::Client(

@@ -9,6 +9,10 @@
 //!
 //! - `GET /containerLogs/{namespace}/{pod}/{container}` ([`logs`]): the
 //!   container's log files, filtered like `kubectl logs --tail/--since/-f`.
+//! - `GET /kube-lite/services/{namespace}/{name}`
+//!   ([`crate::proxy::view`]): how the service proxy programmed one Service
+//!   on this node, read back from the kernel (kube-lite's own, for
+//!   `kubectl-lite trace`).
 //! - `GET /exec/{namespace}/{pod}/{container}?command=...` ([`exec`]): a
 //!   WebSocket on which a new process, started inside the container's
 //!   namespaces ([`enter`]), talks to the user's terminal, multiplexed by
@@ -160,10 +164,19 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     containers: Arc<dyn Containers>,
 ) -> std::io::Result<()> {
+    serve_router(listener, router(containers)).await
+}
+
+/// Serves `router` (the kubelet's routes, and the agent's others such as
+/// the service proxy's view) on `listener`.
+pub async fn serve_router(
+    listener: tokio::net::TcpListener,
+    router: Router,
+) -> std::io::Result<()> {
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "kubelet server listening");
     }
-    axum::serve(listener, router(containers)).await
+    axum::serve(listener, router).await
 }
 
 /// The values of a query string, decoded, in order (`command` repeats).
