@@ -21,6 +21,10 @@
 //! - [`serviceview`]: how one Service is programmed on one node, as a node
 //!   agent reads it back from its kernel (kube-lite's own, for
 //!   `kubectl-lite trace`).
+//! - [`service`], [`endpointslice`], [`pod`]: the facts about these
+//!   objects that several components need (is a Service headless, which
+//!   Service a slice belongs to, an endpoint's conditions with their
+//!   defaults, is a Pod ready), each written once here.
 //! - [`table`]: the `meta.k8s.io/v1` Table that `kubectl get` prints, with
 //!   each resource's columns (`NAME TYPE CLUSTER-IP ...`).
 //!
@@ -30,9 +34,12 @@
 pub use k8s_openapi as k8s;
 
 pub mod decode;
+pub mod endpointslice;
 pub mod names;
 pub mod patch;
+pub mod pod;
 pub mod resources;
 pub mod selector;
+pub mod service;
 pub mod serviceview;
 pub mod table;

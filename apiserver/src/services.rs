@@ -574,7 +574,7 @@ fn assign_cluster_ips(
     let Some(spec) = spec_mut(svc) else {
         return Ok(());
     };
-    if needs_cluster_ip(spec) && !is_headless(spec) {
+    if needs_cluster_ip(spec) && !api::service::is_headless_spec(spec) {
         let requested = strings_of(spec, "clusterIPs");
         match requested.first().map(String::as_str) {
             None | Some("") => {
@@ -753,11 +753,6 @@ fn needs_node_port(spec: &Value) -> bool {
 /// balancer's health checks (`NeedsHealthCheck`).
 fn needs_health_check(spec: &Value) -> bool {
     str_of(spec, "type") == "LoadBalancer" && str_of(spec, "externalTrafficPolicy") == "Local"
-}
-
-/// `clusterIP: None`: DNS answers with the Pods' IPs, no virtual IP.
-fn is_headless(spec: &Value) -> bool {
-    strings_of(spec, "clusterIPs") == ["None"] || str_of(spec, "clusterIP") == "None"
 }
 
 fn is_selectorless(spec: &Value) -> bool {

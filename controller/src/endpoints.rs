@@ -94,13 +94,14 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, Controller, WatchStreamExt};
 use kube::{Api, Resource, ResourceExt};
 
-use crate::endpointslice::{self, LABEL_HEADLESS, LABEL_MANAGED_BY, LABEL_SERVICE_NAME};
+use crate::endpointslice::{self, LABEL_HEADLESS, LABEL_MANAGED_BY};
 use crate::events::EventType;
 use crate::{Context, Error, Result};
+use api::endpointslice::SERVICE_NAME_LABEL;
 
 /// Annotation on Endpoints and slices: when the change they reflect
 /// happened (RFC 3339, with a fraction when the source has one).
-pub const LAST_CHANGE_TRIGGER_TIME: &str = "endpoints.kubernetes.io/last-change-trigger-time";
+pub use api::endpointslice::LAST_CHANGE_TRIGGER_TIME;
 
 /// Annotation set to `truncated` when an Endpoints object had to drop
 /// addresses beyond [`MAX_ENDPOINTS_ADDRESSES`].
@@ -537,7 +538,7 @@ impl EndpointsController {
         }
         for slice in all_slices.list(&managed).await? {
             let namespace = slice.namespace().unwrap_or_default();
-            if let Some(service) = slice.labels().get(LABEL_SERVICE_NAME) {
+            if let Some(service) = slice.labels().get(SERVICE_NAME_LABEL) {
                 if !has_service(&namespace, service) {
                     missing.insert((namespace, service.clone()));
                 }
@@ -624,26 +625,6 @@ pub fn publishes_not_ready(service: &Service) -> bool {
         .as_ref()
         .and_then(|s| s.publish_not_ready_addresses)
         .unwrap_or(false)
-}
-
-/// `clusterIP: None` (or none allocated): DNS answers with the Pod IPs.
-pub fn is_headless(service: &Service) -> bool {
-    let ip = service.spec.as_ref().and_then(|s| s.cluster_ip.as_deref());
-    matches!(ip, None | Some("") | Some("None"))
-}
-
-/// The Pod's Ready condition is True.
-pub fn is_pod_ready(pod: &Pod) -> bool {
-    ready_condition(pod).is_some_and(|c| c.status == "True")
-}
-
-fn ready_condition(pod: &Pod) -> Option<&k8s_openapi::api::core::v1::PodCondition> {
-    pod.status
-        .as_ref()?
-        .conditions
-        .as_ref()?
-        .iter()
-        .find(|c| c.type_ == "Ready")
 }
 
 /// Upstream's `ShouldPodBeInEndpoints`: running (not finished), with an
@@ -740,9 +721,9 @@ pub fn desired_subsets(service: &Service, pods: &[Arc<Pod>]) -> Vec<EndpointSubs
             node_name: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
             target_ref: Some(endpointslice::pod_reference(pod)),
         };
-        let ready = publish_not_ready || is_pod_ready(pod);
+        let ready = publish_not_ready || api::pod::is_ready(pod);
         if ports.is_empty() {
-            if is_headless(service) {
+            if api::service::has_no_cluster_ip(service) {
                 add(None, &address, ready);
             }
             continue;
@@ -889,7 +870,7 @@ pub fn truncate(subsets: &mut [EndpointSubset]) -> bool {
 /// headless marker.
 pub fn endpoints_labels(service: &Service) -> BTreeMap<String, String> {
     let mut labels = service.labels().clone();
-    if is_headless(service) {
+    if api::service::has_no_cluster_ip(service) {
         labels.insert(LABEL_HEADLESS.into(), String::new());
     } else {
         labels.remove(LABEL_HEADLESS);
@@ -994,7 +975,8 @@ impl TriggerTimes {
         let mut oldest_change: Option<Timestamp> = None;
         let mut pod_times = HashMap::new();
         for pod in pods {
-            let Some(changed) = ready_condition(pod).and_then(|c| c.last_transition_time.as_ref())
+            let Some(changed) =
+                api::pod::ready_condition(pod).and_then(|c| c.last_transition_time.as_ref())
             else {
                 continue;
             };

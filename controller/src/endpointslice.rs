@@ -66,7 +66,7 @@ use crate::Result;
 
 /// Label naming the Service a slice belongs to: how consumers find the
 /// slices of a Service (`-l kubernetes.io/service-name=ngx-svc`).
-pub const LABEL_SERVICE_NAME: &str = "kubernetes.io/service-name";
+pub use api::endpointslice::SERVICE_NAME_LABEL;
 
 /// Label naming the controller that owns a slice; slices written by hand
 /// or by other controllers carry another value and are left alone.
@@ -158,7 +158,7 @@ pub fn desired_endpoints(
             continue;
         };
         let ports = endpoint_ports(service, pod);
-        let serving = endpoints::is_pod_ready(pod);
+        let serving = api::pod::is_ready(pod);
         let terminating = pod.metadata.deletion_timestamp.is_some();
         let endpoint = Endpoint {
             addresses: vec![address],
@@ -223,14 +223,14 @@ pub fn slice_labels(service: &Service) -> BTreeMap<String, String> {
         .labels()
         .iter()
         .filter(|(k, _)| {
-            ![LABEL_SERVICE_NAME, LABEL_MANAGED_BY, LABEL_HEADLESS].contains(&k.as_str())
+            ![SERVICE_NAME_LABEL, LABEL_MANAGED_BY, LABEL_HEADLESS].contains(&k.as_str())
         })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    if endpoints::is_headless(service) {
+    if api::service::has_no_cluster_ip(service) {
         labels.insert(LABEL_HEADLESS.into(), String::new());
     }
-    labels.insert(LABEL_SERVICE_NAME.into(), service.name_any());
+    labels.insert(SERVICE_NAME_LABEL.into(), service.name_any());
     labels.insert(LABEL_MANAGED_BY.into(), CONTROLLER_NAME.into());
     labels
 }
@@ -471,7 +471,7 @@ pub async fn list_managed(
     service_name: &str,
 ) -> Result<Vec<EndpointSlice>> {
     let selector =
-        format!("{LABEL_SERVICE_NAME}={service_name},{LABEL_MANAGED_BY}={CONTROLLER_NAME}");
+        format!("{SERVICE_NAME_LABEL}={service_name},{LABEL_MANAGED_BY}={CONTROLLER_NAME}");
     Ok(api
         .list(&ListParams::default().labels(&selector))
         .await?
@@ -582,7 +582,7 @@ mod tests {
         assert_eq!(slice.metadata.generate_name.as_deref(), Some("web-"));
         assert_eq!(slice.address_type, "IPv4");
         let labels = slice.metadata.labels.as_ref().unwrap();
-        assert_eq!(labels[LABEL_SERVICE_NAME], "web");
+        assert_eq!(labels[SERVICE_NAME_LABEL], "web");
         assert_eq!(labels[LABEL_MANAGED_BY], CONTROLLER_NAME);
         assert_eq!(labels["app"], "web");
         let owner = &slice.metadata.owner_references.as_ref().unwrap()[0];

@@ -131,11 +131,6 @@ fn ready_since(pod: &Pod) -> Option<Option<Timestamp>> {
         .map(|c| c.last_transition_time.as_ref().map(|t| t.0))
 }
 
-/// The Ready condition is True (`IsPodReady`).
-pub fn is_pod_ready(pod: &Pod) -> bool {
-    ready_since(pod).is_some()
-}
-
 /// Ready for at least `min_ready_seconds` (`IsPodAvailable`).
 pub fn is_pod_available(pod: &Pod, min_ready_seconds: i32, now: Timestamp) -> bool {
     match ready_since(pod) {
@@ -330,7 +325,7 @@ pub fn calculate_status(
                 .all(|(k, v)| labels.get(k) == Some(v))
         })
         .count();
-    let ready = active.iter().filter(|p| is_pod_ready(p)).count();
+    let ready = active.iter().filter(|p| api::pod::is_ready(p)).count();
     let available = active
         .iter()
         .filter(|p| is_pod_available(p, min_ready, now))

@@ -195,7 +195,7 @@ async fn two_ready_pods_are_listed_in_endpoints_and_one_slice() {
     assert_eq!(ep.labels().get("tier").map(String::as_str), Some("test"));
     assert!(ep
         .annotations()
-        .contains_key(endpoints::LAST_CHANGE_TRIGGER_TIME));
+        .contains_key(api::endpointslice::LAST_CHANGE_TRIGGER_TIME));
 
     assert_eq!(slices.len(), 1);
     let slice = &slices[0];
@@ -223,7 +223,7 @@ async fn two_ready_pods_are_listed_in_endpoints_and_one_slice() {
     );
     assert!(slice
         .annotations()
-        .contains_key(endpoints::LAST_CHANGE_TRIGGER_TIME));
+        .contains_key(api::endpointslice::LAST_CHANGE_TRIGGER_TIME));
 
     // The port's name is present, empty, as upstream writes it.
     let raw: Value = serde_json::to_value(slice).unwrap();
@@ -303,11 +303,11 @@ async fn not_ready_pods_are_listed_as_not_ready_unless_published() {
         .unwrap();
     let changed = endpoints::format_trigger_time(changed.0);
     assert_eq!(
-        ep.annotations()[endpoints::LAST_CHANGE_TRIGGER_TIME],
+        ep.annotations()[api::endpointslice::LAST_CHANGE_TRIGGER_TIME],
         changed
     );
     assert_eq!(
-        slices[0].annotations()[endpoints::LAST_CHANGE_TRIGGER_TIME],
+        slices[0].annotations()[api::endpointslice::LAST_CHANGE_TRIGGER_TIME],
         changed
     );
 }
@@ -640,7 +640,7 @@ async fn kubectl_lite_describe_svc_shows_the_endpoints() {
         let ips: BTreeSet<String> = pods
             .items
             .iter()
-            .filter(|p| endpoints::is_pod_ready(p))
+            .filter(|p| api::pod::is_ready(p))
             .filter_map(endpoints::ipv4_address)
             .collect();
         (ips.len() == 2).then_some(ips)

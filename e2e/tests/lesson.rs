@@ -256,12 +256,15 @@ fn the_lesson_steps_1_to_11() {
     let node_names = c.jsonpath(&["get", "nodes"], "{.items[*].metadata.name}");
     c.eventually(30, "every node's table to hold both endpoints", || {
         let trace = c.kubectl(&["trace", "svc/ngx-svc"]);
-        let complete = node_names.split_whitespace().all(|node| {
-            trace.contains(&format!("node {node}: service default/ngx-svc"))
-        }) && trace
-            .matches(&format!("@service-ips  {cluster_ip} . tcp . 80 : goto pick-1-of-2"))
-            .count()
-            == node_names.split_whitespace().count()
+        let complete = node_names
+            .split_whitespace()
+            .all(|node| trace.contains(&format!("node {node}: service default/ngx-svc")))
+            && trace
+                .matches(&format!(
+                    "@service-ips  {cluster_ip} . tcp . 80 : goto pick-1-of-2"
+                ))
+                .count()
+                == node_names.split_whitespace().count()
             && pod_ips
                 .iter()
                 .all(|ip| trace.contains(&format!("-> {ip}:80")));

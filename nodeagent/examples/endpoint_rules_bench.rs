@@ -127,7 +127,9 @@ async fn main() -> anyhow::Result<()> {
     }
     samples.sort();
     let pct = |p: f64| percentile(&samples, p);
-    println!("Endpoint change -> the endpoint in service-endpoints on all 3 nodes, {changes} changes:");
+    println!(
+        "Endpoint change -> the endpoint in service-endpoints on all 3 nodes, {changes} changes:"
+    );
     println!(
         "  p50 {:.1} ms   p90 {:.1} ms   p99 {:.1} ms   max {:.1} ms",
         pct(0.5).as_secs_f64() * 1e3,

@@ -33,8 +33,8 @@ use kube::runtime::WatchStreamExt as _;
 use kube::Api;
 use tokio::sync::broadcast;
 
-use crate::proxy::rules::TOPOLOGY_MODE_ANNOTATION;
-use crate::proxy::LAST_CHANGE_TRIGGER_TIME;
+use api::endpointslice::LAST_CHANGE_TRIGGER_TIME;
+use api::service::TOPOLOGY_MODE_ANNOTATION;
 
 /// Notices a consumer may be this many behind before it is told
 /// [`Notice::Listed`] instead.

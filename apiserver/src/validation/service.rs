@@ -9,6 +9,7 @@
 //! caches hold on to it.
 
 use api::names;
+use api::service::is_headless_spec;
 use serde_json::Value;
 
 use super::meta::validate_labels;
@@ -70,7 +71,7 @@ pub(crate) fn validate(obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldErr
 
 fn validate_spec(spec: &Value, errs: &mut Vec<FieldError>) {
     let service_type = str_field(spec, "type");
-    let headless = is_headless(spec);
+    let headless = is_headless_spec(spec);
     let ports = list(spec, "ports");
 
     if ports.is_empty() && !headless && service_type != "ExternalName" {
@@ -498,7 +499,7 @@ pub(crate) fn cluster_ips_related_fields(spec: &Value) -> Vec<FieldError> {
             ));
         }
     }
-    if !is_headless(spec) {
+    if !is_headless_spec(spec) {
         for (i, (ip, family)) in cluster_ips.iter().zip(&families).enumerate() {
             let is_v6 = ip.contains(':');
             let expected = match *family {
@@ -523,7 +524,7 @@ fn validate_cluster_ips_update(old: &Value, new: &Value, errs: &mut Vec<FieldErr
     if str_field(new, "type") == "ExternalName" || str_field(old, "type") == "ExternalName" {
         return;
     }
-    if is_headless(old) && is_headless(new) {
+    if is_headless_spec(old) && is_headless_spec(new) {
         return;
     }
     let old_ips = list(old, "clusterIPs");
@@ -564,7 +565,7 @@ fn validate_ip_families_update(old: &Value, new: &Value, errs: &mut Vec<FieldErr
     if str_field(new, "type") == "ExternalName" || str_field(old, "type") == "ExternalName" {
         return;
     }
-    if is_headless(old) || is_headless(new) {
+    if is_headless_spec(old) || is_headless_spec(new) {
         return;
     }
     let old_families = list(old, "ipFamilies");
@@ -607,12 +608,6 @@ fn validate_ip_families_update(old: &Value, new: &Value, errs: &mut Vec<FieldErr
             "may not change once set",
         ));
     }
-}
-
-/// `clusterIPs: [None]`: a Service whose DNS name resolves to its Pods.
-fn is_headless(spec: &Value) -> bool {
-    let ips = list(spec, "clusterIPs");
-    ips.len() == 1 && ips[0] == "None"
 }
 
 fn needs_health_check(spec: &Value) -> bool {

@@ -61,7 +61,7 @@ const SCHEMA_VERSION_TTL: u32 = 28800;
 const MAX_CNAME_CHAIN: usize = 8;
 
 /// The label an EndpointSlice names its Service with.
-pub const LABEL_SERVICE_NAME: &str = "kubernetes.io/service-name";
+pub use api::endpointslice::SERVICE_NAME_LABEL;
 
 /// The API objects a zone is built from: the contents of the watch caches
 /// at one moment (what `Store::state()` returns).
@@ -691,7 +691,7 @@ fn ready_endpoints(
             .metadata
             .labels
             .as_ref()
-            .and_then(|labels| labels.get(LABEL_SERVICE_NAME))
+            .and_then(|labels| labels.get(SERVICE_NAME_LABEL))
         else {
             continue;
         };
@@ -721,8 +721,7 @@ fn ready_endpoints(
             .entry((namespace.clone(), service.clone()))
             .or_default();
         for endpoint in slice.endpoints.iter().flatten() {
-            let ready = endpoint.conditions.as_ref().and_then(|c| c.ready);
-            if ready == Some(false) {
+            if !api::endpointslice::Conditions::of(endpoint).ready {
                 continue;
             }
             for ip in endpoint
@@ -812,7 +811,7 @@ mod tests {
     ) -> Arc<EndpointSlice> {
         object(json!({
             "metadata": {"namespace": namespace, "name": format!("{service}-abcde"),
-                         "labels": {LABEL_SERVICE_NAME: service}},
+                         "labels": {SERVICE_NAME_LABEL: service}},
             "addressType": "IPv4", "ports": ports, "endpoints": endpoints
         }))
     }

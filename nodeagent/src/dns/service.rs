@@ -36,7 +36,7 @@ use kube::runtime::watcher;
 use kube::runtime::WatchStreamExt;
 use kube::Api;
 
-use super::records::LABEL_SERVICE_NAME;
+use api::endpointslice::SERVICE_NAME_LABEL;
 
 /// The namespace of the cluster's own components.
 pub const NAMESPACE: &str = "kube-system";
@@ -107,7 +107,7 @@ pub fn desired_slice(node_name: &str, node_ip: Ipv4Addr, port: u16) -> EndpointS
             name: Some(slice_name(node_name)),
             namespace: Some(NAMESPACE.into()),
             labels: Some(BTreeMap::from([
-                (LABEL_SERVICE_NAME.into(), SERVICE_NAME.into()),
+                (SERVICE_NAME_LABEL.into(), SERVICE_NAME.into()),
                 (LABEL_MANAGED_BY.into(), MANAGED_BY.into()),
             ])),
             ..Default::default()

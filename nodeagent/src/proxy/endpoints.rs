@@ -89,15 +89,14 @@ pub fn endpoints_of(
             if !seen.insert((ip, number)) {
                 continue;
             }
-            let conditions = endpoint.conditions.as_ref();
-            let ready = conditions.and_then(|c| c.ready).unwrap_or(true);
+            let conditions = api::endpointslice::Conditions::of(endpoint);
             endpoints.push(Endpoint {
                 ip,
                 port: number,
                 pod: endpoint.target_ref.as_ref().and_then(|r| r.name.clone()),
-                ready,
-                serving: conditions.and_then(|c| c.serving).unwrap_or(ready),
-                terminating: conditions.and_then(|c| c.terminating).unwrap_or(false),
+                ready: conditions.ready,
+                serving: conditions.serving,
+                terminating: conditions.terminating,
                 local: endpoint.node_name.as_deref() == Some(node_name),
                 zone_hints: endpoint
                     .hints

@@ -68,9 +68,7 @@ use self::rules::NodeContext;
 use self::sync::Syncer;
 use crate::informer::{Notice, ServiceCaches, ServiceInformers};
 
-/// The EndpointSlice annotation the controller sets to when the change it
-/// reflects happened (the start of network programming latency).
-pub const LAST_CHANGE_TRIGGER_TIME: &str = "endpoints.kubernetes.io/last-change-trigger-time";
+use api::endpointslice::LAST_CHANGE_TRIGGER_TIME;
 
 /// How often the table is checked for drift by default.
 pub const DEFAULT_RESYNC_INTERVAL: Duration = Duration::from_secs(30);
@@ -364,7 +362,7 @@ impl Proxier {
                     if let Some(old) = self.syncer.slice_changed(&slice, deleted) {
                         self.dirty.insert(old);
                     }
-                    if let Some(key) = rules::slice_service_key(&slice) {
+                    if let Some(key) = api::endpointslice::service_key(&slice) {
                         if let Some(trigger) = trigger {
                             self.triggers.push((key.clone(), trigger));
                         }
@@ -416,7 +414,7 @@ async fn sleep_until_opt(at: Option<Instant>) {
 
 fn service_change(notice: &Notice<Service>) -> Change {
     match notice {
-        Notice::Applied(s) | Notice::Deleted(s) => Change::Service(rules::service_key(
+        Notice::Applied(s) | Notice::Deleted(s) => Change::Service(api::service::key(
             s.namespace().as_deref().unwrap_or_default(),
             &s.name_any(),
         )),

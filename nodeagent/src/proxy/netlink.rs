@@ -1455,13 +1455,11 @@ fn dumped_element(ty: SetType, element: &[u8]) -> Option<DumpedElement> {
                     }
                 }
             }
-            NFTA_SET_ELEM_USERDATA => {
-                // Record 0, the comment, NUL-terminated.
-                if bytes.len() > 2 && bytes[0] == 0 {
-                    let text = &bytes[2..(2 + bytes[1] as usize).min(bytes.len())];
-                    let text = text.split(|b| *b == 0).next().unwrap_or_default();
-                    comment = String::from_utf8_lossy(text).into_owned();
-                }
+            // Record 0, the comment, NUL-terminated.
+            NFTA_SET_ELEM_USERDATA if bytes.len() > 2 && bytes[0] == 0 => {
+                let text = &bytes[2..(2 + bytes[1] as usize).min(bytes.len())];
+                let text = text.split(|b| *b == 0).next().unwrap_or_default();
+                comment = String::from_utf8_lossy(text).into_owned();
             }
             _ => {}
         }

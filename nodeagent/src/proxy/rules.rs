@@ -135,12 +135,8 @@ pub const AFFINITY_CHECK_CHAIN: &str = "affinity-check";
 /// How many clients [`AFFINITY_CLIENTS_MAP`] may remember at once.
 pub const AFFINITY_CLIENTS_MAX: u32 = 1 << 20;
 
-/// The EndpointSlice label naming its Service.
-pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 /// The node label giving its zone (topology-aware routing).
 pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
-/// The Service annotation that turns topology-aware routing on.
-pub const TOPOLOGY_MODE_ANNOTATION: &str = "service.kubernetes.io/topology-mode";
 
 /// ClientIP affinity's default timeout: three hours, as the API defaults.
 pub const DEFAULT_AFFINITY_TIMEOUT_SECONDS: i32 = 10800;
@@ -899,18 +895,6 @@ impl ServiceTable {
     }
 }
 
-/// `namespace/name` of a Service or of the Service an EndpointSlice
-/// belongs to.
-pub fn service_key(namespace: &str, name: &str) -> String {
-    format!("{namespace}/{name}")
-}
-
-/// The Service an EndpointSlice belongs to (`kubernetes.io/service-name`).
-pub fn slice_service_key(slice: &EndpointSlice) -> Option<String> {
-    let name = slice.metadata.labels.as_ref()?.get(SERVICE_NAME_LABEL)?;
-    Some(service_key(slice.metadata.namespace.as_deref()?, name))
-}
-
 /// What one Service adds to the table, given its EndpointSlices and its
 /// buckets of the last sync (`previous`).
 ///
@@ -958,7 +942,7 @@ pub fn service_table(
         .metadata
         .annotations
         .as_ref()
-        .and_then(|a| a.get(TOPOLOGY_MODE_ANNOTATION))
+        .and_then(|a| a.get(api::service::TOPOLOGY_MODE_ANNOTATION))
         .is_some_and(|mode| mode == "Auto" || mode == "auto")
         || spec.traffic_distribution.as_deref() == Some("PreferClose");
     let zone = topology
@@ -968,7 +952,7 @@ pub fn service_table(
         CLUSTER_IPS_SET,
         Key::Address(cluster_ip),
         None,
-        &service_key(namespace, name),
+        &api::service::key(namespace, name),
     );
     for port in spec.ports.iter().flatten() {
         // The API only allows TCP, UDP and SCTP: anything else cannot be

@@ -249,13 +249,13 @@ pub fn write_full_table(
 ) -> SharedState {
     let mut by_service: BTreeMap<String, Vec<&EndpointSlice>> = BTreeMap::new();
     for slice in slices {
-        if let Some(key) = rules::slice_service_key(slice) {
+        if let Some(key) = api::endpointslice::service_key(slice) {
             by_service.entry(key).or_default().push(slice);
         }
     }
     let mut table = FullTable::new(tx, node);
     for service in services {
-        let key = rules::service_key(
+        let key = api::service::key(
             service.metadata.namespace.as_deref().unwrap_or_default(),
             service.metadata.name.as_deref().unwrap_or_default(),
         );
@@ -431,7 +431,7 @@ impl Syncer {
         if dirty.remove(ALL_SERVICES) || self.full {
             dirty.extend(self.applied.keys().cloned());
             for s in services.state() {
-                dirty.insert(rules::service_key(
+                dirty.insert(api::service::key(
                     s.namespace().as_deref().unwrap_or_default(),
                     &s.name_any(),
                 ));
@@ -681,7 +681,7 @@ impl SliceIndex {
                 }
             }
         }
-        let own = rules::slice_service_key(slice);
+        let own = api::endpointslice::service_key(slice);
         if let Some(key) = own.as_ref().filter(|_| !deleted) {
             self.by_service
                 .entry(key.clone())

@@ -121,7 +121,7 @@ pub fn read(socket: &Socket, node: &str, service: &Service) -> Result<ServiceVie
     let name = service.metadata.name.as_deref().unwrap_or_default();
     let mut view = ServiceView {
         node: node.to_string(),
-        service: rules::service_key(namespace, name),
+        service: api::service::key(namespace, name),
         ..ServiceView::default()
     };
     let spec = service.spec.clone().unwrap_or_default();

@@ -1,5 +1,6 @@
 //! The table as text: what each kind of Service port adds.
 use super::*;
+use api::endpointslice::SERVICE_NAME_LABEL;
 use k8s_openapi::api::core::v1::{
     ClientIPConfig, ObjectReference, ServiceSpec, SessionAffinityConfig,
 };
