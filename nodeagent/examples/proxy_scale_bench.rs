@@ -137,7 +137,7 @@ async fn main() {
     // First full sync: every Service, one transaction.
     let start = Instant::now();
     let synced = syncer
-        .sync(&services, &slices, [sync::ALL_SERVICES.to_string()].into())
+        .sync(&services, &slices, sync::Dirty::All)
         .await
         .expect("the full sync applies");
     assert!(synced.full);

@@ -279,7 +279,13 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
     let proxy_client = client.clone();
     let proxy = async move {
         if pod_network {
-            proxy::run_shared(proxy_client, proxy_config, proxy_caches).await
+            proxy::run(
+                proxy_client,
+                proxy_config,
+                proxy_caches,
+                std::sync::Arc::new(proxy::metrics::ProxyMetrics::new()),
+            )
+            .await
         } else {
             std::future::pending().await
         }

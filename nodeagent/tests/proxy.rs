@@ -287,9 +287,14 @@ async fn services_in_a_node_namespace() {
     config.metrics_addr = Some(([127, 0, 0, 1], metrics_port).into());
     config.resync_interval = Duration::from_secs(1);
     config.netns = Some(lab.ns("node"));
-    let proxy = tokio::spawn(nodeagent::proxy::run_with_metrics(
+    // The caches the agent shares between the proxy and the DNS.
+    let (informers, watch) = nodeagent::informer::ServiceInformers::new(client.clone());
+    let caches = informers.subscribe();
+    let watches = tokio::spawn(watch);
+    let proxy = tokio::spawn(nodeagent::proxy::run(
         client.clone(),
         config,
+        caches,
         metrics.clone(),
     ));
 
@@ -632,4 +637,5 @@ s.sendto(b'hi', ('10.96.100.15', 53)); print(s.recvfrom(4096)[0].decode())\"";
         assert!(text.contains(metric), "no {metric} in\n{text}");
     }
     proxy.abort();
+    watches.abort();
 }

@@ -34,6 +34,8 @@
 //! - [`conntrack`]: removing the UDP conntrack entries a change left stale.
 //! - [`metrics`]: sync duration, network programming latency and table
 //!   size, on `/metrics` of port 10249 like kube-proxy's.
+//! - [`view`]: one Service as programmed on this node, read back from the
+//!   kernel, served on the kubelet port for `kubectl-lite trace`.
 //!
 //! This module ties them together: the agent's shared watch caches of
 //! Services and EndpointSlices ([`crate::informer`], read by the cluster
@@ -49,7 +51,7 @@ pub mod rules;
 pub mod sync;
 pub mod view;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,8 +67,8 @@ use tokio::time::Instant;
 
 use self::metrics::ProxyMetrics;
 use self::rules::NodeContext;
-use self::sync::Syncer;
-use crate::informer::{Notice, ServiceCaches, ServiceInformers};
+use self::sync::{Dirty, Syncer};
+use crate::informer::{Notice, ServiceCaches};
 
 use api::endpointslice::LAST_CHANGE_TRIGGER_TIME;
 
@@ -140,36 +142,18 @@ pub enum ProxyError {
     WatchEnded(&'static str),
 }
 
-/// Runs the service proxy until the agent stops: watches, syncs, serves
-/// metrics. Transaction failures are logged and retried, never returned.
-/// This one watches Services and EndpointSlices itself; the agent uses
-/// [`run_shared`].
-pub async fn run(client: kube::Client, config: ProxyConfig) -> Result<(), ProxyError> {
-    run_with_metrics(client, config, Arc::new(ProxyMetrics::new())).await
-}
-
-/// [`run`], with the metrics registry given (tests read it directly).
-pub async fn run_with_metrics(
-    client: kube::Client,
-    config: ProxyConfig,
-    metrics: Arc<ProxyMetrics>,
-) -> Result<(), ProxyError> {
-    let (informers, watch) = ServiceInformers::new(client.clone());
-    let caches = informers.subscribe();
-    tokio::select! {
-        r = serve(client, config, caches, metrics) => r,
-        () = watch => Err(ProxyError::WatchEnded("Services and EndpointSlices")),
-    }
-}
-
-/// [`run`], reading the Services and EndpointSlices the agent shares with
-/// the cluster DNS (one copy of them in memory, not two).
-pub async fn run_shared(
+/// Runs the service proxy until the agent stops: syncs the table from the
+/// shared caches of Services and EndpointSlices (one copy, shared with the
+/// cluster DNS: [`crate::informer`]) and a watch of this Node, and serves
+/// the metrics in `metrics`. Transaction failures are logged and retried,
+/// never returned.
+pub async fn run(
     client: kube::Client,
     config: ProxyConfig,
     caches: ServiceCaches,
+    metrics: Arc<ProxyMetrics>,
 ) -> Result<(), ProxyError> {
-    serve(client, config, caches, Arc::new(ProxyMetrics::new())).await
+    serve(client, config, caches, metrics).await
 }
 
 /// The sync loop and the metrics server.
@@ -207,9 +191,49 @@ struct Proxier {
     metrics: Arc<ProxyMetrics>,
     syncer: Syncer,
     /// Services to recompute at the next sync.
-    dirty: BTreeSet<String>,
+    dirty: Dirty,
     /// Change trigger times of EndpointSlices not yet programmed.
     triggers: Vec<(String, chrono::DateTime<chrono::Utc>)>,
+}
+
+/// The three watches the proxier waits for before its first sync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Watch {
+    Services,
+    EndpointSlices,
+    Node,
+}
+
+impl Watch {
+    fn name(self) -> &'static str {
+        match self {
+            Watch::Services => "Services",
+            Watch::EndpointSlices => "EndpointSlices",
+            Watch::Node => "Nodes",
+        }
+    }
+}
+
+/// Which watches have listed at least once.
+#[derive(Debug, Default)]
+struct Listed {
+    services: bool,
+    slices: bool,
+    node: bool,
+}
+
+impl Listed {
+    fn set(&mut self, watch: Watch) {
+        match watch {
+            Watch::Services => self.services = true,
+            Watch::EndpointSlices => self.slices = true,
+            Watch::Node => self.node = true,
+        }
+    }
+
+    fn all(&self) -> bool {
+        self.services && self.slices && self.node
+    }
 }
 
 /// What a watch event asks of the proxier.
@@ -222,7 +246,7 @@ enum Change {
     },
     Node(BTreeMap<String, String>),
     /// A (re)list finished: everything may have changed.
-    Listed(usize),
+    Listed(Watch),
     Nothing,
 }
 
@@ -243,7 +267,7 @@ impl Proxier {
             client,
             config,
             metrics,
-            dirty: BTreeSet::new(),
+            dirty: Dirty::default(),
             triggers: vec![],
         })
     }
@@ -270,8 +294,7 @@ impl Proxier {
         let mut service_events = std::pin::pin!(service_events);
         let mut slice_events = std::pin::pin!(slice_events);
         let mut node_events = std::pin::pin!(node_events);
-        // Services, slices, node: listed at least once?
-        let mut listed = [false; 3];
+        let mut listed = Listed::default();
         let mut probe = tokio::time::interval(self.config.resync_interval);
         probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut retry_delay = FIRST_RETRY_DELAY;
@@ -279,14 +302,14 @@ impl Proxier {
         let mut synced_once = false;
         loop {
             tokio::select! {
-                event = service_events.next() => self.note(0, event, &mut listed, "Services")?,
-                event = slice_events.next() => self.note(1, event, &mut listed, "EndpointSlices")?,
-                event = node_events.next() => self.note(2, event, &mut listed, "Nodes")?,
+                event = service_events.next() => self.note(Watch::Services, event, &mut listed)?,
+                event = slice_events.next() => self.note(Watch::EndpointSlices, event, &mut listed)?,
+                event = node_events.next() => self.note(Watch::Node, event, &mut listed)?,
                 _ = probe.tick() => {
                     if synced_once && self.syncer.needs_repair().await {
                         tracing::info!("the table drifted or is old: full resync");
                         self.syncer.force_full();
-                        self.dirty.insert(sync::ALL_SERVICES.to_string());
+                        self.dirty = Dirty::All;
                     }
                 }
                 _ = sleep_until_opt(retry_at) => retry_at = None,
@@ -296,22 +319,22 @@ impl Proxier {
             loop {
                 let mut progressed = false;
                 if let Some(event) = service_events.next().now_or_never() {
-                    self.note(0, event, &mut listed, "Services")?;
+                    self.note(Watch::Services, event, &mut listed)?;
                     progressed = true;
                 }
                 if let Some(event) = slice_events.next().now_or_never() {
-                    self.note(1, event, &mut listed, "EndpointSlices")?;
+                    self.note(Watch::EndpointSlices, event, &mut listed)?;
                     progressed = true;
                 }
                 if let Some(event) = node_events.next().now_or_never() {
-                    self.note(2, event, &mut listed, "Nodes")?;
+                    self.note(Watch::Node, event, &mut listed)?;
                     progressed = true;
                 }
                 if !progressed {
                     break;
                 }
             }
-            if !listed.iter().all(|l| *l) || retry_at.is_some() {
+            if !listed.all() || retry_at.is_some() {
                 // Upstream waits for the first lists too: syncing a partial
                 // view would delete rules of Services not yet seen.
                 continue;
@@ -330,7 +353,7 @@ impl Proxier {
                     tracing::error!(%error, retry_in = ?retry_delay, "service proxy sync failed; the previous rules stay");
                     self.metrics.sync_failures.inc();
                     // The syncer's next sync is a full one, of everything.
-                    self.dirty.insert(sync::ALL_SERVICES.to_string());
+                    self.dirty = Dirty::All;
                     retry_at = Some(Instant::now() + retry_delay);
                     retry_delay = (retry_delay * 2).min(MAX_RETRY_DELAY);
                 }
@@ -341,11 +364,11 @@ impl Proxier {
     /// Records what a watch event changed.
     fn note(
         &mut self,
-        watch: usize,
+        watch: Watch,
         event: Option<Result<Change, watcher::Error>>,
-        listed: &mut [bool; 3],
-        what: &'static str,
+        listed: &mut Listed,
     ) -> Result<(), ProxyError> {
+        let what = watch.name();
         match event {
             None => return Err(ProxyError::WatchEnded(what)),
             Some(Err(error)) => tracing::warn!(%error, "watching {what}"),
@@ -372,15 +395,15 @@ impl Proxier {
                 Change::Node(labels) => {
                     if labels != self.syncer.node().node_labels {
                         self.syncer.set_node_labels(labels);
-                        self.dirty.insert(sync::ALL_SERVICES.to_string());
+                        self.dirty = Dirty::All;
                     }
                 }
-                Change::Listed(i) => {
-                    debug_assert_eq!(i, watch);
-                    listed[watch] = true;
+                Change::Listed(which) => {
+                    debug_assert_eq!(which, watch);
+                    listed.set(watch);
                     // After a relist, deletions may have been missed:
                     // recompute every Service (the diff stays small).
-                    self.dirty.insert(sync::ALL_SERVICES.to_string());
+                    self.dirty = Dirty::All;
                 }
                 Change::Nothing => {}
             },
@@ -418,7 +441,7 @@ fn service_change(notice: &Notice<Service>) -> Change {
             s.namespace().as_deref().unwrap_or_default(),
             &s.name_any(),
         )),
-        Notice::Listed => Change::Listed(0),
+        Notice::Listed => Change::Listed(Watch::Services),
     }
 }
 
@@ -436,7 +459,7 @@ fn slice_change(notice: &Notice<EndpointSlice>) -> Change {
                 trigger,
             }
         }
-        Notice::Listed => Change::Listed(1),
+        Notice::Listed => Change::Listed(Watch::EndpointSlices),
     }
 }
 
@@ -445,7 +468,7 @@ fn node_change(event: &watcher::Event<Node>) -> Change {
         watcher::Event::Apply(node) | watcher::Event::InitApply(node) => {
             Change::Node(node.labels().clone())
         }
-        watcher::Event::InitDone => Change::Listed(2),
+        watcher::Event::InitDone => Change::Listed(Watch::Node),
         watcher::Event::Delete(_) | watcher::Event::Init => Change::Nothing,
     }
 }

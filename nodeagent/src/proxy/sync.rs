@@ -304,8 +304,40 @@ pub struct AppliedService {
     pub elements: usize,
 }
 
-/// Recompute every Service (after a relist, or for a full resync).
-pub const ALL_SERVICES: &str = "";
+/// Which Services a sync recomputes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dirty {
+    /// Every Service (after a relist, a node label change, a failure, or
+    /// drift).
+    All,
+    /// These (`namespace/name`).
+    Only(BTreeSet<String>),
+}
+
+impl Default for Dirty {
+    fn default() -> Dirty {
+        Dirty::Only(BTreeSet::new())
+    }
+}
+
+impl Dirty {
+    /// One more Service to recompute.
+    pub fn insert(&mut self, key: String) {
+        if let Dirty::Only(keys) = self {
+            keys.insert(key);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        matches!(self, Dirty::Only(keys) if keys.is_empty())
+    }
+}
+
+impl<const N: usize> From<[String; N]> for Dirty {
+    fn from(keys: [String; N]) -> Dirty {
+        Dirty::Only(keys.into())
+    }
+}
 
 /// What one successful sync did.
 #[derive(Debug)]
@@ -418,17 +450,22 @@ impl Syncer {
     }
 
     /// Brings the table in line with the stores for the Services in
-    /// `dirty` (or all of them: [`ALL_SERVICES`], or a full resync due).
+    /// `dirty` (all of them when a full resync is due).
     /// On failure nothing changed in the kernel, and the next sync is a
     /// full one.
     pub async fn sync(
         &mut self,
         services: &Store<Service>,
         slices: &Store<EndpointSlice>,
-        mut dirty: BTreeSet<String>,
+        dirty: Dirty,
     ) -> Result<Synced, ProxyError> {
         let start = Instant::now();
-        if dirty.remove(ALL_SERVICES) || self.full {
+        let all = dirty == Dirty::All || self.full;
+        let mut dirty = match dirty {
+            Dirty::All => BTreeSet::new(),
+            Dirty::Only(keys) => keys,
+        };
+        if all {
             dirty.extend(self.applied.keys().cloned());
             for s in services.state() {
                 dirty.insert(api::service::key(
