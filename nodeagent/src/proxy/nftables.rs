@@ -14,7 +14,7 @@
 //! - as the text `nft` reads and prints (`Display` here): what the unit
 //!   tests compare, what the debug log shows, and exactly what
 //!   `nft list table ip kube-lite` prints back;
-//! - as nf_tables netlink messages (`netlink.rs`): what the proxy sends to
+//! - as nf_tables netlink messages (`netlink/`): what the proxy sends to
 //!   the kernel, the same bytes `nft -f` would send for that text.
 //!
 //! The [`Transaction`] trait is the list of things a transaction can do
