@@ -476,3 +476,47 @@ async fn the_real_kubectl_logs_and_exec() {
         text(&out.stderr)
     );
 }
+
+/// `nodes/{name}/proxy/{path}`: GET passed on to the node's kubelet, as
+/// `kubectl get --raw` uses it; the kubelet's refusals and unknown nodes
+/// come back as Status objects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_proxy_passes_get_to_the_kubelet() {
+    let c = cluster().await;
+    let got = c.api.get("/api/v1/nodes/node-1/proxy/healthz").await;
+    assert_eq!((got.code, got.body), (200, json!("ok")));
+    let got = c.api.get("/api/v1/nodes/node-1/proxy/nothing-here").await;
+    assert_eq!(
+        (got.code, got.body["reason"].clone()),
+        (404, json!("NotFound"))
+    );
+    let got = c.api.get("/api/v1/nodes/ghost/proxy/healthz").await;
+    assert_eq!(got.code, 404);
+    assert_eq!(got.body["message"], "nodes \"ghost\" not found");
+    let got = c.api.get("/api/v1/nodes/node-2/proxy/healthz").await;
+    assert_eq!(
+        (got.code, got.body["reason"].clone()),
+        (503, json!("ServiceUnavailable"))
+    );
+
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(home.path().join("config"), "").unwrap();
+    let url = c.server.url.clone();
+    let home_path = home.path().to_path_buf();
+    let out = tokio::task::spawn_blocking(move || {
+        run_kubectl(
+            &url,
+            &home_path,
+            &["get", "--raw", "/api/v1/nodes/node-1/proxy/healthz"],
+            None,
+        )
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok");
+}
