@@ -21,6 +21,7 @@
 //! - [`serviceview`]: how one Service is programmed on one node, as a node
 //!   agent reads it back from its kernel (kube-lite's own, for
 //!   `kubectl-lite trace`).
+//! - [`cidr`]: IPv4 CIDR ranges, parsed with one set of words.
 //! - [`service`], [`endpointslice`], [`pod`]: the facts about these
 //!   objects that several components need (is a Service headless, which
 //!   Service a slice belongs to, an endpoint's conditions with their
@@ -33,6 +34,7 @@
 
 pub use k8s_openapi as k8s;
 
+pub mod cidr;
 pub mod decode;
 pub mod endpointslice;
 pub mod names;

@@ -171,17 +171,8 @@ impl ClusterIpAllocator {
             cidr: cidr.to_string(),
             reason: reason.to_string(),
         };
-        let (addr, prefix) = cidr
-            .split_once('/')
-            .ok_or_else(|| invalid("expected an IPv4 CIDR such as 10.96.0.0/12"))?;
-        let addr: Ipv4Addr = addr
-            .parse()
-            .map_err(|_| invalid("expected an IPv4 CIDR such as 10.96.0.0/12"))?;
-        let prefix_len: u8 = prefix
-            .parse()
-            .ok()
-            .filter(|p| *p <= 32)
-            .ok_or_else(|| invalid("the prefix length must be a number from 0 to 32"))?;
+        let net = api::cidr::parse_ipv4(cidr).map_err(|e| invalid(&e.to_string()))?;
+        let prefix_len = net.prefix_len();
         if prefix_len < MIN_PREFIX_LEN {
             return Err(invalid(
                 "the range is too large; for 32-bit addresses, the mask must be >= 12",
@@ -193,7 +184,7 @@ impl ClusterIpAllocator {
             ));
         }
         let host_bits = 32 - u32::from(prefix_len);
-        let network = u32::from(addr) & !((1u32 << host_bits) - 1);
+        let network = u32::from(net.network());
         // Every address but the network and broadcast ones.
         let usable = (1u32 << host_bits) - 2;
         Ok(Self {

@@ -118,18 +118,8 @@ fn mask(prefix: u8) -> u32 {
 }
 
 fn parse_cidr(cidr: &str) -> Result<(u32, u8), String> {
-    let (addr, prefix) = cidr
-        .split_once('/')
-        .ok_or_else(|| format!("{cidr:?} is not a CIDR (address/prefix)"))?;
-    let addr: Ipv4Addr = addr
-        .parse()
-        .map_err(|_| format!("{cidr:?}: {addr:?} is not an IPv4 address"))?;
-    let prefix: u8 = prefix
-        .parse()
-        .ok()
-        .filter(|p| *p <= 32)
-        .ok_or_else(|| format!("{cidr:?}: prefix {prefix:?} is not 0..32"))?;
-    Ok((u32::from(addr), prefix))
+    let net = api::cidr::parse_ipv4(cidr).map_err(|e| format!("{cidr:?}: {e}"))?;
+    Ok((u32::from(net.addr()), net.prefix_len()))
 }
 
 /// The CIDRs a Node holds (`podCIDRs`, or the older single `podCIDR`).
