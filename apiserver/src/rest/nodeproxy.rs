@@ -310,17 +310,27 @@ impl Kubelet {
             .map_err(|e| StatusError::internal(format!("building the kubelet request: {e}")))
     }
 
-    /// `pods/log`: the kubelet's answer, streamed as it comes.
-    async fn logs(&self, uri: &str) -> Result<Response, StatusError> {
+    /// `GET uri` on the kubelet: its answer when it is a success, else a
+    /// `Status` with the kubelet's code and words.
+    async fn fetch(
+        &self,
+        uri: &str,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, StatusError> {
         let mut sender = self.connect().await?;
         let request = self.request(Method::GET, uri)?;
         let response = sender
             .send_request(request)
             .await
             .map_err(|e| self.lost(e))?;
-        if response.status() != StatusCode::OK {
+        if !response.status().is_success() {
             return Err(kubelet_error(response).await);
         }
+        Ok(response)
+    }
+
+    /// `pods/log`: the kubelet's answer, streamed as it comes.
+    async fn logs(&self, uri: &str) -> Result<Response, StatusError> {
+        let response = self.fetch(uri).await?;
         Ok((
             [(header::CONTENT_TYPE, "text/plain")],
             Body::new(response.into_body()),
@@ -331,15 +341,7 @@ impl Kubelet {
     /// `nodes/proxy`: the kubelet's answer as it is, streamed; an error
     /// answer becomes a `Status` with its code.
     async fn get(&self, uri: &str) -> Result<Response, StatusError> {
-        let mut sender = self.connect().await?;
-        let request = self.request(Method::GET, uri)?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| self.lost(e))?;
-        if !response.status().is_success() {
-            return Err(kubelet_error(response).await);
-        }
+        let response = self.fetch(uri).await?;
         let content_type = response
             .headers()
             .get(header::CONTENT_TYPE)

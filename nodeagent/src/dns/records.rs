@@ -249,7 +249,7 @@ impl ClusterZone {
                     continue;
                 };
                 ServiceKind::ExternalName(alias)
-            } else if spec.cluster_ip.as_deref() == Some("None") {
+            } else if api::service::is_headless(service) {
                 ServiceKind::Headless
             } else {
                 let ips: Vec<IpAddr> = match &spec.cluster_ips {

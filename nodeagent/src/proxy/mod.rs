@@ -153,16 +153,6 @@ pub async fn run(
     caches: ServiceCaches,
     metrics: Arc<ProxyMetrics>,
 ) -> Result<(), ProxyError> {
-    serve(client, config, caches, metrics).await
-}
-
-/// The sync loop and the metrics server.
-async fn serve(
-    client: kube::Client,
-    config: ProxyConfig,
-    caches: ServiceCaches,
-    metrics: Arc<ProxyMetrics>,
-) -> Result<(), ProxyError> {
     let serve_metrics = {
         let metrics = metrics.clone();
         let addr = config.metrics_addr;

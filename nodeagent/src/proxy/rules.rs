@@ -1013,15 +1013,9 @@ impl PortInfo {
         node_ports_on: bool,
     ) -> Option<PortInfo> {
         let protocol = Proto::parse(port.protocol.as_deref().unwrap_or("TCP"))?;
-        let port_name = port.name.as_deref().unwrap_or_default();
         let number = u16::try_from(port.port).unwrap_or_default();
-        let label = if port_name.is_empty() {
-            format!("{namespace}/{name}:{number}")
-        } else {
-            format!("{namespace}/{name}:{port_name}")
-        };
         Some(PortInfo {
-            label,
+            label: port_label(namespace, name, port),
             protocol,
             cluster_ip,
             port: number,
@@ -1031,6 +1025,15 @@ impl PortInfo {
                 .and_then(|p| u16::try_from(p).ok())
                 .filter(|p| *p != 0),
         })
+    }
+}
+
+/// `namespace/name:port` - the port's name, or its number when unnamed:
+/// how every comment of the table names a Service port.
+pub fn port_label(namespace: &str, name: &str, port: &ServicePort) -> String {
+    match port.name.as_deref() {
+        Some(port_name) if !port_name.is_empty() => format!("{namespace}/{name}:{port_name}"),
+        _ => format!("{namespace}/{name}:{}", port.port),
     }
 }
 

@@ -362,6 +362,9 @@ pub struct Syncer {
     socket: Arc<Socket>,
     conntrack: Conntrack,
     node: NodeContext,
+    /// The skeleton for this node (it depends only on the node's ranges),
+    /// built once: the drift probe and the metrics read it.
+    base: rules::Ruleset,
     applied: BTreeMap<String, AppliedService>,
     /// Which EndpointSlices belong to which Service.
     slices: SliceIndex,
@@ -388,6 +391,7 @@ impl Syncer {
         Ok(Syncer {
             socket: Arc::new(Socket::open(netns.as_deref())?),
             conntrack: Conntrack { netns },
+            base: rules::base_ruleset(&node),
             node,
             applied: BTreeMap::new(),
             slices: SliceIndex::default(),
@@ -439,9 +443,7 @@ impl Syncer {
         {
             return true;
         }
-        let expected = rules::base_ruleset(&self.node).chains[rules::SERVICES_CHAIN]
-            .rules
-            .len();
+        let expected = self.base.chains[rules::SERVICES_CHAIN].rules.len();
         let socket = self.socket.clone();
         let found = tokio::task::spawn_blocking(move || socket.rule_count(rules::SERVICES_CHAIN))
             .await
@@ -661,7 +663,7 @@ impl Syncer {
         } else {
             self.metrics.partial_sync_duration.observe(elapsed);
         }
-        let base = rules::base_ruleset(&self.node);
+        let base = &self.base;
         let (shared_chains, shared_rules) = self.shared.counts(&self.node);
         let elements = self.totals.elements + self.shared.hairpin.len();
         let ports = self.totals.ports;

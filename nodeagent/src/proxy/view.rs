@@ -27,7 +27,7 @@ use k8s_openapi::api::core::v1::Service;
 use kube::runtime::reflector::{ObjectRef, Store};
 
 use super::netlink::{DumpedElement, NetlinkError, Socket};
-use super::nftables::{Key, Proto, SetType, Value};
+use super::nftables::{Key, Proto, SetType, Value, Verdict};
 use super::rules;
 
 /// Every map the view reads, with its type, dumped once per request.
@@ -142,10 +142,7 @@ pub fn read(socket: &Socket, node: &str, service: &Service) -> Result<ServiceVie
             continue;
         };
         let number = u16::try_from(port.port).unwrap_or_default();
-        let label = match port.name.as_deref() {
-            Some(n) if !n.is_empty() => format!("{namespace}/{name}:{n}"),
-            _ => format!("{namespace}/{name}:{number}"),
-        };
+        let label = rules::port_label(namespace, name, port);
         let key = Key::ClusterIpPort(cluster_ip, proto, number);
         let mut cluster = path(
             &[
@@ -197,9 +194,7 @@ pub fn read(socket: &Socket, node: &str, service: &Service) -> Result<ServiceVie
             .iter()
             .find(|e| e.key == key)
             .and_then(|e| match &e.value {
-                Some(Value::Verdict(v)) => {
-                    Some(v.to_string().trim_start_matches("goto ").to_string())
-                }
+                Some(Value::Verdict(Verdict::Goto(chain))) => Some(chain.clone()),
                 _ => None,
             });
         for bucket in cluster

@@ -144,17 +144,12 @@ impl Socket {
     /// does not exist). The drift probe: `nft flush table` leaves the
     /// dispatch chain empty.
     pub fn rule_count(&self, chain: &str) -> Result<usize, NetlinkError> {
-        let mut request = Batch::messages(128);
-        request.begin(NFT_MSG_GETRULE, NLM_F_DUMP);
-        request.str(NFTA_RULE_TABLE, TABLE);
-        request.str(NFTA_RULE_CHAIN, chain);
-        request.end_message();
-        socket::send(self.fd.as_raw_fd(), &request.buf, MsgFlags::empty()).map_err(|source| {
-            NetlinkError::System {
-                action: format!("asking for the rules of chain {chain}"),
-                source,
-            }
-        })?;
+        self.ask_dump(
+            NFT_MSG_GETRULE,
+            (NFTA_RULE_TABLE, NFTA_RULE_CHAIN),
+            chain,
+            || format!("asking for the rules of chain {chain}"),
+        )?;
         let mut count = 0;
         // A dump is sent piece by piece as it is read: wait for each.
         self.read_answers(MsgFlags::empty(), |kind, _seq, _payload| match kind {
@@ -181,17 +176,12 @@ impl Socket {
     /// Every element of a set or map of type `ty`, read back from the
     /// kernel: key, value and comment. One dump.
     pub fn elements(&self, set: &str, ty: SetType) -> Result<Vec<DumpedElement>, NetlinkError> {
-        let mut request = Batch::messages(128);
-        request.begin(NFT_MSG_GETSETELEM, NLM_F_DUMP);
-        request.str(NFTA_SET_ELEM_LIST_TABLE, TABLE);
-        request.str(NFTA_SET_ELEM_LIST_SET, set);
-        request.end_message();
-        socket::send(self.fd.as_raw_fd(), &request.buf, MsgFlags::empty()).map_err(|source| {
-            NetlinkError::System {
-                action: format!("asking for the elements of {set}"),
-                source,
-            }
-        })?;
+        self.ask_dump(
+            NFT_MSG_GETSETELEM,
+            (NFTA_SET_ELEM_LIST_TABLE, NFTA_SET_ELEM_LIST_SET),
+            set,
+            || format!("asking for the elements of {set}"),
+        )?;
         let mut elements = vec![];
         let mut failed = None;
         self.read_answers(MsgFlags::empty(), |kind, _seq, payload| {
@@ -227,6 +217,30 @@ impl Socket {
             }),
             None => Ok(elements),
         }
+    }
+
+    /// Asks for a dump of one object of our table (a chain's rules, a
+    /// set's elements): `message` with the table's name and `name` in the
+    /// two attributes `attrs`. The answer is read with `read_answers`.
+    fn ask_dump(
+        &self,
+        message: u16,
+        attrs: (u16, u16),
+        name: &str,
+        what: impl FnOnce() -> String,
+    ) -> Result<(), NetlinkError> {
+        let mut request = Batch::messages(128);
+        request.begin(message, NLM_F_DUMP);
+        request.str(attrs.0, TABLE);
+        request.str(attrs.1, name);
+        request.end_message();
+        socket::send(self.fd.as_raw_fd(), &request.buf, MsgFlags::empty()).map_err(|source| {
+            NetlinkError::System {
+                action: what(),
+                source,
+            }
+        })?;
+        Ok(())
     }
 
     /// Reads netlink messages, giving each (type, sequence number, payload)

@@ -196,6 +196,15 @@ impl Batch {
     /// Adds an element to the open element message of the same set and
     /// kind, or opens a new one: a map's elements travel together, as nft
     /// sends them.
+    /// An element named by its key alone (a delete or destroy).
+    fn element_by_key(&mut self, set: &str, op: ElementOp, key: &Key) {
+        self.commands += 1;
+        self.element_message(set, op);
+        self.nest(NFTA_LIST_ELEM);
+        self.key(key);
+        self.end_nest();
+    }
+
     pub(super) fn element_message(&mut self, set: &str, op: ElementOp) {
         if let Some((open_set, open_op, start)) = &self.open_elements {
             if open_set == set && *open_op == op && self.buf.len() - start < MAX_ELEMENTS_BYTES {
@@ -437,19 +446,11 @@ impl Transaction for Batch {
     }
 
     fn delete_element(&mut self, set: &str, key: &Key) {
-        self.commands += 1;
-        self.element_message(set, ElementOp::Delete);
-        self.nest(NFTA_LIST_ELEM);
-        self.key(key);
-        self.end_nest();
+        self.element_by_key(set, ElementOp::Delete, key);
     }
 
     fn destroy_element(&mut self, set: &str, key: &Key) {
-        self.commands += 1;
-        self.element_message(set, ElementOp::Destroy);
-        self.nest(NFTA_LIST_ELEM);
-        self.key(key);
-        self.end_nest();
+        self.element_by_key(set, ElementOp::Destroy, key);
     }
 
     fn len(&self) -> usize {
