@@ -80,7 +80,8 @@ on_node kl-worker1 curl -s -m 3 "http://$cluster_ip"
 echo; echo "ping gets no answer: the ClusterIP is virtual, only the Service's ports exist"
 k exec "$pod" -- ping -c 1 -W 1 "$cluster_ip"
 echo; echo "The rules that make it work, on every node:"
-on_node kl-worker2 nft list map ip kube-lite service-ips
+on_node kl-worker2 nft list chain ip kube-lite services
+on_node kl-worker2 nft list set ip kube-lite services-with-2-endpoints
 on_node kl-worker2 nft list map ip kube-lite service-endpoints
 echo; echo "The same path, node by node, read from each node's kernel (kube-lite's own verb):"
 k trace svc/ngx-svc

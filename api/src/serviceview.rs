@@ -64,13 +64,16 @@ pub struct NodePortPath {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Path {
-    /// The map the element is in: `service-ips`, `service-nodeports`, or
-    /// `no-endpoint-services` / `no-endpoint-nodeports` (reject or drop);
-    /// empty when the kernel has no element for it at all.
+    /// The set or map the element is in: the set of the ports of its kind
+    /// (`services-with-2-endpoints`, `nodeports-with-1-endpoint`,
+    /// `nodeports-with-1-local-of-2-endpoints`), or `no-endpoint-services` /
+    /// `no-endpoint-nodeports` (reject or drop); empty when the kernel has
+    /// no element for it at all.
     pub map: String,
     /// `10.96.0.50 . tcp . 80`.
     pub key: String,
-    /// `goto pick-1-of-2`, `goto reject-chain`, `drop`.
+    /// `goto pick-1-of-2` (the dispatch rule of its set), `goto
+    /// reject-chain`, `drop`.
     pub verdict: String,
     pub comment: String,
     /// The endpoints it picks from, by bucket.

@@ -261,7 +261,7 @@ fn the_lesson_steps_1_to_11() {
             .all(|node| trace.contains(&format!("node {node}: service default/ngx-svc")))
             && trace
                 .matches(&format!(
-                    "@service-ips  {cluster_ip} . tcp . 80 : goto pick-1-of-2"
+                    "@services-with-2-endpoints  {cluster_ip} . tcp . 80 : goto pick-1-of-2"
                 ))
                 .count()
                 == node_names.split_whitespace().count()

@@ -153,7 +153,7 @@ pub fn render(service: &Value, view: &ServiceView, from: Option<&FromPod>) -> St
         );
         let _ = writeln!(
             w,
-            "    nat-prerouting | nat-output -> services: ip daddr . meta l4proto . th dport vmap @service-ips"
+            "    nat-prerouting | nat-output -> services: which set of ports holds ip daddr . meta l4proto . th dport?"
         );
         write_path(w, &port.cluster_ip, from, false);
         if let Some(node_port) = &port.node_port {
@@ -164,7 +164,7 @@ pub fn render(service: &Value, view: &ServiceView, from: Option<&FromPod>) -> St
             );
             let _ = writeln!(
                 w,
-                "    services: fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @service-nodeports"
+                "    services: fib daddr type local ip daddr != 127.0.0.0/8 jump nodeports: which set of ports holds meta l4proto . th dport?"
             );
             write_path(w, &node_port.path, from, true);
         }
@@ -331,7 +331,7 @@ mod tests {
                 protocol: "tcp".into(),
                 port: 80,
                 cluster_ip: Path {
-                    map: "service-ips".into(),
+                    map: "services-with-2-endpoints".into(),
                     key: "10.96.0.50 . tcp . 80".into(),
                     verdict: "goto pick-1-of-2".into(),
                     comment: "default/ngx-svc:80".into(),
@@ -343,7 +343,7 @@ mod tests {
                 node_port: Some(NodePortPath {
                     node_port: 30080,
                     path: Path {
-                        map: "service-nodeports".into(),
+                        map: "nodeports-with-1-local-of-2-endpoints".into(),
                         key: "tcp . 30080".into(),
                         verdict: "goto nodeport-local-1-of-2".into(),
                         comment: "default/ngx-svc:80".into(),
@@ -367,7 +367,7 @@ mod tests {
         for line in [
             "node kl-worker1: service default/ngx-svc (table ip kube-lite, read from the kernel)",
             "  to 10.96.0.50:80/tcp (default/ngx-svc:80)",
-            "      @service-ips  10.96.0.50 . tcp . 80 : goto pick-1-of-2   \"default/ngx-svc:80\"",
+            "      @services-with-2-endpoints  10.96.0.50 . tcp . 80 : goto pick-1-of-2   \"default/ngx-svc:80\"",
             "    pick-1-of-2: clients outside the Pod range are masqueraded; then dnat to the bucket numgen random mod 2 draws in @service-endpoints:",
             "        @service-endpoints bucket 1 -> 10.244.2.7:80   \"default/ngx-svc:80 -> pod 10.244.2.7:80\"",
             "    nodeport-local-1-of-2: externalTrafficPolicy Local, 1 endpoint(s) on this node of 2",

@@ -37,7 +37,9 @@ use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::watcher;
 use nodeagent::proxy::metrics::ProxyMetrics;
 use nodeagent::proxy::netlink::{Batch, Socket};
-use nodeagent::proxy::nftables::{Key, Proto, Rule, Stmt, Transaction as _, Value, Verdict};
+use nodeagent::proxy::nftables::{
+    Key, Proto, Rule, SetType, Stmt, Transaction as _, Value, Verdict,
+};
 use nodeagent::proxy::rules::{self, NodeContext};
 use nodeagent::proxy::sync::{self, Syncer};
 use serde_json::json;
@@ -298,6 +300,19 @@ fn reference(n: usize, m: usize, changes: usize, node: &NodeContext) {
     let mut batch = Batch::new();
     sync::replace_table(&mut batch);
     rules::write_ruleset(&mut batch, &rules::base_ruleset(node));
+    // kube-proxy's dispatch: one verdict map of every Service port.
+    batch.add_set(
+        REFERENCE_SERVICE_IPS,
+        SetType::ClusterIpPortVmap,
+        "kube-proxy's service-ips",
+    );
+    batch.add_rule(
+        rules::SERVICES_CHAIN,
+        &Rule::new(
+            vec![Stmt::ClusterIpVmap(REFERENCE_SERVICE_IPS.into())],
+            "kube-proxy's dispatch",
+        ),
+    );
     for i in 0..n {
         batch.add_chain(&format!("service-{i}"), None, "a Service port");
         for e in 0..m {
@@ -305,7 +320,7 @@ fn reference(n: usize, m: usize, changes: usize, node: &NodeContext) {
         }
         cascade(&mut batch, i, m);
         batch.add_element(
-            rules::SERVICE_IPS_MAP,
+            REFERENCE_SERVICE_IPS,
             &Key::ClusterIpPort(cluster_ip(i), Proto::Tcp, 80),
             Some(&Value::Verdict(Verdict::Goto(format!("service-{i}")))),
             "a Service port",
@@ -346,6 +361,9 @@ fn reference(n: usize, m: usize, changes: usize, node: &NodeContext) {
         commits.len()
     );
 }
+
+/// The reference's verdict map (kube-proxy calls it `service-ips`).
+const REFERENCE_SERVICE_IPS: &str = "service-ips";
 
 fn kernel() -> String {
     Command::new("uname")

@@ -556,8 +556,8 @@ s.sendto(b'hi', ('10.96.100.15', 53)); print(s.recvfrom(4096)[0].decode())\"";
     }
     blocking(Box::new(|lab, _| {
         eventually(20, "the other Services", || {
-            lab.nft("list map ip kube-lite service-ips")
-                .contains("10.96.101.50 ")
+            lab.nft("list table ip kube-lite")
+                .contains("10.96.101.50 . tcp")
         });
     }))
     .await
@@ -598,7 +598,9 @@ s.sendto(b'hi', ('10.96.100.15', 53)); print(s.recvfrom(4096)[0].decode())\"";
         lab.nft("flush table ip kube-lite");
         assert!(
             lab.curl("c", "10.96.100.10").is_none()
-                || lab.nft("list chain ip kube-lite services").contains("vmap")
+                || lab
+                    .nft("list chain ip kube-lite services")
+                    .contains("goto pick-1-of-")
         );
         eventually(10, "the table to be repaired", || {
             lab.curl("c", "10.96.100.10").is_some()

@@ -153,6 +153,11 @@ pub enum Stmt {
     L4ProtoIn(Vec<Proto>),
     /// `fib daddr type local`: the address belongs to this node.
     FibLocal(Addr),
+    /// `ip daddr . meta l4proto . th dport @set`: the ClusterIP port is in
+    /// a set.
+    ClusterIpPortInSet(String),
+    /// `meta l4proto . th dport @set`: the port is in a set.
+    NodePortInSet(String),
     /// `ip daddr . meta l4proto . th dport vmap @map`.
     ClusterIpVmap(String),
     /// `meta l4proto . th dport vmap @map`.
@@ -219,6 +224,8 @@ impl Stmt {
         match self {
             Stmt::IpInSet { set, .. }
             | Stmt::AddressPairInSet(set)
+            | Stmt::ClusterIpPortInSet(set)
+            | Stmt::NodePortInSet(set)
             | Stmt::ClusterIpVmap(set)
             | Stmt::NodePortVmap(set)
             | Stmt::OriginalClusterIpVmap(set)
@@ -261,6 +268,8 @@ impl fmt::Display for Stmt {
                 write!(f, "meta l4proto {{ {} }}", names.join(", "))
             }
             Stmt::FibLocal(addr) => write!(f, "fib {} type local", addr.name()),
+            Stmt::ClusterIpPortInSet(set) => write!(f, "ip daddr . meta l4proto . th dport @{set}"),
+            Stmt::NodePortInSet(set) => write!(f, "meta l4proto . th dport @{set}"),
             Stmt::ClusterIpVmap(map) => write!(f, "ip daddr . meta l4proto . th dport vmap @{map}"),
             Stmt::NodePortVmap(map) => write!(f, "meta l4proto . th dport vmap @{map}"),
             Stmt::OriginalClusterIpVmap(map) => write!(
@@ -402,6 +411,10 @@ pub enum SetType {
     ClusterIpPortVmap,
     /// `type inet_proto . inet_service : verdict`.
     NodePortVmap,
+    /// `type ipv4_addr . inet_proto . inet_service`: ClusterIP ports.
+    ClusterIpPorts,
+    /// `type inet_proto . inet_service`: NodePorts.
+    NodePorts,
     /// `type ipv4_addr`.
     Addresses,
     /// `type ipv4_addr . ipv4_addr`.
@@ -426,7 +439,10 @@ impl SetType {
     /// `map` (elements have a value) or `set`.
     pub fn kind(self) -> &'static str {
         match self {
-            SetType::Addresses | SetType::AddressPairs => "set",
+            SetType::ClusterIpPorts
+            | SetType::NodePorts
+            | SetType::Addresses
+            | SetType::AddressPairs => "set",
             _ => "map",
         }
     }
@@ -438,6 +454,8 @@ impl fmt::Display for SetType {
             SetType::ClusterIpPortVmap => {
                 f.write_str("type ipv4_addr . inet_proto . inet_service : verdict")
             }
+            SetType::ClusterIpPorts => f.write_str("type ipv4_addr . inet_proto . inet_service"),
+            SetType::NodePorts => f.write_str("type inet_proto . inet_service"),
             SetType::NodePortVmap => f.write_str("type inet_proto . inet_service : verdict"),
             SetType::Addresses => f.write_str("type ipv4_addr"),
             SetType::AddressPairs => f.write_str("type ipv4_addr . ipv4_addr"),

@@ -2,9 +2,10 @@
 //! API's Services and EndpointSlices (and this node) to nftables objects.
 //!
 //! Nothing here touches the kernel. [`base_ruleset`] is the skeleton every
-//! node has: hooks, dispatch, maps, masquerading. [`SharedChain`]s are the
-//! few chains that exist once per *kind* of Service port ("pick 1 of 3"),
-//! created when some port needs them. [`service_table`] is what one
+//! node has: hooks, maps, masquerading. [`SharedChain`]s are the few
+//! chains that exist once per *kind* of Service port ("pick 1 of 3"), each
+//! with its set of ports, created when some port needs them; [`dispatch`]
+//! is the rule per kind that leads there. [`service_table`] is what one
 //! Service adds: **map elements only**. `sync.rs` compares two versions
 //! of a Service's elements and sends only the difference.
 //!
@@ -12,23 +13,28 @@
 //!
 //! A packet to a ClusterIP meets, in order:
 //!
-//! - `nat-prerouting` / `nat-output` -> `services`:
-//!   `ip daddr . meta l4proto . th dport vmap @service-ips`; the element
-//!   `10.96.0.50 . tcp . 80 : goto pick-1-of-2` says "this port has two
-//!   endpoints";
+//! - `nat-prerouting` / `nat-output` -> `services`: one rule per kind of
+//!   port, `ip daddr . meta l4proto . th dport @services-with-2-endpoints
+//!   goto pick-1-of-2`; the set holds `10.96.0.50 . tcp . 80`, which says
+//!   "this port has two endpoints";
 //! - `pick-1-of-2`: `dnat ip to ip daddr . meta l4proto . th dport .
 //!   numgen random mod 2 map @service-endpoints`: the map has
 //!   `10.96.0.50 . tcp . 80 . 0 : 10.244.1.5 . 80` and
 //!   `... . 1 : 10.244.2.7 . 80`.
 //!
-//! So an endpoint is one element of one map, not a chain. That matters
-//! for the kernel: a transaction that adds a rule, or a map element that
-//! jumps to a chain, makes nf_tables check the whole table for loops
-//! again at commit (it walks every chain from every base chain); one that
-//! only adds or removes plain data elements does not. With a chain per
-//! endpoint (kube-proxy's shape) an endpoint change at 10,000 Services
-//! cost the kernel 150-260 ms; as elements it costs microseconds (see
-//! docs/benchmarks.md).
+//! So an endpoint is one element of one map, not a chain, and a Service
+//! port is one element of one set: an endpoint change, even one that
+//! changes the count, is a few plain elements. That matters for the
+//! kernel: a transaction that adds a rule, or a map element that jumps to
+//! a chain, makes nf_tables check the whole table for loops again at
+//! commit (it walks every chain from every base chain, and every jumping
+//! element of every verdict map on the way); one that only adds or
+//! removes plain elements does not. With a chain per endpoint
+//! (kube-proxy's shape) an endpoint change at 10,000 Services cost the
+//! kernel 150-260 ms; with one verdict map of every port (`ClusterIP .
+//! proto . port : goto pick-1-of-N`) a count change still cost 1 ms at
+//! 10,000 Services and 10-40 ms at 100,000; as elements of sets it costs
+//! about 0.1 ms at any size (see docs/benchmarks.md).
 //!
 //! Every element carries a comment naming its Service port and Pod, so
 //! that `nft list table ip kube-lite` reads like the API.
@@ -81,15 +87,14 @@ pub const FILTER_OUTPUT_CHAIN: &str = "filter-output";
 /// itself that no Service took; affinity to remember.
 pub const FILTER_OUTPUT_POST_DNAT_CHAIN: &str = "filter-output-post-dnat";
 
-/// Dispatch: looks a packet's destination up in [`SERVICE_IPS_MAP`] and
-/// [`SERVICE_NODEPORTS_MAP`].
+/// Dispatch: one rule per [`SharedChain`] in use, `ip daddr . meta
+/// l4proto . th dport @services-with-2-endpoints goto pick-1-of-2`, then
+/// [`NODEPORTS_CHAIN`] for the node's own addresses. Rewritten (see
+/// [`dispatch`]) only when a kind of port appears or goes.
 pub const SERVICES_CHAIN: &str = "services";
-/// Verdict map `ClusterIP . protocol . port -> goto pick-1-of-N`.
-pub const SERVICE_IPS_MAP: &str = "service-ips";
-/// Verdict map `protocol . nodePort -> goto nodeport-pick-1-of-N` (or a
-/// `nodeport-local-...` chain), consulted only for the node's own
-/// addresses.
-pub const SERVICE_NODEPORTS_MAP: &str = "service-nodeports";
+/// NodePort dispatch: `meta l4proto . th dport @nodeports-with-2-endpoints
+/// goto nodeport-pick-1-of-2`, ...
+pub const NODEPORTS_CHAIN: &str = "nodeports";
 /// Map `ClusterIP . protocol . port . bucket -> endpoint IP . port`, the
 /// buckets numbered 0 to N-1.
 pub const SERVICE_ENDPOINTS_MAP: &str = "service-endpoints";
@@ -324,8 +329,9 @@ pub fn base_ruleset(node: &NodeContext) -> Ruleset {
     );
     r.chain(
         SERVICES_CHAIN,
-        "dispatch: ClusterIPs, then NodePorts on local addresses",
+        "dispatch: ClusterIPs by number of endpoints, then NodePorts on local addresses",
     );
+    r.chain(NODEPORTS_CHAIN, "NodePorts by number of endpoints");
     r.chain(
         MARK_FOR_MASQUERADE_CHAIN,
         "marks a packet so that masquerading rewrites its source",
@@ -355,16 +361,6 @@ pub fn base_ruleset(node: &NodeContext) -> Ruleset {
         "DNATed to a port with ClientIP affinity? remember the client",
     );
 
-    r.set(
-        SERVICE_IPS_MAP,
-        SetType::ClusterIpPortVmap,
-        "ClusterIP . protocol . port -> pick 1 of its N endpoints",
-    );
-    r.set(
-        SERVICE_NODEPORTS_MAP,
-        SetType::NodePortVmap,
-        "protocol . nodePort -> pick 1 of its N endpoints",
-    );
     r.set(
         SERVICE_ENDPOINTS_MAP,
         SetType::ClusterIpEndpoints,
@@ -469,28 +465,7 @@ pub fn base_ruleset(node: &NodeContext) -> Ruleset {
         "masquerade marked packets",
     );
 
-    // Dispatch.
-    r.rule(
-        SERVICES_CHAIN,
-        vec![Stmt::ClusterIpVmap(SERVICE_IPS_MAP.to_string())],
-        "ClusterIP . protocol . port",
-    );
-    // `fib daddr type local`: any address of this node (its node IP, the
-    // bridge, ...) but not loopback, as upstream.
-    let not_loopback = Stmt::Ip {
-        addr: Addr::Daddr,
-        negate: true,
-        net: LOOPBACK,
-    };
-    r.rule(
-        SERVICES_CHAIN,
-        vec![
-            Stmt::FibLocal(Addr::Daddr),
-            not_loopback.clone(),
-            Stmt::NodePortVmap(SERVICE_NODEPORTS_MAP.to_string()),
-        ],
-        "NodePorts on this node's addresses",
-    );
+    // (The dispatch rules depend on the Services: see `dispatch`.)
 
     // Masquerading.
     r.rule(
@@ -527,7 +502,7 @@ pub fn base_ruleset(node: &NodeContext) -> Ruleset {
         NODEPORT_ENDPOINTS_CHECK_CHAIN,
         vec![
             Stmt::FibLocal(Addr::Daddr),
-            not_loopback,
+            not_loopback(),
             Stmt::NodePortVmap(NO_ENDPOINT_NODEPORTS_MAP.to_string()),
         ],
         "NodePort without endpoints",
@@ -607,6 +582,60 @@ pub fn base_ruleset(node: &NodeContext) -> Ruleset {
     r
 }
 
+/// `ip daddr != 127.0.0.0/8`: NodePorts are served on every address of
+/// the node (`fib daddr type local`: its node IP, the bridge, ...) but not
+/// on loopback, as upstream.
+fn not_loopback() -> Stmt {
+    Stmt::Ip {
+        addr: Addr::Daddr,
+        negate: true,
+        net: LOOPBACK,
+    }
+}
+
+/// The rules of the dispatch chains ([`SERVICES_CHAIN`] and
+/// [`NODEPORTS_CHAIN`]) when `chains` are in use: for each kind of port,
+/// "in its set? go to its chain".
+///
+/// Why a set per kind rather than one verdict map `ClusterIP . proto .
+/// port : goto pick-1-of-N` (one lookup instead of one per kind): a
+/// verdict element that jumps makes the kernel check the whole table for
+/// loops at commit, walking every such element. With a verdict map of
+/// 100,000 ports, each endpoint count change cost 10-40 ms of that walk;
+/// moving a port from one set to another is two plain elements, and the
+/// kernel walks nothing. The price is a hash lookup per kind of port for
+/// the first packet of a connection (there are few kinds: 1, 2, 3
+/// endpoints...).
+pub fn dispatch<'a>(chains: impl IntoIterator<Item = &'a SharedChain>) -> Ruleset {
+    let mut r = Ruleset::default();
+    r.chain(SERVICES_CHAIN, "");
+    r.chain(NODEPORTS_CHAIN, "");
+    for chain in chains {
+        let Some(set) = chain.port_set() else {
+            continue;
+        };
+        let (dispatcher, lookup) = match chain {
+            SharedChain::Pick(_) => (SERVICES_CHAIN, Stmt::ClusterIpPortInSet(set)),
+            _ => (NODEPORTS_CHAIN, Stmt::NodePortInSet(set)),
+        };
+        r.rule(
+            dispatcher,
+            vec![lookup, Stmt::Verdict(Verdict::Goto(chain.to_string()))],
+            &chain.description(),
+        );
+    }
+    r.rule(
+        SERVICES_CHAIN,
+        vec![
+            Stmt::FibLocal(Addr::Daddr),
+            not_loopback(),
+            jump(NODEPORTS_CHAIN),
+        ],
+        "NodePorts on this node's addresses",
+    );
+    r
+}
+
 /// The chains that exist once per kind of Service port, whatever the
 /// number of Services: a port with three endpoints goes to
 /// `pick-1-of-3`, like every other port with three. They are created
@@ -640,10 +669,66 @@ impl fmt::Display for SharedChain {
 }
 
 impl SharedChain {
-    /// The chain and its rules.
+    /// The set of the ports that go to this chain (`services-with-2-endpoints`
+    /// for `pick-1-of-2`), if it is reached from the dispatch.
+    pub fn port_set(&self) -> Option<String> {
+        let endpoints = |n: u32| if n == 1 { "endpoint" } else { "endpoints" };
+        match *self {
+            SharedChain::Pick(n) => Some(format!("services-with-{n}-{}", endpoints(n))),
+            SharedChain::NodePortPick(n) => Some(format!("nodeports-with-{n}-{}", endpoints(n))),
+            SharedChain::NodePortLocal { local, all } => Some(format!(
+                "nodeports-with-{local}-local-of-{all}-{}",
+                endpoints(all)
+            )),
+            SharedChain::Remember(_) => None,
+        }
+    }
+
+    /// The chain whose set is `set` (the view reads the sets back).
+    pub fn of_port_set(set: &str) -> Option<SharedChain> {
+        fn trim(s: &str) -> &str {
+            s.trim_end_matches("-endpoints")
+                .trim_end_matches("-endpoint")
+        }
+        let number = |s: &str| s.parse::<u32>().ok();
+        if let Some(rest) = set.strip_prefix("services-with-") {
+            return number(trim(rest)).map(SharedChain::Pick);
+        }
+        let rest = trim(set.strip_prefix("nodeports-with-")?);
+        match rest.split_once("-local-of-") {
+            Some((local, all)) => Some(SharedChain::NodePortLocal {
+                local: number(local)?,
+                all: number(all)?,
+            }),
+            None => number(rest).map(SharedChain::NodePortPick),
+        }
+    }
+
+    /// What kind of port goes to this chain, in words (comments).
+    fn description(&self) -> String {
+        match *self {
+            SharedChain::Pick(n) => format!("ClusterIP ports with {n} endpoint(s)"),
+            SharedChain::NodePortPick(n) => format!("NodePorts with {n} endpoint(s)"),
+            SharedChain::NodePortLocal { local, all } => format!(
+                "NodePorts, externalTrafficPolicy Local: {local} endpoint(s) here, {all} in all"
+            ),
+            SharedChain::Remember(seconds) => {
+                format!("ClientIP affinity: remember the client for {seconds}s")
+            }
+        }
+    }
+
+    /// The chain, its rules, and its set of ports.
     pub fn ruleset(&self, node: &NodeContext) -> Ruleset {
         let mut r = Ruleset::default();
         let name = self.to_string();
+        match (self, self.port_set()) {
+            (SharedChain::Pick(_), Some(set)) => {
+                r.set(&set, SetType::ClusterIpPorts, &self.description());
+            }
+            (_, Some(set)) => r.set(&set, SetType::NodePorts, &self.description()),
+            (_, None) => {}
+        }
         let remembered = || Stmt::DnatRemembered(AFFINITY_CLIENTS_MAP.to_string());
         let mark = || jump(MARK_FOR_MASQUERADE_CHAIN);
         let pods = || Stmt::Ip {
@@ -658,10 +743,7 @@ impl SharedChain {
         };
         match *self {
             SharedChain::Pick(n) => {
-                r.chain(
-                    &name,
-                    &format!("ClusterIP ports with {n} endpoint(s): pick 1 at random"),
-                );
+                r.chain(&name, &format!("{}: pick 1 at random", self.description()));
                 // A client outside the Pod range (another machine routing
                 // the service range here) is masqueraded: the endpoint may
                 // be on another node, and the reply must come back here.
@@ -692,10 +774,7 @@ impl SharedChain {
                 );
             }
             SharedChain::NodePortPick(n) => {
-                r.chain(
-                    &name,
-                    &format!("NodePorts with {n} endpoint(s): pick 1 at random"),
-                );
+                r.chain(&name, &format!("{}: pick 1 at random", self.description()));
                 // The endpoint may be on another node: masquerade, or its
                 // reply would go straight to the client and be dropped.
                 r.rule(&name, vec![mark()], "masquerade NodePort traffic");
@@ -714,12 +793,7 @@ impl SharedChain {
                 );
             }
             SharedChain::NodePortLocal { local, all } => {
-                r.chain(
-                    &name,
-                    &format!(
-                        "NodePorts, externalTrafficPolicy Local: {local} endpoint(s) here, {all} in all"
-                    ),
-                );
+                r.chain(&name, &self.description());
                 if all > 0 {
                     // Pods and the node itself are not "external": they use
                     // every endpoint (buckets 0..all-1).
@@ -759,10 +833,7 @@ impl SharedChain {
                 }
             }
             SharedChain::Remember(seconds) => {
-                r.chain(
-                    &name,
-                    &format!("ClientIP affinity: remember the client for {seconds}s"),
-                );
+                r.chain(&name, &self.description());
                 for proto in [Proto::Tcp, Proto::Udp, Proto::Sctp] {
                     r.rule(
                         &name,
@@ -851,8 +922,27 @@ pub struct AffinityPort {
     pub endpoints: BTreeSet<(Ipv4Addr, u16)>,
 }
 
+/// The set or map an element is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SetName {
+    /// One of the skeleton ([`SERVICE_ENDPOINTS_MAP`], ...).
+    Named(&'static str),
+    /// The set of the ports that go to a shared chain
+    /// ([`SharedChain::port_set`]).
+    PortsOf(SharedChain),
+}
+
+impl SetName {
+    pub fn name(&self) -> std::borrow::Cow<'static, str> {
+        match self {
+            SetName::Named(name) => (*name).into(),
+            SetName::PortsOf(chain) => chain.port_set().unwrap_or_default().into(),
+        }
+    }
+}
+
 /// A map or set element's place: which map, which key.
-pub type ElementKey = (&'static str, Key);
+pub type ElementKey = (SetName, Key);
 
 /// What one Service contributes to the table: elements, and the shared
 /// chains and hairpin pairs they need.
@@ -876,6 +966,10 @@ pub struct ServiceTable {
 
 impl ServiceTable {
     fn element(&mut self, set: &'static str, key: Key, value: Option<Value>, comment: &str) {
+        self.element_in(SetName::Named(set), key, value, comment);
+    }
+
+    fn element_in(&mut self, set: SetName, key: Key, value: Option<Value>, comment: &str) {
         self.elements.insert(
             (set, key),
             Element {
@@ -889,7 +983,7 @@ impl ServiceTable {
     pub fn to_script(&self) -> String {
         let mut s = Script::default();
         for ((set, key), element) in &self.elements {
-            s.add_element(set, key, element.value.as_ref(), &element.comment);
+            s.add_element(&set.name(), key, element.value.as_ref(), &element.comment);
         }
         s.text
     }
@@ -1113,7 +1207,7 @@ fn write_port(
         buckets.internal = refill(&old.internal, internal);
         let chain = SharedChain::Pick(buckets.internal.len() as u32);
         out.chains.insert(chain);
-        out.element(SERVICE_IPS_MAP, clusterip_key, goto(chain), label);
+        out.element_in(SetName::PortsOf(chain), clusterip_key, None, label);
         let (ip, proto, port) = (info.cluster_ip, info.protocol, info.port);
         fill(out, SERVICE_ENDPOINTS_MAP, &buckets.internal, 0, &|b| {
             Key::ClusterIpBucket(ip, proto, port, b)
@@ -1169,7 +1263,7 @@ fn write_port(
         };
         if let Some(chain) = chain {
             out.chains.insert(chain);
-            out.element(SERVICE_NODEPORTS_MAP, key.clone(), goto(chain), label);
+            out.element_in(SetName::PortsOf(chain), key.clone(), None, label);
             if let Some(timeout) = affinity_timeout {
                 let remember = SharedChain::Remember(timeout);
                 out.chains.insert(remember);

@@ -6,10 +6,11 @@
 //! When a Service or one of its EndpointSlices changes, it computes that
 //! Service's old and new elements, compares them and sends only the
 //! difference: an endpoint leaving a Service of three is "delete bucket 2,
-//! put its endpoint in the leaving one's bucket, point the port at
-//! `pick-1-of-2`" - a handful of element commands, whatever the number of
-//! other Services. Shared chains (`pick-1-of-N`, ...) are counted: created
-//! with the first port that needs them, deleted with the last.
+//! put its endpoint in the leaving one's bucket, move the port from
+//! `services-with-3-endpoints` to `services-with-2-endpoints`" - a handful
+//! of element commands, whatever the number of other Services. Shared
+//! chains (`pick-1-of-N`, ...) and their sets are counted: created with the
+//! first port that needs them, deleted with the last.
 //!
 //! The kernel applies a transaction all at once or not at all: a failed
 //! one leaves the previous rules in place; it is logged and retried as a
@@ -100,13 +101,16 @@ impl SharedState {
             }
         }
         let mut gone_chains = vec![];
+        let mut dispatch_changed = false;
         for (chain, delta) in &chain_delta {
             let before = self.chains.get(chain).copied().unwrap_or(0);
             let after = before.saturating_add_signed(*delta);
             if before == 0 && after > 0 {
                 rules::write_ruleset(tx, &chain.ruleset(node));
+                dispatch_changed |= chain.port_set().is_some();
             } else if before > 0 && after == 0 {
                 gone_chains.push(*chain);
+                dispatch_changed |= chain.port_set().is_some();
             }
             if after == 0 {
                 self.chains.remove(chain);
@@ -125,7 +129,7 @@ impl SharedState {
             let new_elements = elements(new, &empty);
             for (key, element) in elements(old, &empty) {
                 if new_elements.get(key) != Some(element) {
-                    tx.delete_element(key.0, &key.1);
+                    tx.delete_element(&key.0.name(), &key.1);
                 }
             }
         }
@@ -148,39 +152,64 @@ impl SharedState {
             let old_elements = elements(old, &empty);
             for (key, element) in elements(new, &empty) {
                 if old_elements.get(key) != Some(element) {
-                    tx.add_element(key.0, &key.1, element.value.as_ref(), &element.comment);
+                    tx.add_element(
+                        &key.0.name(),
+                        &key.1,
+                        element.value.as_ref(),
+                        &element.comment,
+                    );
                 }
             }
         }
         for (ip, comment) in added_pairs {
             tx.add_element(rules::HAIRPIN_SET, &Key::AddressPair(ip, ip), None, comment);
         }
+        // A kind of port came or went: the dispatch is written again (a
+        // handful of rules), before the chains and sets it no longer
+        // names are deleted.
+        if dispatch_changed {
+            tx.flush_chain(rules::SERVICES_CHAIN);
+            tx.flush_chain(rules::NODEPORTS_CHAIN);
+            rules::write_rules(tx, &rules::dispatch(self.chains.keys()));
+        }
         for chain in gone_chains {
             let name = chain.to_string();
             tx.flush_chain(&name);
             tx.delete_chain(&name);
+            let ruleset = chain.ruleset(node);
+            for (set, spec) in &ruleset.sets {
+                tx.delete_set(set, spec.ty);
+            }
         }
     }
 
-    /// The number of chains and rules the shared chains add.
+    /// The number of chains and rules the shared chains add, with the
+    /// dispatch rules that lead to them.
     fn counts(&self, node: &NodeContext) -> (usize, usize) {
-        let rules = self
+        let rules: usize = self
             .chains
             .keys()
             .map(|c| c.ruleset(node).rule_count())
             .sum();
-        (self.chains.len(), rules)
+        let dispatch = rules::dispatch(self.chains.keys()).rule_count();
+        (self.chains.len(), rules + dispatch)
+    }
+
+    /// How many rules the dispatch chain should have (the drift probe).
+    fn dispatch_rules(&self) -> usize {
+        rules::dispatch(self.chains.keys()).chains[rules::SERVICES_CHAIN]
+            .rules
+            .len()
     }
 }
 
 /// A whole table being written: the skeleton, then each Service's
-/// elements as they come, then the shared chains they need and the
-/// elements that point at those chains.
+/// elements as they come (a shared chain and its set just before the first
+/// element that needs them), then the dispatch rules and hairpin pairs.
 pub struct FullTable<'a, T: Transaction> {
     tx: &'a mut T,
     node: &'a NodeContext,
     shared: SharedState,
-    later: Vec<(ElementKey, rules::Element)>,
     hairpin: BTreeMap<Ipv4Addr, String>,
 }
 
@@ -194,23 +223,26 @@ impl<'a, T: Transaction> FullTable<'a, T> {
             tx,
             node,
             shared: SharedState::default(),
-            later: vec![],
             hairpin: BTreeMap::new(),
         }
     }
 
     /// One Service's elements.
     pub fn add(&mut self, table: &ServiceTable) {
-        for (key, element) in &table.elements {
-            if points_at_shared_chain(key) {
-                self.later.push((key.clone(), element.clone()));
-            } else {
-                self.tx
-                    .add_element(key.0, &key.1, element.value.as_ref(), &element.comment);
-            }
-        }
         for chain in &table.chains {
-            *self.shared.chains.entry(*chain).or_default() += 1;
+            let users = self.shared.chains.entry(*chain).or_default();
+            if *users == 0 {
+                rules::write_ruleset(self.tx, &chain.ruleset(self.node));
+            }
+            *users += 1;
+        }
+        for (key, element) in &table.elements {
+            self.tx.add_element(
+                &key.0.name(),
+                &key.1,
+                element.value.as_ref(),
+                &element.comment,
+            );
         }
         for (ip, comment) in &table.hairpin {
             *self.shared.hairpin.entry(*ip).or_default() += 1;
@@ -218,16 +250,10 @@ impl<'a, T: Transaction> FullTable<'a, T> {
         }
     }
 
-    /// The shared chains, the elements that point at them, the hairpin
-    /// pairs. Returns what the table shares.
+    /// The dispatch rules and the hairpin pairs. Returns what the table
+    /// shares.
     pub fn finish(self) -> SharedState {
-        for chain in self.shared.chains.keys() {
-            rules::write_ruleset(self.tx, &chain.ruleset(self.node));
-        }
-        for (key, element) in self.later {
-            self.tx
-                .add_element(key.0, &key.1, element.value.as_ref(), &element.comment);
-        }
+        rules::write_rules(self.tx, &rules::dispatch(self.shared.chains.keys()));
         for (ip, comment) in self.hairpin {
             self.tx.add_element(
                 rules::HAIRPIN_SET,
@@ -268,19 +294,6 @@ pub fn write_full_table(
         ));
     }
     table.finish()
-}
-
-/// Where a full transaction puts a Service's elements: verdict elements
-/// that point at shared chains must wait until those chains exist (after
-/// every Service has been computed); the rest goes in at once.
-fn points_at_shared_chain(key: &ElementKey) -> bool {
-    matches!(
-        key.0,
-        rules::SERVICE_IPS_MAP
-            | rules::SERVICE_NODEPORTS_MAP
-            | rules::AFFINITY_SERVICES_MAP
-            | rules::AFFINITY_NODEPORTS_MAP
-    )
 }
 
 /// What the proxier last wrote for one Service: not the elements
@@ -443,7 +456,7 @@ impl Syncer {
         {
             return true;
         }
-        let expected = self.base.chains[rules::SERVICES_CHAIN].rules.len();
+        let expected = self.shared.dispatch_rules();
         let socket = self.socket.clone();
         let found = tokio::task::spawn_blocking(move || socket.rule_count(rules::SERVICES_CHAIN))
             .await

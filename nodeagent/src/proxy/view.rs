@@ -28,13 +28,20 @@ use kube::runtime::reflector::{ObjectRef, Store};
 
 use super::netlink::{DumpedElement, NetlinkError, Socket};
 use super::nftables::{Key, Proto, SetType, Value, Verdict};
-use super::rules;
+use super::rules::{self, SharedChain};
+
+/// The set of the ports that go to one shared chain, read back.
+struct PortSet {
+    name: String,
+    chain: SharedChain,
+    elements: Vec<DumpedElement>,
+}
 
 /// Every map the view reads, with its type, dumped once per request.
 struct Dump {
-    service_ips: Vec<DumpedElement>,
+    /// `services-with-N-endpoints`, ... as the kernel has them.
+    port_sets: Vec<PortSet>,
     no_endpoint_services: Vec<DumpedElement>,
-    service_nodeports: Vec<DumpedElement>,
     no_endpoint_nodeports: Vec<DumpedElement>,
     service_endpoints: Vec<DumpedElement>,
     nodeport_endpoints: Vec<DumpedElement>,
@@ -46,13 +53,27 @@ struct Dump {
 impl Dump {
     fn read(socket: &Socket) -> Result<Dump, NetlinkError> {
         let read = |set: &str, ty| socket.elements(set, ty);
+        let mut port_sets = vec![];
+        for name in socket.set_names()? {
+            let Some(chain) = SharedChain::of_port_set(&name) else {
+                continue;
+            };
+            let ty = match chain {
+                SharedChain::Pick(_) => SetType::ClusterIpPorts,
+                _ => SetType::NodePorts,
+            };
+            port_sets.push(PortSet {
+                elements: read(&name, ty)?,
+                name,
+                chain,
+            });
+        }
         Ok(Dump {
-            service_ips: read(rules::SERVICE_IPS_MAP, SetType::ClusterIpPortVmap)?,
+            port_sets,
             no_endpoint_services: read(
                 rules::NO_ENDPOINT_SERVICES_MAP,
                 SetType::ClusterIpPortVmap,
             )?,
-            service_nodeports: read(rules::SERVICE_NODEPORTS_MAP, SetType::NodePortVmap)?,
             no_endpoint_nodeports: read(rules::NO_ENDPOINT_NODEPORTS_MAP, SetType::NodePortVmap)?,
             service_endpoints: read(rules::SERVICE_ENDPOINTS_MAP, SetType::ClusterIpEndpoints)?,
             nodeport_endpoints: read(rules::NODEPORT_ENDPOINTS_MAP, SetType::NodePortEndpoints)?,
@@ -66,18 +87,35 @@ impl Dump {
     }
 }
 
+impl Dump {
+    /// The port sets of ClusterIP ports (`cluster`) or of NodePorts, as
+    /// [`path`] reads them.
+    fn port_sets_for(&self, cluster: bool) -> Vec<(&str, &[DumpedElement], Option<SharedChain>)> {
+        self.port_sets
+            .iter()
+            .filter(|s| matches!(s.chain, SharedChain::Pick(_)) == cluster)
+            .map(|s| (s.name.as_str(), s.elements.as_slice(), Some(s.chain)))
+            .collect()
+    }
+}
+
 fn value_text(value: &Option<Value>) -> String {
     value.as_ref().map(ToString::to_string).unwrap_or_default()
 }
 
-/// The element `key` finds in the first of `maps` that has it.
-fn path(maps: &[(&str, &[DumpedElement])], key: &Key) -> Path {
-    for (name, elements) in maps {
+/// Where `key` leads: the first of `maps` that has it, and the verdict
+/// (a port set's is its dispatch rule's `goto`; a map's is the element's).
+fn path(maps: &[(&str, &[DumpedElement], Option<SharedChain>)], key: &Key) -> Path {
+    for (name, elements, chain) in maps {
         if let Some(e) = elements.iter().find(|e| &e.key == key) {
+            let verdict = match chain {
+                Some(chain) => Verdict::Goto(chain.to_string()).to_string(),
+                None => value_text(&e.value),
+            };
             return Path {
                 map: name.to_string(),
                 key: key.to_string(),
-                verdict: value_text(&e.value),
+                verdict,
                 comment: e.comment.clone(),
                 buckets: vec![],
             };
@@ -144,13 +182,13 @@ pub fn read(socket: &Socket, node: &str, service: &Service) -> Result<ServiceVie
         let number = u16::try_from(port.port).unwrap_or_default();
         let label = rules::port_label(namespace, name, port);
         let key = Key::ClusterIpPort(cluster_ip, proto, number);
-        let mut cluster = path(
-            &[
-                (rules::SERVICE_IPS_MAP, &dump.service_ips),
-                (rules::NO_ENDPOINT_SERVICES_MAP, &dump.no_endpoint_services),
-            ],
-            &key,
-        );
+        let mut maps = dump.port_sets_for(true);
+        maps.push((
+            rules::NO_ENDPOINT_SERVICES_MAP,
+            &dump.no_endpoint_services,
+            None,
+        ));
+        let mut cluster = path(&maps, &key);
         cluster.buckets = buckets(
             rules::SERVICE_ENDPOINTS_MAP,
             &dump.service_endpoints,
@@ -169,16 +207,13 @@ pub fn read(socket: &Socket, node: &str, service: &Service) -> Result<ServiceVie
             .filter(|p| *p != 0);
         let node_port_path = node_port.map(|node_port| {
             let key = Key::NodePort(proto, node_port);
-            let mut path = path(
-                &[
-                    (rules::SERVICE_NODEPORTS_MAP, &dump.service_nodeports),
-                    (
-                        rules::NO_ENDPOINT_NODEPORTS_MAP,
-                        &dump.no_endpoint_nodeports,
-                    ),
-                ],
-                &key,
-            );
+            let mut maps = dump.port_sets_for(false);
+            maps.push((
+                rules::NO_ENDPOINT_NODEPORTS_MAP,
+                &dump.no_endpoint_nodeports,
+                None,
+            ));
+            let mut path = path(&maps, &key);
             path.buckets = buckets(
                 rules::NODEPORT_ENDPOINTS_MAP,
                 &dump.nodeport_endpoints,

@@ -268,6 +268,17 @@ impl Batch {
                 self.payload(2, 2, 2, REG32_02);
                 self.lookup(map, None, true);
             }
+            Stmt::ClusterIpPortInSet(set) => {
+                self.payload(1, 16, 4, REG_1);
+                self.meta_load(16, REG32_01);
+                self.payload(2, 2, 2, REG32_02);
+                self.lookup(set, None, false);
+            }
+            Stmt::NodePortInSet(set) => {
+                self.meta_load(16, REG_1);
+                self.payload(2, 2, 2, REG32_01);
+                self.lookup(set, None, false);
+            }
             Stmt::NodePortVmap(map) => {
                 self.meta_load(16, REG_1);
                 self.payload(2, 2, 2, REG32_01);

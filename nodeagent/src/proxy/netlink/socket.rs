@@ -162,6 +162,36 @@ impl Socket {
         Ok(count)
     }
 
+    /// The names of the table's sets and maps (none when the table does
+    /// not exist). One dump.
+    pub fn set_names(&self) -> Result<Vec<String>, NetlinkError> {
+        let mut request = Batch::messages(128);
+        request.begin(NFT_MSG_GETSET, NLM_F_DUMP);
+        request.str(NFTA_SET_TABLE, TABLE);
+        request.end_message();
+        socket::send(self.fd.as_raw_fd(), &request.buf, MsgFlags::empty()).map_err(|source| {
+            NetlinkError::System {
+                action: "asking for the sets of the table".into(),
+                source,
+            }
+        })?;
+        let mut names = vec![];
+        self.read_answers(MsgFlags::empty(), |kind, _seq, payload| {
+            if kind == NLMSG_DONE || kind == NLMSG_ERROR {
+                return false;
+            }
+            // After the 4-byte nfgenmsg: the set's attributes.
+            for (attr, value) in attributes(payload.get(4..).unwrap_or_default()) {
+                if attr == NFTA_SET_NAME {
+                    let name = value.strip_suffix(&[0]).unwrap_or(value);
+                    names.push(String::from_utf8_lossy(name).into_owned());
+                }
+            }
+            true
+        })?;
+        Ok(names)
+    }
+
     /// The entries of a map of remembered clients
     /// ([`SetType::RememberedClients`]) as they are now: the packet path
     /// adds them, so only the kernel knows them. One dump.
@@ -405,10 +435,12 @@ pub(super) fn parse_verdict(b: &[u8]) -> Option<Verdict> {
 pub(super) fn parse_key(ty: SetType, b: &[u8]) -> Option<Key> {
     let at = |i: usize| b.get(i..);
     Some(match ty {
-        SetType::ClusterIpPortVmap => {
+        SetType::ClusterIpPortVmap | SetType::ClusterIpPorts => {
             Key::ClusterIpPort(parse_ip(b)?, parse_proto(*b.get(4)?)?, parse_port(at(8)?)?)
         }
-        SetType::NodePortVmap => Key::NodePort(parse_proto(*b.first()?)?, parse_port(at(4)?)?),
+        SetType::NodePortVmap | SetType::NodePorts => {
+            Key::NodePort(parse_proto(*b.first()?)?, parse_port(at(4)?)?)
+        }
         SetType::Addresses => Key::Address(parse_ip(b)?),
         SetType::AddressPairs => Key::AddressPair(parse_ip(b)?, parse_ip(at(4)?)?),
         SetType::ClusterIpEndpoints => Key::ClusterIpBucket(

@@ -73,6 +73,15 @@ fn everything(tx: &mut impl Transaction) {
     ] {
         rules::write_ruleset(tx, &chain.ruleset(&node));
     }
+    rules::write_rules(
+        tx,
+        &rules::dispatch(&[
+            SharedChain::Pick(2),
+            SharedChain::NodePortPick(1),
+            SharedChain::NodePortLocal { local: 1, all: 3 },
+            SharedChain::NodePortLocal { local: 0, all: 2 },
+        ]),
+    );
     // kube-proxy's shape, the scale benchmark's reference.
     tx.add_chain("service-X", None, "a Service, kube-proxy's way");
     tx.add_chain("endpoint-A", None, "an endpoint, kube-proxy's way");
@@ -96,9 +105,9 @@ fn everything(tx: &mut impl Transaction) {
     let goto = |c: &str| Value::Verdict(Verdict::Goto(c.into()));
     let a = ip("10.96.0.50");
     tx.add_element(
-        rules::SERVICE_IPS_MAP,
+        "services-with-2-endpoints",
         &Key::ClusterIpPort(a, Proto::Tcp, 80),
-        Some(&goto("pick-1-of-2")),
+        None,
         "default/ngx-svc:80",
     );
     tx.add_element(
@@ -108,9 +117,9 @@ fn everything(tx: &mut impl Transaction) {
         "dns",
     );
     tx.add_element(
-        rules::SERVICE_NODEPORTS_MAP,
+        "nodeports-with-1-endpoint",
         &Key::NodePort(Proto::Tcp, 30080),
-        Some(&goto("nodeport-pick-1-of-1")),
+        None,
         "nodeport",
     );
     for bucket in 0..2 {
@@ -185,15 +194,22 @@ fn netlink_writes_what_nft_writes() {
         sorted(by_nft.nft(&debug, None))
     );
     assert_eq!(socket.rule_count("services").unwrap(), 2);
+    let mut sets = socket.set_names().unwrap();
+    sets.sort();
+    assert!(
+        sets.iter()
+            .any(|s| s == "nodeports-with-1-local-of-3-endpoints"),
+        "{sets:?}"
+    );
     // Elements read back: key, value, comment.
     use crate::proxy::rules;
     let read = |set: &str, ty| socket.elements(set, ty).unwrap();
     let a: std::net::Ipv4Addr = "10.96.0.50".parse().unwrap();
     assert_eq!(
-        read(rules::SERVICE_IPS_MAP, SetType::ClusterIpPortVmap),
+        read("services-with-2-endpoints", SetType::ClusterIpPorts),
         [DumpedElement {
             key: Key::ClusterIpPort(a, Proto::Tcp, 80),
-            value: Some(Value::Verdict(Verdict::Goto("pick-1-of-2".into()))),
+            value: None,
             comment: "default/ngx-svc:80".into(),
         }]
     );

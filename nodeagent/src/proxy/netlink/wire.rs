@@ -331,6 +331,8 @@ impl Transaction for Batch {
                 8,
                 Some((NFT_DATA_VERDICT, 0)),
             ),
+            SetType::ClusterIpPorts => (0, concat_type(&[ip, proto, service]), 12, None),
+            SetType::NodePorts => (0, concat_type(&[proto, service]), 8, None),
             SetType::Addresses => (0, ip, 4, None),
             SetType::AddressPairs => (0, concat_type(&[ip, ip]), 8, None),
             SetType::ClusterIpEndpoints => (
@@ -490,7 +492,7 @@ pub(super) fn set_udata(set: SetType, comment: &str) -> Vec<u8> {
         SetType::Addresses => {
             udata_record(&mut udata, KEY_BYTEORDER, &u32_(2)); // big endian
         }
-        SetType::AddressPairs => {
+        SetType::AddressPairs | SetType::ClusterIpPorts | SetType::NodePorts => {
             udata_record(&mut udata, KEY_BYTEORDER, &u32_(0)); // mixed
             udata_record(&mut udata, KEY_TYPEOF, &untyped());
         }

@@ -151,7 +151,7 @@ fn ngx_svc_with_two_endpoints_is_elements_only() {
         "add element ip kube-lite cluster-ips { 10.96.0.50 comment \"default/ngx-svc\" }",
         "add element ip kube-lite service-endpoints { 10.96.0.50 . tcp . 80 . 0 comment \"default/ngx-svc:80 -> pod-5 10.244.1.5:80\" : 10.244.1.5 . 80 }",
         "add element ip kube-lite service-endpoints { 10.96.0.50 . tcp . 80 . 1 comment \"default/ngx-svc:80 -> pod-7 10.244.2.7:80\" : 10.244.2.7 . 80 }",
-        "add element ip kube-lite service-ips { 10.96.0.50 . tcp . 80 comment \"default/ngx-svc:80\" : goto pick-1-of-2 }",
+        "add element ip kube-lite services-with-2-endpoints { 10.96.0.50 . tcp . 80 comment \"default/ngx-svc:80\" }",
     ]);
     assert_eq!(t.chains, BTreeSet::from([SharedChain::Pick(2)]));
     assert_eq!(
@@ -181,7 +181,7 @@ fn no_endpoints_rejects() {
     assert_lines(&text, &[
         "add element ip kube-lite no-endpoint-services { 10.96.0.50 . tcp . 80 comment \"default/ngx-svc:80\" : goto reject-chain }",
     ]);
-    assert!(!text.contains("service-ips"), "{text}");
+    assert!(!text.contains("services-with-"), "{text}");
     // Not ready and not serving-terminating: the same.
     let mut unready = ep("10.244.1.5", "worker1");
     unready.ready = false;
@@ -205,7 +205,7 @@ fn nodeport_has_its_own_buckets_and_masquerades() {
         )],
     );
     assert_lines(&t.to_script(), &[
-        "add element ip kube-lite service-nodeports { tcp . 30080 comment \"default/ngx-svc:80\" : goto nodeport-pick-1-of-1 }",
+        "add element ip kube-lite nodeports-with-1-endpoint { tcp . 30080 comment \"default/ngx-svc:80\" }",
         "add element ip kube-lite nodeport-endpoints { tcp . 30080 . 0 comment \"default/ngx-svc:80 -> pod-7 10.244.2.7:80\" : 10.244.2.7 . 80 }",
     ]);
     assert!(t.chains.contains(&SharedChain::NodePortPick(1)));
@@ -225,7 +225,7 @@ fn external_traffic_policy_local_uses_this_nodes_endpoints_for_outside_clients()
     // Buckets 0-1: every endpoint (Pods and the node itself); bucket 2:
     // the one on this node (worker1), for everyone else.
     assert_lines(&t.to_script(), &[
-        "add element ip kube-lite service-nodeports { tcp . 30080 comment \"default/ngx-svc:80\" : goto nodeport-local-1-of-2 }",
+        "add element ip kube-lite nodeports-with-1-local-of-2-endpoints { tcp . 30080 comment \"default/ngx-svc:80\" }",
         "add element ip kube-lite nodeport-endpoints { tcp . 30080 . 1 comment \"default/ngx-svc:80 -> pod-7 10.244.2.7:80\" : 10.244.2.7 . 80 }",
         "add element ip kube-lite nodeport-endpoints { tcp . 30080 . 2 comment \"default/ngx-svc:80 -> pod-5 10.244.1.5:80\" : 10.244.1.5 . 80 }",
     ]);
@@ -251,8 +251,8 @@ fn external_traffic_policy_local_uses_this_nodes_endpoints_for_outside_clients()
     );
     assert_lines(&t.to_script(), &[
         "add element ip kube-lite no-endpoint-nodeports { tcp . 30080 comment \"default/ngx-svc:80\" : drop }",
-        "add element ip kube-lite service-nodeports { tcp . 30080 comment \"default/ngx-svc:80\" : goto nodeport-local-0-of-1 }",
-        "add element ip kube-lite service-ips { 10.96.0.50 . tcp . 80 comment \"default/ngx-svc:80\" : goto pick-1-of-1 }",
+        "add element ip kube-lite nodeports-with-0-local-of-1-endpoint { tcp . 30080 comment \"default/ngx-svc:80\" }",
+        "add element ip kube-lite services-with-1-endpoint { 10.96.0.50 . tcp . 80 comment \"default/ngx-svc:80\" }",
     ]);
 }
 
@@ -262,7 +262,7 @@ fn internal_traffic_policy_local_uses_local_endpoints_only() {
     svc.spec.as_mut().unwrap().internal_traffic_policy = Some("Local".into());
     let text = script(&svc, &two_pods());
     assert_lines(&text, &[
-        "add element ip kube-lite service-ips { 10.96.0.50 . tcp . 80 comment \"default/ngx-svc:80\" : goto pick-1-of-1 }",
+        "add element ip kube-lite services-with-1-endpoint { 10.96.0.50 . tcp . 80 comment \"default/ngx-svc:80\" }",
     ]);
     assert!(!text.contains("10.244.2.7"), "{text}");
     let text = script(
@@ -338,8 +338,8 @@ fn multi_port_and_named_target_ports() {
         "10.96.0.60 . tcp . 80 . 0 comment \"default/web:http -> pod-5 10.244.1.5:8080\" : 10.244.1.5 . 8080",
         "10.96.0.60 . tcp . 80 . 1 comment \"default/web:http -> pod-7 10.244.2.7:8081\" : 10.244.2.7 . 8081",
         "10.96.0.60 . tcp . 9090 . 0 comment \"default/web:metrics -> pod-5 10.244.1.5:9100\" : 10.244.1.5 . 9100",
-        "10.96.0.60 . tcp . 80 comment \"default/web:http\" : goto pick-1-of-2",
-        "10.96.0.60 . tcp . 9090 comment \"default/web:metrics\" : goto pick-1-of-2",
+        "services-with-2-endpoints { 10.96.0.60 . tcp . 80 comment \"default/web:http\" }",
+        "services-with-2-endpoints { 10.96.0.60 . tcp . 9090 comment \"default/web:metrics\" }",
     ] {
         assert!(text.contains(needle), "missing {needle}\nin\n{text}");
     }
@@ -456,11 +456,48 @@ fn headless_and_external_name_services_get_nothing() {
 }
 
 #[test]
+fn the_dispatch_has_a_rule_per_kind_of_port() {
+    let text = dispatch(&[
+        SharedChain::Pick(2),
+        SharedChain::NodePortLocal { local: 1, all: 3 },
+        SharedChain::Remember(60),
+    ])
+    .to_script();
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("add rule")).collect::<Vec<_>>(),
+        [
+            "add rule ip kube-lite nodeports meta l4proto . th dport @nodeports-with-1-local-of-3-endpoints goto nodeport-local-1-of-3 comment \"NodePorts, externalTrafficPolicy Local: 1 endpoint(s) here, 3 in all\"",
+            "add rule ip kube-lite services ip daddr . meta l4proto . th dport @services-with-2-endpoints goto pick-1-of-2 comment \"ClusterIP ports with 2 endpoint(s)\"",
+            "add rule ip kube-lite services fib daddr type local ip daddr != 127.0.0.0/8 jump nodeports comment \"NodePorts on this node's addresses\"",
+        ]
+    );
+}
+
+#[test]
+fn port_set_names_name_their_chain() {
+    for chain in [
+        SharedChain::Pick(1),
+        SharedChain::Pick(12),
+        SharedChain::NodePortPick(1),
+        SharedChain::NodePortPick(3),
+        SharedChain::NodePortLocal { local: 0, all: 1 },
+        SharedChain::NodePortLocal { local: 2, all: 5 },
+    ] {
+        let set = chain.port_set().unwrap();
+        assert_eq!(SharedChain::of_port_set(&set), Some(chain), "{set}");
+    }
+    assert_eq!(
+        SharedChain::Pick(1).port_set().unwrap(),
+        "services-with-1-endpoint"
+    );
+    assert_eq!(SharedChain::Remember(60).port_set(), None);
+    assert_eq!(SharedChain::of_port_set("service-endpoints"), None);
+}
+
+#[test]
 fn the_base_table() {
     let text = base_ruleset(&node()).to_script();
     assert_lines(&text, &[
-        "add rule ip kube-lite services ip daddr . meta l4proto . th dport vmap @service-ips comment \"ClusterIP . protocol . port\"",
-        "add rule ip kube-lite services fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @service-nodeports comment \"NodePorts on this node's addresses\"",
         "add rule ip kube-lite nat-postrouting ct status dnat ip saddr . ip daddr @hairpin-endpoints masquerade fully-random comment \"hairpin: a Pod sent to itself\"",
         "add rule ip kube-lite cluster-ips-check ip daddr 10.96.0.0/12 drop comment \"drop traffic to unallocated ClusterIPs and ping to ClusterIPs\"",
         "add rule ip kube-lite reject-chain meta l4proto tcp reject with tcp reset comment \"TCP: connection refused at once\"",

@@ -1,7 +1,7 @@
 //! The transactions a change makes, as text.
 use super::*;
-use crate::proxy::nftables::{Proto, Verdict};
-use crate::proxy::rules::Element;
+use crate::proxy::nftables::Proto;
+use crate::proxy::rules::{Element, SetName};
 
 fn node() -> NodeContext {
     NodeContext {
@@ -20,11 +20,11 @@ fn port_with(endpoints: &[&str]) -> ServiceTable {
     t.chains.insert(chain);
     t.elements.insert(
         (
-            rules::SERVICE_IPS_MAP,
+            SetName::PortsOf(chain),
             Key::ClusterIpPort(ip, Proto::Tcp, 80),
         ),
         Element {
-            value: Some(Value::Verdict(Verdict::Goto(chain.to_string()))),
+            value: None,
             comment: "s".into(),
         },
     );
@@ -32,7 +32,7 @@ fn port_with(endpoints: &[&str]) -> ServiceTable {
         let e: Ipv4Addr = e.parse().unwrap();
         t.elements.insert(
             (
-                rules::SERVICE_ENDPOINTS_MAP,
+                SetName::Named(rules::SERVICE_ENDPOINTS_MAP),
                 Key::ClusterIpBucket(ip, Proto::Tcp, 80, i as u32),
             ),
             Element {
@@ -57,7 +57,11 @@ fn a_new_service_creates_its_shared_chain_first() {
     let new = port_with(&["10.244.1.5", "10.244.2.7"]);
     let tx = diff(&mut state, &[(None, Some(&new))]);
     assert!(
-        tx[0].starts_with("add chain ip kube-lite pick-1-of-2 "),
+        tx[0].starts_with("add set ip kube-lite services-with-2-endpoints "),
+        "{tx:#?}"
+    );
+    assert!(
+        tx[1].starts_with("add chain ip kube-lite pick-1-of-2 "),
         "{tx:#?}"
     );
     let first_element = tx
@@ -67,7 +71,14 @@ fn a_new_service_creates_its_shared_chain_first() {
     assert!(
         tx[..first_element]
             .iter()
-            .all(|l| l.contains("pick-1-of-2")),
+            .all(|l| l.contains("pick-1-of-2") || l.contains("services-with-2-endpoints")),
+        "{tx:#?}"
+    );
+    // The dispatch is written again, with a rule for the new kind.
+    assert!(
+        tx.iter().any(|l| l.starts_with(
+            "add rule ip kube-lite services ip daddr . meta l4proto . th dport @services-with-2-endpoints goto pick-1-of-2"
+        )),
         "{tx:#?}"
     );
     assert_eq!(state.chains[&SharedChain::Pick(2)], 1);
@@ -85,17 +96,45 @@ fn an_endpoint_leaving_is_elements_only() {
     let three = port_with(&["10.244.1.5", "10.244.2.7", "10.244.2.9"]);
     diff(&mut state, &[(None, Some(&two))]);
     diff(&mut state, &[(None, Some(&three))]);
-    // 10.244.2.9 leaves the second Service: bucket 2 goes, the port points
-    // at the chain the first Service already has; nothing else.
+    diff(&mut state, &[(None, Some(&three))]);
+    // 10.244.2.9 leaves the second Service: bucket 2 goes, the port moves
+    // to the set of the ports with two endpoints; nothing else (no rule, no
+    // chain, no jump: the kernel does not walk the table).
     let tx = diff(&mut state, &[(Some(&three), Some(&two))]);
     assert_eq!(tx, [
         "delete element ip kube-lite service-endpoints { 10.96.0.50 . tcp . 80 . 2 }",
-        "delete element ip kube-lite service-ips { 10.96.0.50 . tcp . 80 }",
-        "delete element ip kube-lite hairpin-endpoints { 10.244.2.9 . 10.244.2.9 }",
-        "add element ip kube-lite service-ips { 10.96.0.50 . tcp . 80 comment \"s\" : goto pick-1-of-2 }",
-        "flush chain ip kube-lite pick-1-of-3",
-        "delete chain ip kube-lite pick-1-of-3",
+        "delete element ip kube-lite services-with-3-endpoints { 10.96.0.50 . tcp . 80 }",
+        "add element ip kube-lite services-with-2-endpoints { 10.96.0.50 . tcp . 80 comment \"s\" }",
     ]);
+    assert_eq!(state.chains[&SharedChain::Pick(3)], 1);
+}
+
+#[test]
+fn the_last_port_of_a_kind_takes_its_chain_set_and_dispatch_rule() {
+    let mut state = SharedState::default();
+    let two = port_with(&["10.244.1.5", "10.244.2.7"]);
+    let three = port_with(&["10.244.1.5", "10.244.2.7", "10.244.2.9"]);
+    diff(&mut state, &[(None, Some(&two))]);
+    diff(&mut state, &[(None, Some(&three))]);
+    let tx = diff(&mut state, &[(Some(&three), Some(&two))]);
+    let flush = tx
+        .iter()
+        .position(|l| l == "flush chain ip kube-lite services")
+        .expect("the dispatch is rewritten");
+    assert!(
+        !tx[flush..]
+            .iter()
+            .any(|l| l.contains("@services-with-3-endpoints")),
+        "{tx:#?}"
+    );
+    assert_eq!(
+        tx[tx.len() - 3..],
+        [
+            "flush chain ip kube-lite pick-1-of-3",
+            "delete chain ip kube-lite pick-1-of-3",
+            "delete set ip kube-lite services-with-3-endpoints",
+        ]
+    );
     assert!(!state.chains.contains_key(&SharedChain::Pick(3)));
 }
 
