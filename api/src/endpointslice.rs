@@ -1,7 +1,7 @@
 //! Facts about EndpointSlices that the controller writes and the node
 //! agent (service proxy, cluster DNS) reads.
 
-use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
+use k8s_openapi::api::discovery::v1::Endpoint;
 
 /// The label naming the Service a slice belongs to
 /// (`kubectl get endpointslice -l kubernetes.io/service-name=ngx-svc`).
@@ -10,15 +10,6 @@ pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 /// The annotation saying when the change a slice reflects happened: the
 /// start of kube-proxy's network programming latency.
 pub const LAST_CHANGE_TRIGGER_TIME: &str = "endpoints.kubernetes.io/last-change-trigger-time";
-
-/// `namespace/name` of the Service the slice belongs to.
-pub fn service_key(slice: &EndpointSlice) -> Option<String> {
-    let name = slice.metadata.labels.as_ref()?.get(SERVICE_NAME_LABEL)?;
-    Some(crate::service::key(
-        slice.metadata.namespace.as_deref()?,
-        name,
-    ))
-}
 
 /// An endpoint's conditions with the API's defaults filled in: `ready`
 /// defaults to true, `serving` to `ready`, `terminating` to false.
@@ -44,10 +35,11 @@ impl Conditions {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
     use serde_json::json;
 
     #[test]
-    fn defaults_and_the_owning_service() {
+    fn defaults() {
         let slice: EndpointSlice = serde_json::from_value(json!({
             "metadata": {"name": "x", "namespace": "default",
                          "labels": {SERVICE_NAME_LABEL: "ngx-svc"}},
@@ -56,7 +48,6 @@ mod tests {
                           {"addresses": ["10.244.1.6"], "conditions": {"ready": false, "terminating": true}}],
         }))
         .unwrap();
-        assert_eq!(service_key(&slice).as_deref(), Some("default/ngx-svc"));
         let eps = slice.endpoints.as_ref().unwrap();
         assert_eq!(
             Conditions::of(&eps[0]),

@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use nodeagent::informer::CachedSlice;
 use nodeagent::proxy::netlink::{Batch, Socket};
 use nodeagent::proxy::rules::NodeContext;
 use nodeagent::proxy::sync;
@@ -292,6 +293,7 @@ async fn main() {
 /// The transaction that replaces the table by these Services'.
 fn full_batch(services: &[Service], slices: &[EndpointSlice], node: &NodeContext) -> Batch {
     let mut batch = Batch::new();
-    sync::write_full_table(&mut batch, services, slices, node);
+    let slices: Vec<CachedSlice> = slices.iter().cloned().map(CachedSlice::from).collect();
+    sync::write_full_table(&mut batch, services, &slices, node);
     batch
 }

@@ -26,7 +26,7 @@ mod bench;
 use bench::percentile;
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
@@ -35,6 +35,7 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::watcher;
+use nodeagent::informer::CachedSlice;
 use nodeagent::proxy::metrics::ProxyMetrics;
 use nodeagent::proxy::netlink::{Batch, Socket};
 use nodeagent::proxy::nftables::{
@@ -123,10 +124,12 @@ async fn main() {
     println!("{n} Services x {m} endpoints, kernel {}", kernel());
     // The agent's watch caches, filled as a watch would fill them.
     let (services, mut service_writer) = reflector::store::<Service>();
-    let (slices, mut slice_writer) = reflector::store::<EndpointSlice>();
+    let (slices, mut slice_writer) = reflector::store::<CachedSlice>();
     for i in 0..n {
         service_writer.apply_watcher_event(&watcher::Event::Apply(service(i)));
-        slice_writer.apply_watcher_event(&watcher::Event::Apply(slice(i, m)));
+        // As the informer caches them: projected.
+        let cached = CachedSlice::from(slice(i, m));
+        slice_writer.apply_watcher_event(&watcher::Event::Apply(cached));
     }
     let rss_objects = memory_mb("VmRSS:");
     let mut syncer = Syncer::new(
@@ -155,7 +158,7 @@ async fn main() {
 
     // One endpoint replaced by another (a Pod replaced: the count stays),
     // then one endpoint leaving and coming back (the count changes: the
-    // port points at another pick chain).
+    // port moves to the set of another kind).
     for kind in ["replaced", "leaves or comes back"] {
         let mut samples = vec![];
         let mut commits = vec![];
@@ -167,17 +170,17 @@ async fn main() {
                 .get(&ObjectRef::new(&format!("svc{i}-abcde")).within("bench"))
                 .unwrap())
             .clone();
-            let last = changed.endpoints.as_mut().unwrap().last_mut().unwrap();
+            let last = changed.endpoints.last_mut().unwrap();
             if kind == "replaced" {
-                let address = &mut last.addresses[0];
-                *address = if address.starts_with("10.245.") {
-                    address.replacen("10.245.", "10.244.", 1)
-                } else {
-                    address.replacen("10.244.", "10.245.", 1)
-                };
+                // 10.244.x.y <-> 10.245.x.y
+                if let IpAddr::V4(ip) = &mut last.addresses[0] {
+                    let [a, b, c, d] = ip.octets();
+                    *ip = Ipv4Addr::new(a, if b == 245 { 244 } else { 245 }, c, d);
+                }
             } else {
-                let conditions = last.conditions.as_mut().unwrap();
-                conditions.ready = Some(!conditions.ready.unwrap_or(true));
+                let conditions = &mut last.conditions;
+                conditions.ready = !conditions.ready;
+                conditions.serving = conditions.ready;
             }
             // As the proxier does on the slice's notice.
             let start = Instant::now();

@@ -38,6 +38,9 @@
 //! - [`dns`]: cluster DNS for the Pods of this node, answering Service
 //!   and Pod names from a watch cache (CoreDNS, as NodeLocal DNSCache
 //!   places it: one per node).
+//! - [`informer`]: one watch and one cache of Services and EndpointSlices
+//!   shared by the proxy and the DNS, slices kept in compact form
+//!   (client-go's shared informers and transforms).
 
 pub mod dns;
 pub mod echo;

@@ -25,7 +25,6 @@ use futures::stream::{BoxStream, SelectAll};
 use futures::StreamExt;
 use hickory_server::proto::rr::Name;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
@@ -34,7 +33,7 @@ use tokio::sync::watch;
 
 use super::records::{ApiObjects, ClusterZone};
 use super::DnsError;
-use crate::informer::{Notice, ServiceCaches, Subscription};
+use crate::informer::{CachedSlice, Notice, ServiceCaches, Subscription};
 
 /// The zone as the server sees it: `None` until the caches are filled.
 pub type SharedZone = watch::Receiver<Option<Arc<ClusterZone>>>;
@@ -52,7 +51,7 @@ enum Change {
 /// The stores of the four watched resources.
 struct Stores {
     services: Store<Service>,
-    endpoint_slices: Store<EndpointSlice>,
+    endpoint_slices: Store<CachedSlice>,
     pods: Store<Pod>,
     namespaces: Store<Namespace>,
 }
@@ -149,7 +148,7 @@ fn notices_into<K>(
     index: usize,
 ) -> BoxStream<'static, Result<Change, watcher::Error>>
 where
-    K: kube::Resource<DynamicType = ()> + Send + Sync + 'static,
+    K: kube::runtime::reflector::Lookup<DynamicType = ()> + Clone + Send + Sync + 'static,
 {
     subscription
         .notices()

@@ -42,7 +42,9 @@ use hickory_server::proto::op::ResponseCode;
 use hickory_server::proto::rr::rdata::{A, AAAA, CNAME, NS, PTR, SOA, SRV, TXT};
 use hickory_server::proto::rr::{Name, RData, Record, RecordType};
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
+
+use crate::informer::cached::AddressType;
+use crate::informer::CachedSlice;
 
 /// The time-to-live of every cluster record, in seconds: CoreDNS's
 /// default. Short, so that a client notices a changed Service within
@@ -60,15 +62,12 @@ const SCHEMA_VERSION_TTL: u32 = 28800;
 /// for any sane chain, and a stop for an ExternalName pointing at itself.
 const MAX_CNAME_CHAIN: usize = 8;
 
-/// The label an EndpointSlice names its Service with.
-pub use api::endpointslice::SERVICE_NAME_LABEL;
-
 /// The API objects a zone is built from: the contents of the watch caches
 /// at one moment (what `Store::state()` returns).
 #[derive(Debug, Default, Clone)]
 pub struct ApiObjects {
     pub services: Vec<Arc<Service>>,
-    pub endpoint_slices: Vec<Arc<EndpointSlice>>,
+    pub endpoint_slices: Vec<Arc<CachedSlice>>,
     pub pods: Vec<Arc<Pod>>,
     pub namespaces: Vec<Arc<Namespace>>,
 }
@@ -679,34 +678,24 @@ impl ClusterZone {
 
 /// Ready endpoints by (namespace, Service name), from every slice of
 /// each Service. "Ready" as in the API: `ready` true or unset.
-fn ready_endpoints(
-    slices: &[Arc<EndpointSlice>],
-) -> HashMap<(String, String), Vec<EndpointRecord>> {
+fn ready_endpoints(slices: &[Arc<CachedSlice>]) -> HashMap<(String, String), Vec<EndpointRecord>> {
     let mut by_service: HashMap<(String, String), Vec<EndpointRecord>> = HashMap::new();
     for slice in slices {
-        let Some(namespace) = &slice.metadata.namespace else {
-            continue;
-        };
-        let Some(service) = slice
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|labels| labels.get(SERVICE_NAME_LABEL))
-        else {
+        let namespace = &slice.namespace;
+        let Some(service) = &slice.service else {
             continue;
         };
         // FQDN slices name hosts, not addresses: nothing DNS can serve.
-        if !matches!(slice.address_type.as_str(), "IPv4" | "IPv6") {
+        if slice.address_type == AddressType::Other {
             continue;
         }
         let mut ports: Vec<PortRecord> = slice
             .ports
             .iter()
-            .flatten()
             .map(|port| PortRecord {
-                name: port.name.clone().unwrap_or_default(),
-                protocol: port.protocol.clone().unwrap_or_else(|| "TCP".into()),
-                port: port.port.and_then(|p| u16::try_from(p).ok()),
+                name: port.name.to_string(),
+                protocol: port.protocol.to_string(),
+                port: port.port,
             })
             .collect();
         if ports.is_empty() {
@@ -718,20 +707,19 @@ fn ready_endpoints(
         }
         let ports: Arc<[PortRecord]> = ports.into();
         let records = by_service
-            .entry((namespace.clone(), service.clone()))
+            .entry((namespace.to_string(), service.to_string()))
             .or_default();
-        for endpoint in slice.endpoints.iter().flatten() {
-            if !api::endpointslice::Conditions::of(endpoint).ready {
+        for endpoint in slice.endpoints.iter() {
+            if !endpoint.conditions.ready {
                 continue;
             }
-            for ip in endpoint
-                .addresses
-                .iter()
-                .filter_map(|a| a.parse::<IpAddr>().ok())
-            {
+            for &ip in endpoint.addresses.iter() {
                 records.push(EndpointRecord {
                     ip,
-                    hostname: endpoint.hostname.clone().unwrap_or_else(|| dashed(ip)),
+                    hostname: endpoint
+                        .hostname
+                        .as_deref()
+                        .map_or_else(|| dashed(ip), String::from),
                     ports: ports.clone(),
                 });
             }
@@ -790,6 +778,8 @@ fn push_unique(names: &mut Vec<Name>, name: Name) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use api::endpointslice::SERVICE_NAME_LABEL;
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
     use serde_json::json;
 
     const SERIAL: u32 = 1_700_000_000;
@@ -808,12 +798,13 @@ mod tests {
         service: &str,
         ports: serde_json::Value,
         endpoints: serde_json::Value,
-    ) -> Arc<EndpointSlice> {
-        object(json!({
+    ) -> Arc<CachedSlice> {
+        let slice: Arc<EndpointSlice> = object(json!({
             "metadata": {"namespace": namespace, "name": format!("{service}-abcde"),
                          "labels": {SERVICE_NAME_LABEL: service}},
             "addressType": "IPv4", "ports": ports, "endpoints": endpoints
-        }))
+        }));
+        Arc::new(CachedSlice::from(Arc::unwrap_or_clone(slice)))
     }
 
     fn pod(namespace: &str, name: &str, ip: &str, phase: &str) -> Arc<Pod> {

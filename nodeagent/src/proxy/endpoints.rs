@@ -16,10 +16,11 @@
 //!   cluster-wide endpoints are those hinted for this node's zone.
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
+use crate::informer::cached::AddressType;
+use crate::informer::CachedSlice;
 use k8s_openapi::api::core::v1::ServicePort;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 /// One Service port's endpoint, as EndpointSlices report it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,55 +56,39 @@ impl Endpoint {
 /// The endpoints of one Service port, from all the Service's slices: the
 /// slice's port of the same name and protocol gives the number (this is how
 /// a named `targetPort` is resolved per Pod). Sorted by address.
-pub fn endpoints_of(
-    port: &ServicePort,
-    slices: &[&EndpointSlice],
-    node_name: &str,
-) -> Vec<Endpoint> {
+pub fn endpoints_of(port: &ServicePort, slices: &[&CachedSlice], node_name: &str) -> Vec<Endpoint> {
     let port_name = port.name.as_deref().unwrap_or_default();
     let protocol = port.protocol.as_deref().unwrap_or("TCP");
     let mut seen = BTreeSet::new();
     let mut endpoints = vec![];
     for slice in slices {
-        if slice.address_type != "IPv4" {
+        if slice.address_type != AddressType::IPv4 {
             continue;
         }
-        let Some(number) = slice.ports.iter().flatten().find_map(|p| {
-            let same_name = p.name.as_deref().unwrap_or_default() == port_name;
-            let same_protocol = p.protocol.as_deref().unwrap_or("TCP") == protocol;
-            (same_name && same_protocol).then_some(p.port).flatten()
+        let Some(number) = slice.ports.iter().find_map(|p| {
+            let same = &*p.name == port_name && &*p.protocol == protocol;
+            same.then_some(p.port).flatten()
         }) else {
             continue;
         };
-        let Ok(number) = u16::try_from(number) else {
-            continue;
-        };
-        for endpoint in slice.endpoints.iter().flatten() {
-            let Some(ip) = endpoint
-                .addresses
-                .first()
-                .and_then(|a| a.parse::<Ipv4Addr>().ok())
-            else {
+        for endpoint in slice.endpoints.iter() {
+            // kube-proxy reads only the first address.
+            let Some(IpAddr::V4(ip)) = endpoint.addresses.first().copied() else {
                 continue;
             };
             if !seen.insert((ip, number)) {
                 continue;
             }
-            let conditions = api::endpointslice::Conditions::of(endpoint);
+            let conditions = endpoint.conditions;
             endpoints.push(Endpoint {
                 ip,
                 port: number,
-                pod: endpoint.target_ref.as_ref().and_then(|r| r.name.clone()),
+                pod: endpoint.target_name.as_deref().map(String::from),
                 ready: conditions.ready,
                 serving: conditions.serving,
                 terminating: conditions.terminating,
                 local: endpoint.node_name.as_deref() == Some(node_name),
-                zone_hints: endpoint
-                    .hints
-                    .iter()
-                    .flat_map(|h| h.for_zones.iter().flatten())
-                    .map(|z| z.name.clone())
-                    .collect(),
+                zone_hints: endpoint.zone_hints.iter().map(|z| z.to_string()).collect(),
             });
         }
     }

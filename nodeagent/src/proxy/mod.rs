@@ -59,7 +59,6 @@ use std::time::Duration;
 use futures::{FutureExt as _, StreamExt as _};
 use ipnet::Ipv4Net;
 use k8s_openapi::api::core::v1::{Node, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::reflector;
 use kube::runtime::{watcher, WatchStreamExt as _};
 use kube::{Api, ResourceExt as _};
@@ -68,9 +67,7 @@ use tokio::time::Instant;
 use self::metrics::ProxyMetrics;
 use self::rules::NodeContext;
 use self::sync::{Dirty, Syncer};
-use crate::informer::{Notice, ServiceCaches};
-
-use api::endpointslice::LAST_CHANGE_TRIGGER_TIME;
+use crate::informer::{CachedSlice, Notice, ServiceCaches};
 
 /// How often the table is checked for drift by default.
 pub const DEFAULT_RESYNC_INTERVAL: Duration = Duration::from_secs(30);
@@ -230,7 +227,7 @@ impl Listed {
 enum Change {
     Service(String),
     Slice {
-        slice: Arc<EndpointSlice>,
+        slice: Arc<CachedSlice>,
         deleted: bool,
         trigger: Option<chrono::DateTime<chrono::Utc>>,
     },
@@ -375,7 +372,7 @@ impl Proxier {
                     if let Some(old) = self.syncer.slice_changed(&slice, deleted) {
                         self.dirty.insert(old);
                     }
-                    if let Some(key) = api::endpointslice::service_key(&slice) {
+                    if let Some(key) = slice.service_key() {
                         if let Some(trigger) = trigger {
                             self.triggers.push((key.clone(), trigger));
                         }
@@ -435,20 +432,13 @@ fn service_change(notice: &Notice<Service>) -> Change {
     }
 }
 
-fn slice_change(notice: &Notice<EndpointSlice>) -> Change {
+fn slice_change(notice: &Notice<CachedSlice>) -> Change {
     match notice {
-        Notice::Applied(slice) | Notice::Deleted(slice) => {
-            let trigger = slice
-                .annotations()
-                .get(LAST_CHANGE_TRIGGER_TIME)
-                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                .map(|t| t.with_timezone(&chrono::Utc));
-            Change::Slice {
-                slice: slice.clone(),
-                deleted: matches!(notice, Notice::Deleted(_)),
-                trigger,
-            }
-        }
+        Notice::Applied(slice) | Notice::Deleted(slice) => Change::Slice {
+            slice: slice.clone(),
+            deleted: matches!(notice, Notice::Deleted(_)),
+            trigger: slice.trigger_time,
+        },
         Notice::Listed => Change::Listed(Watch::EndpointSlices),
     }
 }

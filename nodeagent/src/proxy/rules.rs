@@ -43,9 +43,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::Ipv4Addr;
 
+use crate::informer::CachedSlice;
 use ipnet::Ipv4Net;
 use k8s_openapi::api::core::v1::{Service, ServicePort};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use super::endpoints::{categorize, endpoints_of, Endpoint, TrafficPolicy};
 use super::nftables::{
@@ -997,7 +997,7 @@ impl ServiceTable {
 /// catch.
 pub fn service_table(
     service: &Service,
-    slices: &[&EndpointSlice],
+    slices: &[&CachedSlice],
     node: &NodeContext,
     previous: &ServiceBuckets,
 ) -> ServiceTable {

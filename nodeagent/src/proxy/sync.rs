@@ -32,10 +32,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::ResourceExt as _;
 use tokio::time::Instant;
+
+use crate::informer::CachedSlice;
 
 use super::conntrack::{stale_conntrack_filters, Conntrack};
 use super::metrics::ProxyMetrics;
@@ -270,12 +271,12 @@ impl<'a, T: Transaction> FullTable<'a, T> {
 pub fn write_full_table(
     tx: &mut impl Transaction,
     services: &[Service],
-    slices: &[EndpointSlice],
+    slices: &[CachedSlice],
     node: &NodeContext,
 ) -> SharedState {
-    let mut by_service: BTreeMap<String, Vec<&EndpointSlice>> = BTreeMap::new();
+    let mut by_service: BTreeMap<String, Vec<&CachedSlice>> = BTreeMap::new();
     for slice in slices {
-        if let Some(key) = api::endpointslice::service_key(slice) {
+        if let Some(key) = slice.service_key() {
             by_service.entry(key).or_default().push(slice);
         }
     }
@@ -306,7 +307,7 @@ pub fn write_full_table(
 #[derive(Debug, Clone)]
 pub struct AppliedService {
     pub service: Arc<Service>,
-    pub slices: Vec<Arc<EndpointSlice>>,
+    pub slices: Vec<Arc<CachedSlice>>,
     pub buckets: ServiceBuckets,
     /// Its UDP ports as programmed (for conntrack cleanup).
     pub udp_ports: Vec<UdpServicePort>,
@@ -421,7 +422,7 @@ impl Syncer {
     /// when its Service is synced. (The proxier calls this for every slice
     /// notice; a relist or full sync reads the whole cache again.)
     /// Returns the Service it belonged to before, if that was another.
-    pub fn slice_changed(&mut self, slice: &EndpointSlice, deleted: bool) -> Option<String> {
+    pub fn slice_changed(&mut self, slice: &CachedSlice, deleted: bool) -> Option<String> {
         self.slices.changed(slice, deleted)
     }
 
@@ -471,7 +472,7 @@ impl Syncer {
     pub async fn sync(
         &mut self,
         services: &Store<Service>,
-        slices: &Store<EndpointSlice>,
+        slices: &Store<CachedSlice>,
         dirty: Dirty,
     ) -> Result<Synced, ProxyError> {
         let start = Instant::now();
@@ -492,14 +493,14 @@ impl Syncer {
             // cache, in case a notice was missed.
             self.slices.rebuild(slices);
         }
-        let mut slices_by_service: BTreeMap<String, Vec<Arc<EndpointSlice>>> = BTreeMap::new();
+        let mut slices_by_service: BTreeMap<String, Vec<Arc<CachedSlice>>> = BTreeMap::new();
         for key in &dirty {
             let found = self.slices.of(key, slices);
             if !found.is_empty() {
                 slices_by_service.insert(key.clone(), found);
             }
         }
-        let current = |key: &String| -> Option<(Arc<Service>, Vec<Arc<EndpointSlice>>)> {
+        let current = |key: &String| -> Option<(Arc<Service>, Vec<Arc<CachedSlice>>)> {
             let (namespace, name) = key.split_once('/')?;
             let service = services.get(&ObjectRef::new(name).within(namespace))?;
             Some((
@@ -720,9 +721,8 @@ pub struct SliceIndex {
 impl SliceIndex {
     /// Records where a slice belongs now (or that it is gone). Returns
     /// the Service it belonged to before, if that was another one.
-    pub fn changed(&mut self, slice: &EndpointSlice, deleted: bool) -> Option<String> {
-        let namespace = slice.metadata.namespace.as_deref().unwrap_or_default();
-        let name = slice.metadata.name.as_deref().unwrap_or_default();
+    pub fn changed(&mut self, slice: &CachedSlice, deleted: bool) -> Option<String> {
+        let (namespace, name) = (&*slice.namespace, &*slice.name);
         let slice_key = format!("{namespace}/{name}");
         let old = self.owner.remove(&slice_key);
         if let Some(old) = &old {
@@ -733,7 +733,7 @@ impl SliceIndex {
                 }
             }
         }
-        let own = api::endpointslice::service_key(slice);
+        let own = slice.service_key();
         if let Some(key) = own.as_ref().filter(|_| !deleted) {
             self.by_service
                 .entry(key.clone())
@@ -745,7 +745,7 @@ impl SliceIndex {
     }
 
     /// Indexes every slice of the cache again.
-    pub fn rebuild(&mut self, slices: &Store<EndpointSlice>) {
+    pub fn rebuild(&mut self, slices: &Store<CachedSlice>) {
         *self = SliceIndex::default();
         for slice in slices.state() {
             self.changed(&slice, false);
@@ -753,7 +753,7 @@ impl SliceIndex {
     }
 
     /// The slices of one Service (`namespace/name`), from the cache.
-    pub fn of(&self, service: &str, slices: &Store<EndpointSlice>) -> Vec<Arc<EndpointSlice>> {
+    pub fn of(&self, service: &str, slices: &Store<CachedSlice>) -> Vec<Arc<CachedSlice>> {
         let namespace = service.split_once('/').map_or("", |(ns, _)| ns);
         self.by_service
             .get(service)
@@ -808,17 +808,17 @@ pub fn stale_affinity(
 
 fn compute(
     service: &Service,
-    slices: &[Arc<EndpointSlice>],
+    slices: &[Arc<CachedSlice>],
     node: &NodeContext,
     previous: &ServiceBuckets,
 ) -> ServiceTable {
-    let slices: Vec<&EndpointSlice> = slices.iter().map(Arc::as_ref).collect();
+    let slices: Vec<&CachedSlice> = slices.iter().map(Arc::as_ref).collect();
     rules::service_table(service, &slices, node, previous)
 }
 
 fn applied_service(
     service: Arc<Service>,
-    slices: Vec<Arc<EndpointSlice>>,
+    slices: Vec<Arc<CachedSlice>>,
     table: &ServiceTable,
 ) -> AppliedService {
     AppliedService {

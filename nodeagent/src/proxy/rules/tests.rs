@@ -5,7 +5,7 @@ use k8s_openapi::api::core::v1::{
     ClientIPConfig, ObjectReference, ServiceSpec, SessionAffinityConfig,
 };
 use k8s_openapi::api::discovery::v1::{
-    Endpoint as SliceEndpoint, EndpointConditions, EndpointPort,
+    Endpoint as SliceEndpoint, EndpointConditions, EndpointPort, EndpointSlice,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -75,8 +75,9 @@ fn ep(ip: &'static str, node: &'static str) -> Ep {
     }
 }
 
-fn slice(service: &str, ports: &[(Option<&str>, &str, i32)], endpoints: &[Ep]) -> EndpointSlice {
-    EndpointSlice {
+/// A slice as the agent caches it.
+fn slice(service: &str, ports: &[(Option<&str>, &str, i32)], endpoints: &[Ep]) -> CachedSlice {
+    CachedSlice::from(EndpointSlice {
         metadata: ObjectMeta {
             name: Some(format!("{service}-abcde")),
             namespace: Some("default".into()),
@@ -115,15 +116,15 @@ fn slice(service: &str, ports: &[(Option<&str>, &str, i32)], endpoints: &[Ep]) -
                 })
                 .collect(),
         ),
-    }
+    })
 }
 
-fn table(service: &Service, slices: &[EndpointSlice]) -> ServiceTable {
-    let slices: Vec<&EndpointSlice> = slices.iter().collect();
+fn table(service: &Service, slices: &[CachedSlice]) -> ServiceTable {
+    let slices: Vec<&CachedSlice> = slices.iter().collect();
     service_table(service, &slices, &node(), &ServiceBuckets::new())
 }
 
-fn script(service: &Service, slices: &[EndpointSlice]) -> String {
+fn script(service: &Service, slices: &[CachedSlice]) -> String {
     table(service, slices).to_script()
 }
 
@@ -136,7 +137,7 @@ fn assert_lines(text: &str, expected: &[&str]) {
     }
 }
 
-fn two_pods() -> [EndpointSlice; 1] {
+fn two_pods() -> [CachedSlice; 1] {
     [slice(
         "ngx-svc",
         &[(None, "TCP", 80)],
@@ -365,7 +366,7 @@ fn udp_service() {
         &[(Some("dns"), "UDP", 5353)],
         &[ep("10.244.1.9", "worker1")],
     );
-    slice.metadata.namespace = Some("kube-system".into());
+    slice.namespace = "kube-system".into();
     let t = service_table(&svc, &[&slice], &node(), &ServiceBuckets::new());
     assert!(t.to_script().contains(
         "10.96.0.10 . udp . 53 . 0 comment \"kube-system/dns:dns -> pod-9 10.244.1.9:5353\" : 10.244.1.9 . 5353"
@@ -389,7 +390,7 @@ fn a_removed_endpoint_is_refilled_from_the_highest_bucket() {
         ],
     )];
     let before = table(&ngx_svc(), &three);
-    let refs: Vec<&EndpointSlice> = three.iter().collect();
+    let refs: Vec<&CachedSlice> = three.iter().collect();
     // 10.244.2.9 stays, 10.244.1.5 stays, 10.244.2.7 (bucket 1) leaves:
     // the endpoint of bucket 2 moves into bucket 1.
     let mut gone = slice(
@@ -397,7 +398,7 @@ fn a_removed_endpoint_is_refilled_from_the_highest_bucket() {
         &[(None, "TCP", 80)],
         &[ep("10.244.1.5", "worker1"), ep("10.244.2.9", "worker2")],
     );
-    gone.metadata.name = Some("x".into());
+    gone.name = "x".into();
     let after = service_table(&ngx_svc(), &[&gone], &node(), &before.buckets);
     let order = &after.buckets[&(Proto::Tcp, 80)].internal;
     assert_eq!(

@@ -1,5 +1,6 @@
 //! The transactions a change makes, as text.
 use super::*;
+use crate::informer::CachedSlice;
 use crate::proxy::nftables::Proto;
 use crate::proxy::rules::{Element, SetName};
 
@@ -189,15 +190,18 @@ fn stale_affinity_names_ports_that_lost_endpoints() {
 
 #[test]
 fn the_slice_index_follows_slices_between_services() {
-    let slice = |service: &str| -> EndpointSlice {
-        serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "s1", "namespace": "default",
-                         "labels": {"kubernetes.io/service-name": service}},
-            "addressType": "IPv4", "endpoints": [],
-        }))
+    let slice = |service: &str| -> CachedSlice {
+        serde_json::from_value::<k8s_openapi::api::discovery::v1::EndpointSlice>(
+            serde_json::json!({
+                "metadata": {"name": "s1", "namespace": "default",
+                             "labels": {"kubernetes.io/service-name": service}},
+                "addressType": "IPv4", "endpoints": [],
+            }),
+        )
         .unwrap()
+        .into()
     };
-    let (store, mut writer) = kube::runtime::reflector::store::<EndpointSlice>();
+    let (store, mut writer) = kube::runtime::reflector::store::<CachedSlice>();
     let mut index = SliceIndex::default();
     writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(slice("a")));
     assert_eq!(index.changed(&slice("a"), false), None);

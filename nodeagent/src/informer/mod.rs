@@ -19,6 +19,13 @@
 //! A consumer that falls behind (its queue of notices overflows) is told
 //! [`Notice::Listed`] instead of the notices it missed: "anything may have
 //! changed, look at the whole cache again" - the same thing a relist says.
+//!
+//! What is cached need not be the API object: an informer projects each
+//! object as it arrives (client-go's *transform*). Services are cached as
+//! they are, less what no one reads; EndpointSlices, by far the bulk, as
+//! the compact [`CachedSlice`] (see [`cached`]).
+
+pub mod cached;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -27,13 +34,14 @@ use futures::{Stream, StreamExt as _};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, Lookup, Store};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt as _;
 use kube::Api;
+
+pub use cached::CachedSlice;
 use tokio::sync::broadcast;
 
-use api::endpointslice::LAST_CHANGE_TRIGGER_TIME;
 use api::service::TOPOLOGY_MODE_ANNOTATION;
 
 /// Notices a consumer may be this many behind before it is told
@@ -63,21 +71,21 @@ impl<K> Clone for Notice<K> {
 }
 
 /// One kind's cache and the way to hear about its changes. Cheap to clone.
-pub struct Informer<K: 'static + kube::Resource<DynamicType = ()>> {
+pub struct Informer<K: 'static + Lookup<DynamicType = ()> + Clone> {
     store: Store<K>,
     notices: broadcast::Sender<Notice<K>>,
 }
 
 /// A consumer's view of an informer: the cache, and its own queue of
 /// notices (it sees every change after it subscribed).
-pub struct Subscription<K: 'static + kube::Resource<DynamicType = ()>> {
+pub struct Subscription<K: 'static + Lookup<DynamicType = ()> + Clone> {
     pub store: Store<K>,
     notices: broadcast::Receiver<Notice<K>>,
 }
 
 impl<K> Subscription<K>
 where
-    K: 'static + kube::Resource<DynamicType = ()> + Send + Sync,
+    K: 'static + Lookup<DynamicType = ()> + Clone + Send + Sync,
 {
     /// The notices as a stream; it ends when the informer stops.
     pub fn notices(self) -> impl Stream<Item = Notice<K>> + Send + 'static {
@@ -99,43 +107,46 @@ where
 
 impl<K> Informer<K>
 where
-    K: 'static
-        + kube::Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync,
+    K: 'static + Lookup<DynamicType = ()> + Clone + Send + Sync,
 {
     /// An informer for `api`, and the future that runs its watch (it must
     /// be polled for anything to happen; it ends only if the watch does).
-    /// `trim` drops what no consumer reads before an object is cached.
-    /// Subscribe before polling the future, or the first notices are lost.
-    pub fn new(
-        api: Api<K>,
+    /// `project` turns each object into what is cached (dropping what no
+    /// consumer reads). Subscribe before polling the future, or the first
+    /// notices are lost.
+    pub fn new<Raw>(
+        api: Api<Raw>,
         config: watcher::Config,
-        trim: fn(&mut K),
-    ) -> (Informer<K>, impl Future<Output = ()> + Send + 'static) {
-        let (store, writer) = reflector::store::<K>();
+        project: fn(Raw) -> K,
+    ) -> (Informer<K>, impl Future<Output = ()> + Send + 'static)
+    where
+        Raw: 'static
+            + kube::Resource<DynamicType = ()>
+            + Clone
+            + std::fmt::Debug
+            + serde::de::DeserializeOwned
+            + Send,
+    {
+        let (store, mut writer) = reflector::store::<K>();
         let (notices, _) = broadcast::channel(QUEUE);
         let sender = notices.clone();
-        let kind = K::kind(&());
+        let kind = Raw::kind(&()).into_owned();
         let run = async move {
-            let mut events = watcher::watcher(api, config)
-                .default_backoff()
-                .modify(trim)
-                .reflect(writer)
-                .boxed();
+            let mut events = watcher::watcher(api, config).default_backoff().boxed();
             while let Some(event) = events.next().await {
-                let notice = match event {
-                    Ok(Event::Apply(object)) => Notice::Applied(Arc::new(object)),
-                    Ok(Event::Delete(object)) => Notice::Deleted(Arc::new(object)),
-                    Ok(Event::InitDone) => Notice::Listed,
-                    Ok(Event::Init | Event::InitApply(_)) => continue,
+                let event = match event {
+                    Ok(event) => project_event(event, project),
                     Err(error) => {
                         tracing::warn!(%error, %kind, "watch failed; retrying");
                         continue;
                     }
+                };
+                writer.apply_watcher_event(&event);
+                let notice = match event {
+                    Event::Apply(object) => Notice::Applied(Arc::new(object)),
+                    Event::Delete(object) => Notice::Deleted(Arc::new(object)),
+                    Event::InitDone => Notice::Listed,
+                    Event::Init | Event::InitApply(_) => continue,
                 };
                 // No subscriber is not an error: nobody is listening yet.
                 let _ = sender.send(notice);
@@ -153,6 +164,17 @@ where
     }
 }
 
+/// A watch event with its object projected.
+fn project_event<Raw, K>(event: Event<Raw>, project: fn(Raw) -> K) -> Event<K> {
+    match event {
+        Event::Apply(object) => Event::Apply(project(object)),
+        Event::Delete(object) => Event::Delete(project(object)),
+        Event::InitApply(object) => Event::InitApply(project(object)),
+        Event::Init => Event::Init,
+        Event::InitDone => Event::InitDone,
+    }
+}
+
 /// Drops what none of the agent's consumers reads: managed fields, and
 /// every annotation but `keep` (`kubectl apply` alone adds a copy of the
 /// whole object as an annotation).
@@ -167,13 +189,13 @@ pub fn trim_metadata(metadata: &mut ObjectMeta, keep: &str) {
 /// and every EndpointSlice of the cluster.
 pub struct ServiceInformers {
     services: Informer<Service>,
-    slices: Informer<EndpointSlice>,
+    slices: Informer<CachedSlice>,
 }
 
 /// One consumer's subscription to [`ServiceInformers`].
 pub struct ServiceCaches {
     pub services: Subscription<Service>,
-    pub slices: Subscription<EndpointSlice>,
+    pub slices: Subscription<CachedSlice>,
 }
 
 impl ServiceInformers {
@@ -183,14 +205,16 @@ impl ServiceInformers {
         let (services, watch_services) = Informer::new(
             Api::all(client.clone()),
             watcher::Config::default(),
-            |service: &mut Service| trim_metadata(&mut service.metadata, TOPOLOGY_MODE_ANNOTATION),
+            |mut service: Service| {
+                trim_metadata(&mut service.metadata, TOPOLOGY_MODE_ANNOTATION);
+                service.status = None;
+                service
+            },
         );
         let (slices, watch_slices) = Informer::new(
-            Api::all(client),
+            Api::<EndpointSlice>::all(client),
             watcher::Config::default(),
-            |slice: &mut EndpointSlice| {
-                trim_metadata(&mut slice.metadata, LAST_CHANGE_TRIGGER_TIME)
-            },
+            CachedSlice::from,
         );
         let watch = async move {
             tokio::join!(watch_services, watch_slices);
@@ -210,6 +234,7 @@ impl ServiceInformers {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use api::endpointslice::LAST_CHANGE_TRIGGER_TIME;
 
     #[test]
     fn cached_objects_keep_only_the_annotation_read() {
