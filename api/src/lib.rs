@@ -26,6 +26,10 @@
 //!   objects that several components need (is a Service headless, which
 //!   Service a slice belongs to, an endpoint's conditions with their
 //!   defaults, is a Pod ready), each written once here.
+//! - [`user`]: who is calling: the user names and groups every cluster
+//!   gives its callers (`system:masters`, `system:node:<name>`, ...).
+//! - [`pki`]: the cluster CA and the certificates it signs, as kubeadm
+//!   makes them, and kubeconfigs that carry them.
 //! - [`table`]: the `meta.k8s.io/v1` Table that `kubectl get` prints, with
 //!   each resource's columns (`NAME TYPE CLUSTER-IP ...`).
 //!
@@ -39,9 +43,11 @@ pub mod decode;
 pub mod endpointslice;
 pub mod names;
 pub mod patch;
+pub mod pki;
 pub mod pod;
 pub mod resources;
 pub mod selector;
 pub mod service;
 pub mod serviceview;
 pub mod table;
+pub mod user;

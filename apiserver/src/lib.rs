@@ -21,7 +21,12 @@
 //!   everything in it.
 //! - [`discovery`] and [`openapi`]: how clients learn what is served.
 //! - [`status`]: every error as a Kubernetes `Status`.
+//! - [`tls`], [`authn`] and [`authz`]: HTTPS, who is calling (client
+//!   certificates, anonymous), and what they may do. Every request goes
+//!   through authentication, then authorization, before any handler.
 
+pub mod authn;
+pub mod authz;
 pub mod clusterip;
 pub mod defaults;
 pub mod discovery;
@@ -32,6 +37,7 @@ pub mod rest;
 pub mod services;
 pub mod status;
 pub mod storage;
+pub mod tls;
 pub mod validation;
 pub mod watch;
 
@@ -50,6 +56,20 @@ pub struct Config {
     pub service_node_port_range: String,
     /// How many events watches can resume from (`--watch-history`).
     pub watch_history: usize,
+    /// The serving certificate and the client CA; None: dev mode (plain
+    /// HTTP, loopback only, every caller an administrator).
+    pub tls: Option<tls::TlsFiles>,
+}
+
+impl Config {
+    /// How callers are authenticated.
+    pub fn mode(&self) -> authn::Mode {
+        if self.tls.is_some() {
+            authn::Mode::Secure
+        } else {
+            authn::Mode::Dev
+        }
+    }
 }
 
 /// Opens storage, prepares the allocators and system namespaces, and
@@ -75,14 +95,41 @@ pub async fn build(config: &Config) -> anyhow::Result<axum::Router> {
         .map_err(|e| anyhow::anyhow!("creating system namespaces: {e}"))?;
     let app = Arc::new(rest::App { store, services });
     namespaces::resume_terminating(&app);
-    Ok(rest::router(app))
+    // Layers run outside in: authentication first, then authorization,
+    // then the handlers.
+    Ok(rest::router(app)
+        .layer(axum::middleware::from_fn(authz::authorize))
+        .layer(axum::middleware::from_fn_with_state(
+            config.mode(),
+            authn::authenticate,
+        )))
 }
 
-/// Serves the API on `listener` until the process ends.
+/// Serves the API on `listener` until the process ends: HTTPS with TLS
+/// material, else plain HTTP, which only a loopback address may serve.
 pub async fn serve(listener: tokio::net::TcpListener, config: &Config) -> anyhow::Result<()> {
-    let router = build(config).await?;
     let addr: SocketAddr = listener.local_addr()?;
-    tracing::info!(%addr, data_dir = %config.data_dir.display(), "apiserver listening");
-    axum::serve(listener, router).await?;
-    Ok(())
+    let tls = match &config.tls {
+        Some(files) => Some(tls::server_config(files)?),
+        None if addr.ip().is_loopback() => None,
+        None => anyhow::bail!(
+            "refusing to serve plain HTTP on {addr}: without --tls-cert-file and \
+             --tls-private-key-file the apiserver listens only on a loopback address \
+             (dev mode, every caller an administrator). Make the cluster's certificates \
+             (the lab: `e2e up` writes them to DIR/pki; see docs/security.md) and pass \
+             them, or listen on 127.0.0.1"
+        ),
+    };
+    let router = build(config).await?;
+    match tls {
+        Some(tls_config) => {
+            tracing::info!(%addr, data_dir = %config.data_dir.display(), "apiserver listening (HTTPS)");
+            tls::serve(listener, router, tls_config).await
+        }
+        None => {
+            tracing::warn!(%addr, data_dir = %config.data_dir.display(), "apiserver listening (plain HTTP, dev mode: every caller is an administrator)");
+            axum::serve(listener, router).await?;
+            Ok(())
+        }
+    }
 }

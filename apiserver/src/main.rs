@@ -9,9 +9,20 @@ use clap::Parser;
 #[derive(Parser)]
 #[command(version, about = "kube-lite's Kubernetes API server")]
 struct Args {
-    /// Address and port to serve plain HTTP on.
+    /// Address and port to serve on (HTTPS with the certificate below;
+    /// without one, plain HTTP on a loopback address only).
     #[arg(long, default_value = "127.0.0.1:6443")]
     listen: String,
+    /// The serving certificate (PEM), signed by the cluster CA.
+    #[arg(long, requires = "tls_private_key_file")]
+    tls_cert_file: Option<std::path::PathBuf>,
+    /// The serving certificate's private key (PEM).
+    #[arg(long, requires = "tls_cert_file")]
+    tls_private_key_file: Option<std::path::PathBuf>,
+    /// The CA whose client certificates authenticate users (CN = user,
+    /// O = groups).
+    #[arg(long, requires = "tls_cert_file")]
+    client_ca_file: Option<std::path::PathBuf>,
     /// Directory for the sled database (created if missing).
     #[arg(long)]
     data_dir: std::path::PathBuf,
@@ -36,6 +47,22 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
+    let read = |flag: &str, path: &std::path::Path| {
+        std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("--{flag} {}: {e}", path.display()))
+    };
+    let tls = match (&args.tls_cert_file, &args.tls_private_key_file) {
+        (Some(cert), Some(key)) => Some(apiserver::tls::TlsFiles {
+            cert_pem: read("tls-cert-file", cert)?,
+            key_pem: read("tls-private-key-file", key)?,
+            client_ca_pem: args
+                .client_ca_file
+                .as_deref()
+                .map(|ca| read("client-ca-file", ca))
+                .transpose()?,
+        }),
+        _ => None,
+    };
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .map_err(|e| anyhow::anyhow!("listening on {}: {e}", args.listen))?;
@@ -46,6 +73,7 @@ async fn main() -> anyhow::Result<()> {
             service_cluster_ip_range: args.service_cluster_ip_range,
             service_node_port_range: args.service_node_port_range,
             watch_history: args.watch_history,
+            tls,
         },
     )
     .await

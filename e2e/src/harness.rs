@@ -164,6 +164,103 @@ impl ApiServer {
     }
 }
 
+/// An apiserver serving HTTPS on a free loopback port, with a CA of its
+/// own, and kubeconfigs for whoever a test needs to be.
+pub struct SecureApiServer {
+    pub server: ApiServer,
+    pub ca: api::pki::Ca,
+    dir: PathBuf,
+}
+
+impl SecureApiServer {
+    /// Makes a CA and the apiserver's certificate under `dir/pki`, and
+    /// starts the apiserver with them (data in `dir/data`).
+    pub fn start(dir: &Path) -> SecureApiServer {
+        let pki = dir.join("pki");
+        std::fs::create_dir_all(&pki).expect("creating the test PKI dir");
+        let ca = api::pki::Ca::generate().expect("a test CA");
+        let serving = ca
+            .issue(&api::pki::CertRequest::server(
+                "kube-apiserver",
+                &api::pki::apiserver_names(),
+                &["127.0.0.1".parse().expect("an IP")],
+            ))
+            .expect("the apiserver's certificate");
+        let write = |name: &str, text: &str| {
+            let path = pki.join(name);
+            std::fs::write(&path, text).expect("writing the test PKI");
+            path.display().to_string()
+        };
+        let ca_file = write("ca.crt", ca.cert_pem());
+        let cert_file = write("apiserver.crt", &serving.cert_pem);
+        let key_file = write("apiserver.key", &serving.key_pem);
+        let port = free_port();
+        let args: Vec<String> = [
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+            &dir.join("data").display().to_string(),
+            "--tls-cert-file",
+            &cert_file,
+            "--tls-private-key-file",
+            &key_file,
+            "--client-ca-file",
+            &ca_file,
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        let process = Component::start("apiserver", &args);
+        let server = ApiServer {
+            process,
+            url: format!("https://127.0.0.1:{port}"),
+            data_dir: dir.join("data"),
+        };
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !crate::pki::https_ready(addr, ca.cert_pem()) {
+            assert!(
+                Instant::now() < deadline,
+                "apiserver at {} did not become ready",
+                server.url
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        SecureApiServer {
+            server,
+            ca,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// A kubeconfig (written under the test's dir) for a client
+    /// certificate of `user` in `groups`.
+    pub fn kubeconfig(&self, user: &str, groups: &[&str]) -> PathBuf {
+        let credentials = self
+            .ca
+            .issue(&api::pki::CertRequest::client(user, groups))
+            .expect("a client certificate");
+        let path = self
+            .dir
+            .join(format!("{}.kubeconfig", user.replace(':', "-")));
+        let text = api::pki::kubeconfig(
+            "test",
+            &self.server.url,
+            self.ca.cert_pem(),
+            user,
+            &credentials,
+            Some("default"),
+        );
+        std::fs::write(&path, text).expect("writing a test kubeconfig");
+        path
+    }
+
+    /// The administrator's kubeconfig (`system:masters`).
+    pub fn admin_kubeconfig(&self) -> PathBuf {
+        self.kubeconfig("kubernetes-admin", &[api::user::SYSTEM_MASTERS])
+    }
+}
+
 /// The real kubectl, installed on first use. Tests run as threads of one
 /// process, so the install happens once, not once per test.
 pub fn kubectl() -> PathBuf {

@@ -34,8 +34,7 @@
 //! replayed by hand from the log lines this module prints.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -103,6 +102,10 @@ pub enum LabError {
     MissingBinary { binary: String, dir: PathBuf },
     #[error("the lab takes 0 to {MAX_WORKERS} workers, not {0}")]
     Workers(usize),
+    #[error("the lab's certificates: {0}")]
+    Pki(String),
+    #[error("a client from {path}: {error}")]
+    Client { path: PathBuf, error: String },
     #[error("the apiserver did not answer {url}/readyz within {timeout:?}; last log lines of {log}:\n{tail}")]
     ApiserverNotReady {
         url: String,
@@ -228,8 +231,26 @@ impl<'a> PodNetns<'a> {
 
 /// The apiserver's URL as seen from the host and every node.
 pub fn apiserver_url() -> String {
-    format!("http://{MASTER_IP}:{APISERVER_PORT}")
+    format!("https://{MASTER_IP}:{APISERVER_PORT}")
 }
+
+/// A client from a kubeconfig file (TLS, the user's certificate).
+pub async fn client_from(path: &Path) -> Result<kube::Client, LabError> {
+    let failed = |error: String| LabError::Client {
+        path: path.to_path_buf(),
+        error,
+    };
+    let kubeconfig =
+        kube::config::Kubeconfig::read_from(path).map_err(|e| failed(e.to_string()))?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    kube::Client::try_from(config).map_err(|e| failed(e.to_string()))
+}
+
+/// The `kubernetes` Service's ClusterIP (the first of the range), which
+/// the apiserver's certificate names too.
+pub const KUBERNETES_SERVICE_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 1);
 
 /// The kubeconfig `up` writes for the host.
 pub fn kubeconfig_path(dir: &Path) -> PathBuf {
@@ -341,11 +362,21 @@ pub fn up(options: &LabOptions) -> Result<(), LabError> {
     for node in Node::all(options.workers) {
         vm(&node)?;
     }
+    let names: Vec<String> = Node::all(options.workers)
+        .into_iter()
+        .map(|n| n.name)
+        .collect();
+    crate::pki::ensure(
+        &options.dir,
+        &apiserver_url(),
+        MASTER_IP,
+        KUBERNETES_SERVICE_IP,
+        &names,
+    )?;
     control_plane(options)?;
     for node in Node::all(options.workers) {
         start_node_agent(options, &node)?;
     }
-    write_kubeconfig(&options.dir)?;
     Ok(())
 }
 
@@ -511,6 +542,7 @@ fn control_plane(options: &LabOptions) -> Result<(), LabError> {
     std::fs::create_dir_all(&data_dir)
         .map_err(io_error(format!("creating {}", data_dir.display())))?;
     let master = Node::all(0).remove(0);
+    let (cert, key) = crate::pki::apiserver_cert_paths(&options.dir);
     let apiserver = Component {
         name: "apiserver".into(),
         binary: "apiserver",
@@ -522,6 +554,12 @@ fn control_plane(options: &LabOptions) -> Result<(), LabError> {
             data_dir.display().to_string(),
             "--service-cluster-ip-range".into(),
             SERVICE_CIDR.into(),
+            "--tls-cert-file".into(),
+            cert.display().to_string(),
+            "--tls-private-key-file".into(),
+            key.display().to_string(),
+            "--client-ca-file".into(),
+            crate::pki::ca_cert_path(&options.dir).display().to_string(),
         ],
     };
     ensure_running(options, &apiserver)?;
@@ -531,8 +569,10 @@ fn control_plane(options: &LabOptions) -> Result<(), LabError> {
         binary: "controller",
         netns: master.netns(),
         args: vec![
-            "--server".into(),
-            apiserver_url(),
+            "--kubeconfig".into(),
+            crate::pki::controller_kubeconfig(&options.dir)
+                .display()
+                .to_string(),
             "--cluster-cidr".into(),
             POD_CIDR.into(),
         ],
@@ -560,8 +600,10 @@ fn start_node_agent(options: &LabOptions, node: &Node) -> Result<(), LabError> {
         binary: "nodeagent",
         netns: node.netns(),
         args: vec![
-            "--server".into(),
-            apiserver_url(),
+            "--kubeconfig".into(),
+            crate::pki::node_kubeconfig(&options.dir, &node.name)
+                .display()
+                .to_string(),
             "--node-name".into(),
             node.name.clone(),
             "--node-ip".into(),
@@ -690,32 +732,20 @@ fn lab_binary_of(pid: i32) -> Option<&'static str> {
 }
 
 /// Asks `GET /readyz` at `addr`; true on a 200.
-fn readyz(addr: SocketAddr) -> bool {
-    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
+/// Whether the apiserver answers /readyz over the LAN, from the caller's
+/// namespace (the host), with a certificate the lab's CA (in `dir`)
+/// signed.
+pub fn apiserver_ready(dir: &Path) -> bool {
+    let Ok(ca) = std::fs::read_to_string(crate::pki::ca_cert_path(dir)) else {
         return false;
     };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    if stream
-        .write_all(b"GET /readyz HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n")
-        .is_err()
-    {
-        return false;
-    }
-    let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer);
-    answer.starts_with("HTTP/1.1 200")
-}
-
-/// Whether the apiserver answers /readyz over the LAN, from the caller's
-/// namespace (the host).
-pub fn apiserver_ready() -> bool {
-    readyz(SocketAddr::from((MASTER_IP, APISERVER_PORT)))
+    crate::pki::https_ready(SocketAddr::from((MASTER_IP, APISERVER_PORT)), &ca)
 }
 
 fn wait_apiserver_ready(dir: &Path) -> Result<(), LabError> {
     let deadline = Instant::now() + APISERVER_READY_TIMEOUT;
     while Instant::now() < deadline {
-        if apiserver_ready() {
+        if apiserver_ready(dir) {
             return Ok(());
         }
         std::thread::sleep(POLL);
@@ -734,33 +764,6 @@ pub fn log_tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-/// The kubeconfig for the host: the apiserver over the LAN, namespace
-/// `default`. Plain HTTP and no user, like the rest of kube-lite's lab.
-fn write_kubeconfig(dir: &Path) -> Result<(), LabError> {
-    let path = kubeconfig_path(dir);
-    let text = format!(
-        "apiVersion: v1
-kind: Config
-clusters:
-- name: kube-lite-lab
-  cluster:
-    server: {}
-contexts:
-- name: kube-lite-lab
-  context:
-    cluster: kube-lite-lab
-    namespace: default
-    user: lab-admin
-current-context: kube-lite-lab
-users:
-- name: lab-admin
-  user: {{}}
-",
-        apiserver_url()
-    );
-    std::fs::write(&path, text).map_err(io_error(format!("writing {}", path.display())))
 }
 
 // ---------------------------------------------------------------------
@@ -984,7 +987,7 @@ fn wait_gone(pids: &[i32], timeout: Duration) {
 /// still cannot be removed is skipped - the rest is removed anyway - and
 /// reported in the error.
 fn remove_files(dir: &Path) -> Result<(), LabError> {
-    let mut made: Vec<PathBuf> = ["pids", "logs", "kubeconfig"]
+    let mut made: Vec<PathBuf> = ["pids", "logs", "kubeconfig", "pki"]
         .iter()
         .map(|p| dir.join(p))
         .collect();
@@ -1172,7 +1175,7 @@ pub fn status(dir: &Path) -> Result<LabStatus, LabError> {
         }
     }
     components.sort();
-    let apiserver_ready = bridge.is_some() && apiserver_ready();
+    let apiserver_ready = bridge.is_some() && apiserver_ready(dir);
     Ok(LabStatus {
         bridge,
         unreachable_routes: unreachable_routes()?,
@@ -1311,9 +1314,15 @@ impl Lab {
         apiserver_url()
     }
 
-    /// The kubeconfig written for the host.
+    /// The kubeconfig written for the host (the administrator's).
     pub fn kubeconfig(&self) -> PathBuf {
         kubeconfig_path(&self.options.dir)
+    }
+
+    /// A client of the lab's apiserver as its administrator, from
+    /// [`Lab::kubeconfig`].
+    pub async fn client(&self) -> Result<kube::Client, LabError> {
+        client_from(&self.kubeconfig()).await
     }
 
     /// The PID of a running component (`apiserver`, `controller`,

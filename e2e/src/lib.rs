@@ -11,6 +11,8 @@
 //!   host-only bridge, the control plane inside `kl-master` - built by
 //!   `e2e up`, removed by `e2e down`, and held by end-to-end tests as a
 //!   [`lab::Lab`].
+//! - [`pki`]: the lab's CA, the apiserver's certificate and a kubeconfig
+//!   per identity (administrator, controller, each node agent).
 //! - [`container`]: a process in fresh namespaces standing in for a
 //!   container, for tests of `kubectl logs` and `kubectl exec` without a
 //!   Pod runtime.
@@ -18,3 +20,4 @@
 pub mod container;
 pub mod harness;
 pub mod lab;
+pub mod pki;

@@ -4,6 +4,7 @@
 //! sudo e2e up --workers 2        # kl-master + kl-worker1..2 on kl-lan0
 //! sudo e2e status
 //! sudo e2e down
+//! e2e pki --dir vm-pki --master-ip 192.168.56.10 --nodes master,worker1,worker2
 //! ```
 //!
 //! The lab itself - what the namespaces, links and processes are and why -
@@ -47,6 +48,20 @@ enum LabCommand {
         #[arg(long, default_value = ".lab")]
         dir: PathBuf,
     },
+    /// Make a cluster's certificates and kubeconfigs for VMs (what the lab
+    /// makes for itself), until kubeadm-lite does it on the VMs: DIR/pki
+    /// (CA, apiserver), DIR/kubeconfig (admin), DIR/kl-master/controller.conf,
+    /// DIR/<node>/nodeagent.conf. Existing files are kept.
+    Pki {
+        #[arg(long)]
+        dir: PathBuf,
+        /// The master's address: the apiserver's URL and certificate.
+        #[arg(long)]
+        master_ip: std::net::Ipv4Addr,
+        /// The node names, comma-separated (one node agent kubeconfig each).
+        #[arg(long, value_delimiter = ',', required = true)]
+        nodes: Vec<String>,
+    },
 }
 
 /// How long a command waits for another lab user (a test run) to finish.
@@ -83,6 +98,19 @@ fn main() -> anyhow::Result<()> {
         }
         LabCommand::Status { dir } => {
             println!("{}", lab::status(&absolute(dir)?)?);
+        }
+        LabCommand::Pki {
+            dir,
+            master_ip,
+            nodes,
+        } => {
+            let dir = absolute(dir)?;
+            let server = format!("https://{master_ip}:{}", lab::APISERVER_PORT);
+            e2e::pki::ensure(&dir, &server, master_ip, lab::KUBERNETES_SERVICE_IP, &nodes)?;
+            println!(
+                "Certificates and kubeconfigs for {server} are in {}.",
+                dir.display()
+            );
         }
     }
     Ok(())

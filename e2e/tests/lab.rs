@@ -142,7 +142,10 @@ fn up_builds_the_vms_and_the_control_plane_and_down_removes_everything() {
     assert!(unreachable.contains("10.244.0.0/16"), "{unreachable}");
 
     // The control plane, from the host over the LAN.
-    assert!(lab::apiserver_ready(), "apiserver /readyz from the host");
+    assert!(
+        lab::apiserver_ready(&dir),
+        "apiserver /readyz from the host"
+    );
     let apiserver = lab.pid("apiserver").expect("apiserver pid file");
     let controller = lab.pid("controller").expect("controller pid file");
     assert!(process_alive(apiserver) && process_alive(controller));
@@ -154,7 +157,8 @@ fn up_builds_the_vms_and_the_control_plane_and_down_removes_everything() {
         );
     }
     let kubeconfig = std::fs::read_to_string(lab.kubeconfig()).unwrap();
-    assert!(kubeconfig.contains("server: http://192.168.56.10:6443"));
+    assert!(kubeconfig.contains("server: https://192.168.56.10:6443"));
+    assert!(kubeconfig.contains("client-certificate-data: "));
     let status = lab::status(&dir).unwrap().to_string();
     assert!(status.contains("readyz: ok"), "{status}");
 
@@ -163,7 +167,7 @@ fn up_builds_the_vms_and_the_control_plane_and_down_removes_everything() {
     assert_eq!(lab.pid("apiserver"), Some(apiserver));
     assert_eq!(lab.pid("controller"), Some(controller));
     assert_eq!(node_namespaces().len(), 3);
-    assert!(lab::apiserver_ready());
+    assert!(lab::apiserver_ready(&dir));
 
     lab.down().expect("down");
     assert_lab_gone(&dir, &[apiserver, controller]);

@@ -134,7 +134,7 @@ async fn nodes_get_a_bridge_and_host_gw_routes_to_each_other() {
         bin_dir: bin_dir(),
     })
     .expect("lab up");
-    let client = kube::Client::try_from(kube::Config::new(lab.server().parse().unwrap())).unwrap();
+    let client = lab.client().await.unwrap();
 
     let cidrs = ready_nodes_with_pod_cidrs(client).await;
     let distinct: std::collections::BTreeSet<&String> = cidrs.values().collect();

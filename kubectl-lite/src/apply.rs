@@ -366,11 +366,13 @@ mod tests {
     fn client(namespace: &str, explicit: bool) -> Client {
         Client::new(
             &ClusterTarget {
+                config: kube::Config::new("http://127.0.0.1:1".parse().unwrap()),
                 server: "http://127.0.0.1:1".into(),
                 namespace: namespace.into(),
             },
             explicit,
         )
+        .unwrap()
     }
 
     fn manifest(value: Value) -> ManifestObject {
@@ -403,8 +405,8 @@ mod tests {
         assert_eq!(again, object);
     }
 
-    #[test]
-    fn namespace_comes_from_manifest_then_flag() {
+    #[tokio::test]
+    async fn namespace_comes_from_manifest_then_flag() {
         let mut value = service();
         let target = resolve_target(&client("lesson", false), &manifest(value.clone())).unwrap();
         assert_eq!(target.namespace.as_deref(), Some("lesson"));
@@ -422,16 +424,16 @@ mod tests {
         );
     }
 
-    #[test]
-    fn cluster_scoped_objects_have_no_namespace() {
+    #[tokio::test]
+    async fn cluster_scoped_objects_have_no_namespace() {
         let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "lesson"}});
         let target = resolve_target(&client("default", false), &manifest(ns)).unwrap();
         assert_eq!(target.namespace, None);
         assert_eq!(target.object_path(), "/api/v1/namespaces/lesson");
     }
 
-    #[test]
-    fn unknown_kinds_are_named() {
+    #[tokio::test]
+    async fn unknown_kinds_are_named() {
         let widget =
             json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}});
         let err = resolve_target(&client("default", false), &manifest(widget)).unwrap_err();

@@ -13,9 +13,11 @@
 
 use std::fmt;
 
-use futures::StreamExt;
-use reqwest::header::{ACCEPT, CONTENT_TYPE};
-use reqwest::{Method, StatusCode};
+use futures::{StreamExt, TryStreamExt as _};
+use http::header::{HeaderValue, ACCEPT, CONTENT_TYPE, USER_AGENT};
+use http::{Method, StatusCode};
+use http_body_util::BodyExt as _;
+use kube::client::Body;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -249,7 +251,7 @@ pub struct WatchEvent {
 
 /// An open `?watch=true` response, read one line (one event) at a time.
 pub struct WatchStream {
-    body: futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
+    body: futures::stream::BoxStream<'static, Result<bytes::Bytes, ApiError>>,
     buffer: Vec<u8>,
 }
 
@@ -268,7 +270,7 @@ impl WatchStream {
             }
             match self.body.next().await {
                 Some(Ok(chunk)) => self.buffer.extend_from_slice(&chunk),
-                Some(Err(e)) => return Some(Err(ApiError::Unreachable(e.to_string()))),
+                Some(Err(e)) => return Some(Err(e)),
                 None => {
                     if self.buffer.iter().all(u8::is_ascii_whitespace) {
                         return None;
@@ -283,10 +285,11 @@ impl WatchStream {
     }
 }
 
-/// An HTTP client for one API server.
+/// A client for one API server: kube-rs's, which brings the kubeconfig's
+/// TLS settings and credentials (a client certificate, a token).
 #[derive(Clone)]
 pub struct Client {
-    http: reqwest::Client,
+    http: kube::Client,
     server: String,
     /// The namespace commands use when not told one (`-n`, else the
     /// kubeconfig context, else `default`).
@@ -297,18 +300,24 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(target: &ClusterTarget, namespace_explicit: bool) -> Self {
-        let http = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(30))
-            .user_agent(concat!("kubectl-lite/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .expect("a reqwest client with static settings always builds");
-        Client {
+    /// A client for `target`; fails when its credentials cannot be read
+    /// (a certificate that is not PEM, a missing file).
+    pub fn new(target: &ClusterTarget, namespace_explicit: bool) -> anyhow::Result<Self> {
+        let mut config = target.config.clone();
+        config.connect_timeout = Some(std::time::Duration::from_secs(30));
+        let http = kube::Client::try_from(config)
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e:#}"))?;
+        Ok(Client {
             http,
             server: target.server.clone(),
             namespace: target.namespace.clone(),
             namespace_explicit,
-        }
+        })
+    }
+
+    /// The underlying kube-rs client (exec's WebSocket upgrade).
+    pub fn kube(&self) -> &kube::Client {
+        &self.http
     }
 
     /// The server's base URL, as `cluster-info` prints it.
@@ -341,9 +350,11 @@ impl Client {
     ) -> Result<Value, ApiError> {
         let response = self.send(method, path, query, accept, body).await?;
         let bytes = response
-            .bytes()
+            .into_body()
+            .collect()
             .await
-            .map_err(|e| ApiError::Unreachable(e.to_string()))?;
+            .map_err(|e| ApiError::Unreachable(e.to_string()))?
+            .to_bytes();
         if bytes.is_empty() {
             return Ok(Value::Null);
         }
@@ -358,28 +369,64 @@ impl Client {
         query: &[(&str, String)],
         accept: &str,
         body: Option<(&str, &Value)>,
-    ) -> Result<reqwest::Response, ApiError> {
-        let url = format!("{}{}", self.server, path);
-        let mut request = self
-            .http
-            .request(method, &url)
-            .header(ACCEPT, accept)
-            .query(query);
-        if let Some((content_type, value)) = body {
-            request = request
-                .header(CONTENT_TYPE, content_type)
-                .body(value.to_string());
+    ) -> Result<http::Response<Body>, ApiError> {
+        let mut uri = path.to_string();
+        if !query.is_empty() {
+            let mut pairs = form_urlencoded::Serializer::new(String::new());
+            for (key, value) in query {
+                pairs.append_pair(key, value);
+            }
+            uri.push('?');
+            uri.push_str(&pairs.finish());
         }
-        let response = request.send().await.map_err(|e| self.transport_error(e))?;
+        let mut request = http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(ACCEPT, accept)
+            .header(
+                USER_AGENT,
+                HeaderValue::from_static(concat!("kubectl-lite/", env!("CARGO_PKG_VERSION"))),
+            );
+        let bytes = match body {
+            Some((content_type, value)) => {
+                request = request.header(CONTENT_TYPE, content_type);
+                value.to_string().into_bytes()
+            }
+            None => vec![],
+        };
+        let request = request
+            .body(Body::from(bytes))
+            .map_err(|e| ApiError::Unreachable(format!("building the request for {path}: {e}")))?;
+        let response = self
+            .http
+            .send(request)
+            .await
+            .map_err(|e| self.transport_error(e))?;
         if response.status().is_success() {
             return Ok(response);
         }
         let code = response.status();
-        let text = response.text().await.unwrap_or_default();
+        let text = response
+            .into_body()
+            .collect()
+            .await
+            .map(|c| String::from_utf8_lossy(&c.to_bytes()).into_owned())
+            .unwrap_or_default();
         Err(ApiError::Status(status_from_answer(code, &text)))
     }
 
-    fn transport_error(&self, err: reqwest::Error) -> ApiError {
+    /// A failure to reach the server, as kubectl words it: "connection
+    /// refused" names the host; anything else says what went wrong (no
+    /// route, a certificate the CA did not sign, ...).
+    pub fn transport_error(&self, err: kube::Error) -> ApiError {
+        if let kube::Error::Api(status) = &err {
+            return ApiError::Status(Status {
+                code: status.code,
+                reason: status.reason.clone(),
+                message: status.message.clone(),
+                details: None,
+            });
+        }
         let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
         while let Some(e) = source {
             if let Some(io) = e.downcast_ref::<std::io::Error>() {
@@ -389,18 +436,31 @@ impl Client {
             }
             source = e.source();
         }
-        ApiError::Unreachable(format!("{err:#}"))
+        // The innermost cause is the one that says what happened.
+        let mut causes = vec![err.to_string()];
+        let mut source = std::error::Error::source(&err);
+        while let Some(e) = source {
+            causes.push(e.to_string());
+            source = e.source();
+        }
+        ApiError::Unreachable(causes.join(": "))
     }
 
     /// `GET` an answer that is not JSON and may never end (`pods/log`
-    /// with `follow=true`): the open response, to be read as it comes.
+    /// with `follow=true`): its body, to be read as it comes.
     pub async fn get_stream(
         &self,
         path: &str,
         query: &[(&str, String)],
-    ) -> Result<reqwest::Response, ApiError> {
-        self.send(Method::GET, path, query, "text/plain, */*", None)
-            .await
+    ) -> Result<futures::stream::BoxStream<'static, Result<bytes::Bytes, ApiError>>, ApiError> {
+        let response = self
+            .send(Method::GET, path, query, "text/plain, */*", None)
+            .await?;
+        Ok(response
+            .into_body()
+            .into_data_stream()
+            .map_err(|e| ApiError::Unreachable(e.to_string()))
+            .boxed())
     }
 
     /// `GET` an object or a list as plain JSON.
@@ -493,7 +553,11 @@ impl Client {
             .send(Method::GET, collection, &query, accept, None)
             .await?;
         Ok(WatchStream {
-            body: response.bytes_stream().boxed(),
+            body: response
+                .into_body()
+                .into_data_stream()
+                .map_err(|e| ApiError::Unreachable(e.to_string()))
+                .boxed(),
             buffer: Vec::new(),
         })
     }
@@ -663,11 +727,14 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
+        let server = format!("http://127.0.0.1:{port}");
         let target = ClusterTarget {
-            server: format!("http://127.0.0.1:{port}"),
+            config: kube::Config::new(server.parse().unwrap()),
+            server,
             namespace: "default".into(),
         };
         let err = Client::new(&target, false)
+            .unwrap()
             .get("/api/v1/namespaces", &[])
             .await
             .unwrap_err();

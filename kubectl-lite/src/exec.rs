@@ -21,9 +21,7 @@ use std::os::fd::AsFd as _;
 use clap::Args;
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::client::{status_from_answer, ApiError, Client};
@@ -35,10 +33,6 @@ const STDERR: u8 = 2;
 const ERROR: u8 = 3;
 const RESIZE: u8 = 4;
 const CLOSE: u8 = 255;
-
-/// The protocol versions we ask for, best first (kubectl 1.35 asks for v5
-/// only; v4 lacks the close signal for stdin).
-const PROTOCOLS: &str = "v5.channel.k8s.io, v4.channel.k8s.io";
 
 #[derive(Debug, Args)]
 pub struct ExecArgs {
@@ -114,60 +108,38 @@ pub async fn run(client: &Client, args: ExecArgs) -> anyhow::Result<()> {
         client.namespace,
         query.finish()
     );
-    let code = session(client.server(), &path, args.stdin, tty).await?;
+    let code = session(client, &path, args.stdin, tty).await?;
     match code {
         0 => Ok(()),
         code => Err(ExitCodeError { code }.into()),
     }
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;
+type Ws = tokio_tungstenite::WebSocketStream<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>;
 
-/// Opens the WebSocket; a refused upgrade is the server's `Status`.
-async fn connect(server: &str, path: &str) -> anyhow::Result<(Ws, bool)> {
-    let Some(authority) = server.strip_prefix("http://") else {
-        anyhow::bail!(
-            "kubectl-lite exec needs an http:// server (got {server:?}): WebSockets over TLS are not supported yet"
-        );
-    };
-    let authority = authority.trim_end_matches('/');
-    let mut request = format!("ws://{authority}{path}").into_client_request()?;
-    request
-        .headers_mut()
-        .insert("Sec-WebSocket-Protocol", PROTOCOLS.parse()?);
-    let stream = TcpStream::connect(authority).await.map_err(|e| {
-        if e.kind() == std::io::ErrorKind::ConnectionRefused {
-            ApiError::ConnectionRefused {
-                host: authority.to_string(),
-            }
-        } else {
-            ApiError::Unreachable(e.to_string())
+/// Opens the WebSocket (kube-rs offers `v5.channel.k8s.io` and
+/// `v4.channel.k8s.io`, over the kubeconfig's TLS and credentials); a
+/// refused upgrade is the server's `Status`. Returns whether the server
+/// chose v5, which can close stdin.
+async fn connect(client: &Client, path: &str) -> anyhow::Result<(Ws, bool)> {
+    let request = http::Request::get(path).body(vec![])?;
+    match client.kube().connect(request).await {
+        Ok(connection) => {
+            let v5 = connection.supports_stream_close();
+            Ok((connection.into_stream(), v5))
         }
-    })?;
-    match tokio_tungstenite::client_async(request, stream).await {
-        Ok((ws, response)) => {
-            let protocol = response
-                .headers()
-                .get("Sec-WebSocket-Protocol")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default();
-            Ok((ws, protocol == "v5.channel.k8s.io"))
-        }
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-            let body = response
-                .body()
-                .as_deref()
-                .map(String::from_utf8_lossy)
-                .unwrap_or_default();
-            Err(ApiError::Status(status_from_answer(response.status(), &body)).into())
-        }
-        Err(e) => Err(ApiError::Unreachable(e.to_string()).into()),
+        Err(kube::Error::UpgradeConnection(e)) => Err(ApiError::Status(status_from_answer(
+            http::StatusCode::BAD_REQUEST,
+            &e.to_string(),
+        ))
+        .into()),
+        Err(e) => Err(client.transport_error(e).into()),
     }
 }
 
 /// Runs the exec session; returns the remote command's exit code.
-async fn session(server: &str, path: &str, stdin: bool, tty: bool) -> anyhow::Result<u8> {
-    let (ws, can_close_stdin) = connect(server, path).await?;
+async fn session(client: &Client, path: &str, stdin: bool, tty: bool) -> anyhow::Result<u8> {
+    let (ws, can_close_stdin) = connect(client, path).await?;
     let (mut sink, mut incoming) = ws.split();
     let _raw = if tty { RawMode::enter() } else { None };
 

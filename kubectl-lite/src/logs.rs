@@ -13,7 +13,7 @@ use std::io::Write as _;
 use clap::Args;
 use futures::StreamExt;
 
-use crate::client::{ApiError, Client};
+use crate::client::Client;
 use crate::containers;
 
 #[derive(Debug, Args)]
@@ -79,11 +79,10 @@ pub async fn run(client: &Client, args: LogsArgs) -> anyhow::Result<()> {
         query.push(("limitBytes", args.limit_bytes.to_string()));
     }
     let path = format!("/api/v1/namespaces/{}/pods/{name}/log", client.namespace);
-    let response = client.get_stream(&path, &query).await?;
-    let mut body = response.bytes_stream();
+    let mut body = client.get_stream(&path, &query).await?;
     let mut stdout = std::io::stdout().lock();
     while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| ApiError::Unreachable(e.to_string()))?;
+        let chunk = chunk?;
         stdout.write_all(&chunk)?;
         // Lines show up as they come (`-f`), not when a buffer fills.
         stdout.flush()?;

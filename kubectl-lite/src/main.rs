@@ -125,8 +125,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         cli.global.kubeconfig.as_deref(),
         cli.global.server.as_deref(),
         cli.global.namespace.as_deref(),
-    )?;
-    let client = Client::new(&target, cli.global.namespace.is_some());
+    )
+    .await?;
+    let client = Client::new(&target, cli.global.namespace.is_some())?;
     match cli.command {
         Command::Apply(args) => apply::run(&client, args).await,
         Command::Get(args) => get::run(&client, args).await,

@@ -70,7 +70,7 @@ fn wait_rule(node: &str, ip: &str, start: Instant) -> Duration {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let changes = arg("--changes", 100).clamp(1, 1000);
-    let run = start_lab()?;
+    let run = start_lab().await?;
     let services: Api<Service> = Api::namespaced(run.client.clone(), "default");
     let slices: Api<EndpointSlice> = Api::namespaced(run.client.clone(), "default");
     services

@@ -51,7 +51,7 @@ fn is_ready(pod: &Pod) -> bool {
 async fn main() -> anyhow::Result<()> {
     let total = arg("--pods", 200).clamp(1, 1000);
     let parallel = arg("--parallel", 4).clamp(1, 50);
-    let run = start_lab()?;
+    let run = start_lab().await?;
     let pods: Api<Pod> = Api::namespaced(run.client.clone(), "default");
     // Wait for both workers to be schedulable (Ready with a pod CIDR).
     let warmup = pod("bench-warmup");

@@ -2,8 +2,8 @@
 //! one node.
 //!
 //! ```text
-//! nodeagent --server http://192.168.56.10:6443 --node-name worker1 --node-ip 192.168.56.11
-//! nodeagent --kubeconfig ~/.kube/config --node-name worker1 --node-ip 192.168.56.11
+//! nodeagent --kubeconfig /etc/kube-lite/nodeagent.conf --node-name worker1 --node-ip 192.168.56.11
+//! nodeagent --server http://127.0.0.1:6443 --node-name n1 --node-ip 127.0.0.1   # dev mode
 //! nodeagent echo --port 8080      # the kube-lite/echo image (nodeagent::echo)
 //! nodeagent monitor SPEC.json     # a container's monitor, started by the agent
 //! ```

@@ -72,7 +72,7 @@ async fn pods_see_their_world_and_the_kubelet_watches_over_them() {
         bin_dir: bin_dir(),
     })
     .expect("lab up");
-    let client = kube::Client::try_from(kube::Config::new(lab.server().parse().unwrap())).unwrap();
+    let client = lab.client().await.unwrap();
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     let create = PostParams::default();

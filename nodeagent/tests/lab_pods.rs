@@ -115,7 +115,7 @@ async fn lesson_pods_run_on_the_workers_and_live_like_pods() {
         bin_dir: bin_dir(),
     })
     .expect("lab up");
-    let client = kube::Client::try_from(kube::Config::new(lab.server().parse().unwrap())).unwrap();
+    let client = lab.client().await.unwrap();
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
 
     // Nodes advertise their LAN address, never the NAT NIC's 10.0.2.15.
@@ -171,7 +171,23 @@ async fn lesson_pods_run_on_the_workers_and_live_like_pods() {
     // the lesson's text, and host is that Pod's name (its own hostname).
     let (a, b) = (&ready[0], &ready[1]);
     let b_ip = b.status.as_ref().unwrap().pod_ip.clone().unwrap();
-    let answer = in_pod_netns(a, &["curl", "-s", "-m", "5", &format!("http://{b_ip}/")]);
+    // (Ready means its process started; nginx may still be binding its
+    // port on a loaded machine: a refused connection is retried.)
+    let answer = in_pod_netns(
+        a,
+        &[
+            "curl",
+            "-s",
+            "-m",
+            "5",
+            "--retry",
+            "5",
+            "--retry-connrefused",
+            "--retry-delay",
+            "1",
+            &format!("http://{b_ip}/"),
+        ],
+    );
     let b_name = b.metadata.name.clone().unwrap();
     assert!(
         answer.starts_with(&format!("srv : {b_ip}:80\n")),

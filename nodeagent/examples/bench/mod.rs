@@ -34,7 +34,7 @@ pub struct BenchLab {
 
 /// Builds the binaries if needed and brings up the lab (as root: it makes
 /// network namespaces).
-pub fn start_lab() -> anyhow::Result<BenchLab> {
+pub async fn start_lab() -> anyhow::Result<BenchLab> {
     anyhow::ensure!(
         nix::unistd::geteuid().is_root(),
         "the benchmark builds a lab of network namespaces: run it as root"
@@ -46,7 +46,7 @@ pub fn start_lab() -> anyhow::Result<BenchLab> {
         dir: dir.path().join("lab"),
         bin_dir: bin_dir(),
     })?;
-    let client = kube::Client::try_from(kube::Config::new(lab.server().parse()?))?;
+    let client = lab.client().await?;
     Ok(BenchLab {
         lab,
         client,

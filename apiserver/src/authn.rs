@@ -1,0 +1,155 @@
+//! Authentication: who is calling.
+//!
+//! kube-apiserver asks each authenticator in turn and takes the first that
+//! recognizes the request's credentials:
+//!
+//! - **x509 client certificates**: the TLS handshake proved the caller
+//!   holds the key of a certificate the cluster CA signed; its CN is the
+//!   user name and each O a group (`CN=kubernetes-admin, O=system:masters`).
+//!   [`tls`](crate::tls) reads it once per connection and hands it to every
+//!   request of that connection as a [`ClientCertificate`].
+//! - **bearer tokens** (`Authorization: Bearer ...`): ServiceAccount and
+//!   bootstrap tokens. None is accepted yet, so a request that presents one
+//!   is refused (a wrong token is an error, never a fall-back to anonymous).
+//! - **anonymous**: no credentials at all. As kube-apiserver configured
+//!   with `anonymous.conditions` (1.34), anonymous requests are accepted
+//!   only on a few paths: health, version, discovery and the `cluster-info`
+//!   ConfigMap a joining node reads; anywhere else they get 401
+//!   Unauthorized.
+//!
+//! In dev mode (plain HTTP on loopback, no TLS material) there are no
+//! credentials to check: every request is `system:unsecured` in
+//! `system:masters`, as kube-apiserver's old insecure port was.
+//!
+//! The result is a [`Caller`] in the request's extensions; the authorizer
+//! ([`authz`](crate::authz)) decides what it may do.
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use api::user::{UserInfo, AUTHENTICATED, SYSTEM_MASTERS};
+
+use crate::status::StatusError;
+
+/// How this apiserver is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// HTTPS: callers prove who they are.
+    Secure,
+    /// Plain HTTP on loopback: every caller is an administrator.
+    Dev,
+}
+
+/// The user of a connection's client certificate (`None`: the client
+/// sent none). Set by the TLS acceptor on every request of the
+/// connection.
+#[derive(Debug, Clone)]
+pub struct ClientCertificate(pub Option<UserInfo>);
+
+/// Who made this request, once authenticated.
+#[derive(Debug, Clone)]
+pub struct Caller(pub UserInfo);
+
+/// The dev-mode user.
+pub const UNSECURED_USER: &str = "system:unsecured";
+
+/// Paths anonymous callers may reach (then subject to authorization):
+/// health, version, discovery and OpenAPI, and the ConfigMap a joining
+/// node reads before it has credentials.
+pub fn anonymous_may_ask(path: &str) -> bool {
+    let path = path.trim_end_matches('/');
+    matches!(path, "/healthz" | "/livez" | "/readyz" | "/version")
+        || path.starts_with("/healthz/")
+        || path.starts_with("/livez/")
+        || path.starts_with("/readyz/")
+        || is_discovery(path)
+        || path == crate::authz::CLUSTER_INFO_PATH
+}
+
+/// `/api`, `/api/v1`, `/apis`, `/apis/<group>`, `/apis/<group>/<version>`,
+/// `/openapi/...`: where clients learn what is served.
+pub fn is_discovery(path: &str) -> bool {
+    let path = path.trim_end_matches('/');
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    matches!(
+        segments.as_slice(),
+        ["api"] | ["api", _] | ["apis"] | ["apis", _] | ["apis", _, _] | ["openapi", ..]
+    )
+}
+
+/// The authentication step of every request.
+pub async fn authenticate(State(mode): State<Mode>, mut request: Request, next: Next) -> Response {
+    match caller(mode, &request) {
+        Ok(user) => {
+            request.extensions_mut().insert(Caller(user));
+            next.run(request).await
+        }
+        Err(error) => error.into_response(),
+    }
+}
+
+fn caller(mode: Mode, request: &Request) -> Result<UserInfo, StatusError> {
+    if mode == Mode::Dev {
+        return Ok(UserInfo::authenticated(
+            UNSECURED_USER,
+            &[SYSTEM_MASTERS.to_string(), AUTHENTICATED.to_string()],
+        ));
+    }
+    if let Some(ClientCertificate(Some(user))) = request.extensions().get::<ClientCertificate>() {
+        return Ok(user.clone());
+    }
+    if request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .is_some()
+    {
+        // No token authenticator accepts it.
+        return Err(unauthorized());
+    }
+    if anonymous_may_ask(request.uri().path()) {
+        return Ok(UserInfo::anonymous());
+    }
+    Err(unauthorized())
+}
+
+/// 401, worded as kube-apiserver words it.
+pub fn unauthorized() -> StatusError {
+    StatusError::new(401, "Unauthorized", "Unauthorized")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anonymous_paths() {
+        for path in [
+            "/healthz",
+            "/livez",
+            "/readyz",
+            "/version",
+            "/version/",
+            "/api",
+            "/api/v1",
+            "/apis/",
+            "/apis/apps",
+            "/apis/apps/v1",
+            "/openapi/v2",
+            "/openapi/v3/api/v1",
+            "/api/v1/namespaces/kube-public/configmaps/cluster-info",
+        ] {
+            assert!(anonymous_may_ask(path), "{path}");
+        }
+        for path in [
+            "/api/v1/pods",
+            "/api/v1/namespaces/default/pods",
+            "/apis/apps/v1/deployments",
+            "/api/v1/namespaces/kube-public/configmaps",
+            "/api/v1/namespaces/kube-system/configmaps/cluster-info",
+            "/metrics",
+        ] {
+            assert!(!anonymous_may_ask(path), "{path}");
+        }
+    }
+}
