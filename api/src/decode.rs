@@ -449,7 +449,9 @@ pub fn decode_kind(
     kind: &str,
     value: &Value,
 ) -> Option<Result<Typed, serde_json::Error>> {
-    use k8s_openapi::api::{apps, autoscaling, coordination, core, discovery};
+    use k8s_openapi::api::{
+        apps, authentication, authorization, autoscaling, coordination, core, discovery, rbac,
+    };
     use k8s_openapi::apimachinery::pkg::apis::meta;
 
     type Check = fn(&Value) -> Result<Typed, serde_json::Error>;
@@ -468,6 +470,18 @@ pub fn decode_kind(
         ("discovery.k8s.io/v1", "EndpointSlice") => decode_typed::<discovery::v1::EndpointSlice>,
         ("coordination.k8s.io/v1", "Lease") => decode_typed::<coordination::v1::Lease>,
         ("autoscaling/v1", "Scale") => decode_typed::<autoscaling::v1::Scale>,
+        ("rbac.authorization.k8s.io/v1", "ClusterRole") => decode_typed::<rbac::v1::ClusterRole>,
+        ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => {
+            decode_typed::<rbac::v1::ClusterRoleBinding>
+        }
+        ("rbac.authorization.k8s.io/v1", "Role") => decode_typed::<rbac::v1::Role>,
+        ("rbac.authorization.k8s.io/v1", "RoleBinding") => decode_typed::<rbac::v1::RoleBinding>,
+        ("authorization.k8s.io/v1", "SelfSubjectAccessReview") => {
+            decode_typed::<authorization::v1::SelfSubjectAccessReview>
+        }
+        ("authentication.k8s.io/v1", "SelfSubjectReview") => {
+            decode_typed::<authentication::v1::SelfSubjectReview>
+        }
         // Clients send DeleteOptions with either group, or with none.
         ("" | "v1" | "meta.k8s.io/v1", "DeleteOptions") => decode_typed::<meta::v1::DeleteOptions>,
         _ => return None,

@@ -40,6 +40,8 @@ pub enum PkiError {
         #[source]
         source: rcgen::Error,
     },
+    #[error("a certificate for {0} names several groups: rcgen writes one O per subject (kubeadm's certificates have one too)")]
+    SeveralGroups(String),
     #[error("reading {what}: {source}")]
     Read {
         what: String,
@@ -62,7 +64,7 @@ pub enum Usage {
 pub struct CertRequest {
     /// The subject's CN: for a client, the user name.
     pub common_name: String,
-    /// The subject's O entries: for a client, its groups.
+    /// The subject's O entry: for a client, its group (at most one).
     pub organizations: Vec<String>,
     /// Names a server answers to.
     pub dns_names: Vec<String>,
@@ -190,6 +192,9 @@ impl Ca {
     /// Issues a certificate with a new key.
     pub fn issue(&self, request: &CertRequest) -> Result<Issued, PkiError> {
         let what = format!("a certificate for {}", request.common_name);
+        if request.organizations.len() > 1 {
+            return Err(PkiError::SeveralGroups(request.common_name.clone()));
+        }
         let key = KeyPair::generate().map_err(make(&what))?;
         let mut params = CertificateParams::default();
         let mut name = DistinguishedName::new();

@@ -21,16 +21,24 @@
 //! credentials to check: every request is `system:unsecured` in
 //! `system:masters`, as kube-apiserver's old insecure port was.
 //!
+//! **Impersonation** (`kubectl --as=jane --as-group=dev`): a caller that
+//! RBAC allows to `impersonate` users (and groups) acts as that user for
+//! this request - how an administrator checks what someone else may do.
+//!
 //! The result is a [`Caller`] in the request's extensions; the authorizer
 //! ([`authz`](crate::authz)) decides what it may do.
+
+use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use api::user::{UserInfo, AUTHENTICATED, SYSTEM_MASTERS};
+use api::user::{UserInfo, ANONYMOUS, AUTHENTICATED, SYSTEM_MASTERS};
 
+use crate::authz::{allowed, forbidden, Attributes};
 use crate::status::StatusError;
+use crate::storage::Store;
 
 /// How this apiserver is reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,9 +86,23 @@ pub fn is_discovery(path: &str) -> bool {
     )
 }
 
+/// What authentication needs: how the server is reached, and the store
+/// (impersonation is authorized by RBAC).
+#[derive(Clone)]
+pub struct Authenticator {
+    pub mode: Mode,
+    pub store: Arc<Store>,
+}
+
 /// The authentication step of every request.
-pub async fn authenticate(State(mode): State<Mode>, mut request: Request, next: Next) -> Response {
-    match caller(mode, &request) {
+pub async fn authenticate(
+    State(authenticator): State<Authenticator>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let user = caller(authenticator.mode, &request)
+        .and_then(|user| impersonate(&authenticator.store, user, request.headers()));
+    match user {
         Ok(user) => {
             request.extensions_mut().insert(Caller(user));
             next.run(request).await
@@ -111,6 +133,70 @@ fn caller(mode: Mode, request: &Request) -> Result<UserInfo, StatusError> {
         return Ok(UserInfo::anonymous());
     }
     Err(unauthorized())
+}
+
+/// The user a request impersonates (`Impersonate-User`,
+/// `Impersonate-Group` headers), if `user` may; else `user` itself.
+fn impersonate(
+    store: &Store,
+    user: UserInfo,
+    headers: &axum::http::HeaderMap,
+) -> Result<UserInfo, StatusError> {
+    let values = |name: &str| -> Vec<String> {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(String::from)
+            .collect()
+    };
+    let target = values("impersonate-user");
+    let groups = values("impersonate-group");
+    let Some(target) = target.first() else {
+        if groups.is_empty() {
+            return Ok(user);
+        }
+        return Err(StatusError::bad_request(
+            "requested [Impersonate-Group] without impersonating a user",
+        ));
+    };
+    let snapshot = store.snapshot();
+    let check = |resource: &str, name: &str| -> Result<(), StatusError> {
+        let attributes = Attributes::Resource {
+            verb: "impersonate".into(),
+            group: String::new(),
+            resource: resource.into(),
+            subresource: String::new(),
+            namespace: String::new(),
+            name: name.into(),
+        };
+        if allowed(&snapshot, &user, &attributes) {
+            Ok(())
+        } else {
+            Err(forbidden(&user, &attributes))
+        }
+    };
+    check("users", target)?;
+    for group in &groups {
+        check("groups", group)?;
+    }
+    let mut all = groups;
+    if let Some(namespace) = target
+        .strip_prefix("system:serviceaccount:")
+        .and_then(|rest| rest.split_once(':'))
+        .map(|(ns, _)| ns)
+    {
+        all.push(api::user::SERVICE_ACCOUNTS.into());
+        all.push(format!("{}:{namespace}", api::user::SERVICE_ACCOUNTS));
+    }
+    if target == ANONYMOUS {
+        return Ok(UserInfo {
+            username: target.clone(),
+            uid: String::new(),
+            groups: all,
+        });
+    }
+    Ok(UserInfo::authenticated(target, &all))
 }
 
 /// 401, worded as kube-apiserver words it.

@@ -93,14 +93,26 @@ pub async fn build(config: &Config) -> anyhow::Result<axum::Router> {
     namespaces::ensure_system_namespaces(&store)
         .await
         .map_err(|e| anyhow::anyhow!("creating system namespaces: {e}"))?;
-    let app = Arc::new(rest::App { store, services });
+    authz::policy::ensure_defaults(&store)
+        .await
+        .map_err(|e| anyhow::anyhow!("creating the default roles: {e}"))?;
+    let app = Arc::new(rest::App {
+        store: store.clone(),
+        services,
+    });
     namespaces::resume_terminating(&app);
     // Layers run outside in: authentication first, then authorization,
     // then the handlers.
     Ok(rest::router(app)
-        .layer(axum::middleware::from_fn(authz::authorize))
         .layer(axum::middleware::from_fn_with_state(
-            config.mode(),
+            store.clone(),
+            authz::authorize,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            authn::Authenticator {
+                mode: config.mode(),
+                store,
+            },
             authn::authenticate,
         )))
 }

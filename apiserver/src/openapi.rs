@@ -448,7 +448,8 @@ mod tests {
 
     #[test]
     fn every_resource_has_a_patch_operation_accepting_field_validation() {
-        for r in RESOURCES {
+        // (Reviews are questions, created and never patched.)
+        for r in RESOURCES.iter().filter(|r| r.verbs.contains(&"patch")) {
             let doc = group_version_document(r.group, r.version).unwrap();
             assert!(
                 patch_supports_field_validation(&doc, r.group, r.kind),

@@ -36,6 +36,7 @@ mod coordination;
 mod core;
 mod pod;
 mod print;
+mod rbac;
 mod service;
 
 use std::borrow::Borrow;
@@ -258,6 +259,7 @@ fn printer_for(resource: &ResourceType) -> Printer {
         ("apps", "DaemonSet") => apps::DAEMONSETS,
         ("discovery.k8s.io", "EndpointSlice") => service::ENDPOINTSLICES,
         ("coordination.k8s.io", "Lease") => coordination::LEASES,
+        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => rbac::BINDINGS,
         _ => DEFAULT,
     }
 }

@@ -23,6 +23,7 @@
 pub mod delete;
 pub mod nodeproxy;
 pub mod objectmeta;
+pub mod protobuf;
 pub mod read;
 pub mod request;
 pub mod schema;
@@ -119,6 +120,30 @@ async fn dispatch(app: Arc<App>, req: Request) -> Result<Response, StatusError> 
     }
     let query = parts.uri.query();
     let body = request::read_body(body).await?;
+    // Questions, not objects: answered, never stored.
+    if let (&Method::POST, None) = (&parts.method, &target.name) {
+        let caller = || {
+            parts
+                .extensions
+                .get::<crate::authn::Caller>()
+                .map(|c| c.0.clone())
+                .ok_or_else(crate::authn::unauthorized)
+        };
+        match (target.resource.group, target.resource.plural) {
+            ("authorization.k8s.io", "selfsubjectaccessreviews") => {
+                return crate::authz::review::access_review(
+                    &app.store,
+                    &caller()?,
+                    &parts.headers,
+                    &body,
+                );
+            }
+            ("authentication.k8s.io", "selfsubjectreviews") => {
+                return crate::authz::review::self_review(&caller()?, &parts.headers, &body);
+            }
+            _ => {}
+        }
+    }
 
     let sub = target.subresource.as_deref();
     match (&parts.method, target.name.is_some(), sub) {

@@ -39,6 +39,7 @@ mod event;
 mod lease;
 mod meta;
 mod pod;
+mod rbac;
 pub(crate) mod service;
 
 /// Validates `obj` (an object of kind `resource`) for a create, or for an
@@ -64,6 +65,14 @@ pub fn validate(resource: &ResourceType, obj: &Value, old: Option<&Value>) -> Ve
             endpoints::validate_endpointslice(obj, old, &mut errs)
         }
         ("coordination.k8s.io", "Lease") => lease::validate(obj, &mut errs),
+        ("rbac.authorization.k8s.io", "Role") => rbac::validate_role(obj, true, &mut errs),
+        ("rbac.authorization.k8s.io", "ClusterRole") => rbac::validate_role(obj, false, &mut errs),
+        ("rbac.authorization.k8s.io", "RoleBinding") => {
+            rbac::validate_binding(obj, old, true, &mut errs)
+        }
+        ("rbac.authorization.k8s.io", "ClusterRoleBinding") => {
+            rbac::validate_binding(obj, old, false, &mut errs)
+        }
         _ => {}
     }
     errs

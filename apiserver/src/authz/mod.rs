@@ -12,23 +12,35 @@
 //! pods is forbidden: User "jane" cannot list resource "pods" in API group "" in the namespace "default"
 //! ```
 //!
-//! What decides today: members of `system:masters` may do anything;
-//! anonymous callers may read the public paths (health, version,
-//! discovery) and the `cluster-info` ConfigMap; every other authenticated
-//! caller may do anything too, until RBAC and the Node authorizer land
-//! (issue 11) - the same as kube-apiserver's `--authorization-mode
-//! AlwaysAllow` for authenticated users, with the certificate as the gate.
+//! Who decides, in order (kube-apiserver's `--authorization-mode
+//! Node,RBAC`, after its privileged-group check):
+//!
+//! - members of `system:masters` may do anything, whatever RBAC says
+//!   (a cluster can always be repaired with the admin certificate);
+//! - the [`node`] authorizer speaks for node agents (`system:node:<name>`):
+//!   what every node agent needs;
+//! - [`rbac`]: the roles bound to the caller (the defaults are in
+//!   [`policy`]: anonymous callers get health, version and discovery,
+//!   every authenticated one `system:basic-user` too, ...).
 
-use axum::extract::Request;
+pub mod node;
+pub mod policy;
+pub mod rbac;
+pub mod review;
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use api::user::{UserInfo, ANONYMOUS, SYSTEM_MASTERS};
+use api::user::{UserInfo, SYSTEM_MASTERS};
 
 use crate::authn::Caller;
 use crate::status::StatusError;
+use crate::storage::{Snapshot, Store};
 
 /// The ConfigMap a joining node reads anonymously (kubeadm's
 /// `cluster-info`, with the CA certificate and the apiserver's address).
@@ -112,35 +124,12 @@ impl Attributes {
     }
 }
 
-/// The decision for `user` doing `attributes`.
-pub fn allowed(user: &UserInfo, attributes: &Attributes) -> bool {
-    if user.in_group(SYSTEM_MASTERS) {
-        return true;
-    }
-    if user.username == ANONYMOUS {
-        return match attributes {
-            Attributes::NonResource { verb, path } => {
-                verb == "get" && crate::authn::anonymous_may_ask(path)
-            }
-            Attributes::Resource {
-                verb,
-                group,
-                resource,
-                subresource,
-                namespace,
-                name,
-            } => {
-                verb == "get"
-                    && group.is_empty()
-                    && resource == "configmaps"
-                    && subresource.is_empty()
-                    && namespace == "kube-public"
-                    && name == "cluster-info"
-            }
-        };
-    }
-    // Until RBAC: the certificate is the gate.
-    true
+/// The decision for `user` doing `attributes`, by the roles and bindings
+/// of `snapshot`.
+pub fn allowed(snapshot: &Snapshot<'_>, user: &UserInfo, attributes: &Attributes) -> bool {
+    user.in_group(SYSTEM_MASTERS)
+        || node::allows(user, attributes)
+        || rbac::allows(snapshot, user, attributes)
 }
 
 /// 403, worded as kube-apiserver words it.
@@ -204,7 +193,7 @@ pub fn forbidden(user: &UserInfo, attributes: &Attributes) -> StatusError {
 }
 
 /// The authorization step of every request (after authentication).
-pub async fn authorize(request: Request, next: Next) -> Response {
+pub async fn authorize(State(store): State<Arc<Store>>, request: Request, next: Next) -> Response {
     let Some(Caller(user)) = request.extensions().get::<Caller>().cloned() else {
         return crate::authn::unauthorized().into_response();
     };
@@ -213,7 +202,8 @@ pub async fn authorize(request: Request, next: Next) -> Response {
         request.uri().path(),
         request.uri().query(),
     );
-    if !allowed(&user, &attributes) {
+    let allowed = allowed(&store.snapshot(), &user, &attributes);
+    if !allowed {
         tracing::debug!(user = %user.username, ?attributes, "forbidden");
         return forbidden(&user, &attributes).into_response();
     }
@@ -333,36 +323,5 @@ mod tests {
             error.message,
             "forbidden: User \"jane\" cannot get path \"/metrics\""
         );
-    }
-
-    #[test]
-    fn anonymous_reads_only_public_information() {
-        let anonymous = UserInfo::anonymous();
-        let path = |p: &str| Attributes::NonResource {
-            verb: "get".into(),
-            path: p.into(),
-        };
-        assert!(allowed(&anonymous, &path("/healthz")));
-        assert!(allowed(&anonymous, &path("/apis/apps/v1")));
-        assert!(!allowed(&anonymous, &path("/metrics")));
-        assert!(allowed(
-            &anonymous,
-            &resource("get", "", "configmaps", "", "kube-public", "cluster-info")
-        ));
-        assert!(!allowed(
-            &anonymous,
-            &resource(
-                "update",
-                "",
-                "configmaps",
-                "",
-                "kube-public",
-                "cluster-info"
-            )
-        ));
-        assert!(!allowed(
-            &anonymous,
-            &resource("list", "", "pods", "", "default", "")
-        ));
     }
 }

@@ -1,0 +1,260 @@
+//! Authorization over HTTPS with the real kubectl: RBAC with the default
+//! roles, the Node authorizer, `kubectl auth can-i` / `whoami`, and
+//! impersonation (issue 11). Each test starts its own apiserver with its
+//! own CA and talks to it as the users it makes certificates for.
+
+mod common;
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use e2e::harness::{kubectl, SecureApiServer};
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    api: SecureApiServer,
+}
+
+fn start() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let api = SecureApiServer::start(dir.path());
+    Fixture { _dir: dir, api }
+}
+
+/// The real kubectl with a kubeconfig, and `stdin` if given.
+fn run(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(kubectl())
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(text) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+const JANE_VIEWS_DEFAULT: &str = "
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: jane-view
+  namespace: default
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: view
+subjects:
+- apiGroup: rbac.authorization.k8s.io
+  kind: User
+  name: jane
+";
+
+#[test]
+fn a_user_without_bindings_is_forbidden_with_the_upstream_message() {
+    let f = start();
+    let jane = f.api.kubeconfig("jane", &[]);
+    let output = run(&jane, &["get", "pods"], None);
+    assert!(!output.status.success());
+    assert_eq!(
+        stderr(&output).trim(),
+        "Error from server (Forbidden): pods is forbidden: User \"jane\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\""
+    );
+}
+
+#[test]
+fn a_rolebinding_lets_the_user_read_and_no_more() {
+    let f = start();
+    let admin = f.api.admin_kubeconfig();
+    let applied = run(&admin, &["apply", "-f", "-"], Some(JANE_VIEWS_DEFAULT));
+    assert!(applied.status.success(), "{}", stderr(&applied));
+    let jane = f.api.kubeconfig("jane", &[]);
+    let listed = run(&jane, &["get", "pods"], None);
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    // view is read-only, and only in default.
+    let denied = run(&jane, &["delete", "configmap", "x"], None);
+    assert!(
+        stderr(&denied).contains("cannot delete resource \"configmaps\""),
+        "{}",
+        stderr(&denied)
+    );
+    let elsewhere = run(&jane, &["get", "pods", "-n", "kube-system"], None);
+    assert!(
+        stderr(&elsewhere).contains("in the namespace \"kube-system\""),
+        "{}",
+        stderr(&elsewhere)
+    );
+}
+
+#[test]
+fn kubectl_auth_can_i_answers_per_user() {
+    let f = start();
+    let admin = f.api.admin_kubeconfig();
+    let jane = f.api.kubeconfig("jane", &[]);
+    assert_eq!(
+        stdout(&run(&admin, &["auth", "can-i", "delete", "nodes"], None)).trim(),
+        "yes"
+    );
+    assert_eq!(
+        stdout(&run(&jane, &["auth", "can-i", "list", "pods"], None)).trim(),
+        "no"
+    );
+    run(&admin, &["apply", "-f", "-"], Some(JANE_VIEWS_DEFAULT));
+    assert_eq!(
+        stdout(&run(&jane, &["auth", "can-i", "list", "pods"], None)).trim(),
+        "yes"
+    );
+    assert_eq!(
+        stdout(&run(&jane, &["auth", "can-i", "create", "pods"], None)).trim(),
+        "no"
+    );
+}
+
+#[test]
+fn kubectl_auth_whoami_shows_the_certificate_identity() {
+    let f = start();
+    let dev = f.api.kubeconfig("jane", &["students"]);
+    let output = run(&dev, &["auth", "whoami"], None);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(text.contains("Username    jane"), "{text}");
+    assert!(text.contains("[students system:authenticated]"), "{text}");
+}
+
+#[test]
+fn node_credentials_do_what_a_node_agent_does_only() {
+    let f = start();
+    let node = f
+        .api
+        .kubeconfig("system:node:kl-worker1", &["system:nodes"]);
+    let can = |args: &[&str]| {
+        stdout(&run(&node, &[&["auth", "can-i"], args].concat(), None))
+            .trim()
+            .to_string()
+    };
+    assert_eq!(can(&["patch", "nodes/status"]), "yes");
+    assert_eq!(
+        can(&["watch", "endpointslices.discovery.k8s.io", "-A"]),
+        "yes"
+    );
+    assert_eq!(can(&["create", "pods"]), "no");
+    assert_eq!(can(&["create", "deployments.apps"]), "no");
+    let denied = run(
+        &node,
+        &["create", "namespace", "x", "--dry-run=client", "-o", "name"],
+        None,
+    );
+    assert!(denied.status.success(), "a client dry run sends nothing");
+    let denied = run(&node, &["get", "clusterroles"], None);
+    assert!(stderr(&denied).contains("User \"system:node:kl-worker1\" cannot list resource \"clusterroles\" in API group \"rbac.authorization.k8s.io\" at the cluster scope"), "{}", stderr(&denied));
+}
+
+#[test]
+fn the_default_roles_are_there_and_labelled() {
+    let f = start();
+    let admin = f.api.admin_kubeconfig();
+    let output = run(
+        &admin,
+        &[
+            "get",
+            "clusterroles",
+            "-l",
+            "kubernetes.io/bootstrapping=rbac-defaults",
+            "-o",
+            "name",
+        ],
+        None,
+    );
+    let names = stdout(&output);
+    for role in [
+        "cluster-admin",
+        "admin",
+        "edit",
+        "view",
+        "system:basic-user",
+        "system:discovery",
+        "system:node",
+    ] {
+        assert!(
+            names.contains(&format!("clusterrole.rbac.authorization.k8s.io/{role}\n")),
+            "{role}: {names}"
+        );
+    }
+    let bindings = stdout(&run(
+        &admin,
+        &["get", "clusterrolebinding", "cluster-admin", "-o", "wide"],
+        None,
+    ));
+    assert!(bindings.contains("ClusterRole/cluster-admin"), "{bindings}");
+    assert!(bindings.contains("system:masters"), "{bindings}");
+}
+
+#[test]
+fn impersonation_needs_permission() {
+    let f = start();
+    let admin = f.api.admin_kubeconfig();
+    let as_jane = run(
+        &admin,
+        &["auth", "can-i", "list", "pods", "--as=jane"],
+        None,
+    );
+    assert_eq!(stdout(&as_jane).trim(), "no");
+    let jane = f.api.kubeconfig("jane", &[]);
+    let output = run(&jane, &["get", "pods", "--as=bob"], None);
+    assert!(
+        stderr(&output).contains("users \"bob\" is forbidden: User \"jane\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn invalid_rbac_objects_are_refused_with_their_fields() {
+    let f = start();
+    let admin = f.api.admin_kubeconfig();
+    let output = run(
+        &admin,
+        &["apply", "-f", "-"],
+        Some(
+            "
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: broken}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: view}
+subjects: [{kind: ServiceAccount, name: default}]
+",
+        ),
+    );
+    let text = stderr(&output);
+    assert!(
+        text.contains("The ClusterRoleBinding \"broken\" is invalid"),
+        "{text}"
+    );
+    assert!(
+        text.contains("roleRef.kind: Unsupported value: \"Role\": supported values: \"ClusterRole\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("subjects[0].namespace: Required value"),
+        "{text}"
+    );
+}
