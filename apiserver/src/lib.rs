@@ -22,9 +22,12 @@
 //! - [`discovery`] and [`openapi`]: how clients learn what is served.
 //! - [`status`]: every error as a Kubernetes `Status`.
 //! - [`tls`], [`authn`] and [`authz`]: HTTPS, who is calling (client
-//!   certificates, anonymous), and what they may do. Every request goes
-//!   through authentication, then authorization, before any handler.
+//!   certificates, anonymous), and what they may do (Node authorizer,
+//!   RBAC). Every request goes through authentication, then
+//!   authorization, before any handler; [`admission`] then narrows what a
+//!   node may write to its own objects (NodeRestriction).
 
+pub mod admission;
 pub mod authn;
 pub mod authz;
 pub mod clusterip;

@@ -250,11 +250,40 @@ subjects: [{kind: ServiceAccount, name: default}]
         "{text}"
     );
     assert!(
-        text.contains("roleRef.kind: Unsupported value: \"Role\": supported values: \"ClusterRole\""),
+        text.contains(
+            "roleRef.kind: Unsupported value: \"Role\": supported values: \"ClusterRole\""
+        ),
         "{text}"
     );
     assert!(
         text.contains("subjects[0].namespace: Required value"),
         "{text}"
+    );
+}
+
+#[test]
+fn a_node_changes_its_own_node_only() {
+    let f = start();
+    let admin = f.api.admin_kubeconfig();
+    let nodes = "
+apiVersion: v1
+kind: Node
+metadata: {name: kl-worker1}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: kl-worker2}
+";
+    let created = run(&admin, &["apply", "-f", "-"], Some(nodes));
+    assert!(created.status.success(), "{}", stderr(&created));
+    let worker1 = f
+        .api
+        .kubeconfig("system:node:kl-worker1", &["system:nodes"]);
+    let own = run(&worker1, &["label", "node", "kl-worker1", "lab=yes"], None);
+    assert!(own.status.success(), "{}", stderr(&own));
+    let other = run(&worker1, &["label", "node", "kl-worker2", "lab=yes"], None);
+    assert_eq!(
+        stderr(&other).trim(),
+        "Error from server (Forbidden): nodes \"kl-worker2\" is forbidden: node \"kl-worker1\" is not allowed to modify node \"kl-worker2\""
     );
 }

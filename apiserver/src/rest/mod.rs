@@ -120,6 +120,13 @@ async fn dispatch(app: Arc<App>, req: Request) -> Result<Response, StatusError> 
     }
     let query = parts.uri.query();
     let body = request::read_body(body).await?;
+    if let Some(node) = parts
+        .extensions
+        .get::<crate::authn::Caller>()
+        .and_then(|c| c.0.node_name())
+    {
+        crate::admission::node_restriction(&app, node, &parts.method, &target, &body)?;
+    }
     // Questions, not objects: answered, never stored.
     if let (&Method::POST, None) = (&parts.method, &target.name) {
         let caller = || {

@@ -92,7 +92,11 @@ pub(crate) fn validate_binding(
     };
     let kind = role_ref["kind"].as_str().unwrap_or_default();
     if !kinds.contains(&kind) {
-        errs.push(FieldError::not_supported("roleRef.kind", quoted(kind), kinds));
+        errs.push(FieldError::not_supported(
+            "roleRef.kind",
+            quoted(kind),
+            kinds,
+        ));
     }
     if role_ref["name"].as_str().unwrap_or_default().is_empty() {
         errs.push(FieldError::required("roleRef.name", ""));
