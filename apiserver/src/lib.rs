@@ -25,7 +25,8 @@
 //!   certificates, anonymous), and what they may do (Node authorizer,
 //!   RBAC). Every request goes through authentication, then
 //!   authorization, before any handler; [`admission`] then narrows what a
-//!   node may write to its own objects (NodeRestriction).
+//!   node may write to its own objects (NodeRestriction). [`limits`]
+//!   answers 429 when too many requests are in flight.
 
 pub mod admission;
 pub mod authn;
@@ -33,6 +34,7 @@ pub mod authz;
 pub mod clusterip;
 pub mod defaults;
 pub mod discovery;
+pub mod limits;
 pub mod namespaces;
 pub mod nodeport;
 pub mod openapi;
@@ -59,6 +61,10 @@ pub struct Config {
     pub service_node_port_range: String,
     /// How many events watches can resume from (`--watch-history`).
     pub watch_history: usize,
+    /// Requests in flight at once (`--max-requests-inflight`,
+    /// `--max-mutating-requests-inflight`); beyond, 429.
+    pub max_reads_in_flight: usize,
+    pub max_mutations_in_flight: usize,
     /// The serving certificate and the client CA; None: dev mode (plain
     /// HTTP, loopback only, every caller an administrator).
     pub tls: Option<tls::TlsFiles>,
@@ -117,6 +123,10 @@ pub async fn build(config: &Config) -> anyhow::Result<axum::Router> {
                 store,
             },
             authn::authenticate,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            limits::InFlight::new(config.max_reads_in_flight, config.max_mutations_in_flight),
+            limits::limit,
         )))
 }
 
@@ -142,7 +152,7 @@ pub async fn serve(listener: tokio::net::TcpListener, config: &Config) -> anyhow
             tls::serve(listener, router, tls_config).await
         }
         None => {
-            tracing::warn!(%addr, data_dir = %config.data_dir.display(), "apiserver listening (plain HTTP, dev mode: every caller is an administrator)");
+            tracing::info!(%addr, data_dir = %config.data_dir.display(), "apiserver listening (plain HTTP, dev mode: every caller is an administrator)");
             axum::serve(listener, router).await?;
             Ok(())
         }

@@ -19,6 +19,12 @@ struct Args {
     /// The serving certificate's private key (PEM).
     #[arg(long, requires = "tls_cert_file")]
     tls_private_key_file: Option<std::path::PathBuf>,
+    /// Read requests in flight at once; beyond, 429 Too Many Requests.
+    #[arg(long, default_value_t = apiserver::limits::DEFAULT_READS)]
+    max_requests_inflight: usize,
+    /// Write requests in flight at once; beyond, 429 Too Many Requests.
+    #[arg(long, default_value_t = apiserver::limits::DEFAULT_MUTATIONS)]
+    max_mutating_requests_inflight: usize,
     /// The CA whose client certificates authenticate users (CN = user,
     /// O = groups).
     #[arg(long, requires = "tls_cert_file")]
@@ -73,6 +79,8 @@ async fn main() -> anyhow::Result<()> {
             service_cluster_ip_range: args.service_cluster_ip_range,
             service_node_port_range: args.service_node_port_range,
             watch_history: args.watch_history,
+            max_reads_in_flight: args.max_requests_inflight.max(1),
+            max_mutations_in_flight: args.max_mutating_requests_inflight.max(1),
             tls,
         },
     )

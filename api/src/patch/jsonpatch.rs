@@ -12,19 +12,47 @@ use serde_json::{Map, Value};
 
 use super::{json_equal, PatchError};
 
+/// The most operations one JSON patch may have (kube-apiserver's
+/// `maxJSONPatchOperations`).
+pub const MAX_OPERATIONS: usize = 10_000;
+
+/// The most bytes `copy` operations may duplicate in one patch: the
+/// request body limit, so that a patch cannot make an object bigger than a
+/// request could have been (kube-apiserver's `AccumulatedCopySizeLimit`).
+pub const MAX_COPIED_BYTES: usize = 3 * 1024 * 1024;
+
 /// Applies an RFC 6902 JSON patch (a list of operations) to `original`.
 ///
 /// An error names the operation (its index in the list) and why it failed.
+/// Patches of more than [`MAX_OPERATIONS`] operations, or that copy more
+/// than [`MAX_COPIED_BYTES`], are refused before they grow anything.
 pub fn json_patch(original: &Value, patch: &Value) -> Result<Value, PatchError> {
     let Value::Array(operations) = patch else {
         return Err(PatchError::Malformed(
             "a JSON patch must be a list of operations".to_string(),
         ));
     };
+    if operations.len() > MAX_OPERATIONS {
+        return Err(PatchError::TooManyOperations {
+            limit: MAX_OPERATIONS,
+            count: operations.len(),
+        });
+    }
     let mut document = original.clone();
+    let mut copied = 0usize;
     for (index, operation) in operations.iter().enumerate() {
         let operation = Operation::parse(operation)
             .map_err(|reason| PatchError::InvalidOperation { index, reason })?;
+        if let OperationKind::Copy(from) = &operation.kind {
+            if let Some(value) = from.resolve(&document) {
+                copied += serde_json::to_vec(value).map_or(0, |bytes| bytes.len());
+                if copied > MAX_COPIED_BYTES {
+                    return Err(PatchError::CopiesTooLarge {
+                        limit: MAX_COPIED_BYTES,
+                    });
+                }
+            }
+        }
         operation
             .apply(&mut document)
             .map_err(|reason| PatchError::OperationFailed {
@@ -307,6 +335,30 @@ impl std::fmt::Display for Pointer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn patch_bombs_are_refused_before_they_grow() {
+        let ops: Vec<Value> = (0..=MAX_OPERATIONS)
+            .map(|_| serde_json::json!({"op": "test", "path": "/a", "value": 1}))
+            .collect();
+        let error = json_patch(&serde_json::json!({"a": 1}), &Value::Array(ops)).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "The allowed maximum operations in a JSON patch is 10000, got 10001"
+        );
+        // Each copy doubles the object: 30 of them would be 2^30 times it.
+        let mut ops =
+            vec![serde_json::json!({"op": "add", "path": "/x", "value": "y".repeat(1024)})];
+        for i in 0..30 {
+            ops.push(serde_json::json!({"op": "copy", "from": "/x", "path": format!("/x{i}")}));
+            ops.push(serde_json::json!({"op": "copy", "from": "", "path": "/x"}));
+        }
+        let error = json_patch(&serde_json::json!({}), &Value::Array(ops)).unwrap_err();
+        assert!(
+            matches!(error, PatchError::CopiesTooLarge { .. }),
+            "{error}"
+        );
+    }
     use serde_json::json;
 
     fn patched(doc: Value, patch: Value) -> Value {

@@ -117,6 +117,13 @@ pub enum PatchError {
         path: String,
         reason: String,
     },
+    /// More operations than a JSON patch may have (kube-apiserver: 413).
+    #[error("The allowed maximum operations in a JSON patch is {limit}, got {count}")]
+    TooManyOperations { limit: usize, count: usize },
+    /// `copy` operations that would grow the object past the limit: a
+    /// small patch could otherwise double an object many times over.
+    #[error("Unable to apply patch: the accumulated size of copied values exceeds the limit of {limit} bytes")]
+    CopiesTooLarge { limit: usize },
     /// A strategic merge patch directive (`$patch`, `$retainKeys`,
     /// `$setElementOrder/...`, `$deleteFromPrimitiveList/...`) is malformed.
     #[error("invalid strategic merge patch at {path}: {reason}")]

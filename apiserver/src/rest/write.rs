@@ -273,6 +273,8 @@ pub fn patch_object(
     api::patch::apply_patch(resource.kind, patch_type, current, body).map_err(|e| {
         if e.is_bad_request() {
             StatusError::bad_request(e.to_string())
+        } else if let api::patch::PatchError::TooManyOperations { .. } = e {
+            StatusError::new(413, "RequestEntityTooLarge", e.to_string())
         } else {
             StatusError::new(422, "Invalid", e.to_string())
         }
