@@ -34,6 +34,7 @@ pub mod authz;
 pub mod clusterip;
 pub mod defaults;
 pub mod discovery;
+pub mod kubernetes_service;
 pub mod limits;
 pub mod namespaces;
 pub mod nodeport;
@@ -61,6 +62,10 @@ pub struct Config {
     pub service_node_port_range: String,
     /// How many events watches can resume from (`--watch-history`).
     pub watch_history: usize,
+    /// The address Pods reach the API at (`--advertise-address`); by
+    /// default the listen address, unless it is loopback or unspecified.
+    /// Without one there is no `kubernetes` Service (dev mode).
+    pub advertise_address: Option<std::net::IpAddr>,
     /// Requests in flight at once (`--max-requests-inflight`,
     /// `--max-mutating-requests-inflight`); beyond, 429.
     pub max_reads_in_flight: usize,
@@ -83,7 +88,7 @@ impl Config {
 
 /// Opens storage, prepares the allocators and system namespaces, and
 /// returns the router ready to serve.
-pub async fn build(config: &Config) -> anyhow::Result<axum::Router> {
+pub async fn build(config: &Config, listening: SocketAddr) -> anyhow::Result<axum::Router> {
     use anyhow::Context as _;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
@@ -110,6 +115,14 @@ pub async fn build(config: &Config) -> anyhow::Result<axum::Router> {
         services,
     });
     namespaces::resume_terminating(&app);
+    let advertised = config
+        .advertise_address
+        .or_else(|| Some(listening.ip()).filter(|ip| !ip.is_loopback() && !ip.is_unspecified()));
+    if let Some(ip) = advertised {
+        kubernetes_service::ensure(&app, SocketAddr::new(ip, listening.port()))
+            .await
+            .map_err(|e| anyhow::anyhow!("writing the kubernetes Service: {e}"))?;
+    }
     // Layers run outside in: authentication first, then authorization,
     // then the handlers.
     Ok(rest::router(app)
@@ -145,7 +158,7 @@ pub async fn serve(listener: tokio::net::TcpListener, config: &Config) -> anyhow
              them, or listen on 127.0.0.1"
         ),
     };
-    let router = build(config).await?;
+    let router = build(config, addr).await?;
     match tls {
         Some(tls_config) => {
             tracing::info!(%addr, data_dir = %config.data_dir.display(), "apiserver listening (HTTPS)");

@@ -19,6 +19,10 @@ struct Args {
     /// The serving certificate's private key (PEM).
     #[arg(long, requires = "tls_cert_file")]
     tls_private_key_file: Option<std::path::PathBuf>,
+    /// The address Pods reach the API at, behind the `kubernetes` Service
+    /// (default: the --listen address, unless it is loopback).
+    #[arg(long)]
+    advertise_address: Option<std::net::IpAddr>,
     /// Read requests in flight at once; beyond, 429 Too Many Requests.
     #[arg(long, default_value_t = apiserver::limits::DEFAULT_READS)]
     max_requests_inflight: usize,
@@ -79,6 +83,7 @@ async fn main() -> anyhow::Result<()> {
             service_cluster_ip_range: args.service_cluster_ip_range,
             service_node_port_range: args.service_node_port_range,
             watch_history: args.watch_history,
+            advertise_address: args.advertise_address,
             max_reads_in_flight: args.max_requests_inflight.max(1),
             max_mutations_in_flight: args.max_mutating_requests_inflight.max(1),
             tls,

@@ -242,6 +242,40 @@ fn the_lesson_steps_1_to_11() {
         }
     }
     assert_eq!(seen.len(), 2, "requests spread over both Pods: {seen:?}");
+    // The apiserver is a Service too: `kubernetes` in default, 10.96.0.1:443
+    // -> the master's 6443, reached by name from a Pod (TLS, anonymous: the
+    // version answers, the Pods do not).
+    assert!(c
+        .kubectl(&["get", "svc", "kubernetes", "--no-headers"])
+        .contains("10.96.0.1"));
+    let version = c.run_kubectl(&[
+        "exec",
+        client,
+        "--",
+        "curl",
+        "-sk",
+        "-m",
+        "3",
+        "https://kubernetes.default.svc/version",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&version.stdout).contains("\"gitVersion\""),
+        "{version:?}"
+    );
+    let pods_anonymously = c.run_kubectl(&[
+        "exec",
+        client,
+        "--",
+        "curl",
+        "-sk",
+        "-m",
+        "3",
+        "https://kubernetes.default.svc/api/v1/pods",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&pods_anonymously.stdout).contains("\"reason\":\"Unauthorized\""),
+        "{pods_anonymously:?}"
+    );
     // ... and from a node.
     let from_node = c.on_node(
         "kl-worker1",
