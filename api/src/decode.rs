@@ -461,6 +461,11 @@ pub fn decode_kind(
         ("v1", "Service") => decode_typed::<core::v1::Service>,
         ("v1", "Endpoints") => decode_typed::<core::v1::Endpoints>,
         ("v1", "ConfigMap") => decode_typed::<core::v1::ConfigMap>,
+        ("v1", "Secret") => decode_typed::<core::v1::Secret>,
+        ("v1", "ServiceAccount") => decode_typed::<core::v1::ServiceAccount>,
+        ("authentication.k8s.io/v1", "TokenRequest") => {
+            decode_typed::<authentication::v1::TokenRequest>
+        }
         ("v1", "Node") => decode_typed::<core::v1::Node>,
         ("v1", "Event") => decode_typed::<core::v1::Event>,
         ("v1", "Binding") => decode_typed::<core::v1::Binding>,

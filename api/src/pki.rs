@@ -231,6 +231,13 @@ impl Ca {
     }
 }
 
+/// A new key pair for signing ServiceAccount tokens (kubeadm's `sa.key`,
+/// `sa.pub`): the private key (PKCS#8 PEM) and the public key (PEM).
+pub fn service_account_key() -> Result<(String, String), PkiError> {
+    let key = KeyPair::generate().map_err(make("the service-account key"))?;
+    Ok((key.serialize_pem(), key.public_key_pem()))
+}
+
 /// The subject of a certificate (DER) as Kubernetes reads a client
 /// certificate: the CN is the user name, each O a group. None if it cannot
 /// be parsed.

@@ -9,8 +9,8 @@
 //!   [`tls`](crate::tls) reads it once per connection and hands it to every
 //!   request of that connection as a [`ClientCertificate`].
 //! - **bearer tokens** (`Authorization: Bearer ...`): ServiceAccount and
-//!   bootstrap tokens. None is accepted yet, so a request that presents one
-//!   is refused (a wrong token is an error, never a fall-back to anonymous).
+//!   bootstrap tokens ([`tokens`](crate::tokens)). A token that is not
+//!   valid is a 401, never a fall-back to anonymous.
 //! - **anonymous**: no credentials at all. As kube-apiserver configured
 //!   with `anonymous.conditions` (1.34), anonymous requests are accepted
 //!   only on a few paths: health, version, discovery and the `cluster-info`
@@ -92,6 +92,7 @@ pub fn is_discovery(path: &str) -> bool {
 pub struct Authenticator {
     pub mode: Mode,
     pub store: Arc<Store>,
+    pub tokens: Arc<crate::tokens::ServiceAccountTokens>,
 }
 
 /// The authentication step of every request.
@@ -100,7 +101,7 @@ pub async fn authenticate(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let user = caller(authenticator.mode, &request)
+    let user = caller(&authenticator, &request)
         .and_then(|user| impersonate(&authenticator.store, user, request.headers()));
     match user {
         Ok(user) => {
@@ -111,8 +112,8 @@ pub async fn authenticate(
     }
 }
 
-fn caller(mode: Mode, request: &Request) -> Result<UserInfo, StatusError> {
-    if mode == Mode::Dev {
+fn caller(authenticator: &Authenticator, request: &Request) -> Result<UserInfo, StatusError> {
+    if authenticator.mode == Mode::Dev {
         return Ok(UserInfo::authenticated(
             UNSECURED_USER,
             &[SYSTEM_MASTERS.to_string(), AUTHENTICATED.to_string()],
@@ -121,13 +122,23 @@ fn caller(mode: Mode, request: &Request) -> Result<UserInfo, StatusError> {
     if let Some(ClientCertificate(Some(user))) = request.extensions().get::<ClientCertificate>() {
         return Ok(user.clone());
     }
-    if request
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .is_some()
-    {
-        // No token authenticator accepts it.
-        return Err(unauthorized());
+    if let Some(authorization) = request.headers().get(axum::http::header::AUTHORIZATION) {
+        // A token that no authenticator accepts is an error, never a
+        // fall-back to anonymous.
+        let token = authorization
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or_else(unauthorized)?;
+        let user = if crate::tokens::is_bootstrap_token(token) {
+            crate::tokens::authenticate_bootstrap(&authenticator.store, token, chrono::Utc::now())
+        } else {
+            authenticator
+                .tokens
+                .authenticate(&authenticator.store, token)
+        };
+        return user.ok_or_else(unauthorized);
     }
     if anonymous_may_ask(request.uri().path()) {
         return Ok(UserInfo::anonymous());

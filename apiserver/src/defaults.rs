@@ -42,6 +42,7 @@ pub fn apply_defaults(resource: &ResourceType, obj: &mut Value) {
         ("", "Namespace") => default_namespace(obj),
         ("", "Node") => default_node(obj),
         ("", "Endpoints") => default_endpoints(obj),
+        ("", "Secret") => set_if_absent(obj, "type", json!("Opaque")),
         ("apps", "Deployment") => {
             default_deployment(obj);
             default_pod_template(obj);

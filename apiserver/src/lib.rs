@@ -44,6 +44,7 @@ pub mod services;
 pub mod status;
 pub mod storage;
 pub mod tls;
+pub mod tokens;
 pub mod validation;
 pub mod watch;
 
@@ -62,6 +63,10 @@ pub struct Config {
     pub service_node_port_range: String,
     /// How many events watches can resume from (`--watch-history`).
     pub watch_history: usize,
+    /// The key that signs ServiceAccount tokens, its public half (PEM) and
+    /// the issuer; None: a key made at start (tokens die with the process).
+    pub service_account_keys: Option<(String, String)>,
+    pub service_account_issuer: String,
     /// The address Pods reach the API at (`--advertise-address`); by
     /// default the listen address, unless it is loopback or unspecified.
     /// Without one there is no `kubernetes` Service (dev mode).
@@ -110,9 +115,22 @@ pub async fn build(config: &Config, listening: SocketAddr) -> anyhow::Result<axu
     authz::policy::ensure_defaults(&store)
         .await
         .map_err(|e| anyhow::anyhow!("creating the default roles: {e}"))?;
+    let (private, public) = match &config.service_account_keys {
+        Some(keys) => keys.clone(),
+        None => {
+            tracing::info!("no --service-account-signing-key-file: tokens are signed with a key made now, and die with this process");
+            api::pki::service_account_key()?
+        }
+    };
+    let tokens = Arc::new(tokens::ServiceAccountTokens::from_pem(
+        &private,
+        &public,
+        &config.service_account_issuer,
+    )?);
     let app = Arc::new(rest::App {
         store: store.clone(),
         services,
+        tokens: tokens.clone(),
     });
     namespaces::resume_terminating(&app);
     let advertised = config
@@ -134,6 +152,7 @@ pub async fn build(config: &Config, listening: SocketAddr) -> anyhow::Result<axu
             authn::Authenticator {
                 mode: config.mode(),
                 store,
+                tokens,
             },
             authn::authenticate,
         ))

@@ -19,6 +19,16 @@ struct Args {
     /// The serving certificate's private key (PEM).
     #[arg(long, requires = "tls_cert_file")]
     tls_private_key_file: Option<std::path::PathBuf>,
+    /// The private key that signs ServiceAccount tokens (PEM; kubeadm's
+    /// sa.key). Without it, a key made at start.
+    #[arg(long, requires = "service_account_key_file")]
+    service_account_signing_key_file: Option<std::path::PathBuf>,
+    /// Its public key (PEM; kubeadm's sa.pub), to check tokens.
+    #[arg(long, requires = "service_account_signing_key_file")]
+    service_account_key_file: Option<std::path::PathBuf>,
+    /// The issuer of ServiceAccount tokens, and their default audience.
+    #[arg(long, default_value = apiserver::tokens::DEFAULT_ISSUER)]
+    service_account_issuer: String,
     /// The address Pods reach the API at, behind the `kubernetes` Service
     /// (default: the --listen address, unless it is loopback).
     #[arg(long)]
@@ -73,6 +83,16 @@ async fn main() -> anyhow::Result<()> {
         }),
         _ => None,
     };
+    let service_account_keys = match (
+        &args.service_account_signing_key_file,
+        &args.service_account_key_file,
+    ) {
+        (Some(private), Some(public)) => Some((
+            read("service-account-signing-key-file", private)?,
+            read("service-account-key-file", public)?,
+        )),
+        _ => None,
+    };
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .map_err(|e| anyhow::anyhow!("listening on {}: {e}", args.listen))?;
@@ -84,6 +104,8 @@ async fn main() -> anyhow::Result<()> {
             service_node_port_range: args.service_node_port_range,
             watch_history: args.watch_history,
             advertise_address: args.advertise_address,
+            service_account_keys,
+            service_account_issuer: args.service_account_issuer,
             max_reads_in_flight: args.max_requests_inflight.max(1),
             max_mutations_in_flight: args.max_mutating_requests_inflight.max(1),
             tls,

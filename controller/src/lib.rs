@@ -24,6 +24,7 @@
 //! - [`nodelifecycle`]: marks nodes whose Lease stops as NotReady, evicts their Pods.
 //! - [`podstatus`]: the Pod conditions controllers write (`PodScheduled`, `Ready`).
 //! - [`gc`]: the garbage collector: deletes what ownerReferences orphan.
+//! - [`serviceaccounts`]: a `default` ServiceAccount in every namespace.
 //! - [`events`]: Events a student reads in `kubectl describe`.
 //! - [`leaderelection`]: only one controller acts at a time.
 
@@ -38,6 +39,7 @@ pub mod nodelifecycle;
 pub mod podstatus;
 pub mod replicaset;
 pub mod scheduler;
+pub mod serviceaccounts;
 
 use std::time::Duration;
 
@@ -135,5 +137,6 @@ pub async fn run(ctx: Context) -> anyhow::Result<()> {
         r = ipam::run(ctx.clone()) => r,
         r = nodelifecycle::run(ctx.clone()) => r,
         r = gc::run(ctx.clone()) => r,
+        r = serviceaccounts::run(ctx.clone()) => r,
     }
 }

@@ -543,6 +543,7 @@ fn control_plane(options: &LabOptions) -> Result<(), LabError> {
         .map_err(io_error(format!("creating {}", data_dir.display())))?;
     let master = Node::all(0).remove(0);
     let (cert, key) = crate::pki::apiserver_cert_paths(&options.dir);
+    let (sa_key, sa_pub) = crate::pki::service_account_key_paths(&options.dir);
     let apiserver = Component {
         name: "apiserver".into(),
         binary: "apiserver",
@@ -560,6 +561,10 @@ fn control_plane(options: &LabOptions) -> Result<(), LabError> {
             key.display().to_string(),
             "--client-ca-file".into(),
             crate::pki::ca_cert_path(&options.dir).display().to_string(),
+            "--service-account-signing-key-file".into(),
+            sa_key.display().to_string(),
+            "--service-account-key-file".into(),
+            sa_pub.display().to_string(),
         ],
     };
     ensure_running(options, &apiserver)?;

@@ -1,6 +1,7 @@
 //! The lab's certificates and kubeconfigs, as kubeadm would make them on
 //! the VMs: one cluster CA in `DIR/pki`, the apiserver's serving
-//! certificate, and a kubeconfig per identity - the host's administrator
+//! certificate, the key that signs ServiceAccount tokens, and a
+//! kubeconfig per identity - the host's administrator
 //! (`DIR/kubeconfig`, group `system:masters`), the controller
 //! (`system:kube-controller-manager`) and each node agent
 //! (`system:node:<name>` in `system:nodes`) on its node's "disk".
@@ -31,6 +32,12 @@ pub fn pki_dir(dir: &Path) -> PathBuf {
 /// The cluster CA certificate clients trust.
 pub fn ca_cert_path(dir: &Path) -> PathBuf {
     pki_dir(dir).join("ca.crt")
+}
+
+/// The key pair that signs ServiceAccount tokens (kubeadm's `sa.key`,
+/// `sa.pub`).
+pub fn service_account_key_paths(dir: &Path) -> (PathBuf, PathBuf) {
+    (pki_dir(dir).join("sa.key"), pki_dir(dir).join("sa.pub"))
 }
 
 /// The apiserver's serving certificate and key.
@@ -111,6 +118,13 @@ pub fn ensure(
             .map_err(error("the apiserver's certificate"))?;
         write_private(&key, &issued.key_pem)?;
         write_private(&cert, &issued.cert_pem)?;
+    }
+    let (sa_key, sa_pub) = service_account_key_paths(dir);
+    if !sa_key.exists() || !sa_pub.exists() {
+        let (private, public) =
+            pki::service_account_key().map_err(error("the service-account key"))?;
+        write_private(&sa_key, &private)?;
+        write_private(&sa_pub, &public)?;
     }
     let kubeconfig = |path: PathBuf, user: &str, groups: &[&str], namespace: Option<&str>| {
         if path.exists() {

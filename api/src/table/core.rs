@@ -35,6 +35,30 @@ pub(super) const CONFIGMAPS: Printer = Printer {
     conditions: None,
 };
 
+pub(super) const SECRETS: Printer = Printer {
+    columns: &[
+        NAME,
+        Column::string(
+            "Type",
+            "Used to facilitate programmatic handling of secret data.",
+        ),
+        Column::string("Data", "Data contains the secret data."),
+        AGE,
+    ],
+    cells: secret_cells,
+    conditions: None,
+};
+
+pub(super) const SERVICEACCOUNTS: Printer = Printer {
+    columns: &[
+        NAME,
+        Column::string("Secrets", "Secrets is a list of the secrets in the same namespace that pods running using this ServiceAccount are allowed to use."),
+        AGE,
+    ],
+    cells: serviceaccount_cells,
+    conditions: None,
+};
+
 pub(super) const NODES: Printer = Printer {
     columns: &[
         NAME,
@@ -112,6 +136,36 @@ fn namespace_cells(namespace: &Value, now: DateTime<Utc>) -> Vec<Value> {
         json!(text(namespace, "/status/phase")),
         json!(since(
             timestamp(namespace, "/metadata/creationTimestamp"),
+            now
+        )),
+    ]
+}
+
+fn secret_cells(secret: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let entries = |pointer| {
+        secret
+            .pointer(pointer)
+            .and_then(Value::as_object)
+            .map_or(0, |map| map.len())
+    };
+    vec![
+        json!(text(secret, "/metadata/name")),
+        json!(text(secret, "/type")),
+        json!(entries("/data")),
+        json!(since(timestamp(secret, "/metadata/creationTimestamp"), now)),
+    ]
+}
+
+fn serviceaccount_cells(account: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let secrets = account
+        .pointer("/secrets")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    vec![
+        json!(text(account, "/metadata/name")),
+        json!(secrets),
+        json!(since(
+            timestamp(account, "/metadata/creationTimestamp"),
             now
         )),
     ]

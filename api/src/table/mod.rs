@@ -252,6 +252,8 @@ fn printer_for(resource: &ResourceType) -> Printer {
         ("", "Service") => service::SERVICES,
         ("", "Endpoints") => service::ENDPOINTS,
         ("", "ConfigMap") => core::CONFIGMAPS,
+        ("", "Secret") => core::SECRETS,
+        ("", "ServiceAccount") => core::SERVICEACCOUNTS,
         ("", "Node") => core::NODES,
         ("", "Event") => core::EVENTS,
         ("apps", "Deployment") => apps::DEPLOYMENTS,

@@ -50,6 +50,8 @@ pub struct App {
     pub store: Arc<Store>,
     /// ClusterIP and NodePort allocators.
     pub services: ServiceAllocations,
+    /// Signs and checks ServiceAccount tokens.
+    pub tokens: Arc<crate::tokens::ServiceAccountTokens>,
 }
 
 impl App {

@@ -68,6 +68,28 @@ pub fn access_review_spec(raw: &[u8]) -> Result<serde_json::Value, StatusError> 
     Ok(json)
 }
 
+/// A `TokenRequest`'s spec (`kubectl create token`), as JSON.
+pub fn token_request_spec(raw: &[u8]) -> Result<serde_json::Value, StatusError> {
+    use k8s_pb::api::authentication::v1::TokenRequest;
+    let request = TokenRequest::decode(raw).map_err(|e| {
+        StatusError::bad_request(format!(
+            "TokenRequest in version \"v1\" cannot be handled as a TokenRequest: {e}"
+        ))
+    })?;
+    let spec = request.spec.unwrap_or_default();
+    let mut json = serde_json::json!({"audiences": spec.audiences});
+    if let Some(seconds) = spec.expiration_seconds {
+        json["expirationSeconds"] = serde_json::json!(seconds);
+    }
+    if let Some(bound) = spec.bound_object_ref {
+        json["boundObjectRef"] = serde_json::json!({
+            "kind": bound.kind, "apiVersion": bound.api_version,
+            "name": bound.name, "uid": bound.u_id,
+        });
+    }
+    Ok(json)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,8 @@
 //!   `spec.replicas`; `kubectl scale` patches it.
 //! - `/binding` (Pods): the scheduler's decision, "run this Pod on that
 //!   node", which sets `spec.nodeName` once.
+//! - `/token` (ServiceAccounts): a signed token for it, see
+//!   [`crate::tokens`].
 //! - `/log` and `/exec` (Pods): served by the node that runs the Pod, see
 //!   [`super::nodeproxy`].
 
@@ -55,6 +57,17 @@ pub async fn dispatch(
             update_scale(app, target, method, headers, query, body).await
         }
         ("binding", &Method::POST) => bind(app, target, headers, body).await,
+        ("token", &Method::POST) => crate::tokens::token_request(
+            app,
+            target.namespace.as_deref().unwrap_or_default(),
+            target.name.as_deref().unwrap_or_default(),
+            super::protobuf::is_protobuf(
+                headers
+                    .get(axum::http::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok()),
+            ),
+            body,
+        ),
         _ => Err(StatusError::method_not_allowed(format!(
             "the server does not allow this method on the requested resource ({method} {}/{sub})",
             target.resource

@@ -51,6 +51,40 @@ pub(crate) fn validate(cm: &Value, errs: &mut Vec<FieldError>) {
     }
 }
 
+/// `ValidateSecret`: keys as a ConfigMap's, at most 1 MiB of data, and
+/// the keys its `type` requires (`kubectl create secret tls` makes
+/// `tls.crt` and `tls.key`).
+pub(crate) fn validate_secret(secret: &Value, errs: &mut Vec<FieldError>) {
+    let data = entries(secret, "data");
+    let mut total = 0;
+    for (name, value) in &data {
+        let path = key("data", name);
+        for msg in config_key_problems(name) {
+            errs.push(FieldError::invalid(&path, quote(name), msg));
+        }
+        // Stored as base64: 4 characters carry 3 bytes.
+        total += value.as_str().map_or(0, |v| v.len() / 4 * 3);
+    }
+    if total > MAX_CONFIGMAP_SIZE {
+        errs.push(FieldError {
+            field: "data".into(),
+            kind: FieldErrorKind::TooLong,
+            value: None,
+            detail: format!("may not be more than {MAX_CONFIGMAP_SIZE} bytes"),
+        });
+    }
+    let required: &[&str] = match secret["type"].as_str().unwrap_or_default() {
+        "kubernetes.io/tls" => &["tls.crt", "tls.key"],
+        "kubernetes.io/dockerconfigjson" => &[".dockerconfigjson"],
+        _ => &[],
+    };
+    for wanted in required {
+        if !data.iter().any(|(k, _)| k == wanted) {
+            errs.push(FieldError::required(key("data", wanted), ""));
+        }
+    }
+}
+
 /// `IsConfigMapKey`: `[-._a-zA-Z0-9]+`, at most 253 characters, and not a
 /// path that climbs out of the volume.
 fn config_key_problems(name: &str) -> Vec<String> {

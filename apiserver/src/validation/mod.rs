@@ -54,6 +54,7 @@ pub fn validate(resource: &ResourceType, obj: &Value, old: Option<&Value>) -> Ve
         ("", "Service") => service::validate(obj, old, &mut errs),
         ("", "Pod") => pod::validate_pod(obj, old, &mut errs),
         ("", "ConfigMap") => configmap::validate(obj, &mut errs),
+        ("", "Secret") => configmap::validate_secret(obj, &mut errs),
         ("", "Namespace") => cluster::validate_namespace(obj, &mut errs),
         ("", "Node") => cluster::validate_node(obj, old, &mut errs),
         ("", "Endpoints") => endpoints::validate_endpoints(obj, &mut errs),
