@@ -711,7 +711,7 @@ status: {}
                 "{api_version} {kind}"
             );
         }
-        assert!(unknown_fields_for_kind("v1", "Secret", &json!({})).is_none());
+        assert!(unknown_fields_for_kind("v1", "PersistentVolumeClaim", &json!({})).is_none());
         assert!(unknown_fields_for_kind("apps/v2", "Deployment", &json!({})).is_none());
     }
 

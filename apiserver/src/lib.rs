@@ -131,6 +131,7 @@ pub async fn build(config: &Config, listening: SocketAddr) -> anyhow::Result<axu
         store: store.clone(),
         services,
         tokens: tokens.clone(),
+        mode: config.mode(),
     });
     namespaces::resume_terminating(&app);
     let advertised = config

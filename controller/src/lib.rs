@@ -25,6 +25,7 @@
 //! - [`podstatus`]: the Pod conditions controllers write (`PodScheduled`, `Ready`).
 //! - [`gc`]: the garbage collector: deletes what ownerReferences orphan.
 //! - [`serviceaccounts`]: a `default` ServiceAccount in every namespace.
+//! - [`rootca`]: the cluster CA in every namespace (`kube-root-ca.crt`).
 //! - [`events`]: Events a student reads in `kubectl describe`.
 //! - [`leaderelection`]: only one controller acts at a time.
 
@@ -38,6 +39,7 @@ pub mod leaderelection;
 pub mod nodelifecycle;
 pub mod podstatus;
 pub mod replicaset;
+pub mod rootca;
 pub mod scheduler;
 pub mod serviceaccounts;
 
@@ -58,6 +60,9 @@ pub struct Config {
     pub leader_lease_duration: Duration,
     /// Identity written into the leader Lease.
     pub identity: String,
+    /// The cluster CA (PEM), published in every namespace as the
+    /// ConfigMap `kube-root-ca.crt`; None without TLS (dev mode).
+    pub root_ca_pem: Option<String>,
 }
 
 impl Default for Config {
@@ -73,6 +78,7 @@ impl Default for Config {
                 std::env::var("HOSTNAME").unwrap_or_else(|_| "controller".into()),
                 std::process::id()
             ),
+            root_ca_pem: None,
         }
     }
 }
@@ -138,5 +144,6 @@ pub async fn run(ctx: Context) -> anyhow::Result<()> {
         r = nodelifecycle::run(ctx.clone()) => r,
         r = gc::run(ctx.clone()) => r,
         r = serviceaccounts::run(ctx.clone()) => r,
+        r = rootca::run(ctx.clone()) => r,
     }
 }

@@ -56,8 +56,16 @@ async fn main() -> anyhow::Result<()> {
             .await
             .context("no --server and no kubeconfig")?,
     };
+    // The cluster CA the kubeconfig trusts is the one Pods must trust to
+    // reach the apiserver: published as kube-root-ca.crt.
+    let root_ca_pem = config
+        .root_cert
+        .as_ref()
+        .and_then(|certs| certs.first())
+        .map(|der| controller::rootca::pem(der));
     let client = kube::Client::try_from(config)?;
     let settings = controller::Config {
+        root_ca_pem,
         node_monitor_grace_period: Duration::from_secs(args.node_monitor_grace_period),
         pod_eviction_timeout: Duration::from_secs(args.pod_eviction_timeout),
         cluster_cidr: args.cluster_cidr,

@@ -276,6 +276,43 @@ fn the_lesson_steps_1_to_11() {
         String::from_utf8_lossy(&pods_anonymously.stdout).contains("\"reason\":\"Unauthorized\""),
         "{pods_anonymously:?}"
     );
+    // Every Pod has its ServiceAccount's identity (a token the node agent
+    // asked for, the cluster CA, its namespace): the default account may
+    // do nothing until a RoleBinding says so.
+    let as_pod = |path: &str| {
+        let out = c.run_kubectl(&[
+            "exec",
+            client,
+            "--",
+            "sh",
+            "-c",
+            &format!(
+                "curl -s -m 3 --cacert /var/run/secrets/kubernetes.io/serviceaccount/ca.crt \
+                 -H \"Authorization: Bearer $(cat /var/run/secrets/kubernetes.io/serviceaccount/token)\" \
+                 https://kubernetes.default.svc{path}"
+            ),
+        ]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let denied = as_pod("/api/v1/namespaces/default/pods");
+    assert!(
+        denied.contains("pods is forbidden: User \\\"system:serviceaccount:default:default\\\" cannot list resource \\\"pods\\\""),
+        "{denied}"
+    );
+    c.apply(
+        "apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: default-view, namespace: default}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}
+subjects: [{kind: ServiceAccount, name: default, namespace: default}]
+",
+    );
+    c.eventually(10, "the RoleBinding to let the Pod list Pods", || {
+        as_pod("/api/v1/namespaces/default/pods")
+            .contains("\"kind\":\"PodList\"")
+            .then_some(())
+    });
+    c.kubectl(&["delete", "rolebinding", "default-view"]);
     // ... and from a node.
     let from_node = c.on_node(
         "kl-worker1",

@@ -78,6 +78,9 @@ pub fn node_rules() -> Vec<Value> {
         rule(&[""], &["configmaps"], READ),
         rule(&[""], &["pods/status"], &["update", "patch"]),
         rule(&[""], &["pods/eviction"], &["create"]),
+        // Its Pods' ServiceAccount tokens (bound to those Pods:
+        // NodeRestriction checks).
+        rule(&[""], &["serviceaccounts/token"], &["create"]),
         // Its heartbeat.
         rule(
             &["coordination.k8s.io"],

@@ -52,6 +52,8 @@ pub struct App {
     pub services: ServiceAllocations,
     /// Signs and checks ServiceAccount tokens.
     pub tokens: Arc<crate::tokens::ServiceAccountTokens>,
+    /// HTTPS with identities, or dev mode (no Pod identities either).
+    pub mode: crate::authn::Mode,
 }
 
 impl App {

@@ -353,6 +353,26 @@ struct MountStep {
     read_only: bool,
 }
 
+/// `path` with the links of its existing part resolved (`/var/run/x` ->
+/// `/run/x` when /var/run links to /run); the part that does not exist yet
+/// is kept as written.
+fn through_links(path: &std::path::Path) -> PathBuf {
+    let mut existing = path;
+    let mut missing = vec![];
+    while !existing.exists() {
+        let (Some(parent), Some(name)) = (existing.parent(), existing.file_name()) else {
+            return path.to_path_buf();
+        };
+        missing.push(name);
+        existing = parent;
+    }
+    let mut resolved = std::fs::canonicalize(existing).unwrap_or_else(|_| existing.to_path_buf());
+    for name in missing.into_iter().rev() {
+        resolved.push(name);
+    }
+    resolved
+}
+
 impl MountPlan {
     /// Orders the mounts: the bind mounts first, while every source is
     /// still visible by its path (a test's data directory may be under
@@ -364,14 +384,20 @@ impl MountPlan {
     /// descriptor opened before `unshare` would name a mount of the old
     /// namespace, which mount(2) refuses (EINVAL).
     fn new(spec: &MonitorSpec) -> anyhow::Result<MountPlan> {
-        let tmpfs_targets: Vec<&PathBuf> = spec
+        // Targets are compared as the kernel will walk them: on Debian
+        // /var/run is a link to /run, so /var/run/secrets/... lies inside
+        // the container's /run tmpfs, and must be mounted after it (else it
+        // would be made on the node's /run, then hidden). Only the order
+        // uses the resolved paths; each mount keeps its own target.
+        let tmpfs_targets: Vec<PathBuf> = spec
             .mounts
             .iter()
             .filter(|m| m.source == MountSource::Tmpfs)
-            .map(|m| &m.target)
+            .map(|m| through_links(&m.target))
             .collect();
         let inside_tmpfs = |m: &Mount| {
-            m.source != MountSource::Tmpfs && tmpfs_targets.iter().any(|t| m.target.starts_with(t))
+            let target = through_links(&m.target);
+            m.source != MountSource::Tmpfs && tmpfs_targets.iter().any(|t| target.starts_with(t))
         };
         let binds_first = spec
             .mounts
@@ -415,7 +441,28 @@ impl MountPlan {
             MsFlags::MS_REC | MsFlags::MS_PRIVATE,
             None::<&str>,
         )?;
-        for step in &self.steps {
+        // Each bind source is opened now, before any tmpfs goes up: a
+        // source under /tmp (a test's data directory) would be hidden by
+        // the container's own /tmp. Binding from /proc/self/fd/N reaches
+        // it whatever is mounted over its path since.
+        let sources: Vec<Option<std::os::fd::OwnedFd>> = self
+            .steps
+            .iter()
+            .map(|step| {
+                step.source
+                    .as_ref()
+                    .map(|source| {
+                        nix::fcntl::open(
+                            source.as_c_str(),
+                            nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+                            nix::sys::stat::Mode::empty(),
+                        )
+                        .map_err(std::io::Error::from)
+                    })
+                    .transpose()
+            })
+            .collect::<std::io::Result<_>>()?;
+        for (step, opened) in self.steps.iter().zip(&sources) {
             if !step.target.exists() {
                 // A mount point the node does not have: create it (an empty
                 // directory or file; a real image would have it).
@@ -428,10 +475,12 @@ impl MountPlan {
                     File::create(&step.target)?;
                 }
             }
-            match &step.source {
-                Some(source) => {
+            match opened {
+                Some(fd) => {
+                    use std::os::fd::AsRawFd as _;
+                    let source = format!("/proc/self/fd/{}", fd.as_raw_fd());
                     mount(
-                        Some(source.as_c_str()),
+                        Some(source.as_str()),
                         &step.target,
                         None::<&str>,
                         MsFlags::MS_BIND | MsFlags::MS_REC,

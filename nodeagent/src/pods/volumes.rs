@@ -38,7 +38,7 @@ pub enum VolumeError {
     MissingKey { volume: String, key: String },
     #[error("MountVolume.SetUp failed for volume {volume:?} : invalid path {path:?}")]
     InvalidPath { volume: String, path: String },
-    #[error("volume {volume:?}: {kind} volumes are not supported by kube-lite (configMap and emptyDir are)")]
+    #[error("volume {volume:?}: {kind} volumes are not supported by kube-lite (configMap, emptyDir and projected are)")]
     Unsupported { volume: String, kind: String },
     #[error("MountVolume.SetUp failed for volume {volume:?} : {action}: {source}")]
     Io {
@@ -102,6 +102,99 @@ pub fn configmap_files(
                 check_relative(&volume.name, &key)?;
                 files.insert(key, (content, default_mode));
             }
+        }
+    }
+    Ok(files)
+}
+
+/// What a projected volume's `serviceAccountToken` source asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenWanted {
+    pub audience: Option<String>,
+    pub expiration_seconds: i64,
+}
+
+/// The token source of a projected volume, if it has one (it has at most
+/// one, as the API's validation allows).
+pub fn token_wanted(volume: &Volume) -> Option<TokenWanted> {
+    volume
+        .projected
+        .as_ref()?
+        .sources
+        .iter()
+        .flatten()
+        .find_map(|s| s.service_account_token.as_ref())
+        .map(|t| TokenWanted {
+            audience: t.audience.clone().filter(|a| !a.is_empty()),
+            expiration_seconds: t.expiration_seconds.unwrap_or(3600),
+        })
+}
+
+/// Computes the files of a projected volume: what its sources project
+/// into one directory. kube-lite serves `serviceAccountToken` (the token
+/// the worker obtained, `token`), `configMap` and `downwardAPI` (the Pod's
+/// name, namespace, uid) - the three sources of the `kube-api-access-*`
+/// volume every Pod gets.
+pub fn projected_files(
+    volume: &Volume,
+    pod: &k8s_openapi::api::core::v1::Pod,
+    configmap: impl Fn(&str) -> Option<std::sync::Arc<ConfigMap>>,
+    token: Option<&str>,
+) -> Result<Files, VolumeError> {
+    let projected = volume.projected.as_ref().expect("a projected volume");
+    let default_mode = projected.default_mode.unwrap_or(0o644) as u32;
+    let mut files = Files::new();
+    for source in projected.sources.iter().flatten() {
+        if let Some(t) = &source.service_account_token {
+            check_relative(&volume.name, &t.path)?;
+            let Some(token) = token else {
+                return Err(VolumeError::Io {
+                    volume: volume.name.clone(),
+                    action: "requesting a ServiceAccount token".into(),
+                    source: std::io::Error::other("no token yet"),
+                });
+            };
+            files.insert(t.path.clone(), (token.as_bytes().to_vec(), default_mode));
+        } else if let Some(c) = &source.config_map {
+            let as_volume = Volume {
+                name: volume.name.clone(),
+                config_map: Some(k8s_openapi::api::core::v1::ConfigMapVolumeSource {
+                    name: c.name.clone(),
+                    items: c.items.clone(),
+                    optional: c.optional,
+                    default_mode: projected.default_mode,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            let found = configmap(&c.name);
+            files.extend(configmap_files(&as_volume, found.as_deref())?);
+        } else if let Some(d) = &source.downward_api {
+            for item in d.items.iter().flatten() {
+                check_relative(&volume.name, &item.path)?;
+                let field = item.field_ref.as_ref().map(|f| f.field_path.as_str());
+                let value = match field {
+                    Some("metadata.name") => pod.metadata.name.clone(),
+                    Some("metadata.namespace") => pod.metadata.namespace.clone(),
+                    Some("metadata.uid") => pod.metadata.uid.clone(),
+                    _ => {
+                        return Err(VolumeError::Unsupported {
+                            volume: volume.name.clone(),
+                            kind: format!("downwardAPI {field:?}"),
+                        })
+                    }
+                };
+                let mode = item.mode.map_or(default_mode, |m| m as u32);
+                files.insert(
+                    item.path.clone(),
+                    (value.unwrap_or_default().into_bytes(), mode),
+                );
+            }
+        } else {
+            return Err(VolumeError::Unsupported {
+                volume: volume.name.clone(),
+                kind: "projected secret or clusterTrustBundle".into(),
+            });
         }
     }
     Ok(files)

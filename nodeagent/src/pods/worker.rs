@@ -27,12 +27,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt as _;
+use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{
     Container, ContainerState, ContainerStateRunning, ContainerStateTerminated,
-    ContainerStateWaiting, ContainerStatus, Pod, PodStatus,
+    ContainerStateWaiting, ContainerStatus, Pod, PodStatus, ServiceAccount, Volume,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::Api;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -146,6 +147,9 @@ pub struct PodWorker {
     /// The Pod finished (Succeeded/Failed): its sandbox is gone, nothing
     /// restarts.
     finished: bool,
+    /// ServiceAccount tokens of its projected volumes, by volume: the
+    /// token, and when to ask for a fresh one.
+    tokens: BTreeMap<String, (String, Instant)>,
 }
 
 impl PodWorker {
@@ -206,6 +210,7 @@ impl PodWorker {
             sandbox: None,
             sandbox_error: None,
             volume_error: None,
+            tokens: BTreeMap::new(),
             containers,
             start_time,
             reported: None,
@@ -270,6 +275,9 @@ impl PodWorker {
         if self.sandbox.is_none() || self.volume_error.is_some() {
             deadline = deadline.min(Instant::now() + RETRY);
         }
+        for (_, refresh) in self.tokens.values() {
+            deadline = deadline.min(*refresh);
+        }
         for c in self.containers.values() {
             // A monitor is starting its container: the PID record comes
             // within milliseconds, and Ready waits for it.
@@ -305,7 +313,7 @@ impl PodWorker {
             self.report().await;
             return Next::Wait;
         }
-        self.sync_volumes();
+        self.sync_volumes().await;
         let specs: Vec<Container> = self
             .pod
             .spec
@@ -414,17 +422,96 @@ impl PodWorker {
         Ok(Sandbox { ip, netns })
     }
 
+    /// A ServiceAccount token for the projected volume `volume`, bound to
+    /// this Pod (the kubelet's token manager): asked for once, and again
+    /// when 80% of its life has passed.
+    async fn token_for(&mut self, volume: &str, wanted: &volumes::TokenWanted) -> Option<String> {
+        if let Some((token, refresh)) = self.tokens.get(volume) {
+            if Instant::now() < *refresh {
+                return Some(token.clone());
+            }
+        }
+        let ns = self.pod.metadata.namespace.as_deref().unwrap_or("default");
+        let account = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.service_account_name.clone())
+            .unwrap_or_else(|| "default".into());
+        let request = TokenRequest {
+            spec: Some(TokenRequestSpec {
+                audiences: Some(wanted.audience.iter().cloned().collect()),
+                expiration_seconds: Some(wanted.expiration_seconds),
+                bound_object_ref: Some(BoundObjectReference {
+                    api_version: Some("v1".into()),
+                    kind: Some("Pod".into()),
+                    name: self.pod.metadata.name.clone(),
+                    uid: self.pod.metadata.uid.clone(),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let api: Api<ServiceAccount> = Api::namespaced(self.shared.client.clone(), ns);
+        let answer: Result<TokenRequest, _> = api
+            .create_subresource("token", &account, &PostParams::default(), &request)
+            .await;
+        match answer {
+            Ok(answer) => {
+                let status = answer.status?;
+                // Refresh at 80% of its life (a minute if it did not say).
+                let now = k8s_openapi::jiff::Timestamp::now().as_second();
+                let seconds = status
+                    .expiration_timestamp
+                    .map_or(60, |t| (t.0.as_second() - now).max(1));
+                let lifetime = Duration::from_secs(seconds as u64);
+                let refresh = Instant::now() + lifetime.mul_f64(0.8);
+                let token = status.token.unwrap_or_default();
+                self.tokens
+                    .insert(volume.to_string(), (token.clone(), refresh));
+                Some(token)
+            }
+            Err(error) => {
+                tracing::warn!(pod = %self.pod_key(), %error, "requesting a ServiceAccount token");
+                // An old token still valid is better than none.
+                self.tokens.get(volume).map(|(t, _)| t.clone())
+            }
+        }
+    }
+
     /// Step 3: every volume's files, current.
-    fn sync_volumes(&mut self) {
+    async fn sync_volumes(&mut self) {
         let mut error = None;
-        for volume in self
+        let volumes: Vec<Volume> = self
             .pod
             .spec
             .iter()
             .flat_map(|s| s.volumes.iter().flatten())
-        {
+            .cloned()
+            .collect();
+        for volume in &volumes {
             let dir = volumes::volume_dir(self.dir.path(), volume);
-            let result = if let Some(source) = &volume.config_map {
+            let result = if volume.projected.is_some() {
+                let token = match volumes::token_wanted(volume) {
+                    Some(wanted) => self.token_for(&volume.name, &wanted).await,
+                    None => None,
+                };
+                let ns = self
+                    .pod
+                    .metadata
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| "default".into());
+                let shared = self.shared.clone();
+                volumes::projected_files(
+                    volume,
+                    &self.pod,
+                    |name| shared.configmap(&ns, name),
+                    token.as_deref(),
+                )
+                .and_then(|files| volumes::write_atomically(&volume.name, &dir, &files))
+                .map(|_| ())
+            } else if let Some(source) = &volume.config_map {
                 let ns = self.pod.metadata.namespace.as_deref().unwrap_or("default");
                 let configmap = self.shared.configmap(ns, &source.name);
                 volumes::configmap_files(volume, configmap.as_deref())
@@ -1076,7 +1163,8 @@ fn container_mounts(
         if let Some(sub) = vm.sub_path.as_deref().filter(|s| !s.is_empty()) {
             source = source.join(sub);
         }
-        let read_only = vm.read_only == Some(true) || volume.config_map.is_some();
+        let read_only =
+            vm.read_only == Some(true) || volume.config_map.is_some() || volume.projected.is_some();
         mounts.push(bind(source, &vm.mount_path, read_only));
     }
     Ok(mounts)
