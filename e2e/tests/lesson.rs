@@ -484,6 +484,25 @@ fn services_datapath_cases() {
     let solo = c.wait_ready("app=solo", 1);
     let echo = c.wait_ready("app=echo", 2);
     let (solo_pod, solo_node) = solo[0].clone();
+    // Every container gets the variables in-cluster clients read to find
+    // the apiserver (the echo server keeps its environment; nginx clears
+    // its own, which is what exec shows).
+    let host = c.kubectl(&[
+        "exec",
+        &solo_pod,
+        "--",
+        "printenv",
+        "KUBERNETES_SERVICE_HOST",
+    ]);
+    assert_eq!(host.trim(), "10.96.0.1");
+    let port = c.kubectl(&[
+        "exec",
+        &solo_pod,
+        "--",
+        "printenv",
+        "KUBERNETES_SERVICE_PORT",
+    ]);
+    assert_eq!(port.trim(), "443");
 
     // Hairpin: a Pod reaching its own Service lands on itself and answers.
     c.apply(&service(

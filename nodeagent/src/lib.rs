@@ -212,6 +212,12 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
             std::future::pending().await
         }
     };
+    // One watch and one cache of Services and EndpointSlices, read by
+    // the cluster DNS, the service proxy and the Pods' environment
+    // (shared informers).
+    let (informers, watch) = informer::ServiceInformers::new(client.clone());
+    let dns_caches = informers.subscribe();
+    let proxy_caches = informers.subscribe();
     let (ipam_tx, ipam_rx) = watch::channel(None);
     let registry = pods::Registry::default();
     let pods_config = pods::PodsConfig {
@@ -229,6 +235,9 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
             domain: config.cluster_domain.clone(),
         },
         log_max_bytes: pods::DEFAULT_LOG_MAX_BYTES,
+        services: config
+            .pod_network
+            .then(|| proxy_caches.services.store.clone()),
     };
     let kubelet_containers = std::sync::Arc::new(registry.clone());
     let pods = pods::run(client.clone(), pods_config, ipam_rx, registry);
@@ -240,11 +249,6 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
         &config.cluster_domain,
         config.cluster_dns,
     );
-    // One watch and one cache of Services and EndpointSlices, read by
-    // both the cluster DNS and the service proxy (shared informers).
-    let (informers, watch) = informer::ServiceInformers::new(client.clone());
-    let dns_caches = informers.subscribe();
-    let proxy_caches = informers.subscribe();
     // The kubelet's port: logs and exec, and the service proxy's view of
     // one Service (where the proxy runs).
     let mut kubelet_routes = server::router(kubelet_containers);

@@ -49,7 +49,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
@@ -85,6 +85,9 @@ pub struct Shared {
     pub ipam: watch::Receiver<Option<SharedIpam>>,
     pub dns: ClusterDns,
     pub log_max_bytes: u64,
+    /// Every Service, for the containers' environment (None without a
+    /// pod network).
+    pub services: Option<Store<Service>>,
     /// Every ConfigMap of the cluster (volumes and env read them).
     pub configmaps: Store<ConfigMap>,
     /// Bumped on every ConfigMap change: wakes the workers to refresh
@@ -120,6 +123,9 @@ pub struct PodsConfig {
     pub network: Option<PodNetwork>,
     pub dns: ClusterDns,
     pub log_max_bytes: u64,
+    /// Every Service (the agent's shared cache), for the containers'
+    /// service environment variables; None without a pod network.
+    pub services: Option<Store<Service>>,
 }
 
 /// Runs the Pods of this node until the agent stops.
@@ -163,6 +169,7 @@ pub async fn run(
         ipam,
         dns: config.dns,
         log_max_bytes: config.log_max_bytes,
+        services: config.services,
         configmaps,
         configmaps_changed,
         registry,

@@ -989,8 +989,40 @@ async fn run_probes(
     false
 }
 
+/// The service environment variables of a container of `pod` (in
+/// `namespace`): those of every Service of its namespace (unless
+/// `enableServiceLinks: false`), and always those of `default/kubernetes`
+/// (`KUBERNETES_SERVICE_HOST`, `KUBERNETES_SERVICE_PORT`, which in-cluster
+/// clients read), as the kubelet writes them.
+fn service_env(shared: &Shared, pod: &Pod, namespace: &str) -> Vec<(String, String)> {
+    let Some(services) = &shared.services else {
+        return vec![];
+    };
+    let links = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.enable_service_links)
+        .unwrap_or(true);
+    let mut chosen: Vec<std::sync::Arc<k8s_openapi::api::core::v1::Service>> = services
+        .state()
+        .into_iter()
+        .filter(|s| {
+            let ns = s.metadata.namespace.as_deref().unwrap_or_default();
+            let name = s.metadata.name.as_deref().unwrap_or_default();
+            (links && ns == namespace) || (ns == "default" && name == "kubernetes")
+        })
+        .collect();
+    chosen.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    chosen.dedup_by(|a, b| a.metadata.uid == b.metadata.uid);
+    chosen
+        .iter()
+        .flat_map(|s| api::service::link_env(s))
+        .collect()
+}
+
 /// The container's environment: the image's, then Kubernetes' own
-/// (`HOSTNAME`), then the container's `env` (later entries win by name).
+/// (`HOSTNAME`, the services' variables), then the container's `env`
+/// (later entries win by name).
 fn container_env(
     shared: &Shared,
     pod: &Pod,
@@ -1009,6 +1041,9 @@ fn container_env(
         .namespace
         .clone()
         .unwrap_or_else(|| "default".into());
+    for (name, value) in service_env(shared, pod, &ns) {
+        set(&mut env, name, value);
+    }
     for var in spec.env.iter().flatten() {
         let value = if let Some(from) = &var.value_from {
             if let Some(field) = &from.field_ref {
