@@ -3,8 +3,9 @@
 # nftables, conntrack (stale UDP entries of Services) and iproute2 for the
 # datapath, nginx-light for the lesson's Pods,
 # curl, ping (iputils-ping: the pod network tests ping between Pods), dig
-# and nslookup (bind9-dnsutils: docs/dns.md's commands, run in Pods), and
-# python3-pip for fetching the real kubectl used by the compatibility tests.
+# and nslookup (bind9-dnsutils: docs/dns.md's commands, run in Pods),
+# python3-pip for fetching the real kubectl used by the compatibility tests,
+# and python3-kubernetes (the official Python client, tested over HTTPS).
 # Safe to run again.
 set -euo pipefail
 if [ "$(id -u)" -ne 0 ]; then
@@ -15,7 +16,7 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update
 apt-get install -y --no-install-recommends \
   nftables conntrack iproute2 nginx-light curl ca-certificates python3 python3-pip procps iputils-ping \
-  bind9-dnsutils
+  bind9-dnsutils python3-kubernetes
 # The real kubectl 1.35, for checking that kube-lite speaks its protocol.
 here="$(cd "$(dirname "$0")/.." && pwd)"
 "$here/scripts/get-kubectl.sh" "$here/.tools"
