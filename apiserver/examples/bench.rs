@@ -110,66 +110,26 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    // 2. Durable creates, 16 clients.
-    let next = Arc::new(AtomicUsize::new(0));
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..CLIENTS {
-        let http = http.clone();
-        let base = base.clone();
-        let next = next.clone();
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= CREATES {
-                    break;
-                }
-                let svc = json!({"apiVersion": "v1", "kind": "Service",
-                    "metadata": {"name": format!("svc-{i}"), "labels": {"app": "bench"}},
-                    "spec": {"selector": {"app": format!("a{i}")}, "ports": [{"port": 80, "targetPort": 8080}]}});
-                let r = http
-                    .post(format!("{base}/api/v1/namespaces/default/services"))
-                    .json(&svc)
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(r.status().as_u16(), 201);
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    let creates_per_s = CREATES as f64 / start.elapsed().as_secs_f64();
+    let (creates_per_s, list_ms) = creates_and_lists(&http, &base).await;
     println!(
         "Service creates over HTTP, {CLIENTS} clients: {creates_per_s:>8.0} creates/s ({:.2}x raw sled with 16 threads)",
         creates_per_s / sled_16
     );
-
-    // 3. LIST 10,000 Services as a Table.
-    let mut list_ms = Vec::new();
-    for _ in 0..10 {
-        let start = Instant::now();
-        let body = http
-            .get(format!("{base}/api/v1/services"))
-            .header(
-                "accept",
-                "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
-            )
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
-        list_ms.push(start.elapsed().as_secs_f64() * 1000.0);
-        assert!(body.len() > CREATES * 100);
-    }
-    list_ms.sort_by(f64::total_cmp);
     println!(
         "LIST {CREATES} Services as Table: p50 {:.1} ms, max {:.1} ms",
         percentile(&list_ms, 0.5),
         list_ms[list_ms.len() - 1]
+    );
+
+    // 3b. The same over HTTPS with a client certificate (issue 11), in
+    // this run: what TLS costs.
+    let (tls_base, tls_http, _tls_server, _tls_dir) = start_tls(&apiserver).await;
+    let (tls_creates, tls_list) = creates_and_lists(&tls_http, &tls_base).await;
+    println!(
+        "over HTTPS with a client certificate: {tls_creates:>8.0} creates/s ({:.3}x plain), LIST p50 {:.1} ms ({:.3}x plain)",
+        tls_creates / creates_per_s,
+        percentile(&tls_list, 0.5),
+        percentile(&tls_list, 0.5) / percentile(&list_ms, 0.5)
     );
 
     // 4. Watch latency: write, then time until the event arrives.
@@ -218,4 +178,135 @@ async fn main() {
         percentile(&latencies, 0.5),
         percentile(&latencies, 0.99)
     );
+}
+
+/// 10,000 durable Service creates from 16 clients, then 10 LISTs of them
+/// as a Table: creates per second, and the LIST times (ms, sorted).
+async fn creates_and_lists(http: &reqwest::Client, base: &str) -> (f64, Vec<f64>) {
+    // Durable creates, 16 clients.
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..CLIENTS {
+        let http = http.clone();
+        let base = base.to_string();
+        let next = next.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= CREATES {
+                    break;
+                }
+                let svc = json!({"apiVersion": "v1", "kind": "Service",
+                    "metadata": {"name": format!("svc-{i}"), "labels": {"app": "bench"}},
+                    "spec": {"selector": {"app": format!("a{i}")}, "ports": [{"port": 80, "targetPort": 8080}]}});
+                let r = http
+                    .post(format!("{base}/api/v1/namespaces/default/services"))
+                    .json(&svc)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status().as_u16(), 201);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let creates_per_s = CREATES as f64 / start.elapsed().as_secs_f64();
+
+    // LIST 10,000 Services as a Table.
+    let mut list_ms = Vec::new();
+    for _ in 0..10 {
+        let start = Instant::now();
+        let body = http
+            .get(format!("{base}/api/v1/services"))
+            .header(
+                "accept",
+                "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
+            )
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        list_ms.push(start.elapsed().as_secs_f64() * 1000.0);
+        assert!(body.len() > CREATES * 100);
+    }
+    list_ms.sort_by(f64::total_cmp);
+    (creates_per_s, list_ms)
+}
+
+/// A second apiserver, serving HTTPS with a CA of its own, and a client
+/// that presents an admin certificate.
+async fn start_tls(
+    apiserver: &std::path::Path,
+) -> (String, reqwest::Client, Server, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = api::pki::Ca::generate().unwrap();
+    let serving = ca
+        .issue(&api::pki::CertRequest::server(
+            "kube-apiserver",
+            &["localhost"],
+            &["127.0.0.1".parse().unwrap()],
+        ))
+        .unwrap();
+    let admin = ca
+        .issue(&api::pki::CertRequest::client(
+            "kubernetes-admin",
+            &["system:masters"],
+        ))
+        .unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let (ca_file, cert, key) = (
+        write("ca.crt", ca.cert_pem()),
+        write("apiserver.crt", &serving.cert_pem),
+        write("apiserver.key", &serving.key_pem),
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = Server(
+        Command::new(apiserver)
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .arg(dir.path().join("data"))
+            .arg("--tls-cert-file")
+            .arg(&cert)
+            .arg("--tls-private-key-file")
+            .arg(&key)
+            .arg("--client-ca-file")
+            .arg(&ca_file)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let identity =
+        reqwest::Identity::from_pem(format!("{}{}", admin.cert_pem, admin.key_pem).as_bytes())
+            .unwrap();
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.cert_pem().as_bytes()).unwrap())
+        .identity(identity)
+        // The same protocol as the plain run (HTTP/1.1 on kept-alive
+        // connections), so that only TLS differs.
+        .http1_only()
+        .build()
+        .unwrap();
+    let base = format!("https://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while http.get(format!("{base}/readyz")).send().await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the HTTPS apiserver did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (base, http, server, dir)
 }
