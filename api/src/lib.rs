@@ -30,6 +30,8 @@
 //!   gives its callers (`system:masters`, `system:node:<name>`, ...).
 //! - [`pki`]: the cluster CA and the certificates it signs, as kubeadm
 //!   makes them, and kubeconfigs that carry them.
+//! - `tls` (feature `tls-server`): serving HTTPS and knowing the client's
+//!   certificate, for the apiserver and the node agents' kubelet port.
 //! - [`table`]: the `meta.k8s.io/v1` Table that `kubectl get` prints, with
 //!   each resource's columns (`NAME TYPE CLUSTER-IP ...`).
 //!
@@ -50,4 +52,6 @@ pub mod selector;
 pub mod service;
 pub mod serviceview;
 pub mod table;
+#[cfg(feature = "tls-server")]
+pub mod tls;
 pub mod user;

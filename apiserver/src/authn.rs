@@ -6,8 +6,8 @@
 //! - **x509 client certificates**: the TLS handshake proved the caller
 //!   holds the key of a certificate the cluster CA signed; its CN is the
 //!   user name and each O a group (`CN=kubernetes-admin, O=system:masters`).
-//!   [`tls`](crate::tls) reads it once per connection and hands it to every
-//!   request of that connection as a [`ClientCertificate`].
+//!   `api::tls` reads it once per connection and hands it to every
+//!   request of that connection as a `PeerIdentity`.
 //! - **bearer tokens** (`Authorization: Bearer ...`): ServiceAccount and
 //!   bootstrap tokens ([`tokens`](crate::tokens)). A token that is not
 //!   valid is a 401, never a fall-back to anonymous.
@@ -34,6 +34,7 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use api::tls::PeerIdentity;
 use api::user::{UserInfo, ANONYMOUS, AUTHENTICATED, SYSTEM_MASTERS};
 
 use crate::authz::{allowed, forbidden, Attributes};
@@ -48,12 +49,6 @@ pub enum Mode {
     /// Plain HTTP on loopback: every caller is an administrator.
     Dev,
 }
-
-/// The user of a connection's client certificate (`None`: the client
-/// sent none). Set by the TLS acceptor on every request of the
-/// connection.
-#[derive(Debug, Clone)]
-pub struct ClientCertificate(pub Option<UserInfo>);
 
 /// Who made this request, once authenticated.
 #[derive(Debug, Clone)]
@@ -119,7 +114,7 @@ fn caller(authenticator: &Authenticator, request: &Request) -> Result<UserInfo, 
             &[SYSTEM_MASTERS.to_string(), AUTHENTICATED.to_string()],
         ));
     }
-    if let Some(ClientCertificate(Some(user))) = request.extensions().get::<ClientCertificate>() {
+    if let Some(PeerIdentity(Some(user))) = request.extensions().get::<PeerIdentity>() {
         return Ok(user.clone());
     }
     if let Some(authorization) = request.headers().get(axum::http::header::AUTHORIZATION) {

@@ -21,7 +21,7 @@
 //!   everything in it.
 //! - [`discovery`] and [`openapi`]: how clients learn what is served.
 //! - [`status`]: every error as a Kubernetes `Status`.
-//! - [`tls`], [`authn`] and [`authz`]: HTTPS, who is calling (client
+//! - [`authn`] and [`authz`] (with `api::tls`): HTTPS, who is calling (client
 //!   certificates, anonymous), and what they may do (Node authorizer,
 //!   RBAC). Every request goes through authentication, then
 //!   authorization, before any handler; [`admission`] then narrows what a
@@ -43,7 +43,6 @@ pub mod rest;
 pub mod services;
 pub mod status;
 pub mod storage;
-pub mod tls;
 pub mod tokens;
 pub mod validation;
 pub mod watch;
@@ -67,6 +66,10 @@ pub struct Config {
     /// the issuer; None: a key made at start (tokens die with the process).
     pub service_account_keys: Option<(String, String)>,
     pub service_account_issuer: String,
+    /// The kubelet-client certificate, its key and the CA of kubelets'
+    /// serving certificates (PEM; `--kubelet-client-certificate`,
+    /// `--kubelet-client-key`, `--kubelet-certificate-authority`).
+    pub kubelet_client: Option<(String, String, String)>,
     /// The address Pods reach the API at (`--advertise-address`); by
     /// default the listen address, unless it is loopback or unspecified.
     /// Without one there is no `kubernetes` Service (dev mode).
@@ -77,7 +80,7 @@ pub struct Config {
     pub max_mutations_in_flight: usize,
     /// The serving certificate and the client CA; None: dev mode (plain
     /// HTTP, loopback only, every caller an administrator).
-    pub tls: Option<tls::TlsFiles>,
+    pub tls: Option<api::tls::TlsFiles>,
 }
 
 impl Config {
@@ -132,6 +135,10 @@ pub async fn build(config: &Config, listening: SocketAddr) -> anyhow::Result<axu
         services,
         tokens: tokens.clone(),
         mode: config.mode(),
+        kubelet_tls: match &config.kubelet_client {
+            Some((cert, key, ca)) => Some(api::tls::client_config(ca, cert, key)?),
+            None => None,
+        },
     });
     namespaces::resume_terminating(&app);
     let advertised = config
@@ -168,7 +175,10 @@ pub async fn build(config: &Config, listening: SocketAddr) -> anyhow::Result<axu
 pub async fn serve(listener: tokio::net::TcpListener, config: &Config) -> anyhow::Result<()> {
     let addr: SocketAddr = listener.local_addr()?;
     let tls = match &config.tls {
-        Some(files) => Some(tls::server_config(files)?),
+        Some(files) => Some(api::tls::server_config(
+            files,
+            api::tls::ClientCertificates::Optional,
+        )?),
         None if addr.ip().is_loopback() => None,
         None => anyhow::bail!(
             "refusing to serve plain HTTP on {addr}: without --tls-cert-file and \
@@ -182,7 +192,7 @@ pub async fn serve(listener: tokio::net::TcpListener, config: &Config) -> anyhow
     match tls {
         Some(tls_config) => {
             tracing::info!(%addr, data_dir = %config.data_dir.display(), "apiserver listening (HTTPS)");
-            tls::serve(listener, router, tls_config).await
+            Ok(api::tls::serve(listener, router, tls_config).await?)
         }
         None => {
             tracing::info!(%addr, data_dir = %config.data_dir.display(), "apiserver listening (plain HTTP, dev mode: every caller is an administrator)");

@@ -33,6 +33,16 @@ struct Args {
     /// (default: the --listen address, unless it is loopback).
     #[arg(long)]
     advertise_address: Option<std::net::IpAddr>,
+    /// The client certificate the apiserver presents to kubelets (PEM).
+    #[arg(long, requires_all = ["kubelet_client_key", "kubelet_certificate_authority"])]
+    kubelet_client_certificate: Option<std::path::PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, requires = "kubelet_client_certificate")]
+    kubelet_client_key: Option<std::path::PathBuf>,
+    /// The CA that signs kubelets' serving certificates: with it, the
+    /// apiserver reaches kubelets over HTTPS and checks who answers.
+    #[arg(long, requires = "kubelet_client_certificate")]
+    kubelet_certificate_authority: Option<std::path::PathBuf>,
     /// Read requests in flight at once; beyond, 429 Too Many Requests.
     #[arg(long, default_value_t = apiserver::limits::DEFAULT_READS)]
     max_requests_inflight: usize,
@@ -72,7 +82,7 @@ async fn main() -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("--{flag} {}: {e}", path.display()))
     };
     let tls = match (&args.tls_cert_file, &args.tls_private_key_file) {
-        (Some(cert), Some(key)) => Some(apiserver::tls::TlsFiles {
+        (Some(cert), Some(key)) => Some(api::tls::TlsFiles {
             cert_pem: read("tls-cert-file", cert)?,
             key_pem: read("tls-private-key-file", key)?,
             client_ca_pem: args
@@ -81,6 +91,18 @@ async fn main() -> anyhow::Result<()> {
                 .map(|ca| read("client-ca-file", ca))
                 .transpose()?,
         }),
+        _ => None,
+    };
+    let kubelet_client = match (
+        &args.kubelet_client_certificate,
+        &args.kubelet_client_key,
+        &args.kubelet_certificate_authority,
+    ) {
+        (Some(cert), Some(key), Some(ca)) => Some((
+            read("kubelet-client-certificate", cert)?,
+            read("kubelet-client-key", key)?,
+            read("kubelet-certificate-authority", ca)?,
+        )),
         _ => None,
     };
     let service_account_keys = match (
@@ -105,6 +127,7 @@ async fn main() -> anyhow::Result<()> {
             watch_history: args.watch_history,
             advertise_address: args.advertise_address,
             service_account_keys,
+            kubelet_client,
             service_account_issuer: args.service_account_issuer,
             max_reads_in_flight: args.max_requests_inflight.max(1),
             max_mutations_in_flight: args.max_mutating_requests_inflight.max(1),

@@ -362,9 +362,9 @@ pub fn up(options: &LabOptions) -> Result<(), LabError> {
     for node in Node::all(options.workers) {
         vm(&node)?;
     }
-    let names: Vec<String> = Node::all(options.workers)
+    let names: Vec<(String, Ipv4Addr)> = Node::all(options.workers)
         .into_iter()
-        .map(|n| n.name)
+        .map(|n| (n.name, n.lan_ip))
         .collect();
     crate::pki::ensure(
         &options.dir,
@@ -544,6 +544,7 @@ fn control_plane(options: &LabOptions) -> Result<(), LabError> {
     let master = Node::all(0).remove(0);
     let (cert, key) = crate::pki::apiserver_cert_paths(&options.dir);
     let (sa_key, sa_pub) = crate::pki::service_account_key_paths(&options.dir);
+    let kubelet_client = crate::pki::apiserver_kubelet_client_paths(&options.dir);
     let apiserver = Component {
         name: "apiserver".into(),
         binary: "apiserver",
@@ -565,6 +566,12 @@ fn control_plane(options: &LabOptions) -> Result<(), LabError> {
             sa_key.display().to_string(),
             "--service-account-key-file".into(),
             sa_pub.display().to_string(),
+            "--kubelet-client-certificate".into(),
+            kubelet_client.0.display().to_string(),
+            "--kubelet-client-key".into(),
+            kubelet_client.1.display().to_string(),
+            "--kubelet-certificate-authority".into(),
+            crate::pki::ca_cert_path(&options.dir).display().to_string(),
         ],
     };
     ensure_running(options, &apiserver)?;
@@ -598,6 +605,7 @@ fn start_node_agent(options: &LabOptions, node: &Node) -> Result<(), LabError> {
         return Ok(());
     }
     let data_dir = options.dir.join(&node.name).join("nodeagent");
+    let (kubelet_cert, kubelet_key) = crate::pki::kubelet_cert_paths(&options.dir, &node.name);
     std::fs::create_dir_all(&data_dir)
         .map_err(io_error(format!("creating {}", data_dir.display())))?;
     let mut agent = Component {
@@ -611,6 +619,12 @@ fn start_node_agent(options: &LabOptions, node: &Node) -> Result<(), LabError> {
                 .to_string(),
             "--node-name".into(),
             node.name.clone(),
+            "--tls-cert-file".into(),
+            kubelet_cert.display().to_string(),
+            "--tls-private-key-file".into(),
+            kubelet_key.display().to_string(),
+            "--client-ca-file".into(),
+            crate::pki::ca_cert_path(&options.dir).display().to_string(),
             "--node-ip".into(),
             node.lan_ip.to_string(),
             "--data-dir".into(),

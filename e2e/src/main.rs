@@ -4,7 +4,7 @@
 //! sudo e2e up --workers 2        # kl-master + kl-worker1..2 on kl-lan0
 //! sudo e2e status
 //! sudo e2e down
-//! e2e pki --dir vm-pki --master-ip 192.168.56.10 --nodes master,worker1,worker2
+//! e2e pki --dir vm-pki --master-ip 192.168.56.10 --nodes master=192.168.56.10,worker1=192.168.56.11
 //! ```
 //!
 //! The lab itself - what the namespaces, links and processes are and why -
@@ -58,9 +58,10 @@ enum LabCommand {
         /// The master's address: the apiserver's URL and certificate.
         #[arg(long)]
         master_ip: std::net::Ipv4Addr,
-        /// The node names, comma-separated (one node agent kubeconfig each).
-        #[arg(long, value_delimiter = ',', required = true)]
-        nodes: Vec<String>,
+        /// The nodes as NAME=IP, comma-separated (a node agent kubeconfig
+        /// and a kubelet-port certificate each).
+        #[arg(long, value_delimiter = ',', required = true, value_parser = node_and_ip)]
+        nodes: Vec<(String, std::net::Ipv4Addr)>,
     },
 }
 
@@ -114,6 +115,17 @@ fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `worker1=192.168.56.11`.
+fn node_and_ip(text: &str) -> Result<(String, std::net::Ipv4Addr), String> {
+    let (name, ip) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?}: expected NAME=IP, like worker1=192.168.56.11"))?;
+    let ip = ip
+        .parse()
+        .map_err(|e| format!("{text:?}: {ip:?} is not an IPv4 address: {e}"))?;
+    Ok((name.to_string(), ip))
 }
 
 /// The components run with their own working directory semantics, so every

@@ -100,7 +100,7 @@ pub fn ensure(
     server: &str,
     master_ip: Ipv4Addr,
     kubernetes_service_ip: Ipv4Addr,
-    nodes: &[String],
+    nodes: &[(String, Ipv4Addr)],
 ) -> Result<(), LabError> {
     let ca = ca(dir)?;
     let (cert, key) = apiserver_cert_paths(dir);
@@ -157,15 +157,57 @@ pub fn ensure(
         &[],
         None,
     )?;
-    for node in nodes {
+    for (node, ip) in nodes {
         kubeconfig(
             node_kubeconfig(dir, node),
             &user::node_user(node),
             &[user::NODES],
             None,
         )?;
+        // The kubelet port's serving certificate: its name and address.
+        let (cert, key) = kubelet_cert_paths(dir, node);
+        if !cert.exists() || !key.exists() {
+            let issued = ca
+                .issue(&CertRequest::server(
+                    node,
+                    &[node.as_str()],
+                    &[IpAddr::V4(*ip)],
+                ))
+                .map_err(error(format!("the kubelet certificate of {node}")))?;
+            write_private(&key, &issued.key_pem)?;
+            write_private(&cert, &issued.cert_pem)?;
+        }
+    }
+    // What the apiserver shows kubelets (kubeadm's
+    // apiserver-kubelet-client).
+    let (cert, key) = apiserver_kubelet_client_paths(dir);
+    if !cert.exists() || !key.exists() {
+        let issued = ca
+            .issue(&CertRequest::client(
+                "kube-apiserver-kubelet-client",
+                &[user::SYSTEM_MASTERS],
+            ))
+            .map_err(error("the apiserver's kubelet-client certificate"))?;
+        write_private(&key, &issued.key_pem)?;
+        write_private(&cert, &issued.cert_pem)?;
     }
     Ok(())
+}
+
+/// A node agent's kubelet-port certificate and key, on its disk.
+pub fn kubelet_cert_paths(dir: &Path, node: &str) -> (PathBuf, PathBuf) {
+    (
+        dir.join(node).join("kubelet.crt"),
+        dir.join(node).join("kubelet.key"),
+    )
+}
+
+/// The apiserver's client certificate and key towards kubelets.
+pub fn apiserver_kubelet_client_paths(dir: &Path) -> (PathBuf, PathBuf) {
+    (
+        pki_dir(dir).join("apiserver-kubelet-client.crt"),
+        pki_dir(dir).join("apiserver-kubelet-client.key"),
+    )
 }
 
 /// The controller's kubeconfig, on the master's disk.

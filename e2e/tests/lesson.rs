@@ -313,6 +313,23 @@ subjects: [{kind: ServiceAccount, name: default, namespace: default}]
             .then_some(())
     });
     c.kubectl(&["delete", "rolebinding", "default-view"]);
+    // A node agent's port answers only the apiserver: from a Pod, the TLS
+    // handshake fails (no certificate the cluster CA signed).
+    let kubelet = c.run_kubectl(&[
+        "exec",
+        client,
+        "--",
+        "curl",
+        "-sk",
+        "-m",
+        "3",
+        "https://192.168.56.11:10250/healthz",
+    ]);
+    assert!(!kubelet.status.success(), "{kubelet:?}");
+    assert!(
+        !String::from_utf8_lossy(&kubelet.stdout).contains("ok"),
+        "{kubelet:?}"
+    );
     // ... and from a node.
     let from_node = c.on_node(
         "kl-worker1",

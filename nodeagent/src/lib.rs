@@ -123,6 +123,9 @@ pub struct Config {
     /// The service proxy's metrics port on the node IP
     /// (`--proxy-metrics-port`, kube-proxy's 10249; 0 serves none).
     pub proxy_metrics_port: u16,
+    /// HTTPS for the kubelet port, only for clients the cluster CA signed
+    /// in `system:masters` (the apiserver); None: plain HTTP (dev mode).
+    pub kubelet_tls: Option<api::tls::TlsFiles>,
 }
 
 impl Config {
@@ -141,6 +144,7 @@ impl Config {
             pod_network: true,
             kubelet_port: server::DEFAULT_KUBELET_PORT,
             kubelet_address: None,
+            kubelet_tls: None,
             proxy_metrics_port: proxy::metrics::DEFAULT_METRICS_PORT,
             node_labels: Default::default(),
             register_with_taints: vec![],
@@ -260,7 +264,8 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
         };
         kubelet_routes = kubelet_routes.merge(proxy::view::router(view));
     }
-    let kubelet_server = server::serve_router(kubelet_listener, kubelet_routes);
+    let kubelet_server =
+        server::serve_router(kubelet_listener, kubelet_routes, config.kubelet_tls.clone());
     let watches = async move {
         if pod_network {
             watch.await;

@@ -73,6 +73,17 @@ struct Args {
     /// The address the kubelet's server listens on (default: --node-ip).
     #[arg(long)]
     kubelet_address: Option<std::net::IpAddr>,
+    /// The kubelet port's serving certificate (PEM), signed by the cluster
+    /// CA for the node's name and IP. Without it, plain HTTP (dev mode).
+    #[arg(long, requires_all = ["tls_private_key_file", "client_ca_file"])]
+    tls_cert_file: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, requires = "tls_cert_file")]
+    tls_private_key_file: Option<PathBuf>,
+    /// The CA whose client certificates may call the kubelet port (the
+    /// apiserver's kubelet-client certificate).
+    #[arg(long, requires = "tls_cert_file")]
+    client_ca_file: Option<PathBuf>,
     /// The service proxy's metrics port on --node-ip (kube-proxy's
     /// 10249); 0 serves none.
     #[arg(long, default_value_t = nodeagent::proxy::metrics::DEFAULT_METRICS_PORT)]
@@ -136,6 +147,21 @@ async fn agent() -> anyhow::Result<()> {
     settings.kubelet_port = args.kubelet_port;
     settings.kubelet_address = args.kubelet_address;
     settings.proxy_metrics_port = args.proxy_metrics_port;
+    let read = |flag: &str, path: &std::path::Path| {
+        std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("--{flag} {}: {e}", path.display()))
+    };
+    if let (Some(cert), Some(key), Some(ca)) = (
+        &args.tls_cert_file,
+        &args.tls_private_key_file,
+        &args.client_ca_file,
+    ) {
+        settings.kubelet_tls = Some(api::tls::TlsFiles {
+            cert_pem: read("tls-cert-file", cert)?,
+            key_pem: read("tls-private-key-file", key)?,
+            client_ca_pem: Some(read("client-ca-file", ca)?),
+        });
+    }
     settings.node_labels = nodeagent::node::parse_labels(&args.node_labels)
         .map_err(|e| anyhow::anyhow!("--node-labels: {e}"))?;
     settings.register_with_taints = nodeagent::node::parse_taints(&args.register_with_taints)

@@ -54,6 +54,9 @@ pub struct App {
     pub tokens: Arc<crate::tokens::ServiceAccountTokens>,
     /// HTTPS with identities, or dev mode (no Pod identities either).
     pub mode: crate::authn::Mode,
+    /// How to reach kubelets over HTTPS (the kubelet-client certificate
+    /// and the CA their serving certificates come from); None: plain HTTP.
+    pub kubelet_tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl App {

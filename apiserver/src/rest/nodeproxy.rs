@@ -235,6 +235,10 @@ struct Kubelet {
     node: String,
     ip: IpAddr,
     port: u16,
+    /// HTTPS with the kubelet-client certificate, checking that the
+    /// kubelet's certificate names this IP (so that editing a Node's
+    /// address cannot aim the apiserver at another host); None: HTTP.
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl Kubelet {
@@ -270,6 +274,7 @@ impl Kubelet {
             node: node.to_string(),
             ip,
             port,
+            tls: app.kubelet_tls.clone(),
         })
     }
 
@@ -290,6 +295,25 @@ impl Kubelet {
                 .await
                 .map_err(|_| unavailable("connection timed out".into()))?
                 .map_err(|e| unavailable(e.to_string()))?;
+        let Some(tls) = &self.tls else {
+            return Self::handshake(stream, &unavailable).await;
+        };
+        let name = rustls::pki_types::ServerName::IpAddress(self.ip.into());
+        let stream = tokio_rustls::TlsConnector::from(tls.clone())
+            .connect(name, stream)
+            .await
+            .map_err(|e| unavailable(format!("TLS: {e}")))?;
+        Self::handshake(stream, &unavailable).await
+    }
+
+    /// HTTP/1.1 over `stream`, the connection driven in the background.
+    async fn handshake<S>(
+        stream: S,
+        unavailable: &(dyn Fn(String) -> StatusError + Sync),
+    ) -> Result<hyper::client::conn::http1::SendRequest<Body>, StatusError>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| unavailable(e.to_string()))?;

@@ -28,10 +28,13 @@
 //!
 //! Two simplifications against upstream, both deliberate:
 //!
-//! - No TLS and no authentication: anyone who reaches the port can run
-//!   commands in every container of the node (an upstream kubelet with
-//!   `--anonymous-auth=true` and `--authorization-mode=AlwaysAllow`). The
-//!   lab's node network is private to the machine; do not expose it.
+//! - Who may call: with TLS material (`--tls-cert-file`, the lab's and
+//!   VMs' setup) the port serves HTTPS and accepts only clients whose
+//!   certificate the cluster CA signed, in `system:masters` - the
+//!   apiserver's kubelet-client certificate; a Pod (or a student's
+//!   laptop) gets no further than the handshake. Upstream's kubelet asks
+//!   the apiserver (a SubjectAccessReview of `nodes/proxy`) instead of
+//!   checking the group. Without TLS material (tests), plain HTTP.
 //! - The WebSocket handshake is written out here (a dozen lines in
 //!   [`exec`]) with tokio-tungstenite for the frames, rather than axum's
 //!   `ws` feature: that feature pins another tungstenite than the one
@@ -164,7 +167,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     containers: Arc<dyn Containers>,
 ) -> std::io::Result<()> {
-    serve_router(listener, router(containers)).await
+    serve_router(listener, router(containers), None).await
 }
 
 /// Serves `router` (the kubelet's routes, and the agent's others such as
@@ -172,11 +175,42 @@ pub async fn serve(
 pub async fn serve_router(
     listener: tokio::net::TcpListener,
     router: Router,
+    tls: Option<api::tls::TlsFiles>,
 ) -> std::io::Result<()> {
-    if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "kubelet server listening");
+    let addr = listener.local_addr()?;
+    let Some(files) = tls else {
+        tracing::info!(%addr, "kubelet server listening (plain HTTP)");
+        return axum::serve(listener, router).await;
+    };
+    let config = api::tls::server_config(&files, api::tls::ClientCertificates::Required)
+        .map_err(std::io::Error::other)?;
+    tracing::info!(%addr, "kubelet server listening (HTTPS, client certificates required)");
+    let router = router.layer(axum::middleware::from_fn(only_the_apiserver));
+    api::tls::serve(listener, router, config).await
+}
+
+/// The kubelet port's authorization: the caller's certificate must be in
+/// `system:masters` (the apiserver's kubelet-client certificate).
+async fn only_the_apiserver(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let user = request
+        .extensions()
+        .get::<api::tls::PeerIdentity>()
+        .and_then(|p| p.0.clone());
+    match user {
+        Some(user) if user.in_group(api::user::SYSTEM_MASTERS) => next.run(request).await,
+        Some(user) => error_response(
+            StatusCode::FORBIDDEN,
+            format!(
+                "Forbidden (user={}, verb={}, resource=nodes, subresource=proxy)",
+                user.username,
+                request.method().as_str().to_ascii_lowercase()
+            ),
+        ),
+        None => error_response(StatusCode::UNAUTHORIZED, "Unauthorized"),
     }
-    axum::serve(listener, router).await
 }
 
 /// The values of a query string, decoded, in order (`command` repeats).
