@@ -47,7 +47,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{
-    Binding, Node, NodeSelectorRequirement, ObjectReference, Pod, Taint, Toleration,
+    Binding, Node, NodeSelectorRequirement, ObjectReference, Pod, Taint,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -381,26 +381,8 @@ pub fn node_ready_status(node: &Node) -> Option<&str> {
         .map(|c| c.status.as_str())
 }
 
-/// Does `toleration` tolerate `taint`? Upstream's `ToleratesTaint`: an empty
-/// effect matches every effect, an empty key with `Exists` matches every
-/// taint, `Exists` ignores the value, `Equal` (the default) compares it.
-pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
-    let effect = toleration.effect.as_deref().unwrap_or("");
-    if !effect.is_empty() && effect != taint.effect {
-        return false;
-    }
-    let key = toleration.key.as_deref().unwrap_or("");
-    if !key.is_empty() && key != taint.key {
-        return false;
-    }
-    match toleration.operator.as_deref().unwrap_or("Equal") {
-        "Exists" => true,
-        "Equal" | "" => {
-            toleration.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
-        }
-        _ => false,
-    }
-}
+/// Whether `toleration` tolerates `taint` (the fact lives in `api::pod`).
+pub use api::pod::tolerates;
 
 /// `spec.nodeSelector` (every label must match) and, if present, required
 /// node affinity (any term; every expression of a term).
@@ -625,6 +607,7 @@ async fn mark_unschedulable(ctx: &Context, pod: &Pod, message: &str) -> Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::api::core::v1::Toleration;
 
     fn node(name: &str, extra: serde_json::Value) -> Arc<Node> {
         let mut node = json!({

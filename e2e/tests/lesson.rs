@@ -313,6 +313,31 @@ subjects: [{kind: ServiceAccount, name: default, namespace: default}]
             .then_some(())
     });
     c.kubectl(&["delete", "rolebinding", "default-view"]);
+    // A Pod that names a node itself still meets that node's taints: the
+    // master's node agent rejects it, as a kubelet does.
+    c.apply(
+        "apiVersion: v1
+kind: Pod
+metadata: {name: on-master}
+spec:
+  nodeName: kl-master
+  containers: [{name: c, image: kube-lite/echo}]
+",
+    );
+    let rejected = c.eventually(20, "the master to reject the Pod", || {
+        let phase = c.jsonpath(
+            &["get", "pod", "on-master"],
+            "{.status.phase} {.status.reason}",
+        );
+        (phase == "Failed TaintToleration").then_some(phase)
+    });
+    assert_eq!(rejected, "Failed TaintToleration");
+    let message = c.jsonpath(&["get", "pod", "on-master"], "{.status.message}");
+    assert_eq!(
+        message,
+        "Pod was rejected: Predicate TaintToleration failed: node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }"
+    );
+    c.kubectl(&["delete", "pod", "on-master"]);
     // A node agent's port answers only the apiserver: from a Pod, the TLS
     // handshake fails (no certificate the cluster CA signed).
     let kubelet = c.run_kubectl(&[

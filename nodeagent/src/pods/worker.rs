@@ -150,6 +150,8 @@ pub struct PodWorker {
     /// ServiceAccount tokens of its projected volumes, by volume: the
     /// token, and when to ask for a fresh one.
     tokens: BTreeMap<String, (String, Instant)>,
+    /// The Pod passed admission (or was running before the agent started).
+    admitted: bool,
 }
 
 impl PodWorker {
@@ -201,7 +203,14 @@ impl PodWorker {
             pod.status.as_ref().and_then(|s| s.phase.as_deref()),
             Some("Succeeded") | Some("Failed")
         );
+        // Running already (adopted containers, or a start time reported):
+        // admitted before; a taint added since does not evict it.
+        let admitted = containers
+            .values()
+            .any(|c: &ContainerRuntime| c.current.is_some())
+            || pod.status.as_ref().is_some_and(|s| s.start_time.is_some());
         PodWorker {
+            admitted,
             shared,
             uid,
             pod,
@@ -307,6 +316,9 @@ impl PodWorker {
             return Next::Done;
         }
         if self.finished {
+            return Next::Wait;
+        }
+        if !self.admitted && !self.admit().await {
             return Next::Wait;
         }
         if !self.ensure_sandbox().await {
@@ -420,6 +432,57 @@ impl PodWorker {
         };
         self.dir.prepare(&record, &files)?;
         Ok(Sandbox { ip, netns })
+    }
+
+    /// The kubelet's admission of a new Pod: a Pod bound here without the
+    /// scheduler (`spec.nodeName` in its manifest) must still tolerate the
+    /// node's `NoSchedule` and `NoExecute` taints - the control-plane
+    /// node's, say. A Pod it cannot admit is failed at once, with the
+    /// reason, as the kubelet does. Returns whether it may run.
+    async fn admit(&mut self) -> bool {
+        let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(self.shared.client.clone());
+        let node = match nodes.get(&self.shared.node_name).await {
+            Ok(node) => node,
+            Err(error) => {
+                // Without the Node, wait: the next sync asks again.
+                tracing::warn!(pod = %self.pod_key(), %error, "reading the Node to admit a Pod");
+                return false;
+            }
+        };
+        let taints = node
+            .spec
+            .as_ref()
+            .and_then(|s| s.taints.clone())
+            .unwrap_or_default();
+        let Some(taint) = api::pod::untolerated_taint(&self.pod, &taints) else {
+            self.admitted = true;
+            return true;
+        };
+        let why = format!(
+            "Predicate TaintToleration failed: node(s) had untolerated taint {{{}: {}}}",
+            taint.key,
+            taint.value.as_deref().unwrap_or_default()
+        );
+        tracing::info!(pod = %self.pod_key(), %why, "pod rejected");
+        self.shared
+            .events
+            .publish(&self.pod, events::WARNING, "TaintToleration", &why);
+        let patch = serde_json::json!({"status": {
+            "phase": "Failed",
+            "reason": "TaintToleration",
+            "message": format!("Pod was rejected: {why}"),
+        }});
+        let name = self.pod.metadata.name.clone().unwrap_or_default();
+        if let Err(error) = self
+            .api()
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            tracing::warn!(pod = %self.pod_key(), %error, "reporting the rejection; will retry");
+            return false;
+        }
+        self.finished = true;
+        false
     }
 
     /// A ServiceAccount token for the projected volume `volume`, bound to
