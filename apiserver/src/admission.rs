@@ -33,11 +33,7 @@ fn dns_slice(node: &str) -> String {
 }
 
 fn forbidden(target: &Target, name: &str, why: String) -> StatusError {
-    let resource = if target.resource.group.is_empty() {
-        target.resource.plural.to_string()
-    } else {
-        format!("{}.{}", target.resource.plural, target.resource.group)
-    };
+    let resource = crate::status::qualified(target.resource.plural, target.resource.group);
     StatusError::new(
         403,
         "Forbidden",

@@ -13,8 +13,9 @@
 
 use std::net::SocketAddr;
 
-use serde_json::{json, Value};
+use serde_json::json;
 
+use crate::bootstrap;
 use crate::rest::{objectmeta, App};
 use crate::status::StatusError;
 use crate::storage::ObjectKey;
@@ -25,43 +26,6 @@ pub const NAMESPACE: &str = "default";
 
 fn resource(group: &str, plural: &str) -> &'static api::resources::ResourceType {
     api::resources::by_plural(group, "v1", plural).expect("served")
-}
-
-/// Writes `object` under `key` unless an equal one is there (`fields`
-/// compared); new objects get their metadata as any create would.
-async fn put(
-    app: &App,
-    key: ObjectKey,
-    mut object: Value,
-    fields: &[&str],
-) -> Result<(), StatusError> {
-    match app.store.get(&key) {
-        Some(current) if fields.iter().all(|f| current.get(*f) == object.get(*f)) => Ok(()),
-        Some(current) => {
-            let mut updated = (*current).clone();
-            for field in fields {
-                updated[*field] = object[*field].clone();
-            }
-            app.store
-                .write(move |txn| {
-                    txn.put(key, updated);
-                    Ok(())
-                })
-                .await
-        }
-        None => {
-            objectmeta::prepare_for_create(key.resource, &mut object);
-            crate::defaults::apply_defaults(key.resource, &mut object);
-            app.store
-                .write(move |txn| {
-                    if txn.get(&key).is_none() {
-                        txn.put(key, object);
-                    }
-                    Ok(())
-                })
-                .await
-        }
-    }
 }
 
 /// Makes the `kubernetes` Service, Endpoints and EndpointSlice say that
@@ -110,9 +74,9 @@ pub async fn ensure(app: &App, advertised: SocketAddr) -> Result<(), StatusError
     }
     let ip = advertised.ip().to_string();
     let port = advertised.port();
-    put(
-        app,
-        ObjectKey::new(resource("", "endpoints"), Some(NAMESPACE), NAME),
+    bootstrap::ensure(
+        &app.store,
+        resource("", "endpoints"),
         json!({
             "apiVersion": "v1",
             "kind": "Endpoints",
@@ -121,15 +85,12 @@ pub async fn ensure(app: &App, advertised: SocketAddr) -> Result<(), StatusError
                          "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}],
         }),
         &["subsets"],
+        |_| true,
     )
     .await?;
-    put(
-        app,
-        ObjectKey::new(
-            resource("discovery.k8s.io", "endpointslices"),
-            Some(NAMESPACE),
-            NAME,
-        ),
+    bootstrap::ensure(
+        &app.store,
+        resource("discovery.k8s.io", "endpointslices"),
         json!({
             "apiVersion": "discovery.k8s.io/v1",
             "kind": "EndpointSlice",
@@ -140,6 +101,7 @@ pub async fn ensure(app: &App, advertised: SocketAddr) -> Result<(), StatusError
             "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
         }),
         &["endpoints", "ports"],
+        |_| true,
     )
     .await
 }

@@ -31,6 +31,7 @@
 pub mod admission;
 pub mod authn;
 pub mod authz;
+pub mod bootstrap;
 pub mod clusterip;
 pub mod defaults;
 pub mod discovery;

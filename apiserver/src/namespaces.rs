@@ -29,11 +29,7 @@ fn namespaces() -> &'static api::resources::ResourceType {
 /// Creates the system namespaces that do not exist yet.
 pub async fn ensure_system_namespaces(store: &Store) -> Result<(), StatusError> {
     for name in SYSTEM_NAMESPACES {
-        let key = ObjectKey::new(namespaces(), None, name);
-        if store.get(&key).is_some() {
-            continue;
-        }
-        let mut object = json!({
+        let object = json!({
             "apiVersion": "v1",
             "kind": "Namespace",
             "metadata": {
@@ -41,16 +37,7 @@ pub async fn ensure_system_namespaces(store: &Store) -> Result<(), StatusError> 
                 "labels": { "kubernetes.io/metadata.name": name },
             },
         });
-        objectmeta::prepare_for_create(namespaces(), &mut object);
-        crate::defaults::apply_defaults(namespaces(), &mut object);
-        store
-            .write(move |txn| {
-                if txn.get(&key).is_none() {
-                    txn.put(key, object);
-                }
-                Ok(())
-            })
-            .await?;
+        crate::bootstrap::ensure(store, namespaces(), object, &[], |_| false).await?;
     }
     Ok(())
 }

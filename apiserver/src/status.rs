@@ -341,7 +341,7 @@ impl StatusError {
 }
 
 /// `services` or `deployments.apps`, as messages name a resource.
-fn qualified(plural: &str, group: &str) -> String {
+pub fn qualified(plural: &str, group: &str) -> String {
     if group.is_empty() {
         plural.to_string()
     } else {

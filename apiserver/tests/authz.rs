@@ -5,11 +5,8 @@
 
 mod common;
 
-use std::io::Write as _;
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
-
-use e2e::harness::{kubectl, SecureApiServer};
+use common::{kubectl_as, text};
+use e2e::harness::SecureApiServer;
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -20,37 +17,6 @@ fn start() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let api = SecureApiServer::start(dir.path());
     Fixture { _dir: dir, api }
-}
-
-/// The real kubectl with a kubeconfig, and `stdin` if given.
-fn run(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(kubectl())
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(text) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-    }
-    drop(child.stdin.take());
-    child.wait_with_output().unwrap()
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 const JANE_VIEWS_DEFAULT: &str = "
@@ -73,10 +39,10 @@ subjects:
 fn a_user_without_bindings_is_forbidden_with_the_upstream_message() {
     let f = start();
     let jane = f.api.kubeconfig("jane", &[]);
-    let output = run(&jane, &["get", "pods"], None);
+    let output = kubectl_as(&jane, &["get", "pods"], None);
     assert!(!output.status.success());
     assert_eq!(
-        stderr(&output).trim(),
+        text(&output.stderr),
         "Error from server (Forbidden): pods is forbidden: User \"jane\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\""
     );
 }
@@ -85,23 +51,23 @@ fn a_user_without_bindings_is_forbidden_with_the_upstream_message() {
 fn a_rolebinding_lets_the_user_read_and_no_more() {
     let f = start();
     let admin = f.api.admin_kubeconfig();
-    let applied = run(&admin, &["apply", "-f", "-"], Some(JANE_VIEWS_DEFAULT));
-    assert!(applied.status.success(), "{}", stderr(&applied));
+    let applied = kubectl_as(&admin, &["apply", "-f", "-"], Some(JANE_VIEWS_DEFAULT));
+    assert!(applied.status.success(), "{}", text(&applied.stderr));
     let jane = f.api.kubeconfig("jane", &[]);
-    let listed = run(&jane, &["get", "pods"], None);
-    assert!(listed.status.success(), "{}", stderr(&listed));
+    let listed = kubectl_as(&jane, &["get", "pods"], None);
+    assert!(listed.status.success(), "{}", text(&listed.stderr));
     // view is read-only, and only in default.
-    let denied = run(&jane, &["delete", "configmap", "x"], None);
+    let denied = kubectl_as(&jane, &["delete", "configmap", "x"], None);
     assert!(
-        stderr(&denied).contains("cannot delete resource \"configmaps\""),
+        text(&denied.stderr).contains("cannot delete resource \"configmaps\""),
         "{}",
-        stderr(&denied)
+        text(&denied.stderr)
     );
-    let elsewhere = run(&jane, &["get", "pods", "-n", "kube-system"], None);
+    let elsewhere = kubectl_as(&jane, &["get", "pods", "-n", "kube-system"], None);
     assert!(
-        stderr(&elsewhere).contains("in the namespace \"kube-system\""),
+        text(&elsewhere.stderr).contains("in the namespace \"kube-system\""),
         "{}",
-        stderr(&elsewhere)
+        text(&elsewhere.stderr)
     );
 }
 
@@ -111,20 +77,20 @@ fn kubectl_auth_can_i_answers_per_user() {
     let admin = f.api.admin_kubeconfig();
     let jane = f.api.kubeconfig("jane", &[]);
     assert_eq!(
-        stdout(&run(&admin, &["auth", "can-i", "delete", "nodes"], None)).trim(),
+        text(&kubectl_as(&admin, &["auth", "can-i", "delete", "nodes"], None).stdout),
         "yes"
     );
     assert_eq!(
-        stdout(&run(&jane, &["auth", "can-i", "list", "pods"], None)).trim(),
+        text(&kubectl_as(&jane, &["auth", "can-i", "list", "pods"], None).stdout),
         "no"
     );
-    run(&admin, &["apply", "-f", "-"], Some(JANE_VIEWS_DEFAULT));
+    kubectl_as(&admin, &["apply", "-f", "-"], Some(JANE_VIEWS_DEFAULT));
     assert_eq!(
-        stdout(&run(&jane, &["auth", "can-i", "list", "pods"], None)).trim(),
+        text(&kubectl_as(&jane, &["auth", "can-i", "list", "pods"], None).stdout),
         "yes"
     );
     assert_eq!(
-        stdout(&run(&jane, &["auth", "can-i", "create", "pods"], None)).trim(),
+        text(&kubectl_as(&jane, &["auth", "can-i", "create", "pods"], None).stdout),
         "no"
     );
 }
@@ -133,9 +99,9 @@ fn kubectl_auth_can_i_answers_per_user() {
 fn kubectl_auth_whoami_shows_the_certificate_identity() {
     let f = start();
     let dev = f.api.kubeconfig("jane", &["students"]);
-    let output = run(&dev, &["auth", "whoami"], None);
-    assert!(output.status.success(), "{}", stderr(&output));
-    let text = stdout(&output);
+    let output = kubectl_as(&dev, &["auth", "whoami"], None);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let text = text(&output.stdout);
     assert!(text.contains("Username    jane"), "{text}");
     assert!(text.contains("[students system:authenticated]"), "{text}");
 }
@@ -146,11 +112,8 @@ fn node_credentials_do_what_a_node_agent_does_only() {
     let node = f
         .api
         .kubeconfig("system:node:kl-worker1", &["system:nodes"]);
-    let can = |args: &[&str]| {
-        stdout(&run(&node, &[&["auth", "can-i"], args].concat(), None))
-            .trim()
-            .to_string()
-    };
+    let can =
+        |args: &[&str]| text(&kubectl_as(&node, &[&["auth", "can-i"], args].concat(), None).stdout);
     assert_eq!(can(&["patch", "nodes/status"]), "yes");
     assert_eq!(
         can(&["watch", "endpointslices.discovery.k8s.io", "-A"]),
@@ -158,21 +121,21 @@ fn node_credentials_do_what_a_node_agent_does_only() {
     );
     assert_eq!(can(&["create", "pods"]), "no");
     assert_eq!(can(&["create", "deployments.apps"]), "no");
-    let denied = run(
+    let denied = kubectl_as(
         &node,
         &["create", "namespace", "x", "--dry-run=client", "-o", "name"],
         None,
     );
     assert!(denied.status.success(), "a client dry run sends nothing");
-    let denied = run(&node, &["get", "clusterroles"], None);
-    assert!(stderr(&denied).contains("User \"system:node:kl-worker1\" cannot list resource \"clusterroles\" in API group \"rbac.authorization.k8s.io\" at the cluster scope"), "{}", stderr(&denied));
+    let denied = kubectl_as(&node, &["get", "clusterroles"], None);
+    assert!(text(&denied.stderr).contains("User \"system:node:kl-worker1\" cannot list resource \"clusterroles\" in API group \"rbac.authorization.k8s.io\" at the cluster scope"), "{}", text(&denied.stderr));
 }
 
 #[test]
 fn the_default_roles_are_there_and_labelled() {
     let f = start();
     let admin = f.api.admin_kubeconfig();
-    let output = run(
+    let output = kubectl_as(
         &admin,
         &[
             "get",
@@ -184,7 +147,7 @@ fn the_default_roles_are_there_and_labelled() {
         ],
         None,
     );
-    let names = stdout(&output);
+    let names = String::from_utf8_lossy(&output.stdout);
     for role in [
         "cluster-admin",
         "admin",
@@ -199,11 +162,14 @@ fn the_default_roles_are_there_and_labelled() {
             "{role}: {names}"
         );
     }
-    let bindings = stdout(&run(
-        &admin,
-        &["get", "clusterrolebinding", "cluster-admin", "-o", "wide"],
-        None,
-    ));
+    let bindings = text(
+        &kubectl_as(
+            &admin,
+            &["get", "clusterrolebinding", "cluster-admin", "-o", "wide"],
+            None,
+        )
+        .stdout,
+    );
     assert!(bindings.contains("ClusterRole/cluster-admin"), "{bindings}");
     assert!(bindings.contains("system:masters"), "{bindings}");
 }
@@ -212,18 +178,18 @@ fn the_default_roles_are_there_and_labelled() {
 fn impersonation_needs_permission() {
     let f = start();
     let admin = f.api.admin_kubeconfig();
-    let as_jane = run(
+    let as_jane = kubectl_as(
         &admin,
         &["auth", "can-i", "list", "pods", "--as=jane"],
         None,
     );
-    assert_eq!(stdout(&as_jane).trim(), "no");
+    assert_eq!(text(&as_jane.stdout), "no");
     let jane = f.api.kubeconfig("jane", &[]);
-    let output = run(&jane, &["get", "pods", "--as=bob"], None);
+    let output = kubectl_as(&jane, &["get", "pods", "--as=bob"], None);
     assert!(
-        stderr(&output).contains("users \"bob\" is forbidden: User \"jane\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope"),
+        text(&output.stderr).contains("users \"bob\" is forbidden: User \"jane\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope"),
         "{}",
-        stderr(&output)
+        text(&output.stderr)
     );
 }
 
@@ -231,7 +197,7 @@ fn impersonation_needs_permission() {
 fn invalid_rbac_objects_are_refused_with_their_fields() {
     let f = start();
     let admin = f.api.admin_kubeconfig();
-    let output = run(
+    let output = kubectl_as(
         &admin,
         &["apply", "-f", "-"],
         Some(
@@ -244,7 +210,7 @@ subjects: [{kind: ServiceAccount, name: default}]
 ",
         ),
     );
-    let text = stderr(&output);
+    let text = text(&output.stderr);
     assert!(
         text.contains("The ClusterRoleBinding \"broken\" is invalid"),
         "{text}"
@@ -274,16 +240,16 @@ apiVersion: v1
 kind: Node
 metadata: {name: kl-worker2}
 ";
-    let created = run(&admin, &["apply", "-f", "-"], Some(nodes));
-    assert!(created.status.success(), "{}", stderr(&created));
+    let created = kubectl_as(&admin, &["apply", "-f", "-"], Some(nodes));
+    assert!(created.status.success(), "{}", text(&created.stderr));
     let worker1 = f
         .api
         .kubeconfig("system:node:kl-worker1", &["system:nodes"]);
-    let own = run(&worker1, &["label", "node", "kl-worker1", "lab=yes"], None);
-    assert!(own.status.success(), "{}", stderr(&own));
-    let other = run(&worker1, &["label", "node", "kl-worker2", "lab=yes"], None);
+    let own = kubectl_as(&worker1, &["label", "node", "kl-worker1", "lab=yes"], None);
+    assert!(own.status.success(), "{}", text(&own.stderr));
+    let other = kubectl_as(&worker1, &["label", "node", "kl-worker2", "lab=yes"], None);
     assert_eq!(
-        stderr(&other).trim(),
+        text(&other.stderr),
         "Error from server (Forbidden): nodes \"kl-worker2\" is forbidden: node \"kl-worker1\" is not allowed to modify node \"kl-worker2\""
     );
 }

@@ -5,11 +5,10 @@
 
 mod common;
 
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::PathBuf;
 
-use e2e::harness::{kubectl, SecureApiServer};
+use common::{kubectl_as, text};
+use e2e::harness::SecureApiServer;
 
 struct Fixture {
     dir: tempfile::TempDir,
@@ -24,35 +23,9 @@ fn start() -> Fixture {
     Fixture { dir, api, admin }
 }
 
-fn run(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(kubectl())
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(text) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-    }
-    drop(child.stdin.take());
-    child.wait_with_output().unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).trim().to_string()
-}
-
 impl Fixture {
     fn apply(&self, manifest: &str) {
-        let out = run(&self.admin, &["apply", "-f", "-"], Some(manifest));
+        let out = kubectl_as(&self.admin, &["apply", "-f", "-"], Some(manifest));
         assert!(out.status.success(), "{}", text(&out.stderr));
     }
 
@@ -86,12 +59,12 @@ metadata: {name: default, namespace: default}
 fn kubectl_create_token_gives_a_token_that_authenticates_as_the_account() {
     let f = start();
     f.apply(ACCOUNT);
-    let created = run(&f.admin, &["create", "token", "default"], None);
+    let created = kubectl_as(&f.admin, &["create", "token", "default"], None);
     assert!(created.status.success(), "{}", text(&created.stderr));
     let token = text(&created.stdout);
     assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
     let as_account = f.token_kubeconfig(&token);
-    let whoami = text(&run(&as_account, &["auth", "whoami"], None).stdout);
+    let whoami = text(&kubectl_as(&as_account, &["auth", "whoami"], None).stdout);
     assert!(
         whoami.contains("system:serviceaccount:default:default"),
         "{whoami}"
@@ -100,7 +73,7 @@ fn kubectl_create_token_gives_a_token_that_authenticates_as_the_account() {
         whoami.contains("system:serviceaccounts:default"),
         "{whoami}"
     );
-    let denied = run(&as_account, &["get", "pods"], None);
+    let denied = kubectl_as(&as_account, &["get", "pods"], None);
     assert_eq!(
         text(&denied.stderr),
         "Error from server (Forbidden): pods is forbidden: User \"system:serviceaccount:default:default\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\""
@@ -114,7 +87,7 @@ roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}
 subjects: [{kind: ServiceAccount, name: default, namespace: default}]
 ",
     );
-    let allowed = run(&as_account, &["get", "pods"], None);
+    let allowed = kubectl_as(&as_account, &["get", "pods"], None);
     assert!(allowed.status.success(), "{}", text(&allowed.stderr));
 }
 
@@ -122,12 +95,14 @@ subjects: [{kind: ServiceAccount, name: default, namespace: default}]
 fn a_token_dies_with_its_account() {
     let f = start();
     f.apply(ACCOUNT);
-    let token = text(&run(&f.admin, &["create", "token", "default"], None).stdout);
+    let token = text(&kubectl_as(&f.admin, &["create", "token", "default"], None).stdout);
     let as_account = f.token_kubeconfig(&token);
-    assert!(run(&as_account, &["auth", "whoami"], None).status.success());
-    run(&f.admin, &["delete", "serviceaccount", "default"], None);
+    assert!(kubectl_as(&as_account, &["auth", "whoami"], None)
+        .status
+        .success());
+    kubectl_as(&f.admin, &["delete", "serviceaccount", "default"], None);
     f.apply(ACCOUNT); // the same name, another uid
-    let after = run(&as_account, &["auth", "whoami"], None);
+    let after = kubectl_as(&as_account, &["auth", "whoami"], None);
     assert!(
         text(&after.stderr).contains("Unauthorized"),
         "{}",
@@ -139,7 +114,7 @@ fn a_token_dies_with_its_account() {
 fn a_short_token_is_refused_with_the_field() {
     let f = start();
     f.apply(ACCOUNT);
-    let out = run(
+    let out = kubectl_as(
         &f.admin,
         &["create", "token", "default", "--duration=1m"],
         None,
@@ -176,14 +151,15 @@ data:
         b64(&expires)
     ));
     let joining = f.token_kubeconfig("abcdef.0123456789abcdef");
-    let whoami = text(&run(&joining, &["auth", "whoami"], None).stdout);
+    let whoami = text(&kubectl_as(&joining, &["auth", "whoami"], None).stdout);
     assert!(whoami.contains("system:bootstrap:abcdef"), "{whoami}");
     assert!(whoami.contains("system:bootstrappers"), "{whoami}");
-    let can =
-        |args: &[&str]| text(&run(&joining, &[&["auth", "can-i"], args].concat(), None).stdout);
+    let can = |args: &[&str]| {
+        text(&kubectl_as(&joining, &[&["auth", "can-i"], args].concat(), None).stdout)
+    };
     // kubeadm's join: a CertificateSigningRequest (asked as a raw review:
     // kubectl resolves resource names through discovery first).
-    let review = run(
+    let review = kubectl_as(
         &joining,
         &["create", "-f", "-", "--validate=false", "-o", "jsonpath={.status.allowed}"],
         Some(
@@ -199,7 +175,7 @@ spec:
     assert_eq!(can(&["list", "pods"]), "no");
     // A wrong secret is no one, not anonymous.
     let wrong = f.token_kubeconfig("abcdef.0000000000000000");
-    assert!(text(&run(&wrong, &["auth", "whoami"], None).stderr).contains("Unauthorized"));
+    assert!(text(&kubectl_as(&wrong, &["auth", "whoami"], None).stderr).contains("Unauthorized"));
 }
 
 #[test]
@@ -215,7 +191,7 @@ spec:
   containers: [{name: c, image: kube-lite/echo}]
 ",
     );
-    let created = run(
+    let created = kubectl_as(
         &f.admin,
         &[
             "create",
@@ -228,14 +204,16 @@ spec:
     );
     assert!(created.status.success(), "{}", text(&created.stderr));
     let as_pod = f.token_kubeconfig(&text(&created.stdout));
-    assert!(run(&as_pod, &["auth", "whoami"], None).status.success());
-    let deleted = run(
+    assert!(kubectl_as(&as_pod, &["auth", "whoami"], None)
+        .status
+        .success());
+    let deleted = kubectl_as(
         &f.admin,
         &["delete", "pod", "client", "--grace-period=0", "--force"],
         None,
     );
     assert!(deleted.status.success(), "{}", text(&deleted.stderr));
-    let after = run(&as_pod, &["auth", "whoami"], None);
+    let after = kubectl_as(&as_pod, &["auth", "whoami"], None);
     assert!(
         text(&after.stderr).contains("Unauthorized"),
         "{}",

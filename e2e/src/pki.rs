@@ -78,6 +78,22 @@ fn write_private(path: &Path, text: &str) -> Result<(), LabError> {
     Ok(())
 }
 
+/// Issues `request` into `paths` (certificate, key) unless both exist.
+fn issue_missing(
+    ca: &Ca,
+    (cert, key): (PathBuf, PathBuf),
+    request: &CertRequest,
+) -> Result<(), LabError> {
+    if cert.exists() && key.exists() {
+        return Ok(());
+    }
+    let issued = ca
+        .issue(request)
+        .map_err(error(format!("a certificate for {}", request.common_name)))?;
+    write_private(&key, &issued.key_pem)?;
+    write_private(&cert, &issued.cert_pem)
+}
+
 /// The CA, made on the first `up`.
 fn ca(dir: &Path) -> Result<Ca, LabError> {
     let cert = ca_cert_path(dir);
@@ -103,22 +119,19 @@ pub fn ensure(
     nodes: &[(String, Ipv4Addr)],
 ) -> Result<(), LabError> {
     let ca = ca(dir)?;
-    let (cert, key) = apiserver_cert_paths(dir);
-    if !cert.exists() || !key.exists() {
-        let issued = ca
-            .issue(&CertRequest::server(
-                "kube-apiserver",
-                &pki::apiserver_names(),
-                &[
-                    IpAddr::V4(master_ip),
-                    IpAddr::V4(kubernetes_service_ip),
-                    IpAddr::V4(Ipv4Addr::LOCALHOST),
-                ],
-            ))
-            .map_err(error("the apiserver's certificate"))?;
-        write_private(&key, &issued.key_pem)?;
-        write_private(&cert, &issued.cert_pem)?;
-    }
+    issue_missing(
+        &ca,
+        apiserver_cert_paths(dir),
+        &CertRequest::server(
+            "kube-apiserver",
+            &pki::apiserver_names(),
+            &[
+                IpAddr::V4(master_ip),
+                IpAddr::V4(kubernetes_service_ip),
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+            ],
+        ),
+    )?;
     let (sa_key, sa_pub) = service_account_key_paths(dir);
     if !sa_key.exists() || !sa_pub.exists() {
         let (private, public) =
@@ -165,32 +178,19 @@ pub fn ensure(
             None,
         )?;
         // The kubelet port's serving certificate: its name and address.
-        let (cert, key) = kubelet_cert_paths(dir, node);
-        if !cert.exists() || !key.exists() {
-            let issued = ca
-                .issue(&CertRequest::server(
-                    node,
-                    &[node.as_str()],
-                    &[IpAddr::V4(*ip)],
-                ))
-                .map_err(error(format!("the kubelet certificate of {node}")))?;
-            write_private(&key, &issued.key_pem)?;
-            write_private(&cert, &issued.cert_pem)?;
-        }
+        issue_missing(
+            &ca,
+            kubelet_cert_paths(dir, node),
+            &CertRequest::server(node, &[node.as_str()], &[IpAddr::V4(*ip)]),
+        )?;
     }
     // What the apiserver shows kubelets (kubeadm's
     // apiserver-kubelet-client).
-    let (cert, key) = apiserver_kubelet_client_paths(dir);
-    if !cert.exists() || !key.exists() {
-        let issued = ca
-            .issue(&CertRequest::client(
-                "kube-apiserver-kubelet-client",
-                &[user::SYSTEM_MASTERS],
-            ))
-            .map_err(error("the apiserver's kubelet-client certificate"))?;
-        write_private(&key, &issued.key_pem)?;
-        write_private(&cert, &issued.cert_pem)?;
-    }
+    issue_missing(
+        &ca,
+        apiserver_kubelet_client_paths(dir),
+        &CertRequest::client("kube-apiserver-kubelet-client", &[user::SYSTEM_MASTERS]),
+    )?;
     Ok(())
 }
 

@@ -151,11 +151,7 @@ pub fn forbidden(user: &UserInfo, attributes: &Attributes) -> StatusError {
             namespace,
             name,
         } => {
-            let qualified = if group.is_empty() {
-                resource.clone()
-            } else {
-                format!("{resource}.{group}")
-            };
+            let qualified = crate::status::qualified(resource, group);
             let what = if name.is_empty() {
                 format!("{qualified} is forbidden")
             } else {

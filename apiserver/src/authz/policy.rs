@@ -25,9 +25,8 @@ use serde_json::{json, Value};
 use api::user;
 
 use super::rbac::GROUP;
-use crate::rest::objectmeta;
 use crate::status::StatusError;
-use crate::storage::{ObjectKey, Store};
+use crate::storage::Store;
 
 /// The label every default role and binding carries.
 pub const BOOTSTRAPPING_LABEL: &str = "kubernetes.io/bootstrapping";
@@ -486,7 +485,7 @@ pub fn defaults() -> Vec<Value> {
 /// Creates the defaults that are missing, and puts back those marked
 /// `autoupdate: "true"` that differ.
 pub async fn ensure_defaults(store: &Store) -> Result<(), StatusError> {
-    for mut object in defaults() {
+    for object in defaults() {
         let kind = object["kind"].as_str().unwrap_or_default().to_string();
         let plural = match kind.as_str() {
             "ClusterRole" => "clusterroles",
@@ -496,51 +495,14 @@ pub async fn ensure_defaults(store: &Store) -> Result<(), StatusError> {
         };
         let resource = api::resources::by_plural(GROUP, "v1", plural)
             .ok_or_else(|| StatusError::internal(format!("{plural} are not served")))?;
-        let name = object["metadata"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let namespace = object["metadata"]["namespace"].as_str().map(str::to_string);
-        let key = ObjectKey::new(resource, namespace.as_deref(), &name);
-        let wanted = |o: &Value| {
-            (
-                o.get("rules").cloned(),
-                o.get("roleRef").cloned(),
-                o.get("subjects").cloned(),
-            )
-        };
-        match store.get(&key) {
-            Some(current) => {
-                let autoupdate =
-                    current["metadata"]["annotations"][AUTOUPDATE_ANNOTATION] == "true";
-                if !autoupdate || wanted(&current) == wanted(&object) {
-                    continue;
-                }
-                let mut updated = (*current).clone();
-                for field in ["rules", "roleRef", "subjects"] {
-                    if let Some(value) = object.get(field) {
-                        updated[field] = value.clone();
-                    }
-                }
-                store
-                    .write(move |txn| {
-                        txn.put(key, updated);
-                        Ok(())
-                    })
-                    .await?;
-            }
-            None => {
-                objectmeta::prepare_for_create(resource, &mut object);
-                store
-                    .write(move |txn| {
-                        if txn.get(&key).is_none() {
-                            txn.put(key, object);
-                        }
-                        Ok(())
-                    })
-                    .await?;
-            }
-        }
+        crate::bootstrap::ensure(
+            store,
+            resource,
+            object,
+            &["rules", "roleRef", "subjects"],
+            |current| current["metadata"]["annotations"][AUTOUPDATE_ANNOTATION] == "true",
+        )
+        .await?;
     }
     Ok(())
 }

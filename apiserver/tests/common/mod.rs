@@ -95,3 +95,37 @@ impl Client {
 
 #[allow(unused_imports)]
 pub use e2e::harness::{kubectl, workspace_root};
+
+/// The real kubectl as the holder of `kubeconfig`, with `stdin` if given.
+pub fn kubectl_as(
+    kubeconfig: &std::path::Path,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> std::process::Output {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(kubectl())
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running kubectl");
+    if let Some(text) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("kubectl's stdin")
+            .write_all(text.as_bytes())
+            .expect("writing kubectl's stdin");
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().expect("kubectl's output")
+}
+
+/// A command's output as trimmed text.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).trim().to_string()
+}
