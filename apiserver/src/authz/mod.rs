@@ -210,7 +210,8 @@ pub async fn authorize(State(store): State<Arc<Store>>, request: Request, next: 
 mod tests {
     use super::*;
 
-    fn resource(
+    /// A resource request, shared by the authorizers' tests.
+    pub(super) fn resource(
         verb: &str,
         group: &str,
         resource: &str,

@@ -34,38 +34,47 @@ pub fn allows(user: &UserInfo, attributes: &Attributes) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::authz::tests::resource;
     use api::user::{node_user, NODES};
-
-    fn request(verb: &str, group: &str, resource: &str, sub: &str) -> Attributes {
-        Attributes::Resource {
-            verb: verb.into(),
-            group: group.into(),
-            resource: resource.into(),
-            subresource: sub.into(),
-            namespace: "default".into(),
-            name: "x".into(),
-        }
-    }
 
     #[test]
     fn nodes_do_what_node_agents_do_and_nothing_else() {
         let node = UserInfo::authenticated(&node_user("kl-worker1"), &[NODES.into()]);
-        assert!(allows(&node, &request("patch", "", "pods", "status")));
-        assert!(allows(&node, &request("patch", "", "nodes", "status")));
         assert!(allows(
             &node,
-            &request("watch", "discovery.k8s.io", "endpointslices", "")
+            &resource("patch", "", "pods", "status", "default", "x")
         ));
-        assert!(!allows(&node, &request("create", "", "pods", "")));
+        assert!(allows(
+            &node,
+            &resource("patch", "", "nodes", "status", "default", "x")
+        ));
+        assert!(allows(
+            &node,
+            &resource(
+                "watch",
+                "discovery.k8s.io",
+                "endpointslices",
+                "",
+                "default",
+                "x"
+            )
+        ));
         assert!(!allows(
             &node,
-            &request("create", "apps", "deployments", "")
+            &resource("create", "", "pods", "", "default", "x")
         ));
-        assert!(!allows(&node, &request("get", "", "pods", "exec")));
+        assert!(!allows(
+            &node,
+            &resource("create", "apps", "deployments", "", "default", "x")
+        ));
+        assert!(!allows(
+            &node,
+            &resource("get", "", "pods", "exec", "default", "x")
+        ));
         let not_a_node = UserInfo::authenticated(&node_user("kl-worker1"), &[]);
         assert!(!allows(
             &not_a_node,
-            &request("patch", "", "pods", "status")
+            &resource("patch", "", "pods", "status", "default", "x")
         ));
     }
 }

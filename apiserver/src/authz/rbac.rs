@@ -166,24 +166,8 @@ pub fn allows(snapshot: &Snapshot<'_>, user: &UserInfo, attributes: &Attributes)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::authz::tests::resource;
     use serde_json::json;
-
-    fn resource_request(
-        verb: &str,
-        group: &str,
-        resource: &str,
-        sub: &str,
-        name: &str,
-    ) -> Attributes {
-        Attributes::Resource {
-            verb: verb.into(),
-            group: group.into(),
-            resource: resource.into(),
-            subresource: sub.into(),
-            namespace: "default".into(),
-            name: name.into(),
-        }
-    }
 
     #[test]
     fn rules_match_as_upstream() {
@@ -191,41 +175,41 @@ mod tests {
             json!({"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get", "list"]});
         assert!(rule_allows(
             &rule,
-            &resource_request("list", "", "pods", "", "")
+            &resource("list", "", "pods", "", "default", "")
         ));
         assert!(rule_allows(
             &rule,
-            &resource_request("get", "", "pods", "log", "p")
+            &resource("get", "", "pods", "log", "default", "p")
         ));
         assert!(!rule_allows(
             &rule,
-            &resource_request("get", "", "pods", "exec", "p")
+            &resource("get", "", "pods", "exec", "default", "p")
         ));
         assert!(!rule_allows(
             &rule,
-            &resource_request("delete", "", "pods", "", "p")
+            &resource("delete", "", "pods", "", "default", "p")
         ));
         assert!(!rule_allows(
             &rule,
-            &resource_request("list", "apps", "pods", "", "")
+            &resource("list", "apps", "pods", "", "default", "")
         ));
         let any_status = json!({"apiGroups": ["*"], "resources": ["*/status"], "verbs": ["*"]});
         assert!(rule_allows(
             &any_status,
-            &resource_request("patch", "apps", "deployments", "status", "d")
+            &resource("patch", "apps", "deployments", "status", "default", "d")
         ));
         assert!(!rule_allows(
             &any_status,
-            &resource_request("patch", "apps", "deployments", "", "d")
+            &resource("patch", "apps", "deployments", "", "default", "d")
         ));
         let named = json!({"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"], "resourceNames": ["cluster-info"]});
         assert!(rule_allows(
             &named,
-            &resource_request("get", "", "configmaps", "", "cluster-info")
+            &resource("get", "", "configmaps", "", "default", "cluster-info")
         ));
         assert!(!rule_allows(
             &named,
-            &resource_request("get", "", "configmaps", "", "other")
+            &resource("get", "", "configmaps", "", "default", "other")
         ));
         let urls = json!({"nonResourceURLs": ["/healthz", "/apis/*"], "verbs": ["get"]});
         let path = |p: &str| Attributes::NonResource {
@@ -239,7 +223,7 @@ mod tests {
         assert!(!rule_allows(&rule, &path("/healthz")));
         assert!(!rule_allows(
             &urls,
-            &resource_request("get", "", "pods", "", "")
+            &resource("get", "", "pods", "", "default", "")
         ));
     }
 
