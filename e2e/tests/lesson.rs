@@ -248,33 +248,25 @@ fn the_lesson_steps_1_to_11() {
     assert!(c
         .kubectl(&["get", "svc", "kubernetes", "--no-headers"])
         .contains("10.96.0.1"));
-    let version = c.run_kubectl(&[
-        "exec",
-        client,
-        "--",
-        "curl",
-        "-sk",
-        "-m",
-        "3",
-        "https://kubernetes.default.svc/version",
-    ]);
+    let anonymously = |path: &str| {
+        let out = c.run_kubectl(&[
+            "exec",
+            client,
+            "--",
+            "curl",
+            "-sk",
+            "-m",
+            "3",
+            &format!("https://kubernetes.default.svc{path}"),
+        ]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let version = anonymously("/version");
+    assert!(version.contains("\"gitVersion\""), "{version}");
+    let pods_anonymously = anonymously("/api/v1/pods");
     assert!(
-        String::from_utf8_lossy(&version.stdout).contains("\"gitVersion\""),
-        "{version:?}"
-    );
-    let pods_anonymously = c.run_kubectl(&[
-        "exec",
-        client,
-        "--",
-        "curl",
-        "-sk",
-        "-m",
-        "3",
-        "https://kubernetes.default.svc/api/v1/pods",
-    ]);
-    assert!(
-        String::from_utf8_lossy(&pods_anonymously.stdout).contains("\"reason\":\"Unauthorized\""),
-        "{pods_anonymously:?}"
+        pods_anonymously.contains("\"reason\":\"Unauthorized\""),
+        "{pods_anonymously}"
     );
     // Every Pod has its ServiceAccount's identity (a token the node agent
     // asked for, the cluster CA, its namespace): the default account may
