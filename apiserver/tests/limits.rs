@@ -84,21 +84,12 @@ async fn a_json_patch_that_copies_itself_big_is_422_and_the_server_keeps_serving
 async fn beyond_the_writes_in_flight_the_answer_is_429_with_retry_after() {
     let dir = tempfile::tempdir().unwrap();
     let api = ApiServer::start_with(dir.path(), &["--max-mutating-requests-inflight", "1"]);
-    // One write that stays in flight: it promises 100 bytes of body and
-    // sends one.
     let addr = api.url.trim_start_matches("http://").to_string();
-    let mut slow = std::net::TcpStream::connect(&addr).unwrap();
-    std::io::Write::write_all(
-        &mut slow,
-        format!(
-            "POST {CONFIGMAPS} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{"
-        )
-        .as_bytes(),
-    )
-    .unwrap();
+    let mut held = hold_a_write(&addr);
     let client = Client::new(&api.url);
-    // The second write finds no room (the first may need a moment to
-    // arrive).
+    // The second write finds no room. The held one may need a moment to
+    // arrive, and may itself lose the one place to a second write in
+    // flight at that moment (then its connection has a 429): hold another.
     let mut answer = None;
     for _ in 0..50 {
         let a = client
@@ -111,6 +102,9 @@ async fn beyond_the_writes_in_flight_the_answer_is_429_with_retry_after() {
             answer = Some(a);
             break;
         }
+        if answered(&held) {
+            held = hold_a_write(&addr);
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let answer = answer.expect("a 429 while the first write is in flight");
@@ -122,5 +116,29 @@ async fn beyond_the_writes_in_flight_the_answer_is_429_with_retry_after() {
     assert_eq!(answer.headers["retry-after"], "1");
     // Reads have their own room.
     assert_eq!(client.get(CONFIGMAPS).await.code, 200);
-    drop(slow);
+    drop(held);
+}
+
+/// One write that stays in flight: it promises 100 bytes of body and
+/// sends one.
+fn hold_a_write(addr: &str) -> std::net::TcpStream {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    std::io::Write::write_all(
+        &mut stream,
+        format!(
+            "POST {CONFIGMAPS} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    stream
+}
+
+/// Whether the server has answered on `stream` (a write still in flight
+/// has no answer yet).
+fn answered(stream: &std::net::TcpStream) -> bool {
+    stream.set_nonblocking(true).unwrap();
+    let answered = stream.peek(&mut [0u8; 1]).is_ok();
+    stream.set_nonblocking(false).unwrap();
+    answered
 }
