@@ -16,4 +16,5 @@ cargo test --workspace --no-run
 for bin in apiserver controller nodeagent kubectl-lite e2e; do
     [ -x "target/debug/$bin" ] || { echo "test.sh: target/debug/$bin was not built" >&2; exit 1; }
 done
-cargo test --workspace -- --test-threads=4
+# --no-fail-fast: one failure does not hide the other crates' results.
+cargo test --workspace --no-fail-fast -- --test-threads=4
