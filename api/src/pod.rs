@@ -1,6 +1,8 @@
 //! Facts about Pods that more than one component needs.
 
-use k8s_openapi::api::core::v1::{Pod, PodCondition, Taint, Toleration};
+use std::collections::BTreeSet;
+
+use k8s_openapi::api::core::v1::{Container, Pod, PodCondition, PodSpec, Taint, Toleration};
 
 /// The Pod's `Ready` condition, if it reports one.
 pub fn ready_condition(pod: &Pod) -> Option<&PodCondition> {
@@ -52,6 +54,97 @@ pub fn untolerated_taint<'a>(pod: &Pod, taints: &'a [Taint]) -> Option<&'a Taint
     })
 }
 
+/// Every container of the spec: init containers, then the others.
+fn all_containers(spec: &PodSpec) -> impl Iterator<Item = &Container> {
+    spec.init_containers
+        .iter()
+        .flatten()
+        .chain(spec.containers.iter())
+}
+
+/// The ConfigMaps a Pod reads, by name in its namespace (upstream's
+/// `VisitPodConfigmapNames`): volumes, projected volume sources,
+/// `envFrom` and `env[].valueFrom.configMapKeyRef`. The node that runs
+/// the Pod may read exactly these (the Node authorizer), and its agent
+/// watches exactly these.
+pub fn configmap_names(spec: &PodSpec) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for volume in spec.volumes.iter().flatten() {
+        if let Some(source) = &volume.config_map {
+            names.insert(source.name.clone());
+        }
+        for projection in volume
+            .projected
+            .iter()
+            .flat_map(|p| p.sources.iter().flatten())
+        {
+            if let Some(source) = &projection.config_map {
+                names.insert(source.name.clone());
+            }
+        }
+    }
+    for container in all_containers(spec) {
+        for from in container.env_from.iter().flatten() {
+            if let Some(source) = &from.config_map_ref {
+                names.insert(source.name.clone());
+            }
+        }
+        for var in container.env.iter().flatten() {
+            if let Some(key_ref) = var
+                .value_from
+                .as_ref()
+                .and_then(|v| v.config_map_key_ref.as_ref())
+            {
+                names.insert(key_ref.name.clone());
+            }
+        }
+    }
+    names.retain(|n| !n.is_empty());
+    names
+}
+
+/// The Secrets a Pod reads, by name in its namespace (upstream's
+/// `VisitPodSecretNames`): `imagePullSecrets`, volumes, projected volume
+/// sources, `envFrom` and `env[].valueFrom.secretKeyRef`.
+pub fn secret_names(spec: &PodSpec) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for pull in spec.image_pull_secrets.iter().flatten() {
+        names.insert(pull.name.clone());
+    }
+    for volume in spec.volumes.iter().flatten() {
+        if let Some(name) = volume.secret.as_ref().and_then(|s| s.secret_name.clone()) {
+            names.insert(name);
+        }
+        for projection in volume
+            .projected
+            .iter()
+            .flat_map(|p| p.sources.iter().flatten())
+        {
+            if let Some(source) = &projection.secret {
+                names.insert(source.name.clone());
+            }
+        }
+    }
+    for container in all_containers(spec) {
+        for from in container.env_from.iter().flatten() {
+            if let Some(source) = &from.secret_ref {
+                names.insert(source.name.clone());
+            }
+        }
+        for var in container.env.iter().flatten() {
+            if let Some(key_ref) = var
+                .value_from
+                .as_ref()
+                .and_then(|v| v.secret_key_ref.as_ref())
+            {
+                names.insert(key_ref.name.clone());
+            }
+        }
+    }
+    names.retain(|n| !n.is_empty());
+    names
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,5 +161,42 @@ mod tests {
         assert!(is_ready(&pod("True")));
         assert!(!is_ready(&pod("False")));
         assert!(!is_ready(&Pod::default()));
+    }
+
+    #[test]
+    fn a_pod_reads_the_configmaps_and_secrets_it_names_wherever_it_names_them() {
+        let spec: PodSpec = serde_json::from_value(json!({
+            "imagePullSecrets": [{"name": "registry"}],
+            "initContainers": [{"name": "init", "envFrom": [{"secretRef": {"name": "init-env"}}]}],
+            "containers": [{
+                "name": "web",
+                "envFrom": [{"configMapRef": {"name": "web-env"}}],
+                "env": [
+                    {"name": "A", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "a"}}},
+                    {"name": "B", "valueFrom": {"secretKeyRef": {"name": "password", "key": "b"}}},
+                    {"name": "C", "value": "plain"}
+                ]
+            }],
+            "volumes": [
+                {"name": "conf", "configMap": {"name": "ngx-conf"}},
+                {"name": "tls", "secret": {"secretName": "web-tls"}},
+                {"name": "token", "projected": {"sources": [
+                    {"serviceAccountToken": {"path": "token"}},
+                    {"configMap": {"name": "kube-root-ca.crt"}},
+                    {"secret": {"name": "extra"}}
+                ]}},
+                {"name": "scratch", "emptyDir": {}}
+            ]
+        }))
+        .unwrap();
+        let names = |set: BTreeSet<String>| set.into_iter().collect::<Vec<_>>();
+        assert_eq!(
+            names(configmap_names(&spec)),
+            ["kube-root-ca.crt", "ngx-conf", "settings", "web-env"]
+        );
+        assert_eq!(
+            names(secret_names(&spec)),
+            ["extra", "init-env", "password", "registry", "web-tls"]
+        );
     }
 }

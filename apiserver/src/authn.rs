@@ -37,7 +37,7 @@ use axum::response::{IntoResponse, Response};
 use api::tls::PeerIdentity;
 use api::user::{UserInfo, ANONYMOUS, AUTHENTICATED, SYSTEM_MASTERS};
 
-use crate::authz::{allowed, forbidden, Attributes};
+use crate::authz::{check, Attributes};
 use crate::status::StatusError;
 use crate::storage::Store;
 
@@ -176,11 +176,7 @@ fn impersonate(
             namespace: String::new(),
             name: name.into(),
         };
-        if allowed(&snapshot, &user, &attributes) {
-            Ok(())
-        } else {
-            Err(forbidden(&user, &attributes))
-        }
+        check(&snapshot, &user, &attributes)
     };
     check("users", target)?;
     for group in &groups {

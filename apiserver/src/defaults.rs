@@ -42,7 +42,10 @@ pub fn apply_defaults(resource: &ResourceType, obj: &mut Value) {
         ("", "Namespace") => default_namespace(obj),
         ("", "Node") => default_node(obj),
         ("", "Endpoints") => default_endpoints(obj),
-        ("", "Secret") => set_if_absent(obj, "type", json!("Opaque")),
+        ("", "Secret") => {
+            set_if_absent(obj, "type", json!("Opaque"));
+            merge_string_data(obj);
+        }
         ("apps", "Deployment") => {
             default_deployment(obj);
             default_pod_template(obj);
@@ -64,6 +67,29 @@ pub fn apply_defaults(resource: &ResourceType, obj: &mut Value) {
             }
         }
         _ => {}
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Secret
+
+/// `stringData` is a write-only convenience: each of its values is stored
+/// in `data`, base64-encoded, over a `data` value of the same key, and
+/// `stringData` itself is never stored (upstream does this in the v1 to
+/// internal conversion, so `kubectl get secret -o yaml` never shows it).
+fn merge_string_data(secret: &mut Value) {
+    use base64::Engine as _;
+    let Some(Value::Object(string_data)) =
+        secret.as_object_mut().and_then(|o| o.remove("stringData"))
+    else {
+        return;
+    };
+    if !secret["data"].is_object() {
+        secret["data"] = json!({});
+    }
+    for (key, value) in string_data {
+        let text = value.as_str().unwrap_or_default();
+        secret["data"][key] = json!(base64::engine::general_purpose::STANDARD.encode(text));
     }
 }
 
@@ -548,6 +574,26 @@ mod tests {
         apply_defaults(rt, &mut again);
         assert_eq!(again, obj, "defaulting twice differs from defaulting once");
         obj
+    }
+
+    #[test]
+    fn secret_string_data_is_stored_as_data_and_wins_over_it() {
+        let secret = defaulted(
+            "secrets",
+            json!({
+                "metadata": {"name": "db"},
+                "data": {"user": "YWRtaW4=", "password": "b2xk"},
+                "stringData": {"password": "s3cret"}
+            }),
+        );
+        assert_eq!(
+            secret,
+            json!({
+                "metadata": {"name": "db"},
+                "type": "Opaque",
+                "data": {"user": "YWRtaW4=", "password": "czNjcmV0"}
+            })
+        );
     }
 
     /// The lesson's ngx-svc.yml, as kubectl sends it.

@@ -159,17 +159,20 @@ impl Snapshot<'_> {
         namespace: Option<&str>,
         after: Option<&(String, String)>,
     ) -> impl Iterator<Item = (&(String, String), &Arc<Value>)> {
-        use std::ops::Bound::{Excluded, Unbounded};
+        use std::ops::Bound::{Excluded, Included, Unbounded};
         let table = self.state.table(resource);
-        let lower = match after {
-            Some(k) => Excluded(k.clone()),
-            None => Unbounded,
+        // Keys sort by namespace first: one namespace is one range.
+        let lower = match (after, namespace) {
+            (Some(k), Some(ns)) if k.0.as_str() < ns => Included((ns.to_string(), String::new())),
+            (Some(k), _) => Excluded(k.clone()),
+            (None, Some(ns)) => Included((ns.to_string(), String::new())),
+            (None, None) => Unbounded,
         };
         let ns = namespace.map(str::to_string);
         table
             .into_iter()
             .flat_map(move |t| t.range((lower.clone(), Unbounded)))
-            .filter(move |((obj_ns, _), _)| ns.as_ref().is_none_or(|n| n == obj_ns))
+            .take_while(move |((obj_ns, _), _)| ns.as_ref().is_none_or(|n| n == obj_ns))
     }
 
     /// Events after `resource_version`, or None when the history no longer

@@ -253,3 +253,151 @@ metadata: {name: kl-worker2}
         "Error from server (Forbidden): nodes \"kl-worker2\" is forbidden: node \"kl-worker1\" is not allowed to modify node \"kl-worker2\""
     );
 }
+
+/// Two nodes, each running one Pod that names its own ConfigMap and
+/// Secret; the node authorizer's graph decides what each node may read.
+struct Graph {
+    _f: Fixture,
+    worker1: std::path::PathBuf,
+}
+
+const TWO_PODS: &str = "
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: default, namespace: default}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: builder, namespace: default}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: web-conf, namespace: default}
+data: {a: b}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: db, namespace: default}
+stringData: {password: s3cret}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: other, namespace: default}
+stringData: {password: not-yours}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: default}
+spec:
+  nodeName: kl-worker1
+  containers:
+  - name: c
+    image: kube-lite/echo
+    env:
+    - name: PASSWORD
+      valueFrom: {secretKeyRef: {name: db, key: password}}
+  volumes:
+  - {name: conf, configMap: {name: web-conf}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: elsewhere, namespace: default}
+spec:
+  nodeName: kl-worker2
+  serviceAccountName: builder
+  containers: [{name: c, image: kube-lite/echo}]
+  volumes:
+  - {name: s, secret: {secretName: other}}
+";
+
+fn graph() -> Graph {
+    let f = start();
+    let admin = f.api.admin_kubeconfig();
+    let applied = kubectl_as(&admin, &["apply", "-f", "-"], Some(TWO_PODS));
+    assert!(applied.status.success(), "{}", text(&applied.stderr));
+    let worker1 = f
+        .api
+        .kubeconfig("system:node:kl-worker1", &["system:nodes"]);
+    Graph { _f: f, worker1 }
+}
+
+#[test]
+fn a_node_reads_the_configmaps_and_secrets_its_pods_name() {
+    let g = graph();
+    let secret = kubectl_as(
+        &g.worker1,
+        &["get", "secret", "db", "-o", "jsonpath={.data.password}"],
+        None,
+    );
+    assert!(secret.status.success(), "{}", text(&secret.stderr));
+    assert_eq!(text(&secret.stdout), "czNjcmV0");
+    let configmap = kubectl_as(&g.worker1, &["get", "configmap", "web-conf"], None);
+    assert!(configmap.status.success(), "{}", text(&configmap.stderr));
+}
+
+#[test]
+fn a_node_is_refused_what_only_another_nodes_pods_name() {
+    let g = graph();
+    let denied = kubectl_as(&g.worker1, &["get", "secret", "other"], None);
+    assert_eq!(
+        text(&denied.stderr),
+        "Error from server (Forbidden): secrets \"other\" is forbidden: User \"system:node:kl-worker1\" cannot get resource \"secrets\" in API group \"\" in the namespace \"default\": no relationship found between node 'kl-worker1' and this object"
+    );
+}
+
+#[test]
+fn a_node_may_not_list_every_secret() {
+    let g = graph();
+    let denied = kubectl_as(&g.worker1, &["get", "secrets"], None);
+    assert_eq!(
+        text(&denied.stderr),
+        "Error from server (Forbidden): secrets is forbidden: User \"system:node:kl-worker1\" cannot list resource \"secrets\" in API group \"\" in the namespace \"default\": No Object name found"
+    );
+}
+
+#[test]
+fn a_node_follows_one_secret_by_its_name_in_a_field_selector() {
+    let g = graph();
+    let listed = kubectl_as(
+        &g.worker1,
+        &[
+            "get",
+            "secrets",
+            "--field-selector",
+            "metadata.name=db",
+            "-o",
+            "name",
+        ],
+        None,
+    );
+    assert!(listed.status.success(), "{}", text(&listed.stderr));
+    assert_eq!(text(&listed.stdout), "secret/db");
+}
+
+#[test]
+fn kubectl_auth_can_i_shows_the_graph_for_a_node() {
+    let g = graph();
+    let can = |args: &[&str]| {
+        text(&kubectl_as(&g.worker1, &[&["auth", "can-i"], args].concat(), None).stdout)
+    };
+    assert_eq!(can(&["get", "secret/db"]), "yes");
+    // kubectl prints the authorizer's reason after "no".
+    assert_eq!(
+        can(&["get", "secret/other"]),
+        "no - no relationship found between node 'kl-worker1' and this object"
+    );
+    assert_eq!(
+        can(&["update", "secret/db"]),
+        "no - can only read resources of this type"
+    );
+}
+
+#[test]
+fn a_node_gets_tokens_only_for_the_accounts_its_pods_run_as() {
+    let g = graph();
+    let denied = kubectl_as(&g.worker1, &["create", "token", "builder"], None);
+    assert_eq!(
+        text(&denied.stderr),
+        "error: failed to create token: serviceaccounts \"builder\" is forbidden: User \"system:node:kl-worker1\" cannot create resource \"serviceaccounts/token\" in API group \"\" in the namespace \"default\": no relationship found between node 'kl-worker1' and this object"
+    );
+}

@@ -106,6 +106,13 @@ impl Attributes {
             (&Method::DELETE, false) => "delete",
             _ => return non_resource(),
         };
+        // A list or watch of one object by `metadata.name` is authorized
+        // as that object (upstream's RequestInfo does the same): how a
+        // node agent follows the one Secret a Pod of its names.
+        let name = match verb {
+            "list" | "watch" => query.and_then(name_from_field_selector).unwrap_or_default(),
+            _ => name.to_string(),
+        };
         // A WebSocket exec or attach is a GET, but it runs a command: it
         // needs what a POST would (upstream since 1.31).
         let verb = if matches!(subresource, "exec" | "attach" | "portforward") {
@@ -119,21 +126,82 @@ impl Attributes {
             resource: resource.into(),
             subresource: subresource.into(),
             namespace,
-            name: name.into(),
+            name,
         }
     }
 }
 
-/// The decision for `user` doing `attributes`, by the roles and bindings
-/// of `snapshot`.
-pub fn allowed(snapshot: &Snapshot<'_>, user: &UserInfo, attributes: &Attributes) -> bool {
-    user.in_group(SYSTEM_MASTERS)
-        || node::allows(user, attributes)
-        || rbac::allows(snapshot, user, attributes)
+/// The name a `fieldSelector` requires exactly (`metadata.name=x` or
+/// `==x`, possibly beside other terms), if it is a valid path segment.
+fn name_from_field_selector(query: &str) -> Option<String> {
+    let selector = form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "fieldSelector")?
+        .1;
+    let name = selector.split(',').find_map(|term| {
+        let value = term.trim().strip_prefix("metadata.name")?;
+        value
+            .strip_prefix("==")
+            .or_else(|| value.strip_prefix('='))
+            .map(str::trim)
+    })?;
+    let valid = !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '%']);
+    valid.then(|| name.to_string())
 }
 
-/// 403, worded as kube-apiserver words it.
-pub fn forbidden(user: &UserInfo, attributes: &Attributes) -> StatusError {
+/// What an authorizer says (upstream's `Decision` and reason): a
+/// `NoOpinion` may carry why, which kube-apiserver appends to the 403.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Allow,
+    NoOpinion(Option<String>),
+}
+
+/// The decision for `user` doing `attributes`, by the roles and bindings
+/// of `snapshot`: `Ok`, or the reasons the authorizers gave for not
+/// allowing it (empty when they gave none).
+pub fn decide(
+    snapshot: &Snapshot<'_>,
+    user: &UserInfo,
+    attributes: &Attributes,
+) -> Result<(), String> {
+    if user.in_group(SYSTEM_MASTERS) {
+        return Ok(());
+    }
+    let reason = match node::authorize(snapshot, user, attributes) {
+        Decision::Allow => return Ok(()),
+        Decision::NoOpinion(reason) => reason,
+    };
+    if rbac::allows(snapshot, user, attributes) {
+        return Ok(());
+    }
+    Err(reason.unwrap_or_default())
+}
+
+/// Whether `user` may do `attributes`.
+pub fn allowed(snapshot: &Snapshot<'_>, user: &UserInfo, attributes: &Attributes) -> bool {
+    decide(snapshot, user, attributes).is_ok()
+}
+
+/// Allowed, or the 403 that says why not.
+pub fn check(
+    snapshot: &Snapshot<'_>,
+    user: &UserInfo,
+    attributes: &Attributes,
+) -> Result<(), StatusError> {
+    decide(snapshot, user, attributes).map_err(|reason| forbidden(user, attributes, &reason))
+}
+
+/// 403, worded as kube-apiserver words it, with the authorizers' reason
+/// after a colon when they gave one.
+pub fn forbidden(user: &UserInfo, attributes: &Attributes, reason: &str) -> StatusError {
+    let mut error = forbidden_without_reason(user, attributes);
+    if !reason.is_empty() {
+        error.message = format!("{}: {reason}", error.message);
+    }
+    error
+}
+
+fn forbidden_without_reason(user: &UserInfo, attributes: &Attributes) -> StatusError {
     match attributes {
         Attributes::NonResource { verb, path } => StatusError::new(
             403,
@@ -198,10 +266,9 @@ pub async fn authorize(State(store): State<Arc<Store>>, request: Request, next: 
         request.uri().path(),
         request.uri().query(),
     );
-    let allowed = allowed(&store.snapshot(), &user, &attributes);
-    if !allowed {
+    if let Err(error) = check(&store.snapshot(), &user, &attributes) {
         tracing::debug!(user = %user.username, ?attributes, "forbidden");
-        return forbidden(&user, &attributes).into_response();
+        return error.into_response();
     }
     next.run(request).await
 }
@@ -285,6 +352,22 @@ mod tests {
             resource("update", "", "namespaces", "finalize", "", "web")
         );
         assert_eq!(
+            of(
+                Method::GET,
+                "/api/v1/namespaces/default/secrets",
+                Some("fieldSelector=metadata.name%3Ddb&watch=true")
+            ),
+            resource("watch", "", "secrets", "", "default", "db")
+        );
+        assert_eq!(
+            of(
+                Method::GET,
+                "/api/v1/namespaces/default/secrets",
+                Some("fieldSelector=metadata.name!%3Ddb")
+            ),
+            resource("list", "", "secrets", "", "default", "")
+        );
+        assert_eq!(
             of(Method::GET, "/apis/apps/v1", None),
             Attributes::NonResource {
                 verb: "get".into(),
@@ -296,7 +379,11 @@ mod tests {
     #[test]
     fn forbidden_says_who_and_what_as_upstream() {
         let user = UserInfo::authenticated("jane", &[]);
-        let error = forbidden(&user, &resource("list", "", "secrets", "", "default", ""));
+        let error = forbidden(
+            &user,
+            &resource("list", "", "secrets", "", "default", ""),
+            "",
+        );
         assert_eq!(
             error.message,
             "secrets is forbidden: User \"jane\" cannot list resource \"secrets\" in API group \"\" in the namespace \"default\""
@@ -304,6 +391,7 @@ mod tests {
         let error = forbidden(
             &user,
             &resource("patch", "", "nodes", "status", "", "kl-worker2"),
+            "",
         );
         assert_eq!(
             error.message,
@@ -315,6 +403,7 @@ mod tests {
                 verb: "get".into(),
                 path: "/metrics".into(),
             },
+            "",
         );
         assert_eq!(
             error.message,

@@ -72,13 +72,14 @@ pub fn node_rules() -> Vec<Value> {
         // The Pods it runs (every Pod: the DNS answers for all of them), and
         // deleting those it ran once they are gone.
         rule(&[""], &["pods"], &["get", "list", "watch", "delete"]),
-        // Volumes and environment variables (upstream restricts these to
-        // its own Pods' ConfigMaps; kube-lite's agent watches them all).
-        rule(&[""], &["configmaps"], READ),
+        // Volumes, environment variables and image pull credentials. The
+        // Node authorizer narrows these to the objects its own Pods name
+        // (`authz::node`): this rule alone is never what lets a node in.
+        rule(&[""], &["configmaps", "secrets"], READ),
         rule(&[""], &["pods/status"], &["update", "patch"]),
         rule(&[""], &["pods/eviction"], &["create"]),
-        // Its Pods' ServiceAccount tokens (bound to those Pods:
-        // NodeRestriction checks).
+        // Its Pods' ServiceAccount tokens (again narrowed by the Node
+        // authorizer, and bound to those Pods: NodeRestriction checks).
         rule(&[""], &["serviceaccounts/token"], &["create"]),
         // Its heartbeat.
         rule(

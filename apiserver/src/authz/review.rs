@@ -86,11 +86,15 @@ pub fn access_review(
         body_json(body, "SelfSubjectAccessReview")?
     };
     let attributes = asked(&review["spec"])?;
-    let allowed = super::allowed(&store.snapshot(), user, &attributes);
+    let decision = super::decide(&store.snapshot(), user, &attributes);
     review["apiVersion"] = json!("authorization.k8s.io/v1");
     review["kind"] = json!("SelfSubjectAccessReview");
     review["metadata"] = json!({"creationTimestamp": null});
-    review["status"] = json!({"allowed": allowed});
+    review["status"] = match decision {
+        Ok(()) => json!({"allowed": true}),
+        Err(reason) if reason.is_empty() => json!({"allowed": false}),
+        Err(reason) => json!({"allowed": false, "reason": reason}),
+    };
     Ok(json_response(StatusCode::CREATED, &review))
 }
 

@@ -25,7 +25,9 @@
 //!
 //! - [`worker`]: the per-Pod reconcile loop (the kubelet's pod workers).
 //! - [`sandbox`]: the Pod's directory, network and shared files.
-//! - [`volumes`]: ConfigMap and emptyDir volumes.
+//! - [`volumes`]: ConfigMap, Secret, projected and emptyDir volumes.
+//! - [`referenced`]: the ConfigMaps and Secrets the Pods name, followed.
+//! - [`env`]: the containers' environment variables.
 //! - [`container`]: container instances on disk: start, adopt, stop.
 //! - [`monitor`]: the process that is a container's parent (like conmon).
 //! - [`probes`]: readiness, liveness and startup probes.
@@ -34,9 +36,11 @@
 //! - [`events`]: the kubelet's Events (`Pulled`, `Started`, `BackOff`...).
 
 pub mod container;
+pub mod env;
 pub mod events;
 pub mod monitor;
 pub mod probes;
+pub mod referenced;
 pub mod registry;
 pub mod sandbox;
 pub mod status;
@@ -49,8 +53,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use kube::runtime::reflector::Store;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::Api;
@@ -88,20 +92,15 @@ pub struct Shared {
     /// Every Service, for the containers' environment (None without a
     /// pod network).
     pub services: Option<Store<Service>>,
-    /// Every ConfigMap of the cluster (volumes and env read them).
-    pub configmaps: Store<ConfigMap>,
-    /// Bumped on every ConfigMap change: wakes the workers to refresh
-    /// their volumes.
-    pub configmaps_changed: watch::Receiver<u64>,
+    /// The ConfigMaps and Secrets this node's Pods name (volumes, env,
+    /// image pull credentials), each followed by its own watch.
+    pub configmaps: referenced::Referenced<ConfigMap>,
+    pub secrets: referenced::Referenced<Secret>,
+    /// Bumped on every change of a followed ConfigMap or Secret: wakes
+    /// the workers to refresh their volumes.
+    pub referenced_changed: watch::Receiver<u64>,
     pub registry: Registry,
     pub events: events::Recorder,
-}
-
-impl Shared {
-    /// A ConfigMap from the watch cache.
-    pub fn configmap(&self, namespace: &str, name: &str) -> Option<Arc<ConfigMap>> {
-        self.configmaps.get(&ObjectRef::new(name).within(namespace))
-    }
 }
 
 /// What a worker hears from the manager.
@@ -138,26 +137,8 @@ pub async fn run(
     let pods_dir = config.data_dir.join("pods");
     std::fs::create_dir_all(&pods_dir)?;
 
-    // ConfigMaps: a reflector (watch + cache) and a counter that moves on
-    // every change.
-    let (configmaps, writer) = reflector::store::<ConfigMap>();
-    let (configmaps_tx, configmaps_changed) = watch::channel(0u64);
-    let configmap_watch = watcher::watcher(
-        Api::<ConfigMap>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .reflect(writer)
-    .applied_objects();
-    tokio::spawn(async move {
-        futures::pin_mut!(configmap_watch);
-        while let Some(event) = configmap_watch.next().await {
-            if let Err(error) = event {
-                tracing::warn!(%error, "ConfigMap watch error; retrying");
-            }
-            configmaps_tx.send_modify(|n| *n += 1);
-        }
-    });
+    let (changed, referenced_changed) = watch::channel(0u64);
+    let changed = Arc::new(changed);
 
     let shared = Arc::new(Shared {
         client: client.clone(),
@@ -170,8 +151,9 @@ pub async fn run(
         dns: config.dns,
         log_max_bytes: config.log_max_bytes,
         services: config.services,
-        configmaps,
-        configmaps_changed,
+        configmaps: referenced::Referenced::new(client.clone(), Arc::clone(&changed)),
+        secrets: referenced::Referenced::new(client.clone(), changed),
+        referenced_changed,
         registry,
         events: events::Recorder::new(client.clone(), &config.node_name),
     });
@@ -266,6 +248,7 @@ async fn remove_leftovers(shared: &Shared, live: &HashSet<String>) {
                     tracing::warn!(pod_uid = %uid, %error, "cannot remove a leftover Pod network");
                 }
             }
+            volumes::unmount_memory_backed(&entry.path());
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }

@@ -1,11 +1,17 @@
 //! Volumes: directories a Pod's containers see at their `mountPath`.
 //!
-//! kube-lite implements the two kinds the lesson (and most first Pods) use:
+//! kube-lite implements the kinds the lesson (and most first Pods) use:
 //!
 //! - **configMap**: each key of a ConfigMap becomes a file. The lesson
 //!   mounts `ngx-conf` at /etc/nginx/conf.d, so nginx reads the ConfigMap's
 //!   `default.conf` as its server block. When the ConfigMap changes, the
 //!   files change too (a running nginx needs a reload to notice).
+//! - **secret**: the same for a Secret's keys, but in a directory that is
+//!   a `tmpfs` of its own, as the kubelet does it: a Secret's values live
+//!   in memory and never reach the node's disk.
+//! - **projected**: several sources in one directory - the ServiceAccount
+//!   token, ConfigMap and Secret keys, the Pod's name and namespace (every
+//!   Pod's `kube-api-access-*` volume is one).
 //! - **emptyDir**: an empty directory that lives as long as the Pod, shared
 //!   by its containers.
 //!
@@ -26,7 +32,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Volume};
+use k8s_openapi::api::core::v1::{ConfigMap, KeyToPath, Secret, Volume};
 
 /// Why a volume could not be set up: reported as the kubelet's
 /// `FailedMount` event and leaves the Pod `ContainerCreating`.
@@ -36,9 +42,13 @@ pub enum VolumeError {
     ConfigMapNotFound { volume: String, configmap: String },
     #[error("MountVolume.SetUp failed for volume {volume:?} : configmap references non-existent config key: {key}")]
     MissingKey { volume: String, key: String },
+    #[error("MountVolume.SetUp failed for volume {volume:?} : secret {secret:?} not found")]
+    SecretNotFound { volume: String, secret: String },
+    #[error("MountVolume.SetUp failed for volume {volume:?} : references non-existent secret key: {key}")]
+    MissingSecretKey { volume: String, key: String },
     #[error("MountVolume.SetUp failed for volume {volume:?} : invalid path {path:?}")]
     InvalidPath { volume: String, path: String },
-    #[error("volume {volume:?}: {kind} volumes are not supported by kube-lite (configMap, emptyDir and projected are)")]
+    #[error("volume {volume:?}: {kind} volumes are not supported by kube-lite (configMap, secret, emptyDir and projected are)")]
     Unsupported { volume: String, kind: String },
     #[error("MountVolume.SetUp failed for volume {volume:?} : {action}: {source}")]
     Io {
@@ -49,8 +59,107 @@ pub enum VolumeError {
     },
 }
 
-/// The data of a ConfigMap volume: file path (relative) -> content and mode.
+/// The files of a volume: path (relative) -> content and mode.
 pub type Files = BTreeMap<String, (Vec<u8>, u32)>;
+
+/// Which keys of a ConfigMap or Secret become files, and with which
+/// modes: a `configMap` or `secret` volume, or a projected source.
+struct Keys<'a> {
+    volume: &'a str,
+    items: Option<&'a [KeyToPath]>,
+    default_mode: u32,
+    optional: bool,
+}
+
+/// What a ConfigMap or Secret holds, and how to word its absence.
+enum Source<'a> {
+    ConfigMap(&'a str, Option<&'a ConfigMap>),
+    Secret(&'a str, Option<&'a Secret>),
+}
+
+impl Source<'_> {
+    /// Key -> bytes, or `None` when the object does not exist.
+    fn data(&self) -> Option<BTreeMap<String, Vec<u8>>> {
+        match self {
+            Source::ConfigMap(_, configmap) => {
+                let configmap = (*configmap)?;
+                let mut data: BTreeMap<String, Vec<u8>> = configmap
+                    .data
+                    .iter()
+                    .flatten()
+                    .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
+                    .collect();
+                for (k, v) in configmap.binary_data.iter().flatten() {
+                    data.insert(k.clone(), v.0.clone());
+                }
+                Some(data)
+            }
+            Source::Secret(_, secret) => Some(
+                (*secret)?
+                    .data
+                    .iter()
+                    .flatten()
+                    .map(|(k, v)| (k.clone(), v.0.clone()))
+                    .collect(),
+            ),
+        }
+    }
+
+    fn not_found(&self, volume: &str) -> VolumeError {
+        match self {
+            Source::ConfigMap(name, _) => VolumeError::ConfigMapNotFound {
+                volume: volume.into(),
+                configmap: name.to_string(),
+            },
+            Source::Secret(name, _) => VolumeError::SecretNotFound {
+                volume: volume.into(),
+                secret: name.to_string(),
+            },
+        }
+    }
+
+    fn missing_key(&self, volume: &str, key: &str) -> VolumeError {
+        let (volume, key) = (volume.to_string(), key.to_string());
+        match self {
+            Source::ConfigMap(..) => VolumeError::MissingKey { volume, key },
+            Source::Secret(..) => VolumeError::MissingSecretKey { volume, key },
+        }
+    }
+}
+
+/// The files `keys` selects from `source`: every key as a file of its
+/// name, or only `items`, each at its path.
+fn key_files(keys: Keys<'_>, source: Source<'_>) -> Result<Files, VolumeError> {
+    let Some(data) = source.data() else {
+        if keys.optional {
+            return Ok(Files::new());
+        }
+        return Err(source.not_found(keys.volume));
+    };
+    let mut files = Files::new();
+    match keys.items {
+        Some(items) if !items.is_empty() => {
+            for item in items {
+                let Some(content) = data.get(&item.key) else {
+                    if keys.optional {
+                        continue;
+                    }
+                    return Err(source.missing_key(keys.volume, &item.key));
+                };
+                check_relative(keys.volume, &item.path)?;
+                let mode = item.mode.map_or(keys.default_mode, |m| m as u32);
+                files.insert(item.path.clone(), (content.clone(), mode));
+            }
+        }
+        _ => {
+            for (key, content) in data {
+                check_relative(keys.volume, &key)?;
+                files.insert(key, (content, keys.default_mode));
+            }
+        }
+    }
+    Ok(files)
+}
 
 /// Computes the files a configMap volume should hold, from the volume's
 /// spec and the ConfigMap (`None` when it does not exist).
@@ -59,53 +168,32 @@ pub fn configmap_files(
     configmap: Option<&ConfigMap>,
 ) -> Result<Files, VolumeError> {
     let source = volume.config_map.as_ref().expect("a configMap volume");
-    let name = source.name.clone();
-    let default_mode = source.default_mode.unwrap_or(0o644) as u32;
-    let Some(configmap) = configmap else {
-        if source.optional == Some(true) {
-            return Ok(Files::new());
-        }
-        return Err(VolumeError::ConfigMapNotFound {
-            volume: volume.name.clone(),
-            configmap: name,
-        });
+    let keys = Keys {
+        volume: &volume.name,
+        items: source.items.as_deref(),
+        default_mode: source.default_mode.map_or(DEFAULT_MODE, |m| m as u32),
+        optional: source.optional == Some(true),
     };
-    let mut data: BTreeMap<String, Vec<u8>> = configmap
-        .data
-        .iter()
-        .flatten()
-        .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
-        .collect();
-    for (k, v) in configmap.binary_data.iter().flatten() {
-        data.insert(k.clone(), v.0.clone());
-    }
-    let mut files = Files::new();
-    match &source.items {
-        Some(items) if !items.is_empty() => {
-            for item in items {
-                let Some(content) = data.get(&item.key) else {
-                    if source.optional == Some(true) {
-                        continue;
-                    }
-                    return Err(VolumeError::MissingKey {
-                        volume: volume.name.clone(),
-                        key: item.key.clone(),
-                    });
-                };
-                check_relative(&volume.name, &item.path)?;
-                let mode = item.mode.map_or(default_mode, |m| m as u32);
-                files.insert(item.path.clone(), (content.clone(), mode));
-            }
-        }
-        _ => {
-            for (key, content) in data {
-                check_relative(&volume.name, &key)?;
-                files.insert(key, (content, default_mode));
-            }
-        }
-    }
-    Ok(files)
+    key_files(keys, Source::ConfigMap(&source.name, configmap))
 }
+
+/// Computes the files a secret volume should hold, from the volume's spec
+/// and the Secret (`None` when it does not exist).
+pub fn secret_files(volume: &Volume, secret: Option<&Secret>) -> Result<Files, VolumeError> {
+    let source = volume.secret.as_ref().expect("a secret volume");
+    let name = source.secret_name.as_deref().unwrap_or_default();
+    let keys = Keys {
+        volume: &volume.name,
+        items: source.items.as_deref(),
+        default_mode: source.default_mode.map_or(DEFAULT_MODE, |m| m as u32),
+        optional: source.optional == Some(true),
+    };
+    key_files(keys, Source::Secret(name, secret))
+}
+
+/// The mode of volume files when the volume does not say (0644, the
+/// API's default for configMap, secret and projected volumes).
+const DEFAULT_MODE: u32 = 0o644;
 
 /// What a projected volume's `serviceAccountToken` source asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,17 +220,18 @@ pub fn token_wanted(volume: &Volume) -> Option<TokenWanted> {
 
 /// Computes the files of a projected volume: what its sources project
 /// into one directory. kube-lite serves `serviceAccountToken` (the token
-/// the worker obtained, `token`), `configMap` and `downwardAPI` (the Pod's
-/// name, namespace, uid) - the three sources of the `kube-api-access-*`
-/// volume every Pod gets.
+/// the worker obtained, `token`), `configMap`, `secret` and `downwardAPI`
+/// (the Pod's name, namespace, uid); the `kube-api-access-*` volume every
+/// Pod gets is a token, a ConfigMap and the namespace.
 pub fn projected_files(
     volume: &Volume,
     pod: &k8s_openapi::api::core::v1::Pod,
     configmap: impl Fn(&str) -> Option<std::sync::Arc<ConfigMap>>,
+    secret: impl Fn(&str) -> Option<std::sync::Arc<Secret>>,
     token: Option<&str>,
 ) -> Result<Files, VolumeError> {
     let projected = volume.projected.as_ref().expect("a projected volume");
-    let default_mode = projected.default_mode.unwrap_or(0o644) as u32;
+    let default_mode = projected.default_mode.map_or(DEFAULT_MODE, |m| m as u32);
     let mut files = Files::new();
     for source in projected.sources.iter().flatten() {
         if let Some(t) = &source.service_account_token {
@@ -156,19 +245,26 @@ pub fn projected_files(
             };
             files.insert(t.path.clone(), (token.as_bytes().to_vec(), default_mode));
         } else if let Some(c) = &source.config_map {
-            let as_volume = Volume {
-                name: volume.name.clone(),
-                config_map: Some(k8s_openapi::api::core::v1::ConfigMapVolumeSource {
-                    name: c.name.clone(),
-                    items: c.items.clone(),
-                    optional: c.optional,
-                    default_mode: projected.default_mode,
-                    ..Default::default()
-                }),
-                ..Default::default()
+            let keys = Keys {
+                volume: &volume.name,
+                items: c.items.as_deref(),
+                default_mode,
+                optional: c.optional == Some(true),
             };
             let found = configmap(&c.name);
-            files.extend(configmap_files(&as_volume, found.as_deref())?);
+            files.extend(key_files(
+                keys,
+                Source::ConfigMap(&c.name, found.as_deref()),
+            )?);
+        } else if let Some(s) = &source.secret {
+            let keys = Keys {
+                volume: &volume.name,
+                items: s.items.as_deref(),
+                default_mode,
+                optional: s.optional == Some(true),
+            };
+            let found = secret(&s.name);
+            files.extend(key_files(keys, Source::Secret(&s.name, found.as_deref()))?);
         } else if let Some(d) = &source.downward_api {
             for item in d.items.iter().flatten() {
                 check_relative(&volume.name, &item.path)?;
@@ -193,7 +289,7 @@ pub fn projected_files(
         } else {
             return Err(VolumeError::Unsupported {
                 volume: volume.name.clone(),
-                kind: "projected secret or clusterTrustBundle".into(),
+                kind: "projected clusterTrustBundle or podCertificate".into(),
             });
         }
     }
@@ -284,6 +380,61 @@ pub fn write_atomically(volume: &str, dir: &Path, files: &Files) -> Result<bool,
         }
     }
     Ok(true)
+}
+
+/// Makes `dir` a `tmpfs` of its own (once): a Secret volume's files live
+/// in memory, never on the node's disk (the kubelet mounts secret volumes
+/// the same way; `mount | grep secret` on a node shows them).
+pub fn memory_backed(volume: &str, dir: &Path) -> Result<(), VolumeError> {
+    use nix::mount::{mount, MsFlags};
+    let io = |action: String| {
+        let volume = volume.to_string();
+        move |source| VolumeError::Io {
+            volume,
+            action,
+            source,
+        }
+    };
+    std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+    if is_mount_point(dir) {
+        return Ok(());
+    }
+    mount(
+        Some("tmpfs"),
+        dir,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some("mode=0755"),
+    )
+    .map_err(|errno| std::io::Error::from_raw_os_error(errno as i32))
+    .map_err(io(format!("mounting a tmpfs at {}", dir.display())))
+}
+
+/// Whether `dir` is the root of a mount (it sits on another device than
+/// its parent).
+fn is_mount_point(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let (Ok(own), Some(Ok(parent))) = (std::fs::metadata(dir), dir.parent().map(std::fs::metadata))
+    else {
+        return false;
+    };
+    own.dev() != parent.dev()
+}
+
+/// Unmounts the memory-backed volumes of a Pod's directory, so that it can
+/// be removed (a mount point cannot).
+pub fn unmount_memory_backed(pod_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(pod_dir.join("volumes").join("secret")) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        if is_mount_point(&dir) {
+            if let Err(error) = nix::mount::umount2(&dir, nix::mount::MntFlags::MNT_DETACH) {
+                tracing::warn!(dir = %dir.display(), %error, "unmounting a secret volume");
+            }
+        }
+    }
 }
 
 /// The files of one version directory, as [`Files`].

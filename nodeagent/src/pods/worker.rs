@@ -3,7 +3,8 @@
 //! The kubelet runs one "pod worker" per Pod and calls its `SyncPod` every
 //! time something about the Pod changes. Ours does the same: a loop that
 //! reconciles, then sleeps until the Pod object changes, a container
-//! exits, a probe or a back-off is due, or a ConfigMap changes.
+//! exits, a probe or a back-off is due, or a ConfigMap or Secret it names
+//! changes.
 //!
 //! One reconcile ([`PodWorker::sync`]) walks the Pod's life in order, and
 //! running it again changes nothing:
@@ -13,12 +14,14 @@
 //!    remove the sandbox and the IP, then delete the Pod for good.
 //! 2. **Sandbox**: the Pod's directory and files, its network namespace
 //!    and IP ([`super::sandbox`]).
-//! 3. **Volumes**: ConfigMap files written and kept up to date
-//!    ([`super::volumes`]).
-//! 4. **Containers**: start those that should run; restart those that
+//! 3. **References**: the ConfigMaps and Secrets the Pod names are
+//!    followed and listed ([`super::referenced`]).
+//! 4. **Volumes**: ConfigMap, Secret and token files written and kept up
+//!    to date ([`super::volumes`]).
+//! 5. **Containers**: start those that should run; restart those that
 //!    exited, by `restartPolicy`, with the CrashLoopBackOff delay; run the
 //!    probes that are due ([`super::probes`]).
-//! 5. **Status**: report it when it changed ([`super::status`]).
+//! 6. **Status**: report it when it changed ([`super::status`]).
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -42,7 +45,7 @@ use super::container::{ContainerDir, Instance, InstanceState};
 use super::monitor::{ExitRecord, MonitorSpec, Mount, MountSource};
 use super::probes::{self, ProbeState};
 use super::sandbox::{self, PodDir, PodFiles, PodRecord};
-use super::{events, volumes, PodUpdate, Shared};
+use super::{env, events, volumes, PodUpdate, Shared};
 use crate::images::Image;
 
 /// The first delay of CrashLoopBackOff and ImagePullBackOff; it doubles
@@ -54,6 +57,9 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
 pub const BACKOFF_RESET: Duration = Duration::from_secs(600);
 /// How soon a failed sandbox or volume setup is retried.
 const RETRY: Duration = Duration::from_secs(2);
+/// How long a Pod waits for the ConfigMaps and Secrets it names to be
+/// listed before an event says so (it keeps waiting).
+const REFERENCES_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The Pod's network, once set up.
 #[derive(Debug, Clone)]
@@ -152,6 +158,11 @@ pub struct PodWorker {
     tokens: BTreeMap<String, (String, Instant)>,
     /// The Pod passed admission (or was running before the agent started).
     admitted: bool,
+    /// Since when the worker waits for the ConfigMaps and Secrets the Pod
+    /// names to be listed, and whether it said it waited too long.
+    awaiting_references: Option<(Instant, bool)>,
+    /// The `imagePullSecrets` last found missing (reported when it changes).
+    missing_pull_secrets: Vec<String>,
 }
 
 impl PodWorker {
@@ -224,12 +235,14 @@ impl PodWorker {
             start_time,
             reported: None,
             finished,
+            awaiting_references: None,
+            missing_pull_secrets: Vec::new(),
         }
     }
 
     /// Runs until the Pod is gone from the node.
     pub async fn run(mut self, mut updates: watch::Receiver<PodUpdate>) {
-        let mut configmaps = self.shared.configmaps_changed.clone();
+        let mut referenced = self.shared.referenced_changed.clone();
         loop {
             match &*updates.borrow_and_update() {
                 PodUpdate::Pod(pod) => self.pod = Arc::clone(pod),
@@ -261,12 +274,14 @@ impl PodWorker {
                         break;
                     }
                 }
-                _ = configmaps.changed() => {}
+                _ = referenced.changed() => {}
                 _ = any_exit => {}
                 _ = tokio::time::sleep_until(deadline) => {}
             }
         }
         self.shared.registry.remove(&self.uid);
+        self.shared.configmaps.forget(&self.uid);
+        self.shared.secrets.forget(&self.uid);
     }
 
     fn pod_key(&self) -> String {
@@ -281,7 +296,10 @@ impl PodWorker {
     /// The earliest moment something is due without an outside event.
     fn next_deadline(&self) -> Instant {
         let mut deadline = Instant::now() + Duration::from_secs(30);
-        if self.sandbox.is_none() || self.volume_error.is_some() {
+        if self.sandbox.is_none()
+            || self.volume_error.is_some()
+            || self.awaiting_references.is_some()
+        {
             deadline = deadline.min(Instant::now() + RETRY);
         }
         for (_, refresh) in self.tokens.values() {
@@ -325,6 +343,10 @@ impl PodWorker {
             self.report().await;
             return Next::Wait;
         }
+        if !self.references_known() {
+            self.report().await;
+            return Next::Wait;
+        }
         self.sync_volumes().await;
         let specs: Vec<Container> = self
             .pod
@@ -358,6 +380,73 @@ impl PodWorker {
                     _ => false,
                 })
             })
+    }
+
+    /// Step 3: the ConfigMaps and Secrets the Pod names are followed, and
+    /// each has been listed once, so that volumes and environment are never
+    /// made from an empty cache (the kubelet's managers register a Pod's
+    /// references the same way). Says so, once, when that takes too long.
+    fn references_known(&mut self) -> bool {
+        let pod = Arc::clone(&self.pod);
+        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let (configmaps, secrets) = match &pod.spec {
+            Some(spec) => (
+                api::pod::configmap_names(spec),
+                api::pod::secret_names(spec),
+            ),
+            None => Default::default(),
+        };
+        self.shared.configmaps.follow(&self.uid, ns, &configmaps);
+        self.shared.secrets.follow(&self.uid, ns, &secrets);
+        let waiting = [
+            ("configmap", self.shared.configmaps.known(ns, &configmaps)),
+            ("secret", self.shared.secrets.known(ns, &secrets)),
+        ]
+        .into_iter()
+        .find(|(_, known)| !known);
+        let Some((kind, _)) = waiting else {
+            self.awaiting_references = None;
+            self.report_missing_pull_secrets(ns);
+            return true;
+        };
+        let (since, told) = self
+            .awaiting_references
+            .get_or_insert_with(|| (Instant::now(), false));
+        if since.elapsed() > REFERENCES_TIMEOUT && !*told {
+            *told = true;
+            self.shared.events.publish(
+                &self.pod,
+                events::WARNING,
+                "FailedMount",
+                &format!("failed to sync {kind} cache: timed out waiting for the condition"),
+            );
+        }
+        false
+    }
+
+    /// The kubelet reads a Pod's `imagePullSecrets` before it pulls, and
+    /// warns about those it cannot find (the pull is tried anyway).
+    fn report_missing_pull_secrets(&mut self, ns: &str) {
+        let missing: Vec<String> = self
+            .pod
+            .spec
+            .iter()
+            .flat_map(|s| s.image_pull_secrets.iter().flatten())
+            .map(|r| r.name.clone())
+            .filter(|name| self.shared.secrets.get(ns, name).is_none())
+            .collect();
+        if missing != self.missing_pull_secrets && !missing.is_empty() {
+            self.shared.events.publish(
+                &self.pod,
+                events::WARNING,
+                "FailedToRetrieveImagePullSecret",
+                &format!(
+                    "Unable to retrieve some image pull secrets ({}); attempting to pull the image may not succeed.",
+                    missing.join(", ")
+                ),
+            );
+        }
+        self.missing_pull_secrets = missing;
     }
 
     /// Step 2: the Pod's directory, files and network. Returns whether the
@@ -542,7 +631,7 @@ impl PodWorker {
         }
     }
 
-    /// Step 3: every volume's files, current.
+    /// Step 4: every volume's files, current.
     async fn sync_volumes(&mut self) {
         let mut error = None;
         let volumes: Vec<Volume> = self
@@ -569,16 +658,27 @@ impl PodWorker {
                 volumes::projected_files(
                     volume,
                     &self.pod,
-                    |name| shared.configmap(&ns, name),
+                    |name| shared.configmaps.get(&ns, name),
+                    |name| shared.secrets.get(&ns, name),
                     token.as_deref(),
                 )
                 .and_then(|files| volumes::write_atomically(&volume.name, &dir, &files))
                 .map(|_| ())
             } else if let Some(source) = &volume.config_map {
                 let ns = self.pod.metadata.namespace.as_deref().unwrap_or("default");
-                let configmap = self.shared.configmap(ns, &source.name);
+                let configmap = self.shared.configmaps.get(ns, &source.name);
                 volumes::configmap_files(volume, configmap.as_deref())
                     .and_then(|files| volumes::write_atomically(&volume.name, &dir, &files))
+                    .map(|_| ())
+            } else if let Some(source) = &volume.secret {
+                let ns = self.pod.metadata.namespace.as_deref().unwrap_or("default");
+                let name = source.secret_name.as_deref().unwrap_or_default();
+                let secret = self.shared.secrets.get(ns, name);
+                volumes::secret_files(volume, secret.as_deref())
+                    .and_then(|files| {
+                        volumes::memory_backed(&volume.name, &dir)?;
+                        volumes::write_atomically(&volume.name, &dir, &files)
+                    })
                     .map(|_| ())
             } else if volume.empty_dir.is_some() {
                 std::fs::create_dir_all(&dir).map_err(|source| volumes::VolumeError::Io {
@@ -607,7 +707,7 @@ impl PodWorker {
         self.volume_error = error;
     }
 
-    /// Step 4 for one container.
+    /// Step 5 for one container.
     async fn sync_container(&mut self, spec: &Container) {
         let policy = restart_policy(&self.pod).to_string();
         let pod_key = self.pod_key();
@@ -698,7 +798,7 @@ impl PodWorker {
         start_container(&self.shared, &self.pod, &self.dir, &sandbox, spec, rt).await;
     }
 
-    /// Step 5: the status, sent when it differs from what was sent last.
+    /// Step 6: the status, sent when it differs from what was sent last.
     async fn report(&mut self) {
         let now = Time(super::now_seconds());
         let old = self.pod.status.clone();
@@ -796,6 +896,7 @@ impl PodWorker {
         futures::future::join_all(stops).await;
         self.teardown_sandbox().await;
         self.shared.registry.remove(&self.uid);
+        volumes::unmount_memory_backed(self.dir.path());
         if let Err(error) = std::fs::remove_dir_all(self.dir.path()) {
             if error.kind() != std::io::ErrorKind::NotFound {
                 tracing::warn!(pod = %self.pod_key(), %error, "cannot remove the Pod's directory");
@@ -877,7 +978,7 @@ async fn start_container(
             return;
         }
     };
-    let env = match container_env(shared, pod, spec, &image, sandbox.ip) {
+    let env = match env::container_env(shared, pod, spec, &image, sandbox.ip) {
         Ok(env) => env,
         Err(message) => {
             rt.waiting = Some(("CreateContainerConfigError".into(), message));
@@ -885,7 +986,7 @@ async fn start_container(
             return;
         }
     };
-    let expand = |s: &String| expand_vars(s, &env);
+    let expand = |s: &String| env::expand_vars(s, &env);
     let command: Vec<String> = spec.command.iter().flatten().map(expand).collect();
     let args: Vec<String> = spec.args.iter().flatten().map(expand).collect();
     let argv = image.argv(&command, &args);
@@ -1052,161 +1153,6 @@ async fn run_probes(
     false
 }
 
-/// The service environment variables of a container of `pod` (in
-/// `namespace`): those of every Service of its namespace (unless
-/// `enableServiceLinks: false`), and always those of `default/kubernetes`
-/// (`KUBERNETES_SERVICE_HOST`, `KUBERNETES_SERVICE_PORT`, which in-cluster
-/// clients read), as the kubelet writes them.
-fn service_env(shared: &Shared, pod: &Pod, namespace: &str) -> Vec<(String, String)> {
-    let Some(services) = &shared.services else {
-        return vec![];
-    };
-    let links = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.enable_service_links)
-        .unwrap_or(true);
-    let mut chosen: Vec<std::sync::Arc<k8s_openapi::api::core::v1::Service>> = services
-        .state()
-        .into_iter()
-        .filter(|s| {
-            let ns = s.metadata.namespace.as_deref().unwrap_or_default();
-            let name = s.metadata.name.as_deref().unwrap_or_default();
-            (links && ns == namespace) || (ns == "default" && name == "kubernetes")
-        })
-        .collect();
-    chosen.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-    chosen.dedup_by(|a, b| a.metadata.uid == b.metadata.uid);
-    chosen
-        .iter()
-        .flat_map(|s| api::service::link_env(s))
-        .collect()
-}
-
-/// The container's environment: the image's, then Kubernetes' own
-/// (`HOSTNAME`, the services' variables), then the container's `env`
-/// (later entries win by name).
-fn container_env(
-    shared: &Shared,
-    pod: &Pod,
-    spec: &Container,
-    image: &Image,
-    pod_ip: Ipv4Addr,
-) -> Result<Vec<(String, String)>, String> {
-    let mut env: Vec<(String, String)> = image.env.clone();
-    let set = |env: &mut Vec<(String, String)>, k: String, v: String| {
-        env.retain(|(name, _)| *name != k);
-        env.push((k, v));
-    };
-    set(&mut env, "HOSTNAME".into(), sandbox::hostname(pod));
-    let ns = pod
-        .metadata
-        .namespace
-        .clone()
-        .unwrap_or_else(|| "default".into());
-    for (name, value) in service_env(shared, pod, &ns) {
-        set(&mut env, name, value);
-    }
-    for var in spec.env.iter().flatten() {
-        let value = if let Some(from) = &var.value_from {
-            if let Some(field) = &from.field_ref {
-                match field.field_path.as_str() {
-                    "metadata.name" => pod.metadata.name.clone().unwrap_or_default(),
-                    "metadata.namespace" => ns.clone(),
-                    "metadata.uid" => pod.metadata.uid.clone().unwrap_or_default(),
-                    "spec.nodeName" => shared.node_name.clone(),
-                    "spec.serviceAccountName" => pod
-                        .spec
-                        .as_ref()
-                        .and_then(|s| s.service_account_name.clone())
-                        .unwrap_or_default(),
-                    "status.podIP" => pod_ip.to_string(),
-                    "status.hostIP" => shared.node_ip.to_string(),
-                    path => {
-                        if let Some(key) = path
-                            .strip_prefix("metadata.labels['")
-                            .and_then(|k| k.strip_suffix("']"))
-                        {
-                            pod.metadata
-                                .labels
-                                .as_ref()
-                                .and_then(|l| l.get(key).cloned())
-                                .unwrap_or_default()
-                        } else {
-                            return Err(format!(
-                                "unsupported fieldRef {path:?} in env {:?}",
-                                var.name
-                            ));
-                        }
-                    }
-                }
-            } else if let Some(key_ref) = &from.config_map_key_ref {
-                let configmap = shared.configmap(&ns, &key_ref.name);
-                match configmap
-                    .as_ref()
-                    .and_then(|c| c.data.as_ref()?.get(&key_ref.key).cloned())
-                {
-                    Some(v) => v,
-                    None if key_ref.optional == Some(true) => continue,
-                    None if configmap.is_none() => {
-                        return Err(format!("configmap {:?} not found", key_ref.name))
-                    }
-                    None => {
-                        return Err(format!(
-                            "couldn't find key {} in ConfigMap {}/{}",
-                            key_ref.key, ns, key_ref.name
-                        ))
-                    }
-                }
-            } else {
-                return Err(format!(
-                    "env {:?}: only value, fieldRef and configMapKeyRef are supported by kube-lite",
-                    var.name
-                ));
-            }
-        } else {
-            expand_vars(var.value.as_deref().unwrap_or_default(), &env)
-        };
-        set(&mut env, var.name.clone(), value);
-    }
-    Ok(env)
-}
-
-/// Kubernetes' `$(VAR)` expansion in command, args and env values;
-/// `$$(VAR)` escapes, unknown references stay as they are.
-fn expand_vars(input: &str, env: &[(String, String)]) -> String {
-    let mut out = String::with_capacity(input.len());
-    let mut rest = input;
-    while let Some(pos) = rest.find('$') {
-        out.push_str(&rest[..pos]);
-        let after = &rest[pos + 1..];
-        if let Some(tail) = after.strip_prefix('$') {
-            out.push('$');
-            rest = tail;
-        } else if let Some(inner) = after.strip_prefix('(') {
-            match inner.find(')') {
-                Some(end) => {
-                    let name = &inner[..end];
-                    match env.iter().rev().find(|(k, _)| k == name) {
-                        Some((_, v)) => out.push_str(v),
-                        None => out.push_str(&format!("$({name})")),
-                    }
-                    rest = &inner[end + 1..];
-                }
-                None => {
-                    out.push_str("$(");
-                    rest = inner;
-                }
-            }
-        } else {
-            out.push('$');
-            rest = after;
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
 /// The container's mounts: private /tmp and /run, the Pod's /etc files,
 /// the image's layout, then its volumeMounts.
 fn container_mounts(
@@ -1261,8 +1207,10 @@ fn container_mounts(
         if let Some(sub) = vm.sub_path.as_deref().filter(|s| !s.is_empty()) {
             source = source.join(sub);
         }
-        let read_only =
-            vm.read_only == Some(true) || volume.config_map.is_some() || volume.projected.is_some();
+        let read_only = vm.read_only == Some(true)
+            || volume.config_map.is_some()
+            || volume.secret.is_some()
+            || volume.projected.is_some();
         mounts.push(bind(source, &vm.mount_path, read_only));
     }
     Ok(mounts)
@@ -1447,16 +1395,6 @@ fn pod_key_with_uid(pod: &Pod) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn variables_expand_like_kubernetes() {
-        let env = vec![("NAME".to_string(), "web".to_string())];
-        assert_eq!(expand_vars("hello $(NAME)!", &env), "hello web!");
-        assert_eq!(
-            expand_vars("$$(NAME) $(OTHER) $", &env),
-            "$(NAME) $(OTHER) $"
-        );
-    }
 
     #[test]
     fn backoff_doubles_to_five_minutes() {
