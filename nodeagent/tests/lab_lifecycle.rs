@@ -348,3 +348,169 @@ async fn pods_see_their_world_and_the_kubelet_watches_over_them() {
 
     lab.down().expect("lab down");
 }
+
+/// The Warning events of the Pod `name` with `reason`, by message.
+async fn warnings(client: &kube::Client, name: &str, reason: &str) -> Vec<String> {
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), "default");
+    let params = kube::api::ListParams::default()
+        .fields(&format!("involvedObject.name={name},reason={reason}"));
+    events
+        .list(&params)
+        .await
+        .map(|l| l.items.into_iter().filter_map(|e| e.message).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_reach_their_pods_in_memory_and_in_the_environment() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the lab test builds network namespaces and must run as root"
+    );
+    ensure_built(&["apiserver", "controller", "nodeagent", "e2e"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = Lab::up(LabOptions {
+        workers: 1,
+        dir: tmp.path().join("lab"),
+        bin_dir: bin_dir(),
+    })
+    .expect("lab up");
+    let client = lab.client().await.unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(client.clone(), "default");
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let create = PostParams::default();
+    secrets
+        .create(
+            &create,
+            &serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "db"},
+                "stringData": {"password": "s3cret", "user": "admin"}
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    configmaps
+        .create(
+            &create,
+            &serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "web-env"}, "data": {"MODE": "prod"}
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    pods.create(
+        &create,
+        &pod(serde_json::json!({
+            "metadata": {"name": "vault"},
+            "spec": {
+                "imagePullSecrets": [{"name": "registry"}],
+                "volumes": [{"name": "db", "secret": {"secretName": "db"}}],
+                "containers": [{
+                    "name": "c", "image": "busybox", "command": ["sleep", "3600"],
+                    "env": [{"name": "PASSWORD",
+                             "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}}],
+                    "envFrom": [{"configMapRef": {"name": "web-env"}, "prefix": "CFG_"},
+                                {"secretRef": {"name": "db"}, "prefix": "DB_"}],
+                    "volumeMounts": [{"name": "db", "mountPath": "/secret"}]
+                }]
+            }
+        })),
+    )
+    .await
+    .unwrap();
+    let vault = running(&pods, "vault").await;
+    let pid = container_pid(&lab, &vault, "c");
+
+    // The keys are files, on a tmpfs: in memory, never on the node's disk.
+    assert_eq!(in_container(pid, &["cat", "/secret/password"]), "s3cret");
+    let mountinfo = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
+    let secret_mount = mountinfo
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some("/secret"))
+        .unwrap_or_else(|| panic!("/secret is not a mount: {mountinfo}"));
+    assert!(
+        secret_mount.contains(" - tmpfs "),
+        "not memory-backed: {secret_mount}"
+    );
+
+    // The environment: secretKeyRef and both kinds of envFrom.
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let environ = String::from_utf8_lossy(&environ);
+    for expected in ["PASSWORD=s3cret", "CFG_MODE=prod", "DB_user=admin"] {
+        assert!(
+            environ.split('\0').any(|kv| kv == expected),
+            "{expected} in {environ:?}"
+        );
+    }
+
+    // The files follow the Secret.
+    secrets
+        .patch(
+            "db",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"stringData": {"password": "n3w"}})),
+        )
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while in_container(pid, &["cat", "/secret/password"]) != "n3w" {
+        assert!(
+            Instant::now() < deadline,
+            "the volume did not follow the Secret"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // A pull secret that does not exist is reported as the kubelet does.
+    let missing = warnings(&client, "vault", "FailedToRetrieveImagePullSecret").await;
+    assert_eq!(
+        missing,
+        ["Unable to retrieve some image pull secrets (registry); attempting to pull the image may not succeed."]
+    );
+
+    // A Secret volume whose Secret does not exist keeps the Pod waiting,
+    // with the kubelet's FailedMount message.
+    pods.create(
+        &create,
+        &pod(serde_json::json!({
+            "metadata": {"name": "no-secret"},
+            "spec": {
+                "volumes": [{"name": "s", "secret": {"secretName": "nope"}}],
+                "containers": [{"name": "c", "image": "busybox", "command": ["sleep", "3600"],
+                                "volumeMounts": [{"name": "s", "mountPath": "/s"}]}]
+            }
+        })),
+    )
+    .await
+    .unwrap();
+    let failed = wait_for(30, "FailedMount for the missing Secret", || async {
+        let found = warnings(&client, "no-secret", "FailedMount").await;
+        (!found.is_empty()).then_some(found)
+    })
+    .await;
+    assert_eq!(
+        failed,
+        ["MountVolume.SetUp failed for volume \"s\" : secret \"nope\" not found"]
+    );
+
+    // Deleting the Pod unmounts its Secret volume.
+    let uid = vault.metadata.uid.clone().unwrap();
+    pods.delete("vault", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for(30, "vault gone", || async {
+        pods.get_opt("vault").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(&uid),
+        "a mount of the deleted Pod is left: {mounts}"
+    );
+
+    lab.down().expect("lab down");
+}
