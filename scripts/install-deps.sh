@@ -16,7 +16,7 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update
 apt-get install -y --no-install-recommends \
   nftables conntrack iproute2 nginx-light curl ca-certificates python3 python3-pip procps iputils-ping \
-  bind9-dnsutils python3-kubernetes
+  bind9-dnsutils python3-kubernetes openssl
 # The real kubectl 1.35, for checking that kube-lite speaks its protocol.
 here="$(cd "$(dirname "$0")/.." && pwd)"
 "$here/scripts/get-kubectl.sh" "$here/.tools"

@@ -145,7 +145,11 @@ pub async fn serve(
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(error)) => {
-                    tracing::debug!(%remote, %error, "TLS handshake failed");
+                    // Logged as Go's servers do ("http: TLS handshake
+                    // error from ..."): a client certificate that is
+                    // refused (expired, another CA, X.509 v1) is only
+                    // explained here; the client sees a bare TLS alert.
+                    tracing::info!(%remote, %error, "TLS handshake error");
                     return;
                 }
                 Err(_) => {

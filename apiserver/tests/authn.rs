@@ -211,3 +211,74 @@ fn the_official_python_client_works_with_the_admin_kubeconfig() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// A user certificate made the classic way, with openssl, naming two
+/// groups (two `O`s), and signed by the cluster CA.
+fn openssl_user_certificate(f: &Fixture, subject: &str) -> api::pki::Issued {
+    let dir = f._dir.path().join("openssl");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("ca.crt"), f.api.ca.cert_pem()).unwrap();
+    std::fs::write(dir.join("ca.key"), f.api.ca.key_pem()).unwrap();
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .expect("openssl (scripts/install-deps.sh installs it)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-out",
+        "user.key",
+    ]);
+    openssl(&[
+        "req", "-new", "-key", "user.key", "-subj", subject, "-out", "user.csr",
+    ]);
+    // X.509 v3 (with an extension): rustls, unlike Go, refuses v1
+    // certificates, which `openssl x509 -req` makes without `-extfile`.
+    std::fs::write(dir.join("v3.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    openssl(&[
+        "x509", "-req", "-in", "user.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-days", "1",
+        "-extfile", "v3.ext", "-out", "user.crt",
+    ]);
+    api::pki::Issued {
+        cert_pem: std::fs::read_to_string(dir.join("user.crt")).unwrap(),
+        key_pem: std::fs::read_to_string(dir.join("user.key")).unwrap(),
+    }
+}
+
+#[test]
+fn a_certificate_with_several_organizations_is_in_each_group() {
+    let f = start();
+    let credentials = openssl_user_certificate(&f, "/O=dev/O=qa/CN=jane");
+    let path = f._dir.path().join("jane.kubeconfig");
+    let text = api::pki::kubeconfig(
+        "test",
+        &f.api.server.url,
+        f.api.ca.cert_pem(),
+        "jane",
+        &credentials,
+        Some("default"),
+    );
+    std::fs::write(&path, text).unwrap();
+    let output = Command::new(kubectl())
+        .args(["--kubeconfig", path.to_str().unwrap(), "auth", "whoami"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("[dev qa system:authenticated]"), "{stdout}");
+}
