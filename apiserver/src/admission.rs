@@ -47,19 +47,23 @@ pub fn node_restriction(
     node: &str,
     method: &axum::http::Method,
     target: &Target,
+    content_type: &str,
     body: &[u8],
 ) -> Result<(), StatusError> {
     use axum::http::Method;
     if matches!(*method, Method::GET | Method::HEAD) {
         return Ok(());
     }
+    // The body, in whichever encoding it came; unreadable reads as empty,
+    // which names nothing a node may touch.
+    let object = || crate::rest::request::decode_object(body, content_type).unwrap_or_default();
     // The object's name: from the URL, or for a create from the body.
     let name = match &target.name {
         Some(name) => name.clone(),
-        None => serde_json::from_slice::<Value>(body)
-            .ok()
-            .and_then(|o| o["metadata"]["name"].as_str().map(String::from))
-            .unwrap_or_default(),
+        None => object()["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
     };
     let sub = target.subresource.as_deref();
     match (target.resource.group, target.resource.plural) {
@@ -99,7 +103,7 @@ pub fn node_restriction(
         }
         ("", "serviceaccounts") if sub == Some("token") => {
             // Only for a Pod bound to this node.
-            let request: Value = serde_json::from_slice(body).unwrap_or_default();
+            let request = object();
             let bound = &request["spec"]["boundObjectRef"];
             let pod_here = bound["kind"] == "Pod"
                 && api::resources::by_plural("", "v1", "pods").is_some_and(|pods| {

@@ -43,7 +43,7 @@ pub fn apply_defaults(resource: &ResourceType, obj: &mut Value) {
         ("", "Node") => default_node(obj),
         ("", "Endpoints") => default_endpoints(obj),
         ("", "Secret") => {
-            set_if_absent(obj, "type", json!("Opaque"));
+            set_if_unset(obj, "type", json!("Opaque"));
             merge_string_data(obj);
         }
         ("apps", "Deployment") => {

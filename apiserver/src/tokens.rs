@@ -263,8 +263,7 @@ pub fn token_request(
         .ok_or_else(|| StatusError::internal("serviceaccounts are not served"))?;
     let account = app.get_object(&ObjectKey::new(accounts, Some(namespace), name))?;
     let spec = if protobuf_body {
-        let envelope = crate::rest::protobuf::envelope(body)?;
-        crate::rest::protobuf::token_request_spec(&envelope.raw)?
+        crate::rest::protobuf::decode(body)?["spec"].clone()
     } else {
         let request: Value = serde_json::from_slice(body).map_err(|e| {
             StatusError::bad_request(format!(

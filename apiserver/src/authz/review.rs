@@ -80,8 +80,7 @@ pub fn access_review(
     body: &[u8],
 ) -> Result<Response, StatusError> {
     let mut review = if protobuf::is_protobuf(content_type(headers)) {
-        let envelope = protobuf::envelope(body)?;
-        json!({"spec": protobuf::access_review_spec(&envelope.raw)?})
+        protobuf::decode(body)?
     } else {
         body_json(body, "SelfSubjectAccessReview")?
     };
@@ -106,7 +105,7 @@ pub fn self_review(
 ) -> Result<Response, StatusError> {
     // The body carries nothing to answer, but it must be readable.
     if protobuf::is_protobuf(content_type(headers)) {
-        protobuf::envelope(body)?;
+        protobuf::decode(body)?;
     } else if !body.is_empty() {
         body_json(body, "SelfSubjectReview")?;
     }

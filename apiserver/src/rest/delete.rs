@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -64,14 +64,22 @@ pub enum Deleted {
 }
 
 /// Reads delete options from the body (kubectl sends
-/// `{"propagationPolicy":"Background"}`) and the query.
-fn options(query: Option<&str>, body: &[u8]) -> Result<(DeleteOptions, bool), StatusError> {
+/// `{"propagationPolicy":"Background"}`, or the same in protobuf) and the
+/// query.
+fn options(
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(DeleteOptions, bool), StatusError> {
     let q: WriteOptions = request::query(query)?;
+    let invalid =
+        |e: serde_json::Error| StatusError::bad_request(format!("invalid DeleteOptions: {e}"));
     let mut opts: DeleteOptions = if body.iter().all(u8::is_ascii_whitespace) {
         DeleteOptions::default()
+    } else if request::content_type(headers) == super::protobuf::PROTOBUF {
+        serde_json::from_value(super::protobuf::decode(body)?).map_err(invalid)?
     } else {
-        serde_json::from_slice(body)
-            .map_err(|e| StatusError::bad_request(format!("invalid DeleteOptions: {e}")))?
+        serde_json::from_slice(body).map_err(invalid)?
     };
     if opts.grace_period_seconds.is_none() {
         opts.grace_period_seconds = q.grace_period_seconds;
@@ -88,9 +96,10 @@ pub async fn delete(
     app: &Arc<super::App>,
     target: &Target,
     query: Option<&str>,
+    headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Response, StatusError> {
-    let (opts, dry_run) = options(query, body)?;
+    let (opts, dry_run) = options(query, headers, body)?;
     let key = key_of(target);
     match delete_object(app, key, &opts, dry_run).await? {
         Deleted::Gone(last) => Ok(json_response(
@@ -345,9 +354,10 @@ pub async fn delete_collection(
     app: &Arc<App>,
     target: &Target,
     query: Option<&str>,
+    headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Response, StatusError> {
-    let (opts, dry_run) = options(query, body)?;
+    let (opts, dry_run) = options(query, headers, body)?;
     let read: request::ReadOptions = request::query(query)?;
     let labels = match read.label_selector.as_deref() {
         Some(s) if !s.is_empty() => api::selector::LabelSelector::parse(s)

@@ -132,7 +132,14 @@ async fn dispatch(app: Arc<App>, req: Request) -> Result<Response, StatusError> 
         .get::<crate::authn::Caller>()
         .and_then(|c| c.0.node_name())
     {
-        crate::admission::node_restriction(&app, node, &parts.method, &target, &body)?;
+        crate::admission::node_restriction(
+            &app,
+            node,
+            &parts.method,
+            &target,
+            &request::content_type(&parts.headers),
+            &body,
+        )?;
     }
     // Questions, not objects: answered, never stored.
     if let (&Method::POST, None) = (&parts.method, &target.name) {
@@ -191,9 +198,11 @@ async fn dispatch(app: Arc<App>, req: Request) -> Result<Response, StatusError> 
             )
             .await
         }
-        (&Method::DELETE, true, None) => delete::delete(&app, &target, query, &body).await,
+        (&Method::DELETE, true, None) => {
+            delete::delete(&app, &target, query, &parts.headers, &body).await
+        }
         (&Method::DELETE, false, None) => {
-            delete::delete_collection(&app, &target, query, &body).await
+            delete::delete_collection(&app, &target, query, &parts.headers, &body).await
         }
         (_, true, Some(sub)) => {
             subresources::dispatch(

@@ -231,13 +231,12 @@ pub fn content_type(headers: &HeaderMap) -> String {
         .to_ascii_lowercase()
 }
 
-/// Decodes a create/update body: JSON or YAML, exactly one object.
+/// Decodes a create/update body: JSON, YAML or protobuf, exactly one
+/// object.
 pub fn decode_object(body: &[u8], content_type: &str) -> Result<Value, StatusError> {
     match content_type {
         "application/json" | "application/yaml" | "" | "*/*" => {}
-        "application/vnd.kubernetes.protobuf" => {
-            return Err(StatusError::unsupported_media_type(content_type))
-        }
+        super::protobuf::PROTOBUF => return super::protobuf::decode(body),
         other => return Err(StatusError::unsupported_media_type(other)),
     }
     let value = api::decode::decode_body(body, content_type)
