@@ -8,19 +8,11 @@ mod common;
 use std::path::PathBuf;
 
 use common::{kubectl_as, text};
-use e2e::harness::SecureApiServer;
 
-struct Fixture {
-    dir: tempfile::TempDir,
-    api: SecureApiServer,
-    admin: PathBuf,
-}
+type Fixture = common::Secure;
 
 fn start() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let api = SecureApiServer::start(dir.path());
-    let admin = api.admin_kubeconfig();
-    Fixture { dir, api, admin }
+    Fixture::start()
 }
 
 impl Fixture {

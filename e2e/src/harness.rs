@@ -54,11 +54,32 @@ pub fn ensure_built(binaries: &[&str]) {
 }
 
 /// A loopback port nobody is listening on right now.
+///
+/// The port comes from below the kernel's ephemeral range: one that
+/// `bind(0)` hands out and the test lets go can be taken, before the
+/// server binds it, as the source port of any outgoing connection (a
+/// kubectl of another test), and the server fails with EADDRINUSE. Each
+/// call tries the next port of a sequence that starts at a place chosen
+/// by the process ID, so concurrent tests get different ports.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOWEST: u32 = 10_000;
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
+        .filter(|&start| start > LOWEST + 1_000)
+        .unwrap_or(32_768);
+    let span = ephemeral_start - LOWEST;
+    let start = std::process::id().wrapping_mul(7_919);
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (LOWEST + start.wrapping_add(n) % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port between {LOWEST} and {ephemeral_start}");
 }
 
 /// A running component process, killed by PID when dropped.

@@ -58,8 +58,9 @@ async fn running(pods: &Api<Pod>, name: &str) -> Pod {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn pods_see_their_world_and_the_kubelet_watches_over_them() {
+/// A lab of a master and `workers` workers, in a directory of its own
+/// (removed with the returned guard, after `lab.down()`).
+fn lab_up(workers: usize) -> (tempfile::TempDir, Lab) {
     assert!(
         nix::unistd::geteuid().is_root(),
         "the lab test builds network namespaces and must run as root"
@@ -67,11 +68,17 @@ async fn pods_see_their_world_and_the_kubelet_watches_over_them() {
     ensure_built(&["apiserver", "controller", "nodeagent", "e2e"]);
     let tmp = tempfile::tempdir().unwrap();
     let lab = Lab::up(LabOptions {
-        workers: 2,
+        workers,
         dir: tmp.path().join("lab"),
         bin_dir: bin_dir(),
     })
     .expect("lab up");
+    (tmp, lab)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pods_see_their_world_and_the_kubelet_watches_over_them() {
+    let (_tmp, lab) = lab_up(2);
     let client = lab.client().await.unwrap();
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
@@ -363,18 +370,7 @@ async fn warnings(client: &kube::Client, name: &str, reason: &str) -> Vec<String
 
 #[tokio::test(flavor = "multi_thread")]
 async fn secrets_reach_their_pods_in_memory_and_in_the_environment() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "the lab test builds network namespaces and must run as root"
-    );
-    ensure_built(&["apiserver", "controller", "nodeagent", "e2e"]);
-    let tmp = tempfile::tempdir().unwrap();
-    let lab = Lab::up(LabOptions {
-        workers: 1,
-        dir: tmp.path().join("lab"),
-        bin_dir: bin_dir(),
-    })
-    .expect("lab up");
+    let (_tmp, lab) = lab_up(1);
     let client = lab.client().await.unwrap();
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let secrets: Api<k8s_openapi::api::core::v1::Secret> =

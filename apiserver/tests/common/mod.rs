@@ -129,3 +129,20 @@ pub fn kubectl_as(
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).trim().to_string()
 }
+
+/// An apiserver over HTTPS with a CA of its own (in a directory of its
+/// own), and the administrator's kubeconfig.
+pub struct Secure {
+    pub dir: tempfile::TempDir,
+    pub api: e2e::harness::SecureApiServer,
+    pub admin: std::path::PathBuf,
+}
+
+impl Secure {
+    pub fn start() -> Secure {
+        let dir = tempfile::tempdir().unwrap();
+        let api = e2e::harness::SecureApiServer::start(dir.path());
+        let admin = api.admin_kubeconfig();
+        Secure { dir, api, admin }
+    }
+}

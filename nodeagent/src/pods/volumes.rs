@@ -296,6 +296,16 @@ pub fn projected_files(
     Ok(files)
 }
 
+/// Turns an I/O error of `action` on `volume` into a [`VolumeError`].
+fn io_error(volume: &str, action: String) -> impl FnOnce(std::io::Error) -> VolumeError {
+    let volume = volume.to_string();
+    move |source| VolumeError::Io {
+        volume,
+        action,
+        source,
+    }
+}
+
 fn check_relative(volume: &str, path: &str) -> Result<(), VolumeError> {
     let p = Path::new(path);
     let ok = !path.is_empty()
@@ -314,14 +324,7 @@ fn check_relative(volume: &str, path: &str) -> Result<(), VolumeError> {
 /// Makes `dir` hold exactly `files`, switching atomically; does nothing
 /// when it already does. Returns whether anything changed.
 pub fn write_atomically(volume: &str, dir: &Path, files: &Files) -> Result<bool, VolumeError> {
-    let io = |action: String| {
-        let volume = volume.to_string();
-        move |source| VolumeError::Io {
-            volume,
-            action,
-            source,
-        }
-    };
+    let io = |action: String| io_error(volume, action);
     std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
     let data_link = dir.join("..data");
     if let Ok(current) = std::fs::read_link(&data_link) {
@@ -387,14 +390,7 @@ pub fn write_atomically(volume: &str, dir: &Path, files: &Files) -> Result<bool,
 /// the same way; `mount | grep secret` on a node shows them).
 pub fn memory_backed(volume: &str, dir: &Path) -> Result<(), VolumeError> {
     use nix::mount::{mount, MsFlags};
-    let io = |action: String| {
-        let volume = volume.to_string();
-        move |source| VolumeError::Io {
-            volume,
-            action,
-            source,
-        }
-    };
+    let io = |action: String| io_error(volume, action);
     std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
     if is_mount_point(dir) {
         return Ok(());
