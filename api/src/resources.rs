@@ -461,6 +461,25 @@ impl ResourceType {
             .and_then(|r| r.subresources.iter().find(|s| s.name == name))
     }
 
+    /// Whether a DELETE that removes an object answers with the object
+    /// itself rather than a `Status` of Success (the `ReturnDeletedObject`
+    /// of upstream's storage for these resources; the Python client's
+    /// `delete_namespaced_service` reads a Service back). A deletion left
+    /// pending (grace period, finalizers) answers with the object for
+    /// every resource.
+    pub fn returns_deleted_object(&self) -> bool {
+        self.group.is_empty()
+            && matches!(
+                self.plural,
+                "pods"
+                    | "services"
+                    | "serviceaccounts"
+                    | "namespaces"
+                    | "persistentvolumes"
+                    | "persistentvolumeclaims"
+            )
+    }
+
     /// True when `fieldSelector` may use `field` on this resource.
     pub fn supports_field(&self, field: &str) -> bool {
         field == "metadata.name"

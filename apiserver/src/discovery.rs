@@ -57,14 +57,23 @@ const BUILD_DATE: &str = "2025-12-17T00:00:00Z";
 /// Longer paths (`/apis/{group}/{version}/{resource}`) can be merged
 /// alongside; a catch-all such as `/apis/{*rest}` cannot (axum refuses the
 /// overlap).
+///
+/// Each answers with a trailing slash too (`/api/`, `/apis/apps/`,
+/// `/version/`), as kube-apiserver does: the Python client asks for those.
 pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
         .route("/api", get(serve_core_versions))
+        .route("/api/", get(serve_core_versions))
         .route("/api/{version}", get(serve_core_resources))
+        .route("/api/{version}/", get(serve_core_resources))
         .route("/apis", get(serve_groups))
+        .route("/apis/", get(serve_groups))
         .route("/apis/{group}", get(serve_group))
+        .route("/apis/{group}/", get(serve_group))
         .route("/apis/{group}/{version}", get(serve_group_resources))
+        .route("/apis/{group}/{version}/", get(serve_group_resources))
         .route("/version", get(serve_version))
+        .route("/version/", get(serve_version))
 }
 
 // ---------------------------------------------------------------------------

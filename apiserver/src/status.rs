@@ -327,13 +327,10 @@ impl StatusError {
             "reason": self.reason,
             "code": self.code,
         });
-        if let Some(d) = &self.details {
-            s["details"] = d.clone();
-        }
+        // Always there, if only empty, as kube-apiserver writes it:
+        // `kubectl debug` reads `details` without checking.
+        s["details"] = self.details.clone().unwrap_or_else(|| json!({}));
         if let Some(secs) = self.retry_after {
-            if !s["details"].is_object() {
-                s["details"] = json!({});
-            }
             s["details"]["retryAfterSeconds"] = json!(secs);
         }
         s

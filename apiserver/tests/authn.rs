@@ -194,24 +194,6 @@ fn plain_http_on_a_non_loopback_address_is_refused() {
     );
 }
 
-#[test]
-fn the_official_python_client_works_with_the_admin_kubeconfig() {
-    let f = start();
-    // Debian's python3 (python3-kubernetes, from scripts/install-deps.sh).
-    let script = "import sys\nfrom kubernetes import client, config\nconfig.load_kube_config(sys.argv[1])\nprint(' '.join(n.metadata.name for n in client.CoreV1Api().list_namespace().items))\n";
-    let output = Command::new("/usr/bin/python3")
-        .args(["-c", script])
-        .arg(f.api.admin_kubeconfig())
-        .output()
-        .expect("/usr/bin/python3 (scripts/install-deps.sh installs it)");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success() && stdout.contains("kube-system"),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 /// A user certificate made the classic way, with openssl, naming two
 /// groups (two `O`s), and signed by the cluster CA.
 fn openssl_user_certificate(f: &Fixture, subject: &str) -> api::pki::Issued {

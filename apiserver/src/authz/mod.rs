@@ -93,7 +93,7 @@ impl Attributes {
         };
         let watch = query.is_some_and(|q| {
             form_urlencoded::parse(q.as_bytes())
-                .any(|(k, v)| k == "watch" && (v == "true" || v == "1"))
+                .any(|(k, v)| k == "watch" && crate::rest::request::query_bool(&v))
         });
         let verb = match (method, name.is_empty()) {
             (&Method::GET | &Method::HEAD, true) if watch => "watch",

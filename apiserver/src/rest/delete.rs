@@ -102,6 +102,9 @@ pub async fn delete(
     let (opts, dry_run) = options(query, headers, body)?;
     let key = key_of(target);
     match delete_object(app, key, &opts, dry_run).await? {
+        Deleted::Gone(last) if target.resource.returns_deleted_object() => {
+            Ok(json_response(StatusCode::OK, &last))
+        }
         Deleted::Gone(last) => Ok(json_response(
             StatusCode::OK,
             &success_status(target, &last),
@@ -131,7 +134,31 @@ fn success_status(target: &Target, last: &Value) -> Value {
 
 /// Deletes one object, gracefully or through finalizers where Kubernetes
 /// would.
+///
+/// Without preconditions the caller asked to delete whatever is there, so
+/// a write that lands between our read and our delete (a controller
+/// updating the status, say) is no reason to answer 409: decide again on
+/// the new version and delete that (etcd3's Delete in kube-apiserver
+/// retries the same way). With preconditions, a conflict is the answer.
 pub async fn delete_object(
+    app: &Arc<App>,
+    key: ObjectKey,
+    opts: &DeleteOptions,
+    dry_run: bool,
+) -> Result<Deleted, StatusError> {
+    const ATTEMPTS: usize = 16;
+    for _ in 1..ATTEMPTS {
+        match delete_once(app, key.clone(), opts, dry_run).await {
+            Err(e) if e.reason == "Conflict" && opts.preconditions.is_none() => {
+                tracing::debug!(resource = %key.resource, name = %key.name, "changed while deleting; deciding again");
+            }
+            answer => return answer,
+        }
+    }
+    delete_once(app, key, opts, dry_run).await
+}
+
+async fn delete_once(
     app: &Arc<App>,
     key: ObjectKey,
     opts: &DeleteOptions,
@@ -195,8 +222,8 @@ pub async fn delete_object(
                 .get(&key)
                 .ok_or_else(|| StatusError::not_found(subject(resource, &key.name)))?;
             if resource_version(&stored) != Some(expected_rv.as_str()) {
-                // Someone changed it after we decided how to delete it; the
-                // client retries (kubectl does).
+                // Someone changed it after we decided how to delete it:
+                // `delete_object` decides again.
                 return Err(StatusError::conflict(subject(resource, &key.name)));
             }
             Ok(txn.delete(key).unwrap_or(stored))

@@ -114,7 +114,9 @@ pub struct ReadOptions {
     pub resource_version: Option<String>,
     pub resource_version_match: Option<String>,
     pub timeout_seconds: Option<u64>,
+    #[serde(default, deserialize_with = "optional_query_bool")]
     pub allow_watch_bookmarks: Option<bool>,
+    #[serde(default, deserialize_with = "optional_query_bool")]
     pub send_initial_events: Option<bool>,
     pub limit: Option<usize>,
     #[serde(rename = "continue")]
@@ -124,8 +126,22 @@ pub struct ReadOptions {
 
 impl ReadOptions {
     pub fn is_watch(&self) -> bool {
-        matches!(self.watch.as_deref(), Some("true") | Some("1"))
+        self.watch.as_deref().is_some_and(query_bool)
     }
+}
+
+/// A boolean query parameter as Kubernetes reads it: anything but `0` and
+/// `false` (in any case) is true - the Python client sends `watch=True`.
+pub fn query_bool(value: &str) -> bool {
+    value != "0" && !value.eq_ignore_ascii_case("false")
+}
+
+/// [`query_bool`] for serde.
+fn optional_query_bool<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<bool>, D::Error> {
+    let value: Option<String> = Option::deserialize(deserializer)?;
+    Ok(value.as_deref().map(query_bool))
 }
 
 /// Query options of writes.
@@ -252,6 +268,19 @@ pub fn decode_object(body: &[u8], content_type: &str) -> Result<Value, StatusErr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn query_booleans_are_true_unless_zero_or_false() {
+        for yes in ["true", "True", "1", "yes", ""] {
+            assert!(query_bool(yes), "{yes:?}");
+        }
+        for no in ["false", "FALSE", "0"] {
+            assert!(!query_bool(no), "{no:?}");
+        }
+        let opts: ReadOptions = query(Some("watch=True&allowWatchBookmarks=True")).unwrap();
+        assert!(opts.is_watch());
+        assert_eq!(opts.allow_watch_bookmarks, Some(true));
+    }
 
     #[test]
     fn parses_every_url_shape() {

@@ -101,6 +101,9 @@ pub async fn create_object(
             ));
         }
         object["metadata"]["namespace"] = Value::String(ns.to_string());
+        // Admission runs before validation, as upstream: a create into a
+        // namespace that does not exist is 404 even when it is invalid.
+        namespace_accepts_objects(app.store.get(&namespace_key(ns)), ns)?;
         Some(ns.to_string())
     } else {
         if let Some(meta) = object["metadata"].as_object_mut() {
@@ -157,7 +160,8 @@ pub async fn create_object(
         .store
         .write(move |txn| {
             if let Some(ns) = &namespace {
-                check_namespace_accepts_objects(txn, ns)?;
+                // Again, atomically with the write: it may have gone since.
+                namespace_accepts_objects(txn.get(&namespace_key(ns)), ns)?;
             }
             if txn.get(&key).is_some() {
                 return Err(StatusError::already_exists(subject(
@@ -171,13 +175,17 @@ pub async fn create_object(
     finish(app, allocation, result)
 }
 
-/// Namespaced objects need their namespace to exist and not be going away.
-fn check_namespace_accepts_objects(
-    txn: &crate::storage::Txn<'_>,
-    ns: &str,
-) -> Result<(), StatusError> {
+/// The key of the Namespace `ns`.
+fn namespace_key(ns: &str) -> ObjectKey {
     let namespaces = api::resources::lookup("namespaces").expect("namespaces are in the table");
-    match txn.get(&ObjectKey::new(namespaces, None, ns)) {
+    ObjectKey::new(namespaces, None, ns)
+}
+
+/// Namespaced objects need their namespace (`namespace`, the stored
+/// Namespace `ns` if any) to exist and not be going away: upstream's
+/// NamespaceLifecycle admission.
+fn namespace_accepts_objects(namespace: Option<Arc<Value>>, ns: &str) -> Result<(), StatusError> {
+    match namespace {
         None => Err(StatusError::namespace_not_found(ns)),
         Some(n) if objectmeta::is_being_deleted(&n) => Err(StatusError::new(
             403,
