@@ -469,6 +469,7 @@ pub fn decode_kind(
         ("v1", "Node") => decode_typed::<core::v1::Node>,
         ("v1", "Event") => decode_typed::<core::v1::Event>,
         ("v1", "Binding") => decode_typed::<core::v1::Binding>,
+        ("policy/v1", "Eviction") => decode_typed::<k8s_openapi::api::policy::v1::Eviction>,
         ("apps/v1", "Deployment") => decode_typed::<apps::v1::Deployment>,
         ("apps/v1", "ReplicaSet") => decode_typed::<apps::v1::ReplicaSet>,
         ("apps/v1", "DaemonSet") => decode_typed::<apps::v1::DaemonSet>,
@@ -701,6 +702,7 @@ status: {}
         }
         for (api_version, kind) in [
             ("v1", "Binding"),
+            ("policy/v1", "Eviction"),
             ("autoscaling/v1", "Scale"),
             ("meta.k8s.io/v1", "DeleteOptions"),
             ("v1", "DeleteOptions"),

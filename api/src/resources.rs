@@ -129,6 +129,14 @@ pub static RESOURCES: &[ResourceType] = &[
                 kind: "PodExecOptions",
                 verbs: &["create", "get"],
             },
+            // `kubectl drain` looks for this entry to know it may evict.
+            Subresource {
+                name: "eviction",
+                group: "policy",
+                version: "v1",
+                kind: "Eviction",
+                verbs: &["create"],
+            },
         ],
         categories: &["all"],
         selectable_fields: &[

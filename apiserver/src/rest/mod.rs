@@ -21,6 +21,7 @@
 //! (`pods/log`, `pods/exec`) in [`nodeproxy`].
 
 pub mod delete;
+pub mod eviction;
 pub mod nodeproxy;
 pub mod objectmeta;
 pub mod protobuf;

@@ -57,6 +57,9 @@ pub async fn dispatch(
             update_scale(app, target, method, headers, query, body).await
         }
         ("binding", &Method::POST) => bind(app, target, headers, body).await,
+        ("eviction", &Method::POST) => {
+            super::eviction::evict(app, target, headers, query, body).await
+        }
         ("token", &Method::POST) => crate::tokens::token_request(
             app,
             target.namespace.as_deref().unwrap_or_default(),

@@ -1,0 +1,153 @@
+//! The course around the Services lesson, with the real kubectl 1.35 on a
+//! lab of a master and two workers (issue 12): what a teacher shows next
+//! to Services. Needs root; takes the lab lock.
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use e2e::harness::{bin_dir, ensure_built, kubectl};
+use e2e::lab::{Lab, LabOptions};
+
+struct Course {
+    _dir: tempfile::TempDir,
+    lab: Lab,
+}
+
+impl Course {
+    fn up() -> Course {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "the course test builds a lab of network namespaces and must run as root"
+        );
+        ensure_built(&["apiserver", "controller", "nodeagent", "e2e"]);
+        let dir = tempfile::tempdir().unwrap();
+        let lab = Lab::up(LabOptions {
+            workers: 2,
+            dir: dir.path().join("lab"),
+            bin_dir: bin_dir(),
+        })
+        .expect("lab up");
+        let course = Course { _dir: dir, lab };
+        course.eventually(60, "3 Ready nodes", || {
+            let out = course.kubectl(&["get", "nodes", "--no-headers"]);
+            (out.matches(" Ready ").count() == 3).then_some(())
+        });
+        course
+    }
+
+    fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        use std::io::Write as _;
+        let mut child = Command::new(kubectl())
+            .arg("--kubeconfig")
+            .arg(self.lab.kubeconfig())
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("kubectl");
+        if let Some(input) = stdin {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+        }
+        child.wait_with_output().expect("kubectl")
+    }
+
+    /// The real kubectl, which must succeed; its stdout.
+    fn kubectl(&self, args: &[&str]) -> String {
+        let out = self.run(args, None);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn apply(&self, manifest: &str) {
+        let out = self.run(&["apply", "-f", "-"], Some(manifest));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn eventually<T>(&self, secs: u64, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(v) = check() {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// The nodes of the Running Pods with a label.
+    fn running_on(&self, selector: &str) -> Vec<String> {
+        let out = self.kubectl(&[
+            "get",
+            "pods",
+            "-l",
+            selector,
+            "--field-selector=status.phase=Running",
+            "-o",
+            "jsonpath={range .items[*]}{.spec.nodeName}{\"\\n\"}{end}",
+        ]);
+        out.lines().map(str::to_string).collect()
+    }
+}
+
+fn echo_deployment(name: &str, replicas: u32) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\nspec:\n  replicas: {replicas}\n  selector:\n    matchLabels: {{app: {name}}}\n  template:\n    metadata:\n      labels: {{app: {name}}}\n    spec:\n      terminationGracePeriodSeconds: 2\n      containers:\n      - name: echo\n        image: kube-lite/echo\n"
+    )
+}
+
+#[test]
+fn kubectl_drain_evicts_a_nodes_pods_and_they_come_back_elsewhere() {
+    let course = Course::up();
+    course.apply(&echo_deployment("web", 4));
+    let nodes = course.eventually(90, "4 running Pods on both workers", || {
+        let nodes = course.running_on("app=web");
+        (nodes.len() == 4 && nodes.iter().any(|n| n == "kl-worker1")).then_some(nodes)
+    });
+    assert!(
+        nodes.iter().all(|n| n.starts_with("kl-worker")),
+        "{nodes:?}"
+    );
+
+    let drained = course.kubectl(&[
+        "drain",
+        "kl-worker1",
+        "--ignore-daemonsets",
+        "--force",
+        "--timeout=90s",
+    ]);
+    assert!(drained.contains("evicting pod default/web-"), "{drained}");
+    assert!(drained.contains("node/kl-worker1 drained"), "{drained}");
+    assert_eq!(
+        course.kubectl(&[
+            "get",
+            "node",
+            "kl-worker1",
+            "-o",
+            "jsonpath={.spec.unschedulable}"
+        ]),
+        "true"
+    );
+    // The Deployment's new Pods go where they may: kl-worker2.
+    course.eventually(90, "4 running Pods on kl-worker2", || {
+        let nodes = course.running_on("app=web");
+        (nodes.len() == 4 && nodes.iter().all(|n| n == "kl-worker2")).then_some(())
+    });
+    course.kubectl(&["uncordon", "kl-worker1"]);
+    course.kubectl(&["delete", "deployment", "web"]);
+    course.lab.down().expect("lab down");
+}
