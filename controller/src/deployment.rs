@@ -66,7 +66,7 @@ use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentCondition, DeploymentStatus, ReplicaSet, ReplicaSetSpec,
 };
 use k8s_openapi::api::core::v1::PodTemplateSpec;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
@@ -77,7 +77,8 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
 use crate::events::EventType;
-use crate::replicaset::{controller_of, kube_error_code};
+use crate::ownership::{controller_of, Claim, Owner};
+use crate::replicaset::kube_error_code;
 use crate::{Context, Error, Result};
 
 /// The label (and ReplicaSet name suffix) that tells versions apart.
@@ -826,7 +827,7 @@ impl<'a> Rollout<'a> {
     /// The ReplicaSets this Deployment controls, adopting matching orphans
     /// and releasing owned ones that stopped matching (`ClaimReplicaSets`).
     async fn claim_replica_sets(&mut self) -> Result<Vec<ReplicaSet>> {
-        let uid = self.d.metadata.uid.clone().unwrap_or_default();
+        let owner = self.owner();
         let mut in_namespace: Vec<Arc<ReplicaSet>> = self
             .ctrl
             .replicasets
@@ -838,32 +839,28 @@ impl<'a> Rollout<'a> {
         let mut claimed = Vec::new();
         let mut adoption_allowed = None;
         for rs in in_namespace {
-            let matches = self.selector.matches(rs.labels());
-            match controller_of(&rs.metadata) {
-                Some(owner) if owner.uid == uid => {
-                    if matches {
-                        claimed.push((*rs).clone());
-                    } else {
-                        self.release(&rs).await?;
-                    }
-                }
-                Some(_) => {}
-                None => {
-                    if !matches || rs.metadata.deletion_timestamp.is_some() {
-                        continue;
-                    }
+            // A ReplicaSet being deleted is not adopted nor released.
+            let active = rs.metadata.deletion_timestamp.is_none();
+            match owner.classify(&rs.metadata, active) {
+                Claim::Owned => claimed.push((*rs).clone()),
+                Claim::Ignore => {}
+                Claim::Release => owner.release(&self.replicasets(), rs.as_ref()).await?,
+                Claim::Adopt => {
                     // Check once, against the apiserver rather than the
                     // cache, that this Deployment still exists and is not
                     // being deleted before taking anything over.
                     if adoption_allowed.is_none() {
                         let fresh = self.deployments().get_opt(&self.name).await?;
                         adoption_allowed = Some(fresh.is_some_and(|f| {
-                            f.metadata.uid.as_deref() == Some(uid.as_str())
+                            f.metadata.uid.as_deref() == Some(owner.uid.as_str())
                                 && f.metadata.deletion_timestamp.is_none()
                         }));
                     }
                     if adoption_allowed == Some(true) {
-                        claimed.push(self.adopt(&rs).await?);
+                        if let Some(adopted) = owner.adopt(&self.replicasets(), rs.as_ref()).await?
+                        {
+                            claimed.push(adopted);
+                        }
                     }
                 }
             }
@@ -871,60 +868,15 @@ impl<'a> Rollout<'a> {
         Ok(claimed)
     }
 
-    fn owner_reference(&self) -> OwnerReference {
-        OwnerReference {
-            api_version: "apps/v1".into(),
-            kind: "Deployment".into(),
+    /// The Deployment as the owner of its ReplicaSets.
+    fn owner(&self) -> Owner {
+        Owner {
+            api_version: "apps/v1",
+            kind: "Deployment",
             name: self.name.clone(),
             uid: self.d.metadata.uid.clone().unwrap_or_default(),
-            controller: Some(true),
-            block_owner_deletion: Some(true),
-        }
-    }
-
-    async fn adopt(&self, rs: &ReplicaSet) -> Result<ReplicaSet> {
-        let mut references = rs.metadata.owner_references.clone().unwrap_or_default();
-        references.push(self.owner_reference());
-        let patch = json!({"metadata": {
-            "ownerReferences": references,
-            "resourceVersion": rs.metadata.resource_version,
-        }});
-        tracing::info!(deployment = %self.name, replicaset = %name_of(&rs.metadata), "adopting");
-        Ok(self
-            .replicasets()
-            .patch(
-                name_of(&rs.metadata),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await?)
-    }
-
-    async fn release(&self, rs: &ReplicaSet) -> Result<()> {
-        let uid = self.d.metadata.uid.as_deref();
-        let references: Vec<&OwnerReference> = rs
-            .metadata
-            .owner_references
-            .iter()
-            .flatten()
-            .filter(|r| Some(r.uid.as_str()) != uid)
-            .collect();
-        let patch = json!({"metadata": {
-            "ownerReferences": if references.is_empty() { None } else { Some(references) },
-            "resourceVersion": rs.metadata.resource_version,
-        }});
-        tracing::info!(deployment = %self.name, replicaset = %name_of(&rs.metadata), "releasing");
-        match self
-            .replicasets()
-            .patch(
-                name_of(&rs.metadata),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await
-        {
-            Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
-            other => other.map(|_| ()).map_err(Error::from),
+            selector: self.selector.clone(),
+            deleting: self.d.metadata.deletion_timestamp.is_some(),
         }
     }
 
@@ -1085,7 +1037,7 @@ impl<'a> Rollout<'a> {
             metadata: ObjectMeta {
                 name: Some(rs_name.clone()),
                 namespace: Some(self.namespace.clone()),
-                owner_references: Some(vec![self.owner_reference()]),
+                owner_references: Some(vec![self.owner().reference()]),
                 labels: template.metadata.as_ref().and_then(|m| m.labels.clone()),
                 ..Default::default()
             },

@@ -24,6 +24,7 @@
 //! - [`nodelifecycle`]: marks nodes whose Lease stops as NotReady, evicts their Pods.
 //! - [`podstatus`]: the Pod conditions controllers write (`PodScheduled`, `Ready`).
 //! - [`gc`]: the garbage collector: deletes what ownerReferences orphan.
+//! - [`ownership`]: claim, adopt, release: which objects a controller owns.
 //! - [`serviceaccounts`]: a `default` ServiceAccount in every namespace.
 //! - [`rootca`]: the cluster CA in every namespace (`kube-root-ca.crt`).
 //! - [`events`]: Events a student reads in `kubectl describe`.
@@ -37,6 +38,7 @@ pub mod gc;
 pub mod ipam;
 pub mod leaderelection;
 pub mod nodelifecycle;
+pub mod ownership;
 pub mod podstatus;
 pub mod replicaset;
 pub mod rootca;

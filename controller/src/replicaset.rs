@@ -55,14 +55,14 @@ use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetCondition, ReplicaSetStat
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Resource, ResourceExt};
-use serde_json::json;
 
 use crate::events::EventType;
+use crate::ownership::{Claim, Owner};
 use crate::{Context, Error, Result};
 
 /// Who writes the Events (`kubectl describe rs` shows it as `From`).
@@ -81,13 +81,7 @@ pub const POD_DELETION_COST_ANNOTATION: &str = "controller.kubernetes.io/pod-del
 // ---------------------------------------------------------------------------
 // Small facts about objects, shared with the Deployment loop
 
-/// The ownerReference with `controller: true`, if any (`GetControllerOf`).
-pub fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
-    meta.owner_references
-        .iter()
-        .flatten()
-        .find(|r| r.controller == Some(true))
-}
+pub use crate::ownership::controller_of;
 
 /// The HTTP status of an apiserver error (409 for conflicts, ...).
 pub fn kube_error_code(error: &Error) -> Option<u16> {
@@ -503,7 +497,7 @@ pub async fn reconcile(rs: Arc<ReplicaSet>, ctrl: Arc<ReplicaSetController>) -> 
         .state()
         .iter()
         .filter(|p| p.metadata.namespace.as_deref() == Some(sync.namespace.as_str()))
-        .filter(|p| sync.may_claim(p))
+        .filter(|p| sync.owner.may_claim(&p.metadata))
         .map(|p| (**p).clone())
         .collect();
     let mut pods = sync.claim(cached).await?;
@@ -564,8 +558,8 @@ struct ReplicaSetSync<'a> {
     rs: &'a ReplicaSet,
     namespace: String,
     name: String,
-    uid: String,
     selector: api::selector::LabelSelector,
+    owner: Owner,
 }
 
 impl<'a> ReplicaSetSync<'a> {
@@ -583,13 +577,21 @@ impl<'a> ReplicaSetSync<'a> {
                 "replica set {namespace}/{name}: spec.selector is empty and would select every pod"
             )));
         }
+        let owner = Owner {
+            api_version: "apps/v1",
+            kind: "ReplicaSet",
+            name: name.clone(),
+            uid: rs.metadata.uid.clone().unwrap_or_default(),
+            selector: selector.clone(),
+            deleting: rs.metadata.deletion_timestamp.is_some(),
+        };
         Ok(ReplicaSetSync {
             ctrl,
             rs,
-            uid: rs.metadata.uid.clone().unwrap_or_default(),
             namespace,
             name,
             selector,
+            owner,
         })
     }
 
@@ -621,66 +623,33 @@ impl<'a> ReplicaSetSync<'a> {
         Ok(self.pods().list(&params).await?.items)
     }
 
-    fn owner_reference(&self) -> OwnerReference {
-        OwnerReference {
-            api_version: "apps/v1".into(),
-            kind: "ReplicaSet".into(),
-            name: self.name.clone(),
-            uid: self.uid.clone(),
-            controller: Some(true),
-            block_owner_deletion: Some(true),
-        }
-    }
-
-    /// Whether `pod` is ours or could become ours: the only Pods worth
-    /// copying out of the cache.
-    fn may_claim(&self, pod: &Pod) -> bool {
-        match controller_of(&pod.metadata) {
-            Some(owner) => owner.uid == self.uid,
-            None => self.selector.matches(pod.labels()),
-        }
-    }
-
     /// Sorts `pods` (of the ReplicaSet's namespace) into ours, adopting
     /// matching active orphans and releasing active Pods that stopped
-    /// matching (`claimPods`).
+    /// matching (`claimPods`, see [`crate::ownership`]).
     async fn claim(&self, pods: Vec<Pod>) -> Result<ClaimedPods> {
-        let deleting = self.rs.metadata.deletion_timestamp.is_some();
         let mut claimed = ClaimedPods {
             active: Vec::new(),
             terminating: 0,
         };
         let mut adoption_allowed = None;
         for pod in pods {
-            let matches = self.selector.matches(pod.labels());
-            match controller_of(&pod.metadata) {
-                Some(owner) if owner.uid == self.uid => {
-                    if matches {
-                        if is_pod_active(&pod) {
-                            claimed.active.push(pod);
-                        } else if !is_pod_terminal(&pod) {
-                            claimed.terminating += 1;
-                        }
-                    } else if !deleting && is_pod_active(&pod) {
-                        self.release(&pod).await?;
-                    }
-                }
-                Some(_) => {}
-                None => {
-                    if deleting || !matches || !is_pod_active(&pod) {
-                        continue;
-                    }
+            match self.owner.classify(&pod.metadata, is_pod_active(&pod)) {
+                Claim::Owned if is_pod_active(&pod) => claimed.active.push(pod),
+                Claim::Owned if !is_pod_terminal(&pod) => claimed.terminating += 1,
+                Claim::Owned | Claim::Ignore => {}
+                Claim::Release => self.owner.release(&self.pods(), &pod).await?,
+                Claim::Adopt => {
                     // Check once, against the apiserver, that this
                     // ReplicaSet still exists and is not being deleted.
                     if adoption_allowed.is_none() {
                         let fresh = self.replicasets().get_opt(&self.name).await?;
                         adoption_allowed = Some(fresh.is_some_and(|f| {
-                            f.metadata.uid.as_deref() == Some(self.uid.as_str())
+                            f.metadata.uid.as_deref() == Some(self.owner.uid.as_str())
                                 && f.metadata.deletion_timestamp.is_none()
                         }));
                     }
                     if adoption_allowed == Some(true) {
-                        if let Some(adopted) = self.adopt(&pod).await? {
+                        if let Some(adopted) = self.owner.adopt(&self.pods(), &pod).await? {
                             claimed.active.push(adopted);
                         }
                     }
@@ -688,50 +657,6 @@ impl<'a> ReplicaSetSync<'a> {
             }
         }
         Ok(claimed)
-    }
-
-    async fn adopt(&self, pod: &Pod) -> Result<Option<Pod>> {
-        let mut references = pod.metadata.owner_references.clone().unwrap_or_default();
-        references.push(self.owner_reference());
-        let patch = json!({"metadata": {
-            "ownerReferences": references,
-            "resourceVersion": pod.metadata.resource_version,
-        }});
-        let pod_name = pod.name_any();
-        tracing::info!(replicaset = %self.name, pod = %pod_name, "adopting");
-        match self
-            .pods()
-            .patch(&pod_name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-        {
-            Ok(adopted) => Ok(Some(adopted)),
-            Err(kube::Error::Api(s)) if s.is_not_found() => Ok(None),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    async fn release(&self, pod: &Pod) -> Result<()> {
-        let references: Vec<&OwnerReference> = pod
-            .metadata
-            .owner_references
-            .iter()
-            .flatten()
-            .filter(|r| r.uid != self.uid)
-            .collect();
-        let patch = json!({"metadata": {
-            "ownerReferences": if references.is_empty() { None } else { Some(references) },
-            "resourceVersion": pod.metadata.resource_version,
-        }});
-        let pod_name = pod.name_any();
-        tracing::info!(replicaset = %self.name, pod = %pod_name, "releasing");
-        match self
-            .pods()
-            .patch(&pod_name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-        {
-            Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
-            other => other.map(|_| ()).map_err(Error::from),
-        }
     }
 
     /// Creates or deletes Pods so that `active` becomes `replicas` long
@@ -761,7 +686,7 @@ impl<'a> ReplicaSetSync<'a> {
             &template,
             &self.namespace,
             &self.name,
-            self.owner_reference(),
+            self.owner.reference(),
         );
         let mut remaining = count;
         let mut batch = remaining.min(SLOW_START_INITIAL_BATCH);
@@ -897,6 +822,7 @@ pub fn pod_from_template(
 mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::{PodCondition, PodSpec, PodStatus};
+    use serde_json::json;
 
     fn at(seconds: i64) -> Timestamp {
         Timestamp::from_second(1_700_000_000 + seconds).unwrap()
@@ -1155,7 +1081,9 @@ pub(crate) mod test_cluster {
 mod reconcile_tests {
     use super::test_cluster::{synced, TestCluster};
     use super::*;
+    use kube::api::{Patch, PatchParams};
     use kube::runtime::watcher;
+    use serde_json::json;
 
     fn replica_set(name: &str, replicas: i32) -> ReplicaSet {
         serde_json::from_value(json!({
