@@ -17,6 +17,7 @@
 //! # Layout
 //! - [`deployment`]: Deployment -> one ReplicaSet per pod template, rolling updates.
 //! - [`replicaset`]: ReplicaSet -> the right number of Pods.
+//! - [`daemonset`]: DaemonSet -> one Pod on every node that should have one.
 //! - [`scheduler`]: kube-scheduler: binds each pending Pod to a node.
 //! - [`endpoints`]: Service -> Endpoints and EndpointSlices of its ready Pods.
 //! - [`endpointslice`]: how those endpoints are cut into EndpointSlices of at most 100.
@@ -30,6 +31,7 @@
 //! - [`events`]: Events a student reads in `kubectl describe`.
 //! - [`leaderelection`]: only one controller acts at a time.
 
+pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
 pub mod endpointslice;
@@ -140,6 +142,7 @@ pub async fn run(ctx: Context) -> anyhow::Result<()> {
     tokio::select! {
         r = deployment::run(ctx.clone()) => r,
         r = replicaset::run(ctx.clone()) => r,
+        r = daemonset::run(ctx.clone()) => r,
         r = scheduler::run(ctx.clone()) => r,
         r = endpoints::run(ctx.clone()) => r,
         r = ipam::run(ctx.clone()) => r,

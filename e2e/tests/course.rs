@@ -151,3 +151,59 @@ fn kubectl_drain_evicts_a_nodes_pods_and_they_come_back_elsewhere() {
     course.kubectl(&["delete", "deployment", "web"]);
     course.lab.down().expect("lab down");
 }
+
+const AGENT: &str = "
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent}
+spec:
+  selector: {matchLabels: {app: agent}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec:
+      terminationGracePeriodSeconds: 2
+      containers: [{name: echo, image: kube-lite/echo}]
+";
+
+#[test]
+fn a_daemonset_runs_one_pod_per_worker_follows_taints_and_rolls_out() {
+    let course = Course::up();
+    course.apply(AGENT);
+    course.kubectl(&["rollout", "status", "ds/agent", "--timeout=90s"]);
+    let mut nodes = course.running_on("app=agent");
+    nodes.sort();
+    assert_eq!(
+        nodes,
+        ["kl-worker1", "kl-worker2"],
+        "not on the control plane"
+    );
+
+    // A NoExecute taint it does not tolerate takes the Pod away; without
+    // it the node gets one again.
+    course.kubectl(&["taint", "node", "kl-worker2", "dedicated=db:NoExecute"]);
+    course.eventually(60, "the agent gone from kl-worker2", || {
+        (course.running_on("app=agent") == ["kl-worker1"]).then_some(())
+    });
+    course.kubectl(&["taint", "node", "kl-worker2", "dedicated=db:NoExecute-"]);
+    course.eventually(60, "the agent back on kl-worker2", || {
+        (course.running_on("app=agent").len() == 2).then_some(())
+    });
+
+    // A new template rolls out node by node.
+    course.kubectl(&["set", "env", "ds/agent", "MODE=v2"]);
+    course.kubectl(&["rollout", "status", "ds/agent", "--timeout=120s"]);
+    let env = course.kubectl(&[
+        "get",
+        "pods",
+        "-l",
+        "app=agent",
+        "-o",
+        "jsonpath={range .items[*]}{.spec.containers[0].env[0].value}{\" \"}{end}",
+    ]);
+    assert_eq!(env.trim(), "v2 v2");
+    let table = course.kubectl(&["get", "ds", "agent", "--no-headers"]);
+    let columns: Vec<&str> = table.split_whitespace().collect();
+    assert_eq!(&columns[..6], ["agent", "2", "2", "2", "2", "2"], "{table}");
+    course.kubectl(&["delete", "ds", "agent"]);
+    course.lab.down().expect("lab down");
+}
