@@ -15,10 +15,18 @@
 //! `fieldValidation=Strict` and lets the server reject unknown fields;
 //! otherwise it wants to validate on the client and fails without a schema.
 //!
-//! kube-lite therefore publishes a deliberately small document, derived from
-//! [`api::resources::RESOURCES`]: one PATCH operation per resource (and per
-//! patchable subresource) and one schema per kind that names its kind but
-//! lists no fields. Two choices matter:
+//! Students read it too: `kubectl explain service.spec` walks the kind's
+//! schema, field by field, with upstream's descriptions.
+//!
+//! kube-lite therefore publishes, derived from
+//! [`api::resources::RESOURCES`], one PATCH operation per resource (and per
+//! patchable subresource) and the full schema of every served kind and of
+//! everything it refers to. The schemas are not written here: they are
+//! generated from the `k8s-openapi` types (their `schemars` support, which
+//! carries upstream's descriptions, types and required fields), under
+//! upstream's names (`io.k8s.api.core.v1.ServiceSpec`), and each kind's
+//! schema is marked with its `x-kubernetes-group-version-kind`, which is
+//! how kubectl finds it. Two choices matter:
 //!
 //! - The PATCH request body lists `application/json-patch+json` and
 //!   `application/merge-patch+json` but not
@@ -27,8 +35,9 @@
 //!   that type, and our schemas carry no merge keys; without it, kubectl
 //!   uses the merge keys compiled into it, which are the right ones. kubectl
 //!   still *sends* strategic merge patches, and the server accepts them.
-//! - `/openapi/v2` is not served (404). kubectl only accepts v2 as protobuf
-//!   and treats it as optional once v3 answers.
+//! - `/openapi/v2` is an empty document (no definitions): kubectl only
+//!   falls back to it for kinds v3 does not describe, and an undescribed
+//!   kind must pass validation so that kubectl says the kind is not served.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -40,6 +49,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use k8s_openapi::schemars::generate::{SchemaGenerator, SchemaSettings};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -147,15 +157,16 @@ pub fn group_version_document(group: &str, version: &str) -> Option<Value> {
             "description": "Patch is provided to give a concrete name and type to the Kubernetes PATCH request body.",
         }),
     );
+    let mut kinds = Vec::new();
     for r in resources {
         let object_kind = GroupVersionKind::of_resource(r);
+        kinds.push(object_kind);
         if r.verbs.contains(&"patch") {
             let object_path = r.object_path(Some("{namespace}"), "{name}");
             paths.insert(
                 object_path.clone(),
                 path_item(r, patch_operation(r, object_kind, None)),
             );
-            schemas.insert(object_kind.schema_name(), kind_schema(object_kind));
         }
         for s in r.subresources.iter().filter(|s| s.verbs.contains(&"patch")) {
             let kind = GroupVersionKind {
@@ -171,9 +182,10 @@ pub fn group_version_document(group: &str, version: &str) -> Option<Value> {
                 ),
                 path_item(r, patch_operation(r, kind, Some(s.name))),
             );
-            schemas.insert(kind.schema_name(), kind_schema(kind));
+            kinds.push(kind);
         }
     }
+    schemas.extend(kind_schemas(&kinds));
     Some(json!({
         "openapi": "3.0.0",
         "info": { "title": "Kubernetes", "version": discovery::GIT_VERSION },
@@ -225,22 +237,80 @@ impl GroupVersionKind {
     }
 }
 
-/// A kind's schema: it names its kind (kubectl finds schemas by
-/// `x-kubernetes-group-version-kind`, a list here) and lists no fields.
-fn kind_schema(kind: GroupVersionKind) -> Value {
-    let api_version = if kind.group.is_empty() {
-        kind.version.to_string()
-    } else {
-        format!("{}/{}", kind.group, kind.version)
+/// The schemas of `kinds` and of every type they refer to, by upstream's
+/// schema names; each kind's own marked with its group/version/kind.
+fn kind_schemas(kinds: &[GroupVersionKind]) -> Map<String, Value> {
+    let mut generator = SchemaSettings::openapi3().into_generator();
+    let mut named = Vec::new();
+    for kind in kinds {
+        if generate(*kind, &mut generator) {
+            named.push(*kind);
+        }
+    }
+    let mut schemas = generator.take_definitions(true);
+    for kind in named {
+        if let Some(Value::Object(schema)) = schemas.get_mut(&kind.schema_name()) {
+            let marks = schema
+                .entry("x-kubernetes-group-version-kind")
+                .or_insert_with(|| json!([]));
+            if let Value::Array(list) = marks {
+                if !list.contains(&kind.to_json()) {
+                    list.push(kind.to_json());
+                }
+            }
+        }
+    }
+    schemas
+}
+
+/// Adds the schema of `kind` (from its `k8s-openapi` type) to `generator`;
+/// false for a kind with no type here.
+fn generate(kind: GroupVersionKind, generator: &mut SchemaGenerator) -> bool {
+    use k8s_openapi::api::{
+        apps, authentication, authorization, autoscaling, coordination, core, discovery, policy,
+        rbac,
     };
-    json!({
-        "type": "object",
-        "description": format!(
-            "{} ({api_version}). kube-lite publishes no field schemas: the API server checks fields itself (fieldValidation=Strict).",
-            kind.kind
-        ),
-        "x-kubernetes-group-version-kind": [kind.to_json()],
-    })
+    macro_rules! schema {
+        ($t:ty) => {{
+            generator.subschema_for::<$t>();
+            true
+        }};
+    }
+    match (kind.group, kind.version, kind.kind) {
+        ("", "v1", "Namespace") => schema!(core::v1::Namespace),
+        ("", "v1", "Pod") => schema!(core::v1::Pod),
+        ("", "v1", "Binding") => schema!(core::v1::Binding),
+        ("", "v1", "Service") => schema!(core::v1::Service),
+        ("", "v1", "Endpoints") => schema!(core::v1::Endpoints),
+        ("", "v1", "Secret") => schema!(core::v1::Secret),
+        ("", "v1", "ServiceAccount") => schema!(core::v1::ServiceAccount),
+        ("", "v1", "ConfigMap") => schema!(core::v1::ConfigMap),
+        ("", "v1", "Node") => schema!(core::v1::Node),
+        ("", "v1", "Event") => schema!(core::v1::Event),
+        ("apps", "v1", "Deployment") => schema!(apps::v1::Deployment),
+        ("apps", "v1", "ReplicaSet") => schema!(apps::v1::ReplicaSet),
+        ("apps", "v1", "DaemonSet") => schema!(apps::v1::DaemonSet),
+        ("autoscaling", "v1", "Scale") => schema!(autoscaling::v1::Scale),
+        ("policy", "v1", "Eviction") => schema!(policy::v1::Eviction),
+        ("discovery.k8s.io", "v1", "EndpointSlice") => schema!(discovery::v1::EndpointSlice),
+        ("coordination.k8s.io", "v1", "Lease") => schema!(coordination::v1::Lease),
+        ("rbac.authorization.k8s.io", "v1", "ClusterRole") => schema!(rbac::v1::ClusterRole),
+        ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding") => {
+            schema!(rbac::v1::ClusterRoleBinding)
+        }
+        ("rbac.authorization.k8s.io", "v1", "Role") => schema!(rbac::v1::Role),
+        ("rbac.authorization.k8s.io", "v1", "RoleBinding") => schema!(rbac::v1::RoleBinding),
+        ("authentication.k8s.io", "v1", "TokenRequest") => {
+            schema!(authentication::v1::TokenRequest)
+        }
+        ("authentication.k8s.io", "v1", "SelfSubjectReview") => {
+            schema!(authentication::v1::SelfSubjectReview)
+        }
+        ("authorization.k8s.io", "v1", "SelfSubjectAccessReview") => {
+            schema!(authorization::v1::SelfSubjectAccessReview)
+        }
+        _ => false,
+    }
 }
 
 /// The path item of one object URL: its path parameters, and PATCH.
@@ -400,10 +470,54 @@ async fn serve_group_version(
     response
 }
 
-/// kubectl only reads OpenAPI v2 as protobuf, which we do not produce; a
-/// Status 404 tells it there is none, and it carries on with v3.
-async fn serve_v2(uri: Uri) -> StatusError {
-    StatusError::no_route(uri.path())
+/// The media type of OpenAPI v2 in protobuf (gnostic's `openapi_v2.Document`),
+/// the only form kubectl reads v2 in.
+const OPENAPI_V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
+
+/// `GET /openapi/v2`: an empty document - a Swagger 2.0 header with no
+/// definitions. kubectl validates a kind v3 does not describe (a kind
+/// kube-lite does not serve) against v2, and a kind v2 does not describe
+/// either passes, so that what follows says what is wrong, as on a real
+/// cluster: `no matches for kind "StatefulSet" in version "apps/v1"`.
+/// Without a v2 at all, kubectl would stop at "failed to download openapi".
+async fn serve_v2(headers: HeaderMap) -> Response {
+    let wants_protobuf = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains(OPENAPI_V2_PROTOBUF));
+    if wants_protobuf {
+        // Answered with a dot where the request has `@`: the Go mime parser
+        // kubectl uses refuses the `@` in a Content-Type.
+        return (
+            [(
+                header::CONTENT_TYPE,
+                "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
+            )],
+            empty_v2_document_protobuf(),
+        )
+            .into_response();
+    }
+    Json(json!({
+        "swagger": "2.0",
+        "info": { "title": "Kubernetes", "version": discovery::GIT_VERSION },
+        "paths": {},
+        "definitions": {},
+    }))
+    .into_response()
+}
+
+/// `openapi_v2.Document{swagger: "2.0", info: {title, version}}`: field 1
+/// (swagger), field 2 (info: 1 title, 2 version), written with prost's
+/// field encoders.
+fn empty_v2_document_protobuf() -> Vec<u8> {
+    use prost::encoding::{bytes, string};
+    let mut info = Vec::new();
+    string::encode(1, &"Kubernetes".to_string(), &mut info);
+    string::encode(2, &discovery::GIT_VERSION.to_string(), &mut info);
+    let mut document = Vec::new();
+    string::encode(1, &"2.0".to_string(), &mut document);
+    bytes::encode(2, &info, &mut document);
+    document
 }
 
 #[cfg(test)]
@@ -558,17 +672,24 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn unknown_documents_and_v2_are_not_found() {
-        for path in [
-            "/openapi/v3/apis/batch/v1",
-            "/openapi/v3/api/v2",
-            "/openapi/v2",
-        ] {
+    async fn unknown_documents_are_not_found() {
+        for path in ["/openapi/v3/apis/batch/v1", "/openapi/v3/api/v2"] {
             let (status, headers, body) = get(path, None).await;
             assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
             assert_eq!(headers[header::CONTENT_TYPE], "application/json");
             let s: Value = serde_json::from_slice(&body).unwrap();
             assert_eq!(s["kind"], "Status");
         }
+    }
+
+    #[tokio::test]
+    async fn v2_is_an_empty_document() {
+        let (status, _, body) = get("/openapi/v2", None).await;
+        assert_eq!(status, StatusCode::OK);
+        let doc: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(doc["swagger"], "2.0");
+        assert_eq!(doc["definitions"], json!({}));
+        let protobuf = empty_v2_document_protobuf();
+        assert_eq!(&protobuf[..5], b"\x0a\x032.0");
     }
 }
