@@ -60,6 +60,10 @@ pub fn apply_defaults(resource: &ResourceType, obj: &mut Value) {
             default_daemonset(obj);
             default_pod_template(obj);
         }
+        ("batch", "Job") => {
+            default_job(obj);
+            default_pod_template(obj);
+        }
         ("discovery.k8s.io", "EndpointSlice") => {
             for port in objects_in(obj, "ports") {
                 set_if_absent(port, "name", json!(""));
@@ -67,6 +71,36 @@ pub fn apply_defaults(resource: &ResourceType, obj: &mut Value) {
             }
         }
         _ => {}
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Job
+
+/// `SetDefaults_Job`: one Pod at a time until one succeeds, 6 retries.
+fn default_job(job: &mut Value) {
+    let Some(spec) = object_at(job, "spec") else {
+        return;
+    };
+    if spec.get("completions").is_none_or(Value::is_null)
+        && spec.get("parallelism").is_none_or(Value::is_null)
+    {
+        spec["completions"] = json!(1);
+        spec["parallelism"] = json!(1);
+    }
+    set_if_absent(spec, "parallelism", json!(1));
+    set_if_absent(spec, "backoffLimit", json!(6));
+    set_if_absent(spec, "completionMode", json!("NonIndexed"));
+    set_if_absent(spec, "suspend", json!(false));
+    set_if_absent(spec, "manualSelector", json!(false));
+    set_if_absent(spec, "podReplacementPolicy", json!("TerminatingOrFailed"));
+    // A Job without labels wears its template's.
+    let template_labels = job["spec"]["template"]["metadata"]["labels"].clone();
+    let no_labels = job["metadata"]["labels"]
+        .as_object()
+        .is_none_or(|l| l.is_empty());
+    if no_labels && template_labels.is_object() {
+        job["metadata"]["labels"] = template_labels;
     }
 }
 

@@ -35,6 +35,7 @@ pub mod bootstrap;
 pub mod clusterip;
 pub mod defaults;
 pub mod discovery;
+pub mod jobs;
 pub mod kubernetes_service;
 pub mod limits;
 pub mod namespaces;

@@ -267,8 +267,8 @@ fn kind_schemas(kinds: &[GroupVersionKind]) -> Map<String, Value> {
 /// false for a kind with no type here.
 fn generate(kind: GroupVersionKind, generator: &mut SchemaGenerator) -> bool {
     use k8s_openapi::api::{
-        apps, authentication, authorization, autoscaling, coordination, core, discovery, policy,
-        rbac,
+        apps, authentication, authorization, autoscaling, batch, coordination, core, discovery,
+        policy, rbac,
     };
     macro_rules! schema {
         ($t:ty) => {{
@@ -291,6 +291,7 @@ fn generate(kind: GroupVersionKind, generator: &mut SchemaGenerator) -> bool {
         ("apps", "v1", "ReplicaSet") => schema!(apps::v1::ReplicaSet),
         ("apps", "v1", "DaemonSet") => schema!(apps::v1::DaemonSet),
         ("autoscaling", "v1", "Scale") => schema!(autoscaling::v1::Scale),
+        ("batch", "v1", "Job") => schema!(batch::v1::Job),
         ("policy", "v1", "Eviction") => schema!(policy::v1::Eviction),
         ("discovery.k8s.io", "v1", "EndpointSlice") => schema!(discovery::v1::EndpointSlice),
         ("coordination.k8s.io", "v1", "Lease") => schema!(coordination::v1::Lease),

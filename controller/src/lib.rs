@@ -18,6 +18,7 @@
 //! - [`deployment`]: Deployment -> one ReplicaSet per pod template, rolling updates.
 //! - [`replicaset`]: ReplicaSet -> the right number of Pods.
 //! - [`daemonset`]: DaemonSet -> one Pod on every node that should have one.
+//! - [`job`]: Job -> Pods that run to completion, retried with back-off.
 //! - [`scheduler`]: kube-scheduler: binds each pending Pod to a node.
 //! - [`endpoints`]: Service -> Endpoints and EndpointSlices of its ready Pods.
 //! - [`endpointslice`]: how those endpoints are cut into EndpointSlices of at most 100.
@@ -38,6 +39,7 @@ pub mod endpointslice;
 pub mod events;
 pub mod gc;
 pub mod ipam;
+pub mod job;
 pub mod leaderelection;
 pub mod nodelifecycle;
 pub mod ownership;
@@ -143,6 +145,7 @@ pub async fn run(ctx: Context) -> anyhow::Result<()> {
         r = deployment::run(ctx.clone()) => r,
         r = replicaset::run(ctx.clone()) => r,
         r = daemonset::run(ctx.clone()) => r,
+        r = job::run(ctx.clone()) => r,
         r = scheduler::run(ctx.clone()) => r,
         r = endpoints::run(ctx.clone()) => r,
         r = ipam::run(ctx.clone()) => r,

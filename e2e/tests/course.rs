@@ -207,3 +207,70 @@ fn a_daemonset_runs_one_pod_per_worker_follows_taints_and_rolls_out() {
     course.kubectl(&["delete", "ds", "agent"]);
     course.lab.down().expect("lab down");
 }
+
+/// A Job whose first run fails: the kubelet restarts the container in its
+/// Pod (OnFailure), the second run finds the mark the first one left in
+/// the Pod's emptyDir and succeeds.
+const RETRY_JOB: &str = "
+apiVersion: batch/v1
+kind: Job
+metadata: {name: retry}
+spec:
+  backoffLimit: 3
+  template:
+    spec:
+      restartPolicy: OnFailure
+      volumes: [{name: scratch, emptyDir: {}}]
+      containers:
+      - name: work
+        image: busybox
+        volumeMounts: [{name: scratch, mountPath: /scratch}]
+        command: [sh, -c, 'if [ -f /scratch/tried ]; then echo done on the second try; else touch /scratch/tried; echo failing once; exit 1; fi']
+";
+
+#[test]
+fn a_job_retries_a_failing_pod_and_completes() {
+    let course = Course::up();
+    course.apply(RETRY_JOB);
+    course.kubectl(&[
+        "wait",
+        "--for=condition=complete",
+        "job/retry",
+        "--timeout=90s",
+    ]);
+    let row = course.kubectl(&["get", "job", "retry", "--no-headers"]);
+    let columns: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&columns[..3], ["retry", "Complete", "1/1"], "{row}");
+    assert_eq!(
+        course.kubectl(&["logs", "job/retry"]).trim(),
+        "done on the second try"
+    );
+    let restarts = course.kubectl(&[
+        "get",
+        "pods",
+        "-l",
+        "batch.kubernetes.io/job-name=retry",
+        "-o",
+        "jsonpath={.items[0].status.containerStatuses[0].restartCount}",
+    ]);
+    assert_eq!(restarts, "1");
+
+    // The imperative way, in protobuf: kubectl create job.
+    course.kubectl(&[
+        "create",
+        "job",
+        "hello",
+        "--image=busybox",
+        "--",
+        "echo",
+        "hello",
+    ]);
+    course.kubectl(&[
+        "wait",
+        "--for=condition=complete",
+        "job/hello",
+        "--timeout=60s",
+    ]);
+    assert_eq!(course.kubectl(&["logs", "job/hello"]).trim(), "hello");
+    course.lab.down().expect("lab down");
+}

@@ -32,6 +32,7 @@
 
 mod age;
 mod apps;
+mod batch;
 mod coordination;
 mod core;
 mod pod;
@@ -259,6 +260,7 @@ fn printer_for(resource: &ResourceType) -> Printer {
         ("apps", "Deployment") => apps::DEPLOYMENTS,
         ("apps", "ReplicaSet") => apps::REPLICASETS,
         ("apps", "DaemonSet") => apps::DAEMONSETS,
+        ("batch", "Job") => batch::JOBS,
         ("discovery.k8s.io", "EndpointSlice") => service::ENDPOINTSLICES,
         ("coordination.k8s.io", "Lease") => coordination::LEASES,
         ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => rbac::BINDINGS,

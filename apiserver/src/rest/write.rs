@@ -139,6 +139,9 @@ pub async fn create_object(
     };
 
     objectmeta::prepare_for_create(resource, &mut object);
+    if (resource.group, resource.kind) == ("batch", "Job") {
+        crate::jobs::generate_selector(&mut object);
+    }
     crate::defaults::apply_defaults(resource, &mut object);
     // (In dev mode there are no identities: Pods get no token either.)
     if (resource.group, resource.kind) == ("", "Pod") && app.mode == crate::authn::Mode::Secure {

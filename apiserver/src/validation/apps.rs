@@ -139,7 +139,10 @@ fn validate_selector_and_template(spec: &Value, workload: Workload, errs: &mut V
 
 /// Whether `labels` satisfy the selector. No selector selects nothing; an
 /// empty one everything. `Err` when the selector cannot be built.
-fn selector_matches(selector: Option<&Value>, labels: Option<&Value>) -> Result<bool, ()> {
+pub(super) fn selector_matches(
+    selector: Option<&Value>,
+    labels: Option<&Value>,
+) -> Result<bool, ()> {
     let Some(selector) = selector else {
         return Ok(false);
     };
@@ -160,7 +163,11 @@ fn selector_matches(selector: Option<&Value>, labels: Option<&Value>) -> Result<
 }
 
 /// An `apps/v1` workload keeps its selector.
-fn validate_selector_update(obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldError>) {
+pub(super) fn validate_selector_update(
+    obj: &Value,
+    old: Option<&Value>,
+    errs: &mut Vec<FieldError>,
+) {
     let Some(old) = old else {
         return;
     };

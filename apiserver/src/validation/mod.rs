@@ -32,6 +32,7 @@ use serde_json::Value;
 use crate::status::FieldError;
 
 mod apps;
+mod batch;
 mod cluster;
 mod configmap;
 mod endpoints;
@@ -62,6 +63,7 @@ pub fn validate(resource: &ResourceType, obj: &Value, old: Option<&Value>) -> Ve
         ("apps", "Deployment") => apps::validate_deployment(obj, old, &mut errs),
         ("apps", "ReplicaSet") => apps::validate_replicaset(obj, old, &mut errs),
         ("apps", "DaemonSet") => apps::validate_daemonset(obj, old, &mut errs),
+        ("batch", "Job") => batch::validate_job(obj, old, &mut errs),
         ("discovery.k8s.io", "EndpointSlice") => {
             endpoints::validate_endpointslice(obj, old, &mut errs)
         }
