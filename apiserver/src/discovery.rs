@@ -771,8 +771,8 @@ mod tests {
     async fn unknown_groups_and_versions_are_not_found_statuses() {
         for path in [
             "/api/v2",
-            "/apis/batch",
-            "/apis/batch/v1",
+            "/apis/storage.k8s.io",
+            "/apis/storage.k8s.io/v1",
             "/apis/apps/v1beta1",
             "/apis/autoscaling/v1",
         ] {

@@ -628,7 +628,7 @@ mod tests {
         assert!(discovery_doc["components"]["schemas"]
             .get("io.k8s.api.discovery.v1.EndpointSlice")
             .is_some());
-        assert!(group_version_document("batch", "v1").is_none());
+        assert!(group_version_document("storage.k8s.io", "v1").is_none());
     }
 
     #[tokio::test]
@@ -674,7 +674,7 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_documents_are_not_found() {
-        for path in ["/openapi/v3/apis/batch/v1", "/openapi/v3/api/v2"] {
+        for path in ["/openapi/v3/apis/storage.k8s.io/v1", "/openapi/v3/api/v2"] {
             let (status, headers, body) = get(path, None).await;
             assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
             assert_eq!(headers[header::CONTENT_TYPE], "application/json");

@@ -161,7 +161,8 @@ mod tests {
                 "services",
                 "daemonsets",
                 "deployments",
-                "replicasets"
+                "replicasets",
+                "jobs"
             ]
         );
     }
