@@ -474,6 +474,7 @@ pub fn decode_kind(
         ("apps/v1", "ReplicaSet") => decode_typed::<apps::v1::ReplicaSet>,
         ("apps/v1", "DaemonSet") => decode_typed::<apps::v1::DaemonSet>,
         ("batch/v1", "Job") => decode_typed::<k8s_openapi::api::batch::v1::Job>,
+        ("batch/v1", "CronJob") => decode_typed::<k8s_openapi::api::batch::v1::CronJob>,
         ("discovery.k8s.io/v1", "EndpointSlice") => decode_typed::<discovery::v1::EndpointSlice>,
         ("coordination.k8s.io/v1", "Lease") => decode_typed::<coordination::v1::Lease>,
         ("autoscaling/v1", "Scale") => decode_typed::<autoscaling::v1::Scale>,

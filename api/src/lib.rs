@@ -41,6 +41,7 @@
 pub use k8s_openapi as k8s;
 
 pub mod cidr;
+pub mod cronjob;
 pub mod decode;
 pub mod endpointslice;
 pub mod names;

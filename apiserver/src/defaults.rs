@@ -64,6 +64,19 @@ pub fn apply_defaults(resource: &ResourceType, obj: &mut Value) {
             default_job(obj);
             default_pod_template(obj);
         }
+        ("batch", "CronJob") => {
+            if let Some(spec) = object_at(obj, "spec") {
+                set_if_absent(spec, "concurrencyPolicy", json!("Allow"));
+                set_if_absent(spec, "suspend", json!(false));
+                set_if_absent(spec, "successfulJobsHistoryLimit", json!(3));
+                set_if_absent(spec, "failedJobsHistoryLimit", json!(1));
+                // The Jobs it makes are defaulted when they are created;
+                // their template is defaulted here as upstream does.
+                if let Some(job_template) = object_at(spec, "jobTemplate") {
+                    default_pod_template(job_template);
+                }
+            }
+        }
         ("discovery.k8s.io", "EndpointSlice") => {
             for port in objects_in(obj, "ports") {
                 set_if_absent(port, "name", json!(""));

@@ -292,6 +292,7 @@ fn generate(kind: GroupVersionKind, generator: &mut SchemaGenerator) -> bool {
         ("apps", "v1", "DaemonSet") => schema!(apps::v1::DaemonSet),
         ("autoscaling", "v1", "Scale") => schema!(autoscaling::v1::Scale),
         ("batch", "v1", "Job") => schema!(batch::v1::Job),
+        ("batch", "v1", "CronJob") => schema!(batch::v1::CronJob),
         ("policy", "v1", "Eviction") => schema!(policy::v1::Eviction),
         ("discovery.k8s.io", "v1", "EndpointSlice") => schema!(discovery::v1::EndpointSlice),
         ("coordination.k8s.io", "v1", "Lease") => schema!(coordination::v1::Lease),

@@ -19,6 +19,7 @@
 //! - [`replicaset`]: ReplicaSet -> the right number of Pods.
 //! - [`daemonset`]: DaemonSet -> one Pod on every node that should have one.
 //! - [`job`]: Job -> Pods that run to completion, retried with back-off.
+//! - [`cronjob`]: CronJob -> a Job at each scheduled time.
 //! - [`scheduler`]: kube-scheduler: binds each pending Pod to a node.
 //! - [`endpoints`]: Service -> Endpoints and EndpointSlices of its ready Pods.
 //! - [`endpointslice`]: how those endpoints are cut into EndpointSlices of at most 100.
@@ -32,6 +33,7 @@
 //! - [`events`]: Events a student reads in `kubectl describe`.
 //! - [`leaderelection`]: only one controller acts at a time.
 
+pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
@@ -146,6 +148,7 @@ pub async fn run(ctx: Context) -> anyhow::Result<()> {
         r = replicaset::run(ctx.clone()) => r,
         r = daemonset::run(ctx.clone()) => r,
         r = job::run(ctx.clone()) => r,
+        r = cronjob::run(ctx.clone()) => r,
         r = scheduler::run(ctx.clone()) => r,
         r = endpoints::run(ctx.clone()) => r,
         r = ipam::run(ctx.clone()) => r,

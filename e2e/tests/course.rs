@@ -274,3 +274,66 @@ fn a_job_retries_a_failing_pod_and_completes() {
     assert_eq!(course.kubectl(&["logs", "job/hello"]).trim(), "hello");
     course.lab.down().expect("lab down");
 }
+
+const TICK: &str = "
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: tick}
+spec:
+  schedule: '*/1 * * * *'
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: Never
+          containers: [{name: tick, image: busybox, command: [echo, tick]}]
+";
+
+#[test]
+fn a_cronjob_fires_on_its_minute_and_a_job_can_be_made_from_it() {
+    let course = Course::up();
+    course.apply(TICK);
+    // Made by hand from the template, as kubectl does it.
+    course.kubectl(&["create", "job", "by-hand", "--from=cronjob/tick"]);
+    course.kubectl(&[
+        "wait",
+        "--for=condition=complete",
+        "job/by-hand",
+        "--timeout=60s",
+    ]);
+    assert_eq!(course.kubectl(&["logs", "job/by-hand"]).trim(), "tick");
+    // The schedule's next minute (bounded: at most 60 s away, plus the run).
+    let job = course.eventually(90, "a Job made by the schedule", || {
+        let names = course.kubectl(&[
+            "get",
+            "jobs",
+            "-o",
+            "jsonpath={range .items[?(@.metadata.ownerReferences[0].kind==\"CronJob\")]}{.metadata.name}{\"\\n\"}{end}",
+        ]);
+        names
+            .lines()
+            .find(|n| n.starts_with("tick-"))
+            .map(str::to_string)
+    });
+    course.kubectl(&[
+        "wait",
+        "--for=condition=complete",
+        &format!("job/{job}"),
+        "--timeout=60s",
+    ]);
+    let minutes: i64 = job.trim_start_matches("tick-").parse().unwrap();
+    let scheduled = course.kubectl(&[
+        "get",
+        "job",
+        &job,
+        "-o",
+        "jsonpath={.metadata.annotations.batch\\.kubernetes\\.io/cronjob-scheduled-timestamp}",
+    ]);
+    let scheduled: k8s_openapi::jiff::Timestamp = scheduled.parse().unwrap();
+    assert_eq!(scheduled.as_second(), minutes * 60, "named by its minute");
+    let row = course.kubectl(&["get", "cronjob", "tick", "--no-headers"]);
+    let columns: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&columns[..4], ["tick", "*/1", "*", "*"], "{row}");
+    course.kubectl(&["delete", "cronjob", "tick"]);
+    course.lab.down().expect("lab down");
+}

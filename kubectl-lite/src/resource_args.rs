@@ -162,7 +162,8 @@ mod tests {
                 "daemonsets",
                 "deployments",
                 "replicasets",
-                "jobs"
+                "jobs",
+                "cronjobs"
             ]
         );
     }

@@ -34,6 +34,53 @@ pub(super) const JOBS: Printer = Printer {
     conditions: None,
 };
 
+pub(super) const CRONJOBS: Printer = Printer {
+    columns: &[
+        NAME,
+        Column::string("Schedule", "The schedule in Cron format, see https://en.wikipedia.org/wiki/Cron."),
+        Column::string("Timezone", "The time zone name for the given schedule, see https://en.wikipedia.org/wiki/List_of_tz_database_time_zones."),
+        Column::string("Suspend", "This flag tells the controller to suspend subsequent executions, it does not apply to already started executions.  Defaults to false."),
+        Column::integer("Active", "A list of pointers to currently running jobs."),
+        Column::string("Last Schedule", "Information when was the last time the job was successfully scheduled."),
+        AGE,
+        CONTAINERS,
+        IMAGES,
+        Column::string("Selector", "A label query over pods that should match the pod count.").wide(),
+    ],
+    cells: cronjob_cells,
+    conditions: None,
+};
+
+fn cronjob_cells(cronjob: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let job_template = &cronjob["spec"]["jobTemplate"];
+    let (containers, images) = container_cells(&job_template["spec"]["template"]);
+    let last = match timestamp(cronjob, "/status/lastScheduleTime") {
+        Some(t) => since(Some(t), now),
+        None => "<none>".to_string(),
+    };
+    vec![
+        json!(text(cronjob, "/metadata/name")),
+        json!(text(cronjob, "/spec/schedule")),
+        json!(cronjob["spec"]["timeZone"].as_str().unwrap_or("<none>")),
+        json!(if cronjob["spec"]["suspend"] == true {
+            "True"
+        } else {
+            "False"
+        }),
+        json!(cronjob["status"]["active"].as_array().map_or(0, Vec::len)),
+        json!(last),
+        json!(since(
+            timestamp(cronjob, "/metadata/creationTimestamp"),
+            now
+        )),
+        json!(containers),
+        json!(images),
+        json!(format_label_selector(
+            job_template.pointer("/spec/selector")
+        )),
+    ]
+}
+
 /// Whether the Job has the condition `kind` with status True.
 fn has_condition(job: &Value, kind: &str) -> bool {
     job["status"]["conditions"]

@@ -261,6 +261,7 @@ fn printer_for(resource: &ResourceType) -> Printer {
         ("apps", "ReplicaSet") => apps::REPLICASETS,
         ("apps", "DaemonSet") => apps::DAEMONSETS,
         ("batch", "Job") => batch::JOBS,
+        ("batch", "CronJob") => batch::CRONJOBS,
         ("discovery.k8s.io", "EndpointSlice") => service::ENDPOINTSLICES,
         ("coordination.k8s.io", "Lease") => coordination::LEASES,
         ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => rbac::BINDINGS,

@@ -11,6 +11,56 @@ use super::pod::validate_pod_template;
 use super::{quote, render, str_field, validate_nonnegative};
 use crate::status::FieldError;
 
+/// `ValidateCronJob`: a schedule that parses, a known time zone, a valid
+/// concurrency policy, and a job template whose Pods end.
+pub(crate) fn validate_cronjob(obj: &Value, errs: &mut Vec<FieldError>) {
+    let spec = &obj["spec"];
+    let schedule = str_field(spec, "schedule");
+    let zone = spec["timeZone"].as_str();
+    if schedule.is_empty() {
+        errs.push(FieldError::required("spec.schedule", ""));
+    } else {
+        match api::cronjob::Schedule::parse(schedule, zone) {
+            Ok(_) => {}
+            Err(api::cronjob::ScheduleError::TimeZone(name)) => errs.push(FieldError::invalid(
+                "spec.timeZone",
+                quote(&name),
+                format!("unknown time zone {name}"),
+            )),
+            Err(other) => errs.push(FieldError::invalid(
+                "spec.schedule",
+                quote(schedule),
+                other.to_string(),
+            )),
+        }
+    }
+    let policy = str_field(spec, "concurrencyPolicy");
+    if !matches!(policy, "Allow" | "Forbid" | "Replace") {
+        errs.push(FieldError::not_supported(
+            "spec.concurrencyPolicy",
+            quote(policy),
+            &["Allow", "Forbid", "Replace"],
+        ));
+    }
+    for field in [
+        "startingDeadlineSeconds",
+        "successfulJobsHistoryLimit",
+        "failedJobsHistoryLimit",
+    ] {
+        validate_nonnegative(spec, field, "spec", errs);
+    }
+    let template = &spec["jobTemplate"]["spec"]["template"];
+    validate_pod_template(template, "spec.jobTemplate.spec.template", errs);
+    let restart_policy = str_field(&template["spec"], "restartPolicy");
+    if !matches!(restart_policy, "OnFailure" | "Never") {
+        errs.push(FieldError::not_supported(
+            "spec.jobTemplate.spec.template.spec.restartPolicy",
+            quote(restart_policy),
+            &["OnFailure", "Never"],
+        ));
+    }
+}
+
 pub(crate) fn validate_job(obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldError>) {
     let spec = &obj["spec"];
     let selector = spec.get("selector").filter(|s| !s.is_null());
@@ -47,4 +97,37 @@ pub(crate) fn validate_job(obj: &Value, old: Option<&Value>, errs: &mut Vec<Fiel
         validate_nonnegative(spec, field, "spec", errs);
     }
     validate_selector_update(obj, old, errs);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn cronjob(schedule: &str, zone: Option<&str>) -> Value {
+        json!({"spec": {
+            "schedule": schedule, "timeZone": zone, "concurrencyPolicy": "Allow",
+            "jobTemplate": {"spec": {"template": {"spec": {
+                "restartPolicy": "Never", "dnsPolicy": "ClusterFirst",
+                "containers": [{"name": "c", "image": "busybox", "imagePullPolicy": "IfNotPresent",
+                                "terminationMessagePolicy": "File", "terminationMessagePath": "/dev/termination-log"}]}}}}
+        }})
+    }
+
+    fn fields(errs: &[FieldError]) -> Vec<String> {
+        errs.iter().map(|e| e.field.clone()).collect()
+    }
+
+    #[test]
+    fn a_cronjob_needs_a_schedule_that_parses_in_a_known_zone() {
+        let mut errs = Vec::new();
+        validate_cronjob(&cronjob("*/1 * * * *", Some("Europe/Paris")), &mut errs);
+        assert!(errs.is_empty(), "{errs:?}");
+        validate_cronjob(&cronjob("every minute", None), &mut errs);
+        assert_eq!(fields(&errs), ["spec.schedule"]);
+        errs.clear();
+        validate_cronjob(&cronjob("@hourly", Some("Mars/Olympus")), &mut errs);
+        assert_eq!(fields(&errs), ["spec.timeZone"]);
+        assert_eq!(errs[0].detail, "unknown time zone Mars/Olympus");
+    }
 }

@@ -64,6 +64,7 @@ pub fn validate(resource: &ResourceType, obj: &Value, old: Option<&Value>) -> Ve
         ("apps", "ReplicaSet") => apps::validate_replicaset(obj, old, &mut errs),
         ("apps", "DaemonSet") => apps::validate_daemonset(obj, old, &mut errs),
         ("batch", "Job") => batch::validate_job(obj, old, &mut errs),
+        ("batch", "CronJob") => batch::validate_cronjob(obj, &mut errs),
         ("discovery.k8s.io", "EndpointSlice") => {
             endpoints::validate_endpointslice(obj, old, &mut errs)
         }
