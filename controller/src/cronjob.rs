@@ -34,13 +34,12 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{DeleteParams, PostParams, PropagationPolicy};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
 
 use crate::events::EventType;
 use crate::ownership::controller_of;
-use crate::replicaset::kube_error_code;
 use crate::{Context, Error, Result};
 
 const COMPONENT: &str = "cronjob-controller";
@@ -241,13 +240,7 @@ pub struct CronJobController {
 /// Runs the CronJob loop: a Job change wakes the CronJob that owns it.
 pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
     let client = ctx.client.clone();
-    let (jobs, writer) = reflector::store();
-    let job_events = reflector::reflector(
-        writer,
-        watcher(Api::<Job>::all(client.clone()), watcher::Config::default()),
-    )
-    .default_backoff()
-    .touched_objects();
+    let (jobs, job_events) = crate::watch_all::<Job>(&client);
     let controller = Controller::new(Api::<CronJob>::all(client), watcher::Config::default());
     let state = Arc::new(CronJobController { ctx, jobs });
     controller
@@ -275,12 +268,7 @@ pub fn error_policy(cronjob: Arc<CronJob>, error: &Error, _ctrl: Arc<CronJobCont
         cronjob.namespace().unwrap_or_default(),
         cronjob.name_any()
     );
-    if kube_error_code(error) == Some(409) {
-        tracing::debug!(cronjob = %name, error = %error, "conflict, retrying");
-        return Action::requeue(Duration::from_millis(200));
-    }
-    tracing::warn!(cronjob = %name, error = %error, "syncing cronjob");
-    Action::requeue(Duration::from_secs(5))
+    crate::requeue_after_error(&format!("cronjob {name}"), error)
 }
 
 /// Acts on one CronJob at the current time (`syncCronJob`).

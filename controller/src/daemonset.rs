@@ -53,13 +53,13 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
 
 use crate::events::EventType;
 use crate::ownership::{controller_of, Claim, Owner};
-use crate::replicaset::{is_pod_active, is_pod_available, kube_error_code, pod_from_template};
+use crate::replicaset::{is_pod_active, is_pod_available, pod_from_template};
 use crate::{Context, Error, Result};
 
 const COMPONENT: &str = "daemonset-controller";
@@ -383,20 +383,8 @@ pub struct DaemonSetController {
 /// change wakes its DaemonSet, a Node change wakes them all.
 pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
     let client = ctx.client.clone();
-    let (pods, pod_writer) = reflector::store();
-    let pod_events = reflector::reflector(
-        pod_writer,
-        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()),
-    )
-    .default_backoff()
-    .touched_objects();
-    let (nodes, node_writer) = reflector::store();
-    let node_events = reflector::reflector(
-        node_writer,
-        watcher(Api::<Node>::all(client.clone()), watcher::Config::default()),
-    )
-    .default_backoff()
-    .touched_objects();
+    let (pods, pod_events) = crate::watch_all::<Pod>(&client);
+    let (nodes, node_events) = crate::watch_all::<Node>(&client);
     let controller = Controller::new(Api::<DaemonSet>::all(client), watcher::Config::default());
     let daemonsets = controller.store();
     let every_daemonset = daemonsets.clone();
@@ -445,12 +433,7 @@ fn daemon_set_of_pod(daemonsets: &Store<DaemonSet>, pod: &Pod) -> Vec<ObjectRef<
 /// Conflicts mean the cache was behind: retry soon, quietly.
 pub fn error_policy(ds: Arc<DaemonSet>, error: &Error, _ctrl: Arc<DaemonSetController>) -> Action {
     let name = format!("{}/{}", ds.namespace().unwrap_or_default(), ds.name_any());
-    if kube_error_code(error) == Some(409) {
-        tracing::debug!(daemonset = %name, error = %error, "conflict, retrying");
-        return Action::requeue(Duration::from_millis(200));
-    }
-    tracing::warn!(daemonset = %name, error = %error, "syncing daemon set");
-    Action::requeue(Duration::from_secs(2))
+    crate::requeue_after_error(&format!("daemon set {name}"), error)
 }
 
 /// Makes one DaemonSet's Pods match the nodes (`syncDaemonSet`).

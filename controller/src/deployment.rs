@@ -71,14 +71,13 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
 use crate::events::EventType;
 use crate::ownership::{controller_of, Claim, Owner};
-use crate::replicaset::kube_error_code;
 use crate::{Context, Error, Result};
 
 /// The label (and ReplicaSet name suffix) that tells versions apart.
@@ -656,16 +655,7 @@ impl DeploymentController {
 /// owns (or could adopt) each changed ReplicaSet.
 pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
     let client = ctx.client.clone();
-    let (replicasets, writer) = reflector::store();
-    let replicaset_events = reflector::reflector(
-        writer,
-        watcher(
-            Api::<ReplicaSet>::all(client.clone()),
-            watcher::Config::default(),
-        ),
-    )
-    .default_backoff()
-    .touched_objects();
+    let (replicasets, replicaset_events) = crate::watch_all::<ReplicaSet>(&client);
     let controller = Controller::new(Api::<Deployment>::all(client), watcher::Config::default());
     let deployments = controller.store();
     let state = Arc::new(DeploymentController::new(ctx, replicasets));
@@ -713,12 +703,7 @@ fn deployments_of_replica_set(
 /// is worth a warning and a slower retry.
 pub fn error_policy(d: Arc<Deployment>, error: &Error, _ctrl: Arc<DeploymentController>) -> Action {
     let name = format!("{}/{}", d.namespace().unwrap_or_default(), d.name_any());
-    if kube_error_code(error) == Some(409) {
-        tracing::debug!(deployment = %name, error = %error, "conflict, retrying");
-        return Action::requeue(Duration::from_millis(200));
-    }
-    tracing::warn!(deployment = %name, error = %error, "syncing deployment");
-    Action::requeue(Duration::from_secs(2))
+    crate::requeue_after_error(&format!("deployment {name}"), error)
 }
 
 /// Makes the ReplicaSets of one Deployment match it (`syncDeployment`).

@@ -43,13 +43,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{DeleteParams, ListParams, PostParams, PropagationPolicy};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
 
 use crate::events::EventType;
 use crate::ownership::{controller_of, Claim, Owner};
-use crate::replicaset::{is_pod_active, is_pod_available, kube_error_code, pod_from_template};
+use crate::replicaset::{is_pod_active, is_pod_available, pod_from_template};
 use crate::{Context, Error, Result};
 
 const COMPONENT: &str = "job-controller";
@@ -331,13 +331,7 @@ pub struct JobController {
 /// its Job.
 pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
     let client = ctx.client.clone();
-    let (pods, writer) = reflector::store();
-    let pod_events = reflector::reflector(
-        writer,
-        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()),
-    )
-    .default_backoff()
-    .touched_objects();
+    let (pods, pod_events) = crate::watch_all::<Pod>(&client);
     let controller = Controller::new(Api::<Job>::all(client), watcher::Config::default());
     let state = Arc::new(JobController { ctx, pods });
     controller
@@ -361,12 +355,7 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
 /// Conflicts mean the cache was behind: retry soon, quietly.
 pub fn error_policy(job: Arc<Job>, error: &Error, _ctrl: Arc<JobController>) -> Action {
     let name = format!("{}/{}", job.namespace().unwrap_or_default(), job.name_any());
-    if kube_error_code(error) == Some(409) {
-        tracing::debug!(job = %name, error = %error, "conflict, retrying");
-        return Action::requeue(Duration::from_millis(200));
-    }
-    tracing::warn!(job = %name, error = %error, "syncing job");
-    Action::requeue(Duration::from_secs(2))
+    crate::requeue_after_error(&format!("job {name}"), error)
 }
 
 /// Makes one Job's Pods match it (`syncJob`).

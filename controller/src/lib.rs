@@ -140,6 +140,56 @@ where
     }
 }
 
+/// A cache of every `K` in the cluster and the stream of its changes: the
+/// stream feeds the cache before it wakes anyone, so a reconcile woken by
+/// a change always sees that change in the cache.
+pub fn watch_all<K>(
+    client: &kube::Client,
+) -> (
+    kube::runtime::reflector::Store<K>,
+    impl futures::Stream<Item = Result<K, kube::runtime::watcher::Error>> + Send + 'static,
+)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    use kube::runtime::WatchStreamExt as _;
+    let (store, writer) = kube::runtime::reflector::store();
+    let events = kube::runtime::reflector::reflector(
+        writer,
+        kube::runtime::watcher(kube::Api::<K>::all(client.clone()), Default::default()),
+    )
+    .default_backoff()
+    .touched_objects();
+    (store, events)
+}
+
+/// The HTTP status of an apiserver error (409 for conflicts, ...).
+pub fn kube_error_code(error: &Error) -> Option<u16> {
+    match error {
+        Error::Kube(kube::Error::Api(status)) => Some(status.code),
+        _ => None,
+    }
+}
+
+/// Every workload loop's `error_policy`: a conflict means the cache was
+/// behind, so retry soon and quietly; anything else is worth a warning
+/// and a slower retry. `what` names the object (`replica set default/x`).
+pub fn requeue_after_error(what: &str, error: &Error) -> kube::runtime::controller::Action {
+    use kube::runtime::controller::Action;
+    if kube_error_code(error) == Some(409) {
+        tracing::debug!(object = %what, error = %error, "conflict, retrying");
+        return Action::requeue(Duration::from_millis(200));
+    }
+    tracing::warn!(object = %what, error = %error, "syncing");
+    Action::requeue(Duration::from_secs(2))
+}
+
 /// Runs every loop until one of them stops (they do not, normally).
 pub async fn run(ctx: Context) -> anyhow::Result<()> {
     let ctx = std::sync::Arc::new(ctx);

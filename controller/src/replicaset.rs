@@ -57,8 +57,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference,
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
 
 use crate::events::EventType;
@@ -83,13 +83,7 @@ pub const POD_DELETION_COST_ANNOTATION: &str = "controller.kubernetes.io/pod-del
 
 pub use crate::ownership::controller_of;
 
-/// The HTTP status of an apiserver error (409 for conflicts, ...).
-pub fn kube_error_code(error: &Error) -> Option<u16> {
-    match error {
-        Error::Kube(kube::Error::Api(status)) => Some(status.code),
-        _ => None,
-    }
-}
+pub use crate::kube_error_code;
 
 /// Counted as a replica: not finished and not being deleted (`IsPodActive`).
 pub fn is_pod_active(pod: &Pod) -> bool {
@@ -415,15 +409,7 @@ impl ReplicaSetController {
 /// (or could adopt) each changed Pod.
 pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
     let client = ctx.client.clone();
-    let (pods, writer) = reflector::store();
-    // The cache is updated before the event reaches the loop, so a
-    // reconcile woken by a Pod change always sees that change.
-    let pod_events = reflector::reflector(
-        writer,
-        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()),
-    )
-    .default_backoff()
-    .touched_objects();
+    let (pods, pod_events) = crate::watch_all::<Pod>(&client);
     let controller = Controller::new(Api::<ReplicaSet>::all(client), watcher::Config::default());
     let replicasets = controller.store();
     let mapper_replicasets = replicasets.clone();
@@ -476,12 +462,7 @@ pub fn error_policy(
     _ctrl: Arc<ReplicaSetController>,
 ) -> Action {
     let name = format!("{}/{}", rs.namespace().unwrap_or_default(), rs.name_any());
-    if kube_error_code(error) == Some(409) {
-        tracing::debug!(replicaset = %name, error = %error, "conflict, retrying");
-        return Action::requeue(Duration::from_millis(200));
-    }
-    tracing::warn!(replicaset = %name, error = %error, "syncing replica set");
-    Action::requeue(Duration::from_secs(2))
+    crate::requeue_after_error(&format!("replica set {name}"), error)
 }
 
 /// Makes one ReplicaSet's Pods match it (`syncReplicaSet`).
@@ -1214,7 +1195,7 @@ mod reconcile_tests {
 
         // A controller that just started, or whose cache lags: it believes
         // there are no Pods at all.
-        let (empty_pods, mut writer) = reflector::store::<Pod>();
+        let (empty_pods, mut writer) = kube::runtime::reflector::store::<Pod>();
         writer.apply_watcher_event(&watcher::Event::Init);
         writer.apply_watcher_event(&watcher::Event::InitDone);
         let stale = Arc::new(ReplicaSetController::new(
