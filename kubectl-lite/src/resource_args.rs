@@ -28,8 +28,8 @@ const ALL_ORDER: &[&str] = &[
     "replicasets",
     "statefulsets",
     "horizontalpodautoscalers",
-    "jobs",
     "cronjobs",
+    "jobs",
 ];
 
 /// Resolves a resource type name, failing like kubectl does for unknown
@@ -162,8 +162,8 @@ mod tests {
                 "daemonsets",
                 "deployments",
                 "replicasets",
-                "jobs",
-                "cronjobs"
+                "cronjobs",
+                "jobs"
             ]
         );
     }
