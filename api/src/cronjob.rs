@@ -43,6 +43,16 @@ impl Schedule {
                 .parse()
                 .map_err(|_| ScheduleError::TimeZone(name.to_string()))?,
         };
+        // The most common mistake gets robfig/cron's words, as on a real
+        // cluster; croner words the rest.
+        let fields: Vec<&str> = schedule.split_whitespace().collect();
+        if !schedule.trim_start().starts_with('@') && fields.len() != 5 {
+            return Err(ScheduleError::Schedule(format!(
+                "expected exactly 5 fields, found {}: [{}]",
+                fields.len(),
+                fields.join(" ")
+            )));
+        }
         let parser = CronParser::builder()
             .seconds(Seconds::Disallowed)
             .year(Year::Disallowed)
@@ -117,8 +127,14 @@ mod tests {
 
     #[test]
     fn bad_schedules_and_zones_are_refused() {
+        assert_eq!(
+            Schedule::parse("every minute", None)
+                .unwrap_err()
+                .to_string(),
+            "expected exactly 5 fields, found 2: [every minute]"
+        );
         assert!(matches!(
-            Schedule::parse("every minute", None),
+            Schedule::parse("61 * * * *", None),
             Err(ScheduleError::Schedule(_))
         ));
         assert!(
