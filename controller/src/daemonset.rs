@@ -51,14 +51,14 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::api::{ListParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
 
-use crate::events::EventType;
-use crate::ownership::{controller_of, Claim, Owner};
+use crate::ownership::{controller_of, Owner};
+use crate::podcontrol::PodControl;
 use crate::replicaset::{is_pod_active, is_pod_available, pod_from_template};
 use crate::{Context, Error, Result};
 
@@ -473,7 +473,7 @@ pub async fn reconcile(ds: Arc<DaemonSet>, ctrl: Arc<DaemonSetController>) -> Re
         .filter(|p| owner.may_claim(&p.metadata))
         .map(|p| (**p).clone())
         .collect();
-    let mut ours = claim(&owner, &pods_api, cached).await?;
+    let mut ours = owner.claim(&pods_api, cached, is_pod_active).await?;
     let mut todo = plan(&ds, &nodes, &ours, &hash, now);
     if owner.deleting {
         todo.create_on.clear();
@@ -485,51 +485,22 @@ pub async fn reconcile(ds: Arc<DaemonSet>, ctrl: Arc<DaemonSetController>) -> Re
             .list(&ListParams::default().labels(&selector.to_string()))
             .await?
             .items;
-        ours = claim(&owner, &pods_api, fresh).await?;
+        ours = owner.claim(&pods_api, fresh, is_pod_active).await?;
         todo = plan(&ds, &nodes, &ours, &hash, now);
         let template = versioned_template(&ds.spec.template, &hash);
+        let control = PodControl {
+            api: pods_api.clone(),
+            events: &ctrl.ctx.events,
+            component: COMPONENT,
+            owner: ds.object_ref(&()),
+        };
         for node in &todo.create_on {
             let mut pod = pod_from_template(&template, &namespace, &name, owner.reference());
             pin_to_node(&mut pod, node);
-            match pods_api.create(&PostParams::default(), &pod).await {
-                Ok(created) => {
-                    event(
-                        &ctrl,
-                        &ds,
-                        EventType::Normal,
-                        "SuccessfulCreate",
-                        &format!("Created pod: {}", created.name_any()),
-                    )
-                    .await;
-                }
-                Err(e) => {
-                    event(
-                        &ctrl,
-                        &ds,
-                        EventType::Warning,
-                        "FailedCreate",
-                        &format!("Error creating: {e}"),
-                    )
-                    .await;
-                    return Err(e.into());
-                }
-            }
+            control.create(&pod).await?;
         }
         for victim in &todo.delete {
-            match pods_api.delete(victim, &DeleteParams::default()).await {
-                Ok(_) => {
-                    event(
-                        &ctrl,
-                        &ds,
-                        EventType::Normal,
-                        "SuccessfulDelete",
-                        &format!("Deleted pod: {victim}"),
-                    )
-                    .await;
-                }
-                Err(kube::Error::Api(s)) if s.is_not_found() => {}
-                Err(e) => return Err(e.into()),
-            }
+            control.delete(victim).await?;
         }
     }
 
@@ -551,38 +522,6 @@ pub async fn reconcile(ds: Arc<DaemonSet>, ctrl: Arc<DaemonSetController>) -> Re
     } else {
         Action::await_change()
     })
-}
-
-/// The Pods of `owner` among `pods` (active and failed), adopting and
-/// releasing as [`crate::ownership`] says.
-async fn claim(owner: &Owner, api: &Api<Pod>, pods: Vec<Pod>) -> Result<Vec<Pod>> {
-    let mut ours = Vec::new();
-    for pod in pods {
-        match owner.classify(&pod.metadata, is_pod_active(&pod)) {
-            Claim::Owned => ours.push(pod),
-            Claim::Ignore => {}
-            Claim::Release => owner.release(api, &pod).await?,
-            Claim::Adopt => {
-                if let Some(adopted) = owner.adopt(api, &pod).await? {
-                    ours.push(adopted);
-                }
-            }
-        }
-    }
-    Ok(ours)
-}
-
-async fn event(
-    ctrl: &DaemonSetController,
-    ds: &DaemonSet,
-    kind: EventType,
-    reason: &str,
-    message: &str,
-) {
-    ctrl.ctx
-        .events
-        .publish(COMPONENT, &ds.object_ref(&()), kind, reason, message)
-        .await;
 }
 
 #[cfg(test)]

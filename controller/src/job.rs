@@ -48,7 +48,8 @@ use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
 
 use crate::events::EventType;
-use crate::ownership::{controller_of, Claim, Owner};
+use crate::ownership::{controller_of, Owner};
+use crate::podcontrol::PodControl;
 use crate::replicaset::{is_pod_active, is_pod_available, pod_from_template};
 use crate::{Context, Error, Result};
 
@@ -352,6 +353,12 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A Job's finished Pods count too: any Pod not being deleted may be
+/// adopted or released.
+fn not_being_deleted(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_none()
+}
+
 /// Conflicts mean the cache was behind: retry soon, quietly.
 pub fn error_policy(job: Arc<Job>, error: &Error, _ctrl: Arc<JobController>) -> Action {
     let name = format!("{}/{}", job.namespace().unwrap_or_default(), job.name_any());
@@ -398,14 +405,22 @@ pub async fn reconcile(job: Arc<Job>, ctrl: Arc<JobController>) -> Result<Action
         .filter(|p| owner.may_claim(&p.metadata))
         .map(|p| (**p).clone())
         .collect();
-    let mut todo = plan(&job, &claim(&owner, &pods_api, cached).await?, now);
+    let mut todo = plan(
+        &job,
+        &owner.claim(&pods_api, cached, not_being_deleted).await?,
+        now,
+    );
     if todo.create > 0 {
         // The cache says Pods are missing: count them at the apiserver.
         let fresh = pods_api
             .list(&ListParams::default().labels(&selector.to_string()))
             .await?
             .items;
-        todo = plan(&job, &claim(&owner, &pods_api, fresh).await?, now);
+        todo = plan(
+            &job,
+            &owner.claim(&pods_api, fresh, not_being_deleted).await?,
+            now,
+        );
     }
     if todo.delete_job {
         tracing::info!(job = %name, "ttlSecondsAfterFinished is over: deleting");
@@ -420,48 +435,24 @@ pub async fn reconcile(job: Arc<Job>, ctrl: Arc<JobController>) -> Result<Action
         }
         return Ok(Action::await_change());
     }
-    let template = spec.template.clone();
+    let control = PodControl {
+        api: pods_api.clone(),
+        events: &ctrl.ctx.events,
+        component: COMPONENT,
+        owner: job.object_ref(&()),
+    };
     for _ in 0..todo.create {
-        let pod = pod_from_template(&template, &namespace, &name, owner.reference());
-        match pods_api.create(&PostParams::default(), &pod).await {
-            Ok(created) => {
-                event(
-                    &ctrl,
-                    &job,
-                    EventType::Normal,
-                    "SuccessfulCreate",
-                    &format!("Created pod: {}", created.name_any()),
-                )
-                .await
-            }
-            Err(e) => {
-                event(
-                    &ctrl,
-                    &job,
-                    EventType::Warning,
-                    "FailedCreate",
-                    &format!("Error creating: {e}"),
-                )
-                .await;
-                return Err(e.into());
-            }
-        }
+        control
+            .create(&pod_from_template(
+                &spec.template,
+                &namespace,
+                &name,
+                owner.reference(),
+            ))
+            .await?;
     }
     for victim in &todo.delete {
-        match pods_api.delete(victim, &DeleteParams::default()).await {
-            Ok(_) => {
-                event(
-                    &ctrl,
-                    &job,
-                    EventType::Normal,
-                    "SuccessfulDelete",
-                    &format!("Deleted pod: {victim}"),
-                )
-                .await
-            }
-            Err(kube::Error::Api(s)) if s.is_not_found() => {}
-            Err(e) => return Err(e.into()),
-        }
+        control.delete(victim).await?;
     }
     let was_finished = ["Complete", "Failed"].iter().any(|k| {
         job.status
@@ -495,25 +486,6 @@ pub async fn reconcile(job: Arc<Job>, ctrl: Arc<JobController>) -> Result<Action
         Some(after) => Action::requeue(after.max(Duration::from_millis(100))),
         None => Action::await_change(),
     })
-}
-
-/// The Pods of `owner` among `pods`, finished ones included.
-async fn claim(owner: &Owner, api: &Api<Pod>, pods: Vec<Pod>) -> Result<Vec<Pod>> {
-    let mut ours = Vec::new();
-    for pod in pods {
-        let adoptable = pod.metadata.deletion_timestamp.is_none();
-        match owner.classify(&pod.metadata, adoptable) {
-            Claim::Owned => ours.push(pod),
-            Claim::Ignore => {}
-            Claim::Release => owner.release(api, &pod).await?,
-            Claim::Adopt => {
-                if let Some(adopted) = owner.adopt(api, &pod).await? {
-                    ours.push(adopted);
-                }
-            }
-        }
-    }
-    Ok(ours)
 }
 
 async fn event(ctrl: &JobController, job: &Job, kind: EventType, reason: &str, message: &str) {

@@ -28,6 +28,7 @@
 //! - [`podstatus`]: the Pod conditions controllers write (`PodScheduled`, `Ready`).
 //! - [`gc`]: the garbage collector: deletes what ownerReferences orphan.
 //! - [`ownership`]: claim, adopt, release: which objects a controller owns.
+//! - [`podcontrol`]: creating and deleting a workload's Pods, with Events.
 //! - [`serviceaccounts`]: a `default` ServiceAccount in every namespace.
 //! - [`rootca`]: the cluster CA in every namespace (`kube-root-ca.crt`).
 //! - [`events`]: Events a student reads in `kubectl describe`.
@@ -45,6 +46,7 @@ pub mod job;
 pub mod leaderelection;
 pub mod nodelifecycle;
 pub mod ownership;
+pub mod podcontrol;
 pub mod podstatus;
 pub mod replicaset;
 pub mod rootca;

@@ -111,6 +111,30 @@ impl Owner {
         }
     }
 
+    /// This owner's objects among `objects` (inactive ones included),
+    /// adopting and releasing on the way; `active` says which objects may
+    /// be adopted or released (see the module doc).
+    pub async fn claim<K>(
+        &self,
+        api: &Api<K>,
+        objects: Vec<K>,
+        active: impl Fn(&K) -> bool,
+    ) -> Result<Vec<K>>
+    where
+        K: Resource<Scope = NamespaceResourceScope> + Clone + DeserializeOwned + std::fmt::Debug,
+    {
+        let mut ours = Vec::new();
+        for object in objects {
+            match self.classify(object.meta(), active(&object)) {
+                Claim::Owned => ours.push(object),
+                Claim::Ignore => {}
+                Claim::Release => self.release(api, &object).await?,
+                Claim::Adopt => ours.extend(self.adopt(api, &object).await?),
+            }
+        }
+        Ok(ours)
+    }
+
     /// Adds this owner's reference to `object`; `None` when the object is
     /// gone meanwhile.
     pub async fn adopt<K>(&self, api: &Api<K>, object: &K) -> Result<Option<K>>
