@@ -170,13 +170,13 @@ fn a_daemonset_runs_one_pod_per_worker_follows_taints_and_rolls_out() {
     let course = Course::up();
     course.apply(AGENT);
     course.kubectl(&["rollout", "status", "ds/agent", "--timeout=90s"]);
-    let mut nodes = course.running_on("app=agent");
-    nodes.sort();
-    assert_eq!(
-        nodes,
-        ["kl-worker1", "kl-worker2"],
-        "not on the control plane"
-    );
+    // A worker the controller saw before its first Ready gets its agent a
+    // moment later (a not-ready node takes no new daemon Pods).
+    course.eventually(60, "an agent on each worker, none on the master", || {
+        let mut nodes = course.running_on("app=agent");
+        nodes.sort();
+        (nodes == ["kl-worker1", "kl-worker2"]).then_some(())
+    });
 
     // A NoExecute taint it does not tolerate takes the Pod away; without
     // it the node gets one again.

@@ -283,8 +283,16 @@ fn the_lesson_configmap_over_the_nginx_layout_answers_with_the_pod_s_hostname() 
         date.len() == 25 && &date[10..11] == "T" && date[19..].starts_with(['+', '-']),
         "an ISO 8601 time: {date}"
     );
-    // The access log is the container's stdout, as in the image.
-    let log = std::fs::read_to_string(&nginx.stdout).unwrap();
+    // The access log is the container's stdout, as in the image; nginx
+    // writes it after the answer, so give it a moment (bounded).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let log = loop {
+        let log = std::fs::read_to_string(&nginx.stdout).unwrap();
+        if log.contains("\"GET /hello?x=1 HTTP/1.1\" 200") || std::time::Instant::now() > deadline {
+            break log;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
     assert!(log.contains("\"GET /hello?x=1 HTTP/1.1\" 200"), "{log}");
 
     nginx.stop(image.stop_signal);
