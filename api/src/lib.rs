@@ -56,3 +56,4 @@ pub mod table;
 #[cfg(feature = "tls-server")]
 pub mod tls;
 pub mod user;
+pub mod useragent;

@@ -35,6 +35,8 @@ pub mod bootstrap;
 pub mod clusterip;
 pub mod defaults;
 pub mod discovery;
+pub mod fieldmanager;
+pub mod gotypes;
 pub mod jobs;
 pub mod kubernetes_service;
 pub mod limits;

@@ -394,10 +394,17 @@ fn patch_operation(r: &ResourceType, kind: GroupVersionKind, subresource: Option
                 "description": "how the server handles unknown or duplicate fields in the request: Ignore, Warn or Strict",
                 "schema": { "type": "string", "uniqueItems": true },
             },
+            {
+                "name": "force",
+                "in": "query",
+                "description": "Force is going to \"force\" Apply requests. It means user will re-acquire conflicting fields owned by other people. Force flag must be unset for non-apply patch requests.",
+                "schema": { "type": "boolean", "uniqueItems": true },
+            },
         ],
         // No strategic-merge-patch+json: see the module documentation.
         "requestBody": {
             "content": {
+                "application/apply-patch+yaml": body_schema,
                 "application/json-patch+json": body_schema,
                 "application/merge-patch+json": body_schema,
             },

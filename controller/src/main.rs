@@ -45,7 +45,7 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
-    let config = match (&args.server, &args.kubeconfig) {
+    let mut config = match (&args.server, &args.kubeconfig) {
         (Some(server), _) => kube::Config::new(server.parse().context("--server is not a URL")?),
         (None, Some(path)) => {
             let kubeconfig = kube::config::Kubeconfig::read_from(path)
@@ -63,6 +63,11 @@ async fn main() -> anyhow::Result<()> {
         .as_ref()
         .and_then(|certs| certs.first())
         .map(|der| controller::rootca::pem(der));
+    // Writes are recorded as this component's in managedFields.
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_str(&api::useragent::user_agent("kube-controller-manager"))?,
+    ));
     let client = kube::Client::try_from(config)?;
     let settings = controller::Config {
         root_ca_pem,

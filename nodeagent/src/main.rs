@@ -124,7 +124,7 @@ async fn agent() -> anyhow::Result<()> {
         args.lease_renew_interval > 0 && args.node_status_report_interval > 0,
         "--lease-renew-interval and --node-status-report-interval must be at least 1 second"
     );
-    let config = match (&args.server, &args.kubeconfig) {
+    let mut config = match (&args.server, &args.kubeconfig) {
         (Some(server), _) => kube::Config::new(server.parse().context("--server is not a URL")?),
         (None, Some(path)) => {
             let kubeconfig = kube::config::Kubeconfig::read_from(path)
@@ -135,6 +135,11 @@ async fn agent() -> anyhow::Result<()> {
             .await
             .context("no --server and no kubeconfig")?,
     };
+    // Writes are recorded as this component's in managedFields.
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_str(&api::useragent::user_agent("kubelet"))?,
+    ));
     let client = kube::Client::try_from(config)?;
     let mut settings = nodeagent::Config::new(&args.node_name, args.node_ip);
     if let Some(dir) = args.data_dir {

@@ -20,6 +20,7 @@
 //! [`subresources`], and the requests passed on to a node's kubelet
 //! (`pods/log`, `pods/exec`) in [`nodeproxy`].
 
+pub mod apply;
 pub mod delete;
 pub mod eviction;
 pub mod nodeproxy;

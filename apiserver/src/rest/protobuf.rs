@@ -14,6 +14,8 @@
 //! The JSON is not the protobuf message field for field; go-to-protobuf
 //! leaves a few differences that this file undoes, each in one table:
 //!
+//! The tables live in [`crate::gotypes`]:
+//!
 //! - [`POINTERS`]: Go writes every field that is not a pointer even when
 //!   it holds its zero value (`nodeName: ""`, `hostNetwork: false`), which
 //!   means "not set" - JSON leaves those out - while a pointer field holds
@@ -26,16 +28,12 @@
 //!   as a nested message (a Volume's `volumeSource`);
 //! - [`RENAMED`]: fields whose protobuf name is not their JSON name.
 
-use std::collections::HashSet;
-use std::sync::LazyLock;
-
 use base64::Engine as _;
 use prost::Message as _;
-use prost_reflect::{
-    DescriptorPool, DynamicMessage, MapKey, MessageDescriptor, ReflectMessage as _, Value as Field,
-};
+use prost_reflect::{DynamicMessage, MapKey, ReflectMessage as _, Value as Field};
 use serde_json::{json, Map, Value};
 
+use crate::gotypes::{message_type, INLINE, POINTERS, RENAMED, SCALARS};
 use crate::status::StatusError;
 
 /// The media type of Kubernetes protobuf.
@@ -44,83 +42,8 @@ pub const PROTOBUF: &str = "application/vnd.kubernetes.protobuf";
 /// The magic number before every protobuf-encoded Kubernetes object.
 const MAGIC: &[u8] = b"k8s\0";
 
-/// Every message of the groups kube-lite serves, from `protos/`.
-static DESCRIPTORS: LazyLock<DescriptorPool> = LazyLock::new(|| {
-    DescriptorPool::decode(include_bytes!(concat!(env!("OUT_DIR"), "/kubernetes.fds")).as_ref())
-        .expect("the descriptor set built by build.rs")
-});
-
-/// The (message, field) pairs that are pointers in Go, whose zero values
-/// are kept.
-static POINTERS: LazyLock<HashSet<(&'static str, &'static str)>> = LazyLock::new(|| {
-    include_str!("../../protos/pointers.txt")
-        .lines()
-        .filter_map(|line| line.split_once(' '))
-        .collect()
-});
-
 /// Go's zero time (year 1), which protobuf carries as these seconds.
 const GO_ZERO_TIME_SECONDS: i64 = -62_135_596_800;
-
-/// Messages that are one JSON value, by full name.
-const SCALARS: &[&str] = &[
-    "k8s.io.apimachinery.pkg.apis.meta.v1.Time",
-    "k8s.io.apimachinery.pkg.apis.meta.v1.MicroTime",
-    "k8s.io.apimachinery.pkg.api.resource.Quantity",
-    "k8s.io.apimachinery.pkg.util.intstr.IntOrString",
-    "k8s.io.apimachinery.pkg.runtime.RawExtension",
-    "k8s.io.apimachinery.pkg.apis.meta.v1.FieldsV1",
-    // `map<string, ExtraValue>`: a list of strings per key.
-    "k8s.io.api.authentication.v1.ExtraValue",
-    "k8s.io.api.authorization.v1.ExtraValue",
-    "k8s.io.api.certificates.v1.ExtraValue",
-];
-
-/// (message, field) pairs whose fields JSON shows one level up.
-const INLINE: &[(&str, &str)] = &[
-    ("k8s.io.api.core.v1.Volume", "volumeSource"),
-    (
-        "k8s.io.api.core.v1.PersistentVolumeSpec",
-        "persistentVolumeSource",
-    ),
-    ("k8s.io.api.core.v1.Probe", "handler"),
-    (
-        "k8s.io.api.core.v1.EphemeralContainer",
-        "ephemeralContainerCommon",
-    ),
-    (
-        "k8s.io.api.core.v1.SecretProjection",
-        "localObjectReference",
-    ),
-    (
-        "k8s.io.api.core.v1.ConfigMapVolumeSource",
-        "localObjectReference",
-    ),
-    (
-        "k8s.io.api.core.v1.ConfigMapProjection",
-        "localObjectReference",
-    ),
-    (
-        "k8s.io.api.core.v1.ConfigMapKeySelector",
-        "localObjectReference",
-    ),
-    (
-        "k8s.io.api.core.v1.SecretKeySelector",
-        "localObjectReference",
-    ),
-    (
-        "k8s.io.api.core.v1.ConfigMapEnvSource",
-        "localObjectReference",
-    ),
-    ("k8s.io.api.core.v1.SecretEnvSource", "localObjectReference"),
-];
-
-/// (message, protobuf name, JSON name).
-const RENAMED: &[(&str, &str, &str)] = &[(
-    "k8s.io.api.authentication.v1.BoundObjectReference",
-    "uID",
-    "uid",
-)];
 
 /// Whether a `Content-Type` is Kubernetes protobuf.
 pub fn is_protobuf(content_type: Option<&str>) -> bool {
@@ -150,23 +73,6 @@ fn envelope(body: &[u8]) -> Result<Envelope, StatusError> {
         kind: type_meta.kind.unwrap_or_default(),
         raw: unknown.raw.unwrap_or_default(),
     })
-}
-
-/// The message type of `kind` in `api_version`: `apps/v1` `Deployment`
-/// is `k8s.io.api.apps.v1.Deployment` (a group's package is its first
-/// label; the core group's is `core`). `DeleteOptions` and the other
-/// meta types are the same in every group.
-fn message_type(api_version: &str, kind: &str) -> Option<MessageDescriptor> {
-    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
-    let package = match group.split('.').next() {
-        None | Some("") => "core",
-        Some(first) => first,
-    };
-    DESCRIPTORS
-        .get_message_by_name(&format!("k8s.io.api.{package}.{version}.{kind}"))
-        .or_else(|| {
-            DESCRIPTORS.get_message_by_name(&format!("k8s.io.apimachinery.pkg.apis.meta.v1.{kind}"))
-        })
 }
 
 /// Decodes a protobuf body into the object's JSON, `apiVersion` and
@@ -277,7 +183,10 @@ fn scalar_json(full_name: &str, message: &DynamicMessage) -> Value {
         "Time" | "MicroTime" => {
             let seconds = int("seconds").unwrap_or(0);
             let nanos = int("nanos").unwrap_or(0) as u32;
-            if seconds == GO_ZERO_TIME_SECONDS && nanos == 0 {
+            // Go writes a zero Time as an empty message (time_proto.go:
+            // `Marshal` of a zero Time is nothing), which reads as 0 and 0;
+            // older encoders wrote year 1. Both are JSON's `null`.
+            if (seconds == GO_ZERO_TIME_SECONDS || seconds == 0) && nanos == 0 {
                 return Value::Null;
             }
             let Some(at) = chrono::DateTime::from_timestamp(seconds, nanos) else {
@@ -495,13 +404,20 @@ mod tests {
                 min_ready_seconds: Some(0),
                 paused: Some(false),
                 template: Some(PodTemplateSpec {
+                    // Go marshals a zero Time as an empty message.
+                    metadata: Some(ObjectMeta {
+                        creation_timestamp: Some(Time {
+                            seconds: Some(0),
+                            nanos: Some(0),
+                        }),
+                        ..Default::default()
+                    }),
                     spec: Some(PodSpec {
                         node_name: Some(String::new()),
                         host_network: Some(false),
                         automount_service_account_token: Some(false),
                         ..Default::default()
                     }),
-                    ..Default::default()
                 }),
                 ..Default::default()
             }),
@@ -513,7 +429,7 @@ mod tests {
             json["spec"],
             json!({
                 "replicas": 0,
-                "template": {"spec": {"automountServiceAccountToken": false}}
+                "template": {"metadata": {}, "spec": {"automountServiceAccountToken": false}}
             })
         );
     }

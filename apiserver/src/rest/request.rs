@@ -150,6 +150,9 @@ fn optional_query_bool<'de, D: serde::Deserializer<'de>>(
 pub struct WriteOptions {
     pub dry_run: Option<String>,
     pub field_manager: Option<String>,
+    /// Server-side apply takes over conflicting fields (`force=true`).
+    #[serde(default, deserialize_with = "optional_query_bool")]
+    pub force: Option<bool>,
     pub field_validation: Option<String>,
     /// DELETE options may also come as query parameters.
     pub grace_period_seconds: Option<i64>,

@@ -139,11 +139,13 @@ async fn update_scale(
     let body = body.to_vec();
     let name = target.name.clone().unwrap_or_default();
     let resource = target.resource;
+    let fields = write::Fields::of_request(&opts, headers, "scale")?;
     let updated = write::update_object(
         app,
         key_of(target),
         Part::Main,
         opts.is_dry_run(),
+        fields,
         move |current| {
             let scale = scale_of(current)?;
             let wanted = match (&patch_type, &put_body) {
@@ -199,7 +201,9 @@ async fn bind(
         ));
     }
     let pod_name = target.name.clone().unwrap_or_default();
-    write::update_object(app, key_of(target), Part::Main, false, move |current| {
+    // The binding is the scheduler's decision, not a field it manages.
+    let untracked = write::Fields::Untracked;
+    write::update_object(app, key_of(target), Part::Main, false, untracked, move |current| {
         match current["spec"]["nodeName"].as_str() {
             Some(existing) if !existing.is_empty() => Err(StatusError::new(
                 409,
@@ -215,26 +219,34 @@ async fn bind(
     })
     .await?;
     // As kube-apiserver does, a bound Pod reports `PodScheduled: True`.
-    write::update_object(app, key_of(target), Part::Status, false, |current| {
-        let mut new = current.clone();
-        let condition = json!({
-            "type": "PodScheduled",
-            "status": "True",
-            "lastTransitionTime": super::objectmeta::now_rfc3339(),
-        });
-        let conditions = &mut new["status"]["conditions"];
-        if !conditions.is_array() {
-            *conditions = json!([]);
-        }
-        if let Some(list) = conditions.as_array_mut() {
-            match list.iter_mut().find(|c| c["type"] == "PodScheduled") {
-                Some(existing) if existing["status"] == "True" => {}
-                Some(existing) => *existing = condition,
-                None => list.push(condition),
+    let untracked = write::Fields::Untracked;
+    write::update_object(
+        app,
+        key_of(target),
+        Part::Status,
+        false,
+        untracked,
+        |current| {
+            let mut new = current.clone();
+            let condition = json!({
+                "type": "PodScheduled",
+                "status": "True",
+                "lastTransitionTime": super::objectmeta::now_rfc3339(),
+            });
+            let conditions = &mut new["status"]["conditions"];
+            if !conditions.is_array() {
+                *conditions = json!([]);
             }
-        }
-        Ok(new)
-    })
+            if let Some(list) = conditions.as_array_mut() {
+                match list.iter_mut().find(|c| c["type"] == "PodScheduled") {
+                    Some(existing) if existing["status"] == "True" => {}
+                    Some(existing) => *existing = condition,
+                    None => list.push(condition),
+                }
+            }
+            Ok(new)
+        },
+    )
     .await?;
     Ok(json_response(
         StatusCode::CREATED,

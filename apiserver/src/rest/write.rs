@@ -8,6 +8,11 @@
 //!     ─▶ validate ─▶ storage: check name / resourceVersion, store, flush
 //! ```
 //!
+//! Every write records who made it in `metadata.managedFields` (the
+//! `fieldManager`, or the client's User-Agent), just after the defaults;
+//! a `PATCH` with `application/apply-patch+yaml` is a server-side apply
+//! (see [`crate::fieldmanager`]).
+//!
 //! Updates use optimistic concurrency. A client that sends the
 //! `resourceVersion` it read gets 409 Conflict if the object has changed
 //! since; a client that sends none (or a patch) has its change applied to
@@ -25,6 +30,7 @@ use super::objectmeta::{self, resource_version};
 use super::request::{self, Target, WriteOptions};
 use super::schema::{self, Decoded};
 use super::{json_response_with_warnings, subject, App};
+use crate::fieldmanager;
 use crate::services::Allocation;
 use crate::status::{FieldError, StatusError};
 use crate::storage::ObjectKey;
@@ -36,6 +42,64 @@ pub enum Part {
     Main,
     /// The `/status` subresource: only `status` changes.
     Status,
+}
+
+/// How a write's fields are recorded in `managedFields`.
+#[derive(Debug, Clone)]
+pub enum Fields {
+    /// An Update by this manager, through the object's endpoint or the
+    /// named subresource (`status`, `scale`).
+    Update {
+        manager: String,
+        subresource: &'static str,
+    },
+    /// Recorded already (a server-side apply), or the server's own write
+    /// (a binding) that no manager owns.
+    Untracked,
+}
+
+impl Fields {
+    /// The Update of a client's request: its `fieldManager`, else its
+    /// User-Agent.
+    pub fn of_request(
+        opts: &WriteOptions,
+        headers: &HeaderMap,
+        subresource: &'static str,
+    ) -> Result<Fields, StatusError> {
+        let manager = request_manager(opts, headers)?;
+        Ok(Fields::Update {
+            manager,
+            subresource,
+        })
+    }
+
+    fn track(&self, resource: &ResourceType, part: Part, old: Option<&Value>, new: &mut Value) {
+        if let Fields::Update {
+            manager,
+            subresource,
+        } = self
+        {
+            fieldmanager::track_update(resource, part, subresource, old, new, manager);
+        }
+    }
+}
+
+/// The manager a request writes as.
+fn request_manager(opts: &WriteOptions, headers: &HeaderMap) -> Result<String, StatusError> {
+    let field_manager = opts.field_manager.as_deref();
+    fieldmanager::validate_field_manager(field_manager.unwrap_or_default())?;
+    let user_agent = headers
+        .get(axum::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
+    Ok(fieldmanager::manager_name(field_manager, user_agent))
+}
+
+/// The subresource a [`Part`] writes through, as managedFields names it.
+pub fn subresource_of(part: Part) -> &'static str {
+    match part {
+        Part::Main => "",
+        Part::Status => "status",
+    }
 }
 
 /// How often an update is retried when another write gets in between.
@@ -63,12 +127,14 @@ pub async fn create(
     body: &[u8],
 ) -> Result<Response, StatusError> {
     let (opts, Decoded { object, warnings }) = decode_request(target, headers, query, body)?;
+    let fields = Fields::of_request(&opts, headers, "")?;
     let created = create_object(
         app,
         target.resource,
         target.namespace.as_deref(),
         object,
         opts.is_dry_run(),
+        fields,
     )
     .await?;
     Ok(json_response_with_warnings(
@@ -85,6 +151,7 @@ pub async fn create_object(
     namespace: Option<&str>,
     mut object: Value,
     dry_run: bool,
+    fields: Fields,
 ) -> Result<Arc<Value>, StatusError> {
     // Namespace: the URL's, which the body may repeat but not contradict.
     let namespace = if resource.namespaced {
@@ -143,6 +210,9 @@ pub async fn create_object(
         crate::jobs::generate_selector(&mut object);
     }
     crate::defaults::apply_defaults(resource, &mut object);
+    // Ownership is of what the client sent and the defaults, not of what
+    // admission and allocation add (the token volume, the ClusterIP).
+    fields.track(resource, Part::Main, None, &mut object);
     // (In dev mode there are no identities: Pods get no token either.)
     if (resource.group, resource.kind) == ("", "Pod") && app.mode == crate::authn::Mode::Secure {
         crate::admission::service_account(&mut object);
@@ -226,7 +296,8 @@ pub async fn update(
             ));
         }
     }
-    let updated = update_object(app, key, part, opts.is_dry_run(), move |_current| {
+    let fields = Fields::of_request(&opts, headers, subresource_of(part))?;
+    let updated = update_object(app, key, part, opts.is_dry_run(), fields, move |_current| {
         Ok(object.clone())
     })
     .await?;
@@ -248,9 +319,19 @@ pub async fn patch(
 ) -> Result<Response, StatusError> {
     let opts: WriteOptions = request::query(query)?;
     let content_type = request::content_type(headers);
+    if is_apply_patch(&content_type) {
+        return super::apply::apply(app, target, &opts, body, part).await;
+    }
     let patch_type = PatchType::from_content_type(&content_type)
         .ok_or_else(|| StatusError::unsupported_media_type(&content_type))?;
+    if opts.force.is_some() {
+        return Err(invalid_patch_options(FieldError::forbidden(
+            "force",
+            "may not be specified for non-apply patch",
+        )));
+    }
     let validation = opts.field_validation()?;
+    let fields = Fields::of_request(&opts, headers, subresource_of(part))?;
     let resource = target.resource;
     let body = body.to_vec();
     let warnings = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -260,6 +341,7 @@ pub async fn patch(
         key_of(target),
         part,
         opts.is_dry_run(),
+        fields,
         move |current| {
             let patched = patch_object(resource, patch_type, current, &body)?;
             let decoded = schema::decode_object(resource, patched, validation)?;
@@ -276,6 +358,24 @@ pub async fn patch(
         &updated,
         &warnings,
     ))
+}
+
+/// True for `application/apply-patch+yaml`: a server-side apply.
+pub fn is_apply_patch(content_type: &str) -> bool {
+    content_type.split(';').next().unwrap_or("").trim() == "application/apply-patch+yaml"
+}
+
+/// 422 for bad PATCH options, as upstream's ValidatePatchOptions.
+pub fn invalid_patch_options(error: FieldError) -> StatusError {
+    StatusError::invalid(
+        crate::status::Subject {
+            plural: "",
+            group: "meta.k8s.io",
+            kind: "PatchOptions",
+            name: "",
+        },
+        &[error],
+    )
 }
 
 /// Applies a patch body to an object, mapping patch errors to 400/422.
@@ -319,6 +419,7 @@ pub async fn update_object<F>(
     key: ObjectKey,
     part: Part,
     dry_run: bool,
+    fields: Fields,
     mutate: F,
 ) -> Result<Arc<Value>, StatusError>
 where
@@ -347,6 +448,7 @@ where
         }
         objectmeta::prepare_for_update(resource, &current, &mut new);
         crate::defaults::apply_defaults(resource, &mut new);
+        fields.track(resource, part, Some(&current), &mut new);
         if objectmeta::same_apart_from_version(&current, &new) {
             return Ok(current); // nothing to write
         }
