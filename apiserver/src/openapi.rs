@@ -248,6 +248,7 @@ fn kind_schemas(kinds: &[GroupVersionKind]) -> Map<String, Value> {
         }
     }
     let mut schemas = generator.take_definitions(true);
+    mark_list_and_map_types(&mut schemas);
     for kind in named {
         if let Some(Value::Object(schema)) = schemas.get_mut(&kind.schema_name()) {
             let marks = schema
@@ -261,6 +262,39 @@ fn kind_schemas(kinds: &[GroupVersionKind]) -> Map<String, Value> {
         }
     }
     schemas
+}
+
+/// Adds what k8s-openapi's schemas leave out and the Go types' markers
+/// say (`protos/fields.txt`, [`crate::gotypes`]): `x-kubernetes-list-type`
+/// and `x-kubernetes-list-map-keys` on lists (`containers` is a map keyed
+/// by `name`), `x-kubernetes-map-type` on atomic maps and structs (a
+/// LabelSelector). Server-side apply merges by the same facts.
+fn mark_list_and_map_types(schemas: &mut Map<String, Value>) {
+    for (name, schema) in schemas.iter_mut() {
+        let Some(message) = name.strip_prefix("io.k8s.") else {
+            continue;
+        };
+        let message = format!("k8s.io.{message}");
+        if crate::gotypes::tag(&message, "-", "structType") == Some("atomic") {
+            schema["x-kubernetes-map-type"] = json!("atomic");
+        }
+        let Some(Value::Object(properties)) = schema.get_mut("properties") else {
+            continue;
+        };
+        for (field, property) in properties.iter_mut() {
+            let tag = |name: &str| crate::gotypes::tag(&message, field, name);
+            if let Some(list_type) = tag("listType") {
+                property["x-kubernetes-list-type"] = json!(list_type);
+            }
+            if let Some(keys) = tag("listMapKey") {
+                let keys: Vec<&str> = keys.split(',').collect();
+                property["x-kubernetes-list-map-keys"] = json!(keys);
+            }
+            if let Some(map_type) = tag("mapType") {
+                property["x-kubernetes-map-type"] = json!(map_type);
+            }
+        }
+    }
 }
 
 /// Adds the schema of `kind` (from its `k8s-openapi` type) to `generator`;
@@ -599,6 +633,26 @@ mod tests {
                 assert!(!content.contains_key("application/strategic-merge-patch+json"));
             }
         }
+    }
+
+    #[test]
+    fn schemas_carry_list_map_keys_and_atomic_types() {
+        let apps = group_version_document("apps", "v1").unwrap();
+        let schemas = &apps["components"]["schemas"];
+        let containers = &schemas["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"];
+        assert_eq!(containers["x-kubernetes-list-type"], "map");
+        assert_eq!(containers["x-kubernetes-list-map-keys"], json!(["name"]));
+        let ports = &schemas["io.k8s.api.core.v1.Container"]["properties"]["ports"];
+        assert_eq!(
+            ports["x-kubernetes-list-map-keys"],
+            json!(["containerPort", "protocol"])
+        );
+        let tolerations = &schemas["io.k8s.api.core.v1.PodSpec"]["properties"]["tolerations"];
+        assert_eq!(tolerations["x-kubernetes-list-type"], "atomic");
+        let selector = &schemas["io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector"];
+        assert_eq!(selector["x-kubernetes-map-type"], "atomic");
+        let node_selector = &schemas["io.k8s.api.core.v1.PodSpec"]["properties"]["nodeSelector"];
+        assert_eq!(node_selector["x-kubernetes-map-type"], "atomic");
     }
 
     #[test]
