@@ -473,6 +473,8 @@ pub fn decode_kind(
         ("apps/v1", "Deployment") => decode_typed::<apps::v1::Deployment>,
         ("apps/v1", "ReplicaSet") => decode_typed::<apps::v1::ReplicaSet>,
         ("apps/v1", "DaemonSet") => decode_typed::<apps::v1::DaemonSet>,
+        ("apps/v1", "StatefulSet") => decode_typed::<apps::v1::StatefulSet>,
+        ("apps/v1", "ControllerRevision") => decode_typed::<apps::v1::ControllerRevision>,
         ("batch/v1", "Job") => decode_typed::<k8s_openapi::api::batch::v1::Job>,
         ("batch/v1", "CronJob") => decode_typed::<k8s_openapi::api::batch::v1::CronJob>,
         ("discovery.k8s.io/v1", "EndpointSlice") => decode_typed::<discovery::v1::EndpointSlice>,

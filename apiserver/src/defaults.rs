@@ -60,6 +60,10 @@ pub fn apply_defaults(resource: &ResourceType, obj: &mut Value) {
             default_daemonset(obj);
             default_pod_template(obj);
         }
+        ("apps", "StatefulSet") => {
+            default_statefulset(obj);
+            default_pod_template(obj);
+        }
         ("batch", "Job") => {
             default_job(obj);
             default_pod_template(obj);
@@ -494,6 +498,28 @@ fn default_daemonset(ds: &mut Value) {
                 set_if_absent(rolling, "maxSurge", json!(0));
             }
         }
+    }
+    set_if_absent(spec, "revisionHistoryLimit", json!(10));
+}
+
+/// `SetDefaults_StatefulSet`.
+fn default_statefulset(sts: &mut Value) {
+    let Some(spec) = object_at(sts, "spec") else {
+        return;
+    };
+    set_if_absent(spec, "replicas", json!(1));
+    set_if_unset(spec, "podManagementPolicy", json!("OrderedReady"));
+    if let Some(strategy) = object_at(spec, "updateStrategy") {
+        set_if_unset(strategy, "type", json!("RollingUpdate"));
+        if strategy["type"] == "RollingUpdate" {
+            if let Some(rolling) = object_at(strategy, "rollingUpdate") {
+                set_if_absent(rolling, "partition", json!(0));
+            }
+        }
+    }
+    if let Some(retention) = object_at(spec, "persistentVolumeClaimRetentionPolicy") {
+        set_if_unset(retention, "whenDeleted", json!("Retain"));
+        set_if_unset(retention, "whenScaled", json!("Retain"));
     }
     set_if_absent(spec, "revisionHistoryLimit", json!(10));
 }

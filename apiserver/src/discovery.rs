@@ -698,8 +698,8 @@ mod tests {
             let subs = entry["subresources"].as_array().map_or(0, Vec::len);
             assert_eq!(subs, r.subresources.len(), "{}", r.plural);
         }
-        let deploy = &named["items"][0]["versions"][0]["resources"][0];
-        assert_eq!(deploy["resource"], "deployments");
+        let apps = &named["items"][0]["versions"][0]["resources"];
+        let deploy = find(apps, "resource", "deployments").unwrap();
         let scale = find(&deploy["subresources"], "subresource", "scale").unwrap();
         assert_eq!(
             scale["responseKind"],

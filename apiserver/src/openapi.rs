@@ -324,6 +324,8 @@ fn generate(kind: GroupVersionKind, generator: &mut SchemaGenerator) -> bool {
         ("apps", "v1", "Deployment") => schema!(apps::v1::Deployment),
         ("apps", "v1", "ReplicaSet") => schema!(apps::v1::ReplicaSet),
         ("apps", "v1", "DaemonSet") => schema!(apps::v1::DaemonSet),
+        ("apps", "v1", "StatefulSet") => schema!(apps::v1::StatefulSet),
+        ("apps", "v1", "ControllerRevision") => schema!(apps::v1::ControllerRevision),
         ("autoscaling", "v1", "Scale") => schema!(autoscaling::v1::Scale),
         ("batch", "v1", "Job") => schema!(batch::v1::Job),
         ("batch", "v1", "CronJob") => schema!(batch::v1::CronJob),
@@ -521,7 +523,7 @@ const OPENAPI_V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2@
 /// definitions. kubectl validates a kind v3 does not describe (a kind
 /// kube-lite does not serve) against v2, and a kind v2 does not describe
 /// either passes, so that what follows says what is wrong, as on a real
-/// cluster: `no matches for kind "StatefulSet" in version "apps/v1"`.
+/// cluster: `no matches for kind "Ingress" in version "networking.k8s.io/v1"`.
 /// Without a v2 at all, kubectl would stop at "failed to download openapi".
 async fn serve_v2(headers: HeaderMap) -> Response {
     let wants_protobuf = headers

@@ -75,21 +75,18 @@ kind: ConfigMap
 metadata: {name: settings}
 data: {color: blue}
 ---
-apiVersion: apps/v1
-kind: StatefulSet
+apiVersion: networking.k8s.io/v1
+kind: Ingress
 metadata: {name: web}
 spec:
-  selector: {matchLabels: {app: web}}
-  serviceName: web
-  template:
-    metadata: {labels: {app: web}}
-    spec: {containers: [{name: c, image: nginx}]}
+  defaultBackend:
+    service: {name: web, port: {number: 80}}
 ";
     let out = kubectl_as(&f.admin, &["apply", "-f", "-"], Some(manifest));
     assert!(!out.status.success());
     assert_eq!(text(&out.stdout), "configmap/settings created");
     assert_eq!(
         text(&out.stderr),
-        "error: resource mapping not found for name: \"web\" namespace: \"\" from \"STDIN\": no matches for kind \"StatefulSet\" in version \"apps/v1\"\nensure CRDs are installed first"
+        "error: resource mapping not found for name: \"web\" namespace: \"\" from \"STDIN\": no matches for kind \"Ingress\" in version \"networking.k8s.io/v1\"\nensure CRDs are installed first"
     );
 }

@@ -36,15 +36,16 @@
 //! made again from the apiserver's list before anything is created, so a
 //! cache that lags never doubles a Pod.
 //!
-//! Not yet: ControllerRevision objects (`kubectl rollout history|undo
-//! ds/X`); the hash is computed from the template as a Deployment's is.
+//! - **History**: each template version is a ControllerRevision
+//!   `NAME-<hash>` ([`crate::history`]), what `kubectl rollout history|undo
+//!   ds/X` read and restore.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetStatus};
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, DaemonSetStatus};
 use k8s_openapi::api::core::v1::{
     Affinity, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod,
     PodTemplateSpec, Toleration,
@@ -461,6 +462,19 @@ pub async fn reconcile(ds: Arc<DaemonSet>, ctrl: Arc<DaemonSetController>) -> Re
     let pods_api: Api<Pod> = Api::namespaced(ctrl.ctx.client.clone(), &namespace);
     let collision = ds.status.as_ref().and_then(|s| s.collision_count);
     let hash = crate::deployment::pod_template_hash(&ds.spec.template, collision);
+    // Each template version is kept as a ControllerRevision (`kubectl
+    // rollout history|undo ds/X` read them).
+    let revisions_api: Api<ControllerRevision> =
+        Api::namespaced(ctrl.ctx.client.clone(), &namespace);
+    let revisions = crate::history::list(&revisions_api, &selector.to_string(), &owner.uid).await?;
+    let (_, revisions) = crate::history::record(
+        &revisions_api,
+        owner.reference(),
+        &ds.spec.template,
+        collision,
+        revisions,
+    )
+    .await?;
     let nodes: Vec<Node> = ctrl.nodes.state().iter().map(|n| (**n).clone()).collect();
     let now = Timestamp::now();
 
@@ -503,6 +517,14 @@ pub async fn reconcile(ds: Arc<DaemonSet>, ctrl: Arc<DaemonSetController>) -> Re
             control.delete(victim).await?;
         }
     }
+
+    // Keep the revisions Pods run, and revisionHistoryLimit others.
+    let live: Vec<String> = std::iter::once(hash.as_str())
+        .chain(ours.iter().filter_map(revision_of))
+        .map(|h| format!("{name}-{h}"))
+        .collect();
+    let limit = ds.spec.revision_history_limit.unwrap_or(10);
+    crate::history::truncate(&revisions_api, &revisions, &live, limit).await?;
 
     if ds.status.as_ref() != Some(&todo.status) {
         let mut updated = (*ds).clone();

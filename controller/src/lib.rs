@@ -18,6 +18,8 @@
 //! - [`deployment`]: Deployment -> one ReplicaSet per pod template, rolling updates.
 //! - [`replicaset`]: ReplicaSet -> the right number of Pods.
 //! - [`daemonset`]: DaemonSet -> one Pod on every node that should have one.
+//! - [`statefulset`]: StatefulSet -> Pods with stable names, made and updated in order.
+//! - [`history`]: ControllerRevisions, the template versions of StatefulSets.
 //! - [`job`]: Job -> Pods that run to completion, retried with back-off.
 //! - [`cronjob`]: CronJob -> a Job at each scheduled time.
 //! - [`scheduler`]: kube-scheduler: binds each pending Pod to a node.
@@ -41,6 +43,7 @@ pub mod endpoints;
 pub mod endpointslice;
 pub mod events;
 pub mod gc;
+pub mod history;
 pub mod ipam;
 pub mod job;
 pub mod leaderelection;
@@ -52,6 +55,7 @@ pub mod replicaset;
 pub mod rootca;
 pub mod scheduler;
 pub mod serviceaccounts;
+pub mod statefulset;
 
 use std::time::Duration;
 
@@ -199,6 +203,7 @@ pub async fn run(ctx: Context) -> anyhow::Result<()> {
         r = deployment::run(ctx.clone()) => r,
         r = replicaset::run(ctx.clone()) => r,
         r = daemonset::run(ctx.clone()) => r,
+        r = statefulset::run(ctx.clone()) => r,
         r = job::run(ctx.clone()) => r,
         r = cronjob::run(ctx.clone()) => r,
         r = scheduler::run(ctx.clone()) => r,

@@ -201,6 +201,25 @@ fn a_daemonset_runs_one_pod_per_worker_follows_taints_and_rolls_out() {
         "jsonpath={range .items[*]}{.spec.containers[0].env[0].value}{\" \"}{end}",
     ]);
     assert_eq!(env.trim(), "v2 v2");
+    // Each template is a revision; undo goes back to the first.
+    let history = course.kubectl(&["rollout", "history", "ds/agent"]);
+    assert!(
+        history.contains("\n1 ") && history.contains("\n2 "),
+        "{history}"
+    );
+    course.kubectl(&["rollout", "undo", "ds/agent"]);
+    course.kubectl(&["rollout", "status", "ds/agent", "--timeout=120s"]);
+    course.eventually(60, "the first template back on every agent", || {
+        let env = course.kubectl(&[
+            "get",
+            "pods",
+            "-l",
+            "app=agent",
+            "-o",
+            "jsonpath={range .items[*]}{.spec.containers[0].env}{\"|\"}{end}",
+        ]);
+        (env.trim() == "||").then_some(())
+    });
     let table = course.kubectl(&["get", "ds", "agent", "--no-headers"]);
     let columns: Vec<&str> = table.split_whitespace().collect();
     assert_eq!(&columns[..6], ["agent", "2", "2", "2", "2", "2"], "{table}");
@@ -335,5 +354,118 @@ fn a_cronjob_fires_on_its_minute_and_a_job_can_be_made_from_it() {
     let columns: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(&columns[..4], ["tick", "*/1", "*", "*"], "{row}");
     course.kubectl(&["delete", "cronjob", "tick"]);
+    course.lab.down().expect("lab down");
+}
+
+/// A StatefulSet of two echo Pods behind its headless Service.
+const WEB: &str = "
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  clusterIP: None
+  selector: {app: web}
+  ports: [{port: 8080}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: web}
+spec:
+  serviceName: web
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: 2
+      containers: [{name: echo, image: kube-lite/echo}]
+";
+
+#[test]
+fn a_statefulset_makes_named_pods_in_order_that_resolve_by_name() {
+    let course = Course::up();
+    course.apply(WEB);
+    course.kubectl(&["rollout", "status", "sts/web", "--timeout=120s"]);
+    let names = course.kubectl(&[
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.name}{\" \"}{end}",
+    ]);
+    let mut names: Vec<&str> = names.split_whitespace().collect();
+    names.sort();
+    assert_eq!(names, ["web-0", "web-1"]);
+    // OrderedReady: web-1 was made only once web-0 was Ready.
+    let ready_at = course.kubectl(&[
+        "get",
+        "pod",
+        "web-0",
+        "-o",
+        "jsonpath={.status.conditions[?(@.type==\"Ready\")].lastTransitionTime}",
+    ]);
+    let created_at = course.kubectl(&[
+        "get",
+        "pod",
+        "web-1",
+        "-o",
+        "jsonpath={.metadata.creationTimestamp}",
+    ]);
+    assert!(
+        created_at >= ready_at,
+        "web-1 at {created_at}, web-0 Ready at {ready_at}"
+    );
+    let table = course.kubectl(&["get", "sts", "web", "--no-headers"]);
+    assert!(table.starts_with("web   2/2"), "{table}");
+
+    // Each Pod has a name in DNS through the headless Service.
+    let ip = course.kubectl(&["get", "pod", "web-0", "-o", "jsonpath={.status.podIP}"]);
+    let record = "web-0.web.default.svc.cluster.local";
+    let resolved = course.eventually(30, "web-0's DNS name", || {
+        let out = course.run(&["exec", "web-1", "--", "getent", "hosts", record], None);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.starts_with(&ip).then_some(text)
+    });
+    assert!(resolved.contains(record), "{resolved}");
+
+    // A new template rolls out from the highest ordinal down, and the
+    // history keeps both versions.
+    course.kubectl(&["set", "env", "sts/web", "MODE=v2"]);
+    course.kubectl(&["rollout", "status", "sts/web", "--timeout=120s"]);
+    let env = course.kubectl(&[
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={range .items[*]}{.spec.containers[0].env[0].value}{\" \"}{end}",
+    ]);
+    assert_eq!(env.trim(), "v2 v2");
+    let history = course.kubectl(&["rollout", "history", "sts/web"]);
+    assert!(
+        history.contains("\n1 ") && history.contains("\n2 "),
+        "{history}"
+    );
+    course.kubectl(&["rollout", "undo", "sts/web"]);
+    course.kubectl(&["rollout", "status", "sts/web", "--timeout=120s"]);
+    let env = course.kubectl(&[
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={range .items[*]}{.spec.containers[0].env}{end}",
+    ]);
+    assert_eq!(env.trim(), "", "back to the first template");
+
+    // Scaling down removes the highest ordinal.
+    course.kubectl(&["scale", "sts/web", "--replicas=1"]);
+    course.eventually(60, "web-1 gone, web-0 kept", || {
+        let out = course.kubectl(&["get", "pods", "-l", "app=web", "--no-headers"]);
+        (out.lines().count() == 1 && out.starts_with("web-0 ")).then_some(())
+    });
+    course.kubectl(&["delete", "sts", "web"]);
+    course.kubectl(&["delete", "svc", "web"]);
     course.lab.down().expect("lab down");
 }

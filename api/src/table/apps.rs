@@ -1,4 +1,5 @@
-//! Workload controllers: deployments, replicasets and daemonsets.
+//! Workload controllers: deployments, replicasets, daemonsets and
+//! statefulsets.
 //!
 //! Their rows compare what is wanted with what is: a Deployment's READY
 //! `2/2` is ready Pods over `spec.replicas`, UP-TO-DATE counts Pods already
@@ -101,6 +102,79 @@ pub(super) const DAEMONSETS: Printer = Printer {
     cells: daemonset_cells,
     conditions: None,
 };
+
+pub(super) const CONTROLLER_REVISIONS: Printer = Printer {
+    columns: &[
+        NAME,
+        Column::string(
+            "Controller",
+            "Controller of the object, with the form <kind>/<name>",
+        ),
+        Column::integer("Revision", "Revision of the ControllerRevision"),
+        AGE,
+    ],
+    cells: controller_revision_cells,
+    conditions: None,
+};
+
+/// `statefulset.apps/web`: the controller's kind, group and name.
+fn controller_revision_cells(revision: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let controller = list(revision, "/metadata/ownerReferences")
+        .iter()
+        .find(|owner| owner["controller"] == true)
+        .map_or("<none>".to_string(), |owner| {
+            let kind = owner["kind"].as_str().unwrap_or_default().to_lowercase();
+            let group = owner["apiVersion"]
+                .as_str()
+                .and_then(|v| v.rsplit_once('/'))
+                .map_or("", |(group, _)| group);
+            let name = owner["name"].as_str().unwrap_or_default();
+            if group.is_empty() {
+                format!("{kind}/{name}")
+            } else {
+                format!("{kind}.{group}/{name}")
+            }
+        });
+    vec![
+        json!(text(revision, "/metadata/name")),
+        json!(controller),
+        json!(int(revision, "/revision")),
+        json!(since(
+            timestamp(revision, "/metadata/creationTimestamp"),
+            now
+        )),
+    ]
+}
+
+pub(super) const STATEFULSETS: Printer = Printer {
+    columns: &[
+        NAME,
+        Column::string("Ready", "Number of the pod with ready state"),
+        AGE,
+        CONTAINERS,
+        IMAGES,
+    ],
+    cells: statefulset_cells,
+    conditions: None,
+};
+
+fn statefulset_cells(statefulset: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let (containers, images) = container_cells(&statefulset["spec"]["template"]);
+    vec![
+        json!(text(statefulset, "/metadata/name")),
+        json!(format!(
+            "{}/{}",
+            int(statefulset, "/status/readyReplicas"),
+            desired_replicas(statefulset)
+        )),
+        json!(since(
+            timestamp(statefulset, "/metadata/creationTimestamp"),
+            now
+        )),
+        json!(containers),
+        json!(images),
+    ]
+}
 
 fn deployment_cells(deployment: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let (containers, images) = container_cells(&deployment["spec"]["template"]);
@@ -304,6 +378,28 @@ mod tests {
                 json!("nginx,exporter"),
                 json!("nginx:alpine,nginx/nginx-prometheus-exporter:1.3"),
                 json!("app=ngx-dep,pod-template-hash=6796688696"),
+            ]
+        );
+    }
+
+    #[test]
+    fn statefulset_is_ready_over_desired() {
+        let sts = json!({
+            "metadata": {"name": "web", "creationTimestamp": "2026-11-23T10:00:00Z"},
+            "spec": {
+                "replicas": 3,
+                "template": {"spec": {"containers": [{"name": "nginx", "image": "nginx:alpine"}]}},
+            },
+            "status": {"replicas": 2, "readyReplicas": 1},
+        });
+        assert_eq!(
+            statefulset_cells(&sts, now()),
+            [
+                json!("web"),
+                json!("1/3"),
+                json!("2d"),
+                json!("nginx"),
+                json!("nginx:alpine"),
             ]
         );
     }

@@ -260,6 +260,8 @@ fn printer_for(resource: &ResourceType) -> Printer {
         ("apps", "Deployment") => apps::DEPLOYMENTS,
         ("apps", "ReplicaSet") => apps::REPLICASETS,
         ("apps", "DaemonSet") => apps::DAEMONSETS,
+        ("apps", "StatefulSet") => apps::STATEFULSETS,
+        ("apps", "ControllerRevision") => apps::CONTROLLER_REVISIONS,
         ("batch", "Job") => batch::JOBS,
         ("batch", "CronJob") => batch::CRONJOBS,
         ("discovery.k8s.io", "EndpointSlice") => service::ENDPOINTSLICES,

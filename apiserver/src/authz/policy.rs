@@ -134,6 +134,8 @@ const WORKLOADS: &[(&str, &[&str])] = &[
             "daemonsets/status",
             "statefulsets",
             "statefulsets/scale",
+            "statefulsets/status",
+            "controllerrevisions",
         ],
     ),
     (
@@ -167,6 +169,7 @@ fn edit_rules() -> Vec<Value> {
                     ("", "endpoints")
                         | ("discovery.k8s.io", "endpointslices")
                         | ("coordination.k8s.io", "leases")
+                        | ("apps", "controllerrevisions")
                         | (_, "pods/status" | "services/status")
                 )
             })

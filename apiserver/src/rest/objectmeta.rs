@@ -24,7 +24,7 @@ pub fn now_rfc3339() -> String {
 pub fn tracks_generation(resource: &ResourceType) -> bool {
     matches!(
         resource.kind,
-        "Pod" | "Deployment" | "ReplicaSet" | "DaemonSet"
+        "Pod" | "Deployment" | "ReplicaSet" | "DaemonSet" | "StatefulSet"
     )
 }
 
@@ -56,7 +56,7 @@ pub fn prepare_for_create(resource: &ResourceType, object: &mut Value) {
     // these kinds start with an empty one (defaulting may fill it).
     if matches!(
         resource.kind,
-        "Service" | "Deployment" | "ReplicaSet" | "DaemonSet" | "Namespace" | "Pod"
+        "Service" | "Deployment" | "ReplicaSet" | "DaemonSet" | "StatefulSet" | "Namespace" | "Pod"
     ) {
         if let Some(obj) = object.as_object_mut() {
             obj.remove("status");

@@ -1,4 +1,4 @@
-//! Workload validation: Deployments, ReplicaSets, DaemonSets
+//! Workload validation: Deployments, ReplicaSets, DaemonSets, StatefulSets
 //! (`pkg/apis/apps/validation`).
 //!
 //! A workload finds its Pods by label selector and creates them from its
@@ -25,6 +25,7 @@ enum Workload {
     Deployment,
     ReplicaSet,
     DaemonSet,
+    StatefulSet,
 }
 
 pub(crate) fn validate_deployment(obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldError>) {
@@ -64,12 +65,123 @@ pub(crate) fn validate_daemonset(obj: &Value, old: Option<&Value>, errs: &mut Ve
     validate_selector_update(obj, old, errs);
 }
 
+/// `ValidateControllerRevision`: a template version, which never changes.
+pub(crate) fn validate_controller_revision(
+    obj: &Value,
+    old: Option<&Value>,
+    errs: &mut Vec<FieldError>,
+) {
+    if obj.get("data").is_none_or(Value::is_null) {
+        errs.push(FieldError::required("data", "data is mandatory"));
+    }
+    validate_nonnegative(obj, "revision", "", errs);
+    if let Some(old) = old {
+        if obj.get("data") != old.get("data") {
+            errs.push(FieldError::invalid(
+                "data",
+                render(obj.get("data")),
+                IMMUTABLE_MSG,
+            ));
+        }
+    }
+}
+
+/// `ValidateStatefulSet`: what every workload is, and a pod management
+/// policy, an update strategy, a partition; after creation, only the
+/// replicas, template, update strategy and a few knobs may change.
+pub(crate) fn validate_statefulset(obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldError>) {
+    let spec = &obj["spec"];
+    match str_field(spec, "podManagementPolicy") {
+        "" => errs.push(FieldError::required("spec.podManagementPolicy", "")),
+        "OrderedReady" | "Parallel" => {}
+        other => errs.push(FieldError::invalid(
+            "spec.podManagementPolicy",
+            quote(other),
+            "must be 'OrderedReady' or 'Parallel'",
+        )),
+    }
+    let strategy = &spec["updateStrategy"];
+    let rolling = strategy.get("rollingUpdate").filter(|r| !r.is_null());
+    match str_field(strategy, "type") {
+        "" => errs.push(FieldError::required("spec.updateStrategy", "")),
+        "OnDelete" => {
+            if let Some(rolling) = rolling {
+                errs.push(FieldError::invalid(
+                    "spec.updateStrategy.rollingUpdate",
+                    render(Some(rolling)),
+                    "only allowed for updateStrategy 'RollingUpdate'",
+                ));
+            }
+        }
+        "RollingUpdate" => {
+            if let Some(rolling) = rolling {
+                validate_nonnegative(
+                    rolling,
+                    "partition",
+                    "spec.updateStrategy.rollingUpdate",
+                    errs,
+                );
+            }
+        }
+        _ => errs.push(FieldError::invalid(
+            "spec.updateStrategy",
+            render(Some(strategy)),
+            "must be 'RollingUpdate' or 'OnDelete'",
+        )),
+    }
+    validate_nonnegative(spec, "replicas", "spec", errs);
+    validate_nonnegative(spec, "minReadySeconds", "spec", errs);
+    validate_nonnegative(spec, "revisionHistoryLimit", "spec", errs);
+    if let Some(ordinals) = spec.get("ordinals").filter(|o| !o.is_null()) {
+        validate_nonnegative(ordinals, "start", "spec.ordinals", errs);
+    }
+    // Each Pod would need a PersistentVolumeClaim, and kube-lite has no
+    // storage to bind one to: say so rather than leave Pods Pending.
+    if !super::list(spec, "volumeClaimTemplates").is_empty() {
+        errs.push(FieldError::forbidden(
+            "spec.volumeClaimTemplates",
+            "kube-lite has no persistent volumes yet: use a StatefulSet without volumeClaimTemplates (an emptyDir keeps data for the life of each Pod)",
+        ));
+    }
+    validate_selector_and_template(spec, Workload::StatefulSet, errs);
+    if let Some(old) = old {
+        validate_statefulset_update(spec, &old["spec"], errs);
+    }
+}
+
+/// `ValidateStatefulSetUpdate`: the rest of the spec is fixed at creation.
+fn validate_statefulset_update(spec: &Value, old: &Value, errs: &mut Vec<FieldError>) {
+    const MUTABLE: &[&str] = &[
+        "replicas",
+        "ordinals",
+        "template",
+        "updateStrategy",
+        "revisionHistoryLimit",
+        "persistentVolumeClaimRetentionPolicy",
+        "minReadySeconds",
+    ];
+    let without_mutable = |spec: &Value| -> Value {
+        let mut rest = spec.clone();
+        if let Some(map) = rest.as_object_mut() {
+            map.retain(|k, v| !MUTABLE.contains(&k.as_str()) && !v.is_null());
+        }
+        rest
+    };
+    if without_mutable(spec) != without_mutable(old) {
+        errs.push(FieldError::forbidden(
+            "spec",
+            "updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'revisionHistoryLimit', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden",
+        ));
+    }
+}
+
 /// The selector is well-formed and not empty, the template's labels match
 /// it, and the template is a valid pod template that restarts its Pods.
 fn validate_selector_and_template(spec: &Value, workload: Workload, errs: &mut Vec<FieldError>) {
     let selector = spec.get("selector").filter(|s| !s.is_null());
     let kind = match workload {
         Workload::DaemonSet => "daemonset",
+        Workload::StatefulSet => "statefulset",
         // (sic: upstream says "deployment" for ReplicaSets too)
         Workload::Deployment | Workload::ReplicaSet => "deployment",
     };
@@ -127,6 +239,7 @@ fn validate_selector_and_template(spec: &Value, workload: Workload, errs: &mut V
     {
         let owner = match workload {
             Workload::DaemonSet => "DaemonSet",
+            Workload::StatefulSet => "StatefulSet",
             Workload::Deployment | Workload::ReplicaSet => "ReplicaSet",
         };
         errs.push(FieldError::invalid(
@@ -549,5 +662,55 @@ mod tests {
             "{got:?}"
         );
         assert!(ds["spec"].get("replicas").is_none());
+    }
+
+    fn statefulset() -> Value {
+        let mut sts = lesson_deployment();
+        sts["kind"] = json!("StatefulSet");
+        let spec = sts["spec"].as_object_mut().unwrap();
+        for field in ["strategy", "progressDeadlineSeconds"] {
+            spec.remove(field);
+        }
+        spec.insert("serviceName".into(), json!("ngx"));
+        apply_defaults(lookup("sts").unwrap(), &mut sts);
+        sts
+    }
+
+    #[test]
+    fn statefulsets_are_refused_volume_claim_templates_with_a_reason() {
+        let mut sts = statefulset();
+        assert!(messages("sts", &sts, None).is_empty());
+        sts["spec"]["volumeClaimTemplates"] = json!([{"metadata": {"name": "data"}}]);
+        let got = messages("sts", &sts, None);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(
+            got[0].starts_with(
+                "spec.volumeClaimTemplates: Forbidden: kube-lite has no persistent volumes yet"
+            ),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn statefulsets_name_their_policy_and_keep_their_service() {
+        let mut sts = statefulset();
+        sts["spec"]["podManagementPolicy"] = json!("Random");
+        assert_eq!(
+            messages("sts", &sts, None),
+            vec!["spec.podManagementPolicy: Invalid value: \"Random\": must be 'OrderedReady' or 'Parallel'"]
+        );
+        let old = statefulset();
+        let mut renamed = statefulset();
+        renamed["spec"]["serviceName"] = json!("other");
+        let got = messages("sts", &renamed, Some(&old));
+        assert!(
+            got[0].starts_with(
+                "spec: Forbidden: updates to statefulset spec for fields other than 'replicas'"
+            ),
+            "{got:?}"
+        );
+        let mut scaled = statefulset();
+        scaled["spec"]["replicas"] = json!(5);
+        assert!(messages("sts", &scaled, Some(&old)).is_empty());
     }
 }

@@ -63,6 +63,8 @@ pub fn validate(resource: &ResourceType, obj: &Value, old: Option<&Value>) -> Ve
         ("apps", "Deployment") => apps::validate_deployment(obj, old, &mut errs),
         ("apps", "ReplicaSet") => apps::validate_replicaset(obj, old, &mut errs),
         ("apps", "DaemonSet") => apps::validate_daemonset(obj, old, &mut errs),
+        ("apps", "StatefulSet") => apps::validate_statefulset(obj, old, &mut errs),
+        ("apps", "ControllerRevision") => apps::validate_controller_revision(obj, old, &mut errs),
         ("batch", "Job") => batch::validate_job(obj, old, &mut errs),
         ("batch", "CronJob") => batch::validate_cronjob(obj, &mut errs),
         ("discovery.k8s.io", "EndpointSlice") => {
