@@ -162,6 +162,7 @@ mod tests {
                 "daemonsets",
                 "deployments",
                 "replicasets",
+                "statefulsets",
                 "cronjobs",
                 "jobs"
             ]

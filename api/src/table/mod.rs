@@ -91,43 +91,81 @@ pub fn to_table(
     include_object: IncludeObject,
     list_meta: Value,
 ) -> Value {
+    let objects: Vec<&Value> = objects.iter().map(Borrow::borrow).collect();
+    serde_json::to_value(table(resource, &objects, now, include_object, list_meta))
+        .expect("a table serializes")
+}
+
+/// The `Table` of `objects`, borrowing them: serialized straight to the
+/// answer, so that a LIST of thousands of objects copies none of their
+/// metadata (`managedFields` is most of it).
+pub fn table<'a>(
+    resource: &ResourceType,
+    objects: &[&'a Value],
+    now: DateTime<Utc>,
+    include_object: IncludeObject,
+    list_meta: Value,
+) -> Table<'a> {
     let printer = printer_for(resource);
-    let rows: Vec<Value> = objects
+    let rows = objects
         .iter()
-        .map(|obj| {
-            let obj: &Value = obj.borrow();
-            let mut row = Map::new();
-            row.insert("cells".into(), Value::Array((printer.cells)(obj, now)));
-            if let Some(conditions) = printer.conditions.and_then(|conditions| conditions(obj)) {
-                row.insert("conditions".into(), conditions);
-            }
-            match include_object {
-                IncludeObject::None => {}
-                IncludeObject::Metadata => {
-                    let metadata = obj.get("metadata").cloned().unwrap_or_else(|| json!({}));
-                    row.insert(
-                        "object".into(),
-                        json!({
-                            "kind": "PartialObjectMetadata",
-                            "apiVersion": "meta.k8s.io/v1",
-                            "metadata": metadata,
-                        }),
-                    );
-                }
-                IncludeObject::Object => {
-                    row.insert("object".into(), obj.clone());
-                }
-            }
-            Value::Object(row)
+        .map(|obj| Row {
+            cells: (printer.cells)(obj, now),
+            conditions: printer.conditions.and_then(|conditions| conditions(obj)),
+            object: match include_object {
+                IncludeObject::None => None,
+                IncludeObject::Metadata => Some(RowObject::Metadata {
+                    kind: "PartialObjectMetadata",
+                    api_version: "meta.k8s.io/v1",
+                    metadata: obj.get("metadata").unwrap_or(&EMPTY_METADATA),
+                }),
+                IncludeObject::Object => Some(RowObject::Object(obj)),
+            },
         })
         .collect();
-    json!({
-        "kind": "Table",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": list_meta,
-        "columnDefinitions": column_definitions(resource),
-        "rows": rows,
-    })
+    Table {
+        kind: "Table",
+        api_version: "meta.k8s.io/v1",
+        metadata: list_meta,
+        column_definitions: column_definitions(resource),
+        rows,
+    }
+}
+
+static EMPTY_METADATA: std::sync::LazyLock<Value> =
+    std::sync::LazyLock::new(|| Value::Object(Map::new()));
+
+/// A `meta.k8s.io/v1` Table, as it goes on the wire.
+#[derive(Debug, serde::Serialize)]
+pub struct Table<'a> {
+    kind: &'static str,
+    #[serde(rename = "apiVersion")]
+    api_version: &'static str,
+    metadata: Value,
+    #[serde(rename = "columnDefinitions")]
+    column_definitions: Vec<Value>,
+    rows: Vec<Row<'a>>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct Row<'a> {
+    cells: Vec<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    conditions: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    object: Option<RowObject<'a>>,
+}
+
+#[derive(Debug, serde::Serialize)]
+#[serde(untagged)]
+enum RowObject<'a> {
+    Metadata {
+        kind: &'static str,
+        #[serde(rename = "apiVersion")]
+        api_version: &'static str,
+        metadata: &'a Value,
+    },
+    Object(&'a Value),
 }
 
 /// The `columnDefinitions` of a resource's Table, wide columns included.

@@ -103,13 +103,13 @@ pub async fn delete(
     let key = key_of(target);
     match delete_object(app, key, &opts, dry_run).await? {
         Deleted::Gone(last) if target.resource.returns_deleted_object() => {
-            Ok(json_response(StatusCode::OK, &last))
+            Ok(json_response(StatusCode::OK, &*last))
         }
         Deleted::Gone(last) => Ok(json_response(
             StatusCode::OK,
             &success_status(target, &last),
         )),
-        Deleted::Pending(object) => Ok(json_response(StatusCode::OK, &object)),
+        Deleted::Pending(object) => Ok(json_response(StatusCode::OK, &*object)),
     }
 }
 

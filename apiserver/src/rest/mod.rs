@@ -226,7 +226,7 @@ async fn dispatch(app: Arc<App>, req: Request) -> Result<Response, StatusError> 
 }
 
 /// A JSON answer with a status code.
-pub fn json_response(code: StatusCode, value: &Value) -> Response {
+pub fn json_response(code: StatusCode, value: &impl serde::Serialize) -> Response {
     (
         code,
         [(axum::http::header::CONTENT_TYPE, "application/json")],

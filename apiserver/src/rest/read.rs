@@ -174,28 +174,43 @@ fn list(
             name
         }));
     }
-    let body = match rendering {
-        Rendering::Table => api::table::to_table(
-            target.resource,
-            &items,
-            chrono::Utc::now(),
-            include_object(&opts)?,
-            list_meta,
+    Ok(match rendering {
+        Rendering::Table => {
+            let objects: Vec<&Value> = items.iter().map(|o| o.as_ref()).collect();
+            let table = api::table::table(
+                target.resource,
+                &objects,
+                chrono::Utc::now(),
+                include_object(&opts)?,
+                list_meta,
+            );
+            json_response(StatusCode::OK, &table)
+        }
+        Rendering::Objects => json_response(
+            StatusCode::OK,
+            &list_object(target.resource, &items, list_meta),
         ),
-        Rendering::Objects => list_object(target.resource, &items, list_meta),
-    };
-    Ok(json_response(StatusCode::OK, &body))
+    })
 }
 
-/// `{"kind":"ServiceList","apiVersion":"v1","metadata":{...},"items":[...]}`
-fn list_object(resource: &ResourceType, items: &[Arc<Value>], list_meta: Value) -> Value {
-    let items: Vec<&Value> = items.iter().map(|o| o.as_ref()).collect();
-    json!({
-        "kind": resource.list_kind(),
-        "apiVersion": resource.api_version(),
-        "metadata": list_meta,
-        "items": items,
-    })
+/// `{"kind":"ServiceList","apiVersion":"v1","metadata":{...},"items":[...]}`,
+/// borrowing the stored objects: serialized straight to the answer.
+#[derive(serde::Serialize)]
+struct List<'a> {
+    kind: String,
+    #[serde(rename = "apiVersion")]
+    api_version: String,
+    metadata: Value,
+    items: Vec<&'a Value>,
+}
+
+fn list_object<'a>(resource: &ResourceType, items: &'a [Arc<Value>], list_meta: Value) -> List<'a> {
+    List {
+        kind: resource.list_kind(),
+        api_version: resource.api_version(),
+        metadata: list_meta,
+        items: items.iter().map(|o| o.as_ref()).collect(),
+    }
 }
 
 fn watch(
