@@ -273,7 +273,7 @@ fn an_update_owns_what_it_set_including_defaults_as_on_a_real_cluster() {
 }
 
 #[tokio::test]
-async fn kube_rs_patch_apply_needs_a_field_manager_and_applies_with_one() {
+async fn kube_rs_patch_apply_needs_a_field_manager_conflicts_and_forces() {
     use k8s_openapi::api::core::v1::ConfigMap;
     use kube::api::{Patch, PatchParams};
 
@@ -326,6 +326,74 @@ async fn kube_rs_patch_apply_needs_a_field_manager_and_applies_with_one() {
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].manager.as_deref(), Some("settings-controller"));
     assert_eq!(entries[0].operation.as_deref(), Some("Apply"));
+
+    // A second manager may add its own key, but not change the first's.
+    let other = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "settings"},
+        "data": {"mode": "slow", "size": "big"}
+    });
+    let err = cms
+        .patch(
+            "settings",
+            &PatchParams::apply("tuner"),
+            &Patch::Apply(&other),
+        )
+        .await
+        .expect_err("a conflict on data.mode");
+    match err {
+        kube::Error::Api(status) => {
+            assert_eq!(status.code, 409);
+            assert_eq!(status.reason, "Conflict");
+            assert_eq!(
+                status.message,
+                "Apply failed with 1 conflict: conflict with \"settings-controller\": .data.mode"
+            );
+        }
+        other => panic!("expected a Status, got {other}"),
+    }
+    let own_key = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "settings"},
+        "data": {"size": "big"}
+    });
+    let both = cms
+        .patch(
+            "settings",
+            &PatchParams::apply("tuner"),
+            &Patch::Apply(&own_key),
+        )
+        .await
+        .unwrap();
+    let data = both.data.unwrap();
+    assert_eq!(
+        (data["mode"].as_str(), data["size"].as_str()),
+        ("fast", "big")
+    );
+    let forced = cms
+        .patch(
+            "settings",
+            &PatchParams::apply("tuner").force(),
+            &Patch::Apply(&other),
+        )
+        .await
+        .unwrap();
+    assert_eq!(forced.data.unwrap()["mode"], "slow");
+    let entries = forced.metadata.managed_fields.unwrap();
+    let tuner = entries
+        .iter()
+        .find(|e| e.manager.as_deref() == Some("tuner"))
+        .unwrap();
+    assert_eq!(
+        tuner.fields_v1.as_ref().unwrap().0,
+        json!({"f:data": {"f:mode": {}, "f:size": {}}})
+    );
+    assert!(
+        entries
+            .iter()
+            .all(|e| e.manager.as_deref() != Some("settings-controller")),
+        "the first manager lost its only field"
+    );
 }
 
 #[test]

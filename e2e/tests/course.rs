@@ -469,3 +469,90 @@ fn a_statefulset_makes_named_pods_in_order_that_resolve_by_name() {
     course.kubectl(&["delete", "svc", "web"]);
     course.lab.down().expect("lab down");
 }
+
+/// Server-side apply on the lab: the lesson's Deployment applied by the
+/// server, a scale by hand is a conflict the next apply names, and
+/// `--force-conflicts` takes the field back; the controller's status
+/// writes are recorded as its own.
+#[test]
+fn server_side_apply_names_the_conflict_with_a_scale_and_forces_it() {
+    let course = Course::up();
+    let manifest = echo_deployment("web", 2);
+    let apply = |extra: &[&str]| {
+        course.run(
+            &[&["apply", "--server-side", "-f", "-"], extra].concat(),
+            Some(&manifest),
+        )
+    };
+    let out = apply(&[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    course.kubectl(&["rollout", "status", "deploy/web", "--timeout=90s"]);
+    course.kubectl(&["scale", "deploy/web", "--replicas=3"]);
+    let out = apply(&[]);
+    assert!(!out.status.success(), "the apply must conflict");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        err.contains(
+            "Apply failed with 1 conflict: conflict with \"kubectl\" with subresource \"scale\""
+        ),
+        "{err}"
+    );
+    let out = apply(&["--force-conflicts"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    course.kubectl(&["rollout", "status", "deploy/web", "--timeout=90s"]);
+    let managers = course.kubectl(&[
+        "get",
+        "deploy",
+        "web",
+        "--show-managed-fields",
+        "-o",
+        "jsonpath={range .metadata.managedFields[*]}{.manager}/{.operation}/{.subresource}{\" \"}{end}",
+    ]);
+    let mut managers: Vec<&str> = managers.split_whitespace().collect();
+    managers.sort();
+    // As on a real cluster: the controller owns the revision annotation
+    // and the status; the scale's entry went with its only field.
+    assert_eq!(
+        managers,
+        [
+            "kube-controller-manager/Update/",
+            "kube-controller-manager/Update/status",
+            "kubectl/Apply/"
+        ],
+    );
+    let object: serde_json::Value = serde_json::from_str(&course.kubectl(&[
+        "get",
+        "deploy",
+        "web",
+        "--show-managed-fields",
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    let controller = object["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["manager"] == "kube-controller-manager" && e.get("subresource").is_none())
+        .unwrap();
+    assert_eq!(
+        controller["fieldsV1"],
+        serde_json::json!({"f:metadata": {"f:annotations": {
+            ".": {}, "f:deployment.kubernetes.io/revision": {}
+        }}})
+    );
+    assert_eq!(
+        course.kubectl(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]),
+        "2"
+    );
+    course.kubectl(&["delete", "deployment", "web"]);
+    course.lab.down().expect("lab down");
+}
