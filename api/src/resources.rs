@@ -129,6 +129,14 @@ pub static RESOURCES: &[ResourceType] = &[
                 kind: "PodExecOptions",
                 verbs: &["create", "get"],
             },
+            // `pods/{name}/proxy/{path}`: HTTP to the Pod.
+            Subresource {
+                name: "proxy",
+                group: "",
+                version: "v1",
+                kind: "PodProxyOptions",
+                verbs: &["create", "delete", "get", "patch", "update"],
+            },
             // `kubectl drain` looks for this entry to know it may evict.
             Subresource {
                 name: "eviction",
@@ -158,7 +166,17 @@ pub static RESOURCES: &[ResourceType] = &[
         short_names: &["svc"],
         namespaced: true,
         verbs: ALL_VERBS,
-        subresources: &[status("", "v1", "Service")],
+        subresources: &[
+            status("", "v1", "Service"),
+            // `services/{name}/proxy/{path}`: HTTP to one of its endpoints.
+            Subresource {
+                name: "proxy",
+                group: "",
+                version: "v1",
+                kind: "ServiceProxyOptions",
+                verbs: &["create", "delete", "get", "patch", "update"],
+            },
+        ],
         categories: &["all"],
         selectable_fields: &["spec.clusterIP", "spec.type"],
     },

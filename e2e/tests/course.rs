@@ -556,3 +556,116 @@ fn server_side_apply_names_the_conflict_with_a_scale_and_forces_it() {
     course.kubectl(&["delete", "deployment", "web"]);
     course.lab.down().expect("lab down");
 }
+
+/// `services/NAME/proxy` and `pods/NAME/proxy`, with `kubectl get --raw`
+/// and through `kubectl proxy` on the host.
+#[test]
+fn the_apiserver_proxies_http_to_a_service_and_a_pod() {
+    use std::io::{BufRead as _, Read as _, Write as _};
+
+    let course = Course::up();
+    course.apply(&echo_deployment("web", 1));
+    course.kubectl(&[
+        "expose",
+        "deployment",
+        "web",
+        "--port=80",
+        "--target-port=8080",
+    ]);
+    course.kubectl(&["rollout", "status", "deploy/web", "--timeout=90s"]);
+    let pod = course.kubectl(&[
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={.items[0].metadata.name}",
+    ]);
+    let via_service = course.eventually(30, "an answer through the Service", || {
+        let out = course.run(
+            &[
+                "get",
+                "--raw",
+                "/api/v1/namespaces/default/services/web:80/proxy/hello?x=1",
+            ],
+            None,
+        );
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    });
+    assert!(
+        via_service.contains(&format!("host: {pod}")),
+        "{via_service}"
+    );
+    assert!(via_service.contains("/hello?x=1"), "{via_service}");
+    let via_pod = course.kubectl(&[
+        "get",
+        "--raw",
+        &format!("/api/v1/namespaces/default/pods/{pod}:8080/proxy/"),
+    ]);
+    assert!(via_pod.contains(&format!("host: {pod}")), "{via_pod}");
+
+    // A Service without endpoints answers 503, as upstream words it.
+    course.kubectl(&["create", "service", "clusterip", "empty", "--tcp=80:8080"]);
+    let out = course.run(
+        &[
+            "get",
+            "--raw",
+            "/api/v1/namespaces/default/services/empty:80/proxy/",
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        err.contains("no endpoints available for service \"empty:80\""),
+        "{err}"
+    );
+
+    // `kubectl proxy` on the host, then plain HTTP to it. The guard ends
+    // the process it started, also when an assertion fails.
+    struct Running(std::process::Child);
+    impl Drop for Running {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut proxy = Running(
+        Command::new(kubectl())
+            .arg("--kubeconfig")
+            .arg(course.lab.kubeconfig())
+            .args(["proxy", "--port=0"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("kubectl proxy"),
+    );
+    let mut line = String::new();
+    std::io::BufReader::new(proxy.0.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let address = line
+        .trim()
+        .strip_prefix("Starting to serve on ")
+        .unwrap_or_else(|| panic!("kubectl proxy said {line:?}"))
+        .to_string();
+    let mut stream = std::net::TcpStream::connect(&address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET /api/v1/namespaces/default/services/web:80/proxy/ HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    drop(proxy);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains(&format!("host: {pod}")), "{answer}");
+
+    course.kubectl(&["delete", "deployment", "web"]);
+    course.kubectl(&["delete", "service", "web", "empty"]);
+    course.lab.down().expect("lab down");
+}

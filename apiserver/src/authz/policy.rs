@@ -189,6 +189,11 @@ fn edit_rules() -> Vec<Value> {
         &["create", "get"],
     ));
     rules.push(rule(&[""], &["pods/eviction"], &["create"]));
+    rules.push(rule(
+        &[""],
+        &["pods/proxy", "services/proxy"],
+        &verbs(&[READ, WRITE]),
+    ));
     rules.push(rule(&[""], &["secrets"], &verbs(&[READ, WRITE])));
     rules.push(rule(&[""], &["serviceaccounts/token"], &["create"]));
     rules

@@ -26,6 +26,7 @@ pub mod eviction;
 pub mod nodeproxy;
 pub mod objectmeta;
 pub mod protobuf;
+pub mod proxy;
 pub mod read;
 pub mod request;
 pub mod schema;
@@ -120,6 +121,11 @@ async fn dispatch(app: Arc<App>, req: Request) -> Result<Response, StatusError> 
     // kubelet's, not the API's.
     if let Some((node, rest)) = nodeproxy::node_proxy_path(&path) {
         return nodeproxy::node_proxy(&app, node, rest, &parts).await;
+    }
+    // `pods|services/{name}/proxy/{path...}`: HTTP to the Pod.
+    if let Some(proxied) = proxy::proxy_path(&path) {
+        let body = request::read_body(body).await?;
+        return proxy::proxy(&app, proxied, &parts, body).await;
     }
     let target = Target::parse(&path).ok_or_else(|| StatusError::no_route(&path))?;
     // Served by the Pod's node: streamed (logs -f) or upgraded (exec), so
