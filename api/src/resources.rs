@@ -129,6 +129,14 @@ pub static RESOURCES: &[ResourceType] = &[
                 kind: "PodExecOptions",
                 verbs: &["create", "get"],
             },
+            // `kubectl port-forward`: upgraded to SPDY, passed on to the kubelet.
+            Subresource {
+                name: "portforward",
+                group: "",
+                version: "v1",
+                kind: "PodPortForwardOptions",
+                verbs: &["create", "get"],
+            },
             // `pods/{name}/proxy/{path}`: HTTP to the Pod.
             Subresource {
                 name: "proxy",

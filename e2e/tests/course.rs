@@ -669,3 +669,122 @@ fn the_apiserver_proxies_http_to_a_service_and_a_pod() {
     course.kubectl(&["delete", "service", "web", "empty"]);
     course.lab.down().expect("lab down");
 }
+
+/// Ends a process this test started (and waits for it), also when an
+/// assertion fails first.
+struct Started(std::process::Child);
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Course {
+    /// `kubectl port-forward TARGET :PORT` in the background, and the
+    /// local address it listens on.
+    fn port_forward(&self, target: &str, port: u16) -> (Started, String) {
+        self.port_forward_over(target, port, true)
+    }
+
+    /// The same; `websockets: false` makes kubectl speak SPDY straight
+    /// (its fallback when a WebSocket upgrade is refused).
+    fn port_forward_over(&self, target: &str, port: u16, websockets: bool) -> (Started, String) {
+        use std::io::BufRead as _;
+        let mut child = Started(
+            Command::new(kubectl())
+                .env("KUBECTL_PORT_FORWARD_WEBSOCKETS", websockets.to_string())
+                .arg("--kubeconfig")
+                .arg(self.lab.kubeconfig())
+                .args(["port-forward", target, &format!(":{port}")])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("kubectl port-forward"),
+        );
+        let mut line = String::new();
+        std::io::BufReader::new(child.0.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        // `Forwarding from 127.0.0.1:40123 -> 8080`
+        let address = line
+            .strip_prefix("Forwarding from ")
+            .and_then(|rest| rest.split(" -> ").next())
+            .unwrap_or_else(|| panic!("kubectl port-forward said {line:?}"))
+            .to_string();
+        (child, address)
+    }
+}
+
+/// One HTTP GET over a plain TCP connection to `address`.
+fn http_get(address: &str, path: &str) -> std::io::Result<String> {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(address)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    Ok(answer)
+}
+
+#[test]
+fn kubectl_port_forward_reaches_a_pod_and_a_service() {
+    let course = Course::up();
+    course.apply(&echo_deployment("web", 1));
+    course.kubectl(&[
+        "expose",
+        "deployment",
+        "web",
+        "--port=80",
+        "--target-port=8080",
+    ]);
+    course.kubectl(&["rollout", "status", "deploy/web", "--timeout=90s"]);
+    let pod = course.kubectl(&[
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={.items[0].metadata.name}",
+    ]);
+
+    // Over a WebSocket tunnel (kubectl's first choice) and over SPDY.
+    for websockets in [true, false] {
+        let (forwarder, address) =
+            course.port_forward_over(&format!("pod/{pod}"), 8080, websockets);
+        for round in 0..3 {
+            let answer = http_get(&address, &format!("/round-{round}")).unwrap();
+            assert!(answer.starts_with("HTTP/1.1 200"), "{websockets}: {answer}");
+            assert!(answer.contains(&format!("host: {pod}")), "{answer}");
+            assert!(answer.contains(&format!("/round-{round}")), "{answer}");
+        }
+        drop(forwarder);
+    }
+
+    // A Service: kubectl picks one of its Pods and the target port.
+    let (forwarder, address) = course.port_forward("svc/web", 80);
+    let answer = http_get(&address, "/via-service").unwrap();
+    assert!(answer.contains(&format!("host: {pod}")), "{answer}");
+    drop(forwarder);
+
+    // Nothing listens on 9999 in the Pod: kubectl says why.
+    let (mut forwarder, address) = course.port_forward(&format!("pod/{pod}"), 9999);
+    let _ = http_get(&address, "/");
+    drop(forwarder.0.kill());
+    let mut err = String::new();
+    use std::io::Read as _;
+    let _ = forwarder.0.stderr.take().unwrap().read_to_string(&mut err);
+    assert!(
+        err.contains("an error occurred forwarding") && err.contains("connection refused"),
+        "{err}"
+    );
+    drop(forwarder);
+
+    course.kubectl(&["delete", "deployment", "web"]);
+    course.kubectl(&["delete", "service", "web"]);
+    course.lab.down().expect("lab down");
+}

@@ -1,4 +1,5 @@
-//! `pods/log` and `pods/exec`: requests the apiserver passes on to a node.
+//! `pods/log`, `pods/exec` and `pods/portforward`: requests the apiserver
+//! passes on to a node.
 //!
 //! The API stores objects, not container output. `kubectl logs web-1` is
 //! `GET /api/v1/namespaces/default/pods/web-1/log`, and the apiserver can
@@ -16,6 +17,11 @@
 //!    to the kubelet, and once both sides switched protocols the apiserver
 //!    copies bytes both ways without looking at them. The subprotocol the
 //!    kubelet picked goes back to the client unchanged.
+//!
+//! `kubectl port-forward` is the same kind of upgrade, to
+//! `/portForward/<ns>/<pod>`: a WebSocket carrying SPDY, or SPDY itself
+//! (`Upgrade: SPDY/3.1`, `X-Stream-Protocol-Version: portforward.k8s.io`);
+//! the kubelet does the forwarding.
 //!
 //! `nodes/{name}/proxy/{path}` is the general form: `GET
 //! /api/v1/nodes/kl-worker1/proxy/kube-lite/services/default/ngx-svc` is
@@ -66,6 +72,9 @@ const LOG_PARAMETERS: &[&str] = &[
     "limitBytes",
 ];
 
+/// The header naming a SPDY stream protocol (`portforward.k8s.io`).
+const STREAM_PROTOCOL: &str = "x-stream-protocol-version";
+
 /// The `pods/exec` parameters passed on to the kubelet (`PodExecOptions`).
 const EXEC_PARAMETERS: &[&str] = &["command", "stdin", "stdout", "stderr", "tty"];
 
@@ -96,7 +105,6 @@ pub async fn dispatch(
     let pod = app.get_object(&key_of(target))?;
     let pod_name = target.name.clone().unwrap_or_default();
     let namespace = target.namespace.clone().unwrap_or_default();
-    let container = choose_container(&pod, &pod_name, param(&query, "container"))?;
     let node_name = match pod["spec"]["nodeName"].as_str() {
         Some(node) if !node.is_empty() => node.to_string(),
         _ => {
@@ -106,6 +114,16 @@ pub async fn dispatch(
         }
     };
     let kubelet = Kubelet::of_node(app, &node_name)?;
+    if sub == "portforward" {
+        // The whole Pod: the ports travel in the SPDY streams' headers.
+        let uri = format!(
+            "/portForward/{}/{}",
+            encode_segment(&namespace),
+            encode_segment(&pod_name)
+        );
+        return kubelet.upgrade(&uri, parts).await;
+    }
+    let container = choose_container(&pod, &pod_name, param(&query, "container"))?;
     let (path, passed) = match sub {
         "log" => ("containerLogs", LOG_PARAMETERS),
         _ => ("exec", EXEC_PARAMETERS),
@@ -126,7 +144,7 @@ pub async fn dispatch(
     );
     match sub {
         "log" => kubelet.logs(&uri).await,
-        _ => kubelet.exec(&uri, parts).await,
+        _ => kubelet.upgrade(&uri, parts).await,
     }
 }
 
@@ -378,12 +396,13 @@ impl Kubelet {
             .into_response())
     }
 
-    /// `pods/exec`: forwards the WebSocket upgrade and, once both sides
-    /// switched protocols, copies bytes both ways until either closes.
-    /// A request that is no WebSocket upgrade is still asked of the
-    /// kubelet, whose answer (unknown container, not running, "WebSocket
-    /// only") is what the client sees; it never hangs.
-    async fn exec(&self, uri: &str, parts: &mut Parts) -> Result<Response, StatusError> {
+    /// `pods/exec` and `pods/portforward`: forwards the upgrade (WebSocket,
+    /// or SPDY for port-forward) and, once both sides switched protocols,
+    /// copies bytes both ways until either closes. A request that is no
+    /// upgrade is still asked of the kubelet, whose answer (unknown
+    /// container, not running, "WebSocket only") is what the client sees;
+    /// it never hangs.
+    async fn upgrade(&self, uri: &str, parts: &mut Parts) -> Result<Response, StatusError> {
         let mut request = self.request(Method::GET, uri)?;
         for name in [
             header::CONNECTION,
@@ -392,6 +411,7 @@ impl Kubelet {
             header::SEC_WEBSOCKET_VERSION,
             header::SEC_WEBSOCKET_PROTOCOL,
             header::SEC_WEBSOCKET_EXTENSIONS,
+            header::HeaderName::from_static(STREAM_PROTOCOL),
         ] {
             for value in parts.headers.get_all(&name) {
                 request.headers_mut().append(name.clone(), value.clone());
@@ -407,7 +427,7 @@ impl Kubelet {
         }
         let Some(client_upgrade) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() else {
             return Err(StatusError::bad_request(
-                "the connection cannot be upgraded (HTTP/1.1 is required for exec)",
+                "the connection cannot be upgraded (HTTP/1.1 is required for exec and port-forward)",
             ));
         };
         let kubelet_upgrade = hyper::upgrade::on(&mut response);
@@ -416,14 +436,14 @@ impl Kubelet {
             let (client, kubelet) = match tokio::join!(client_upgrade, kubelet_upgrade) {
                 (Ok(c), Ok(k)) => (c, k),
                 (c, k) => {
-                    tracing::debug!(%node, client = ?c.err(), kubelet = ?k.err(), "exec upgrade failed");
+                    tracing::debug!(%node, client = ?c.err(), kubelet = ?k.err(), "upgrade failed");
                     return;
                 }
             };
             let mut client = TokioIo::new(client);
             let mut kubelet = TokioIo::new(kubelet);
             if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut kubelet).await {
-                tracing::debug!(%node, error = %e, "exec stream ended");
+                tracing::debug!(%node, error = %e, "upgraded stream ended");
             }
         });
         let mut answer = Response::new(Body::empty());
@@ -434,6 +454,7 @@ impl Kubelet {
             header::SEC_WEBSOCKET_ACCEPT,
             header::SEC_WEBSOCKET_PROTOCOL,
             header::SEC_WEBSOCKET_EXTENSIONS,
+            header::HeaderName::from_static(STREAM_PROTOCOL),
         ] {
             for value in response.headers().get_all(&name) {
                 answer.headers_mut().append(name.clone(), value.clone());

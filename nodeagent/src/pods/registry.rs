@@ -126,4 +126,28 @@ impl Containers for Registry {
             .and_then(|(dir, n)| running_process(&dir, n?))
             .is_some()
     }
+
+    fn network_pid(&self, namespace: &str, pod: &str) -> Result<i32, LookupError> {
+        let pods = self.pods.read().expect("registry lock");
+        let entry = pods
+            .values()
+            .find(|e| e.namespace == namespace && e.name == pod)
+            .ok_or_else(|| LookupError::PodNotFound {
+                namespace: namespace.to_string(),
+                pod: pod.to_string(),
+            })?;
+        // Every container of a Pod shares its network namespace.
+        entry
+            .containers
+            .iter()
+            .find_map(|(_, dir, n)| running_process(dir, (*n)?))
+            .ok_or_else(|| LookupError::NotRunning {
+                pod: pod.to_string(),
+                container: entry
+                    .containers
+                    .first()
+                    .map(|(name, _, _)| name.clone())
+                    .unwrap_or_default(),
+            })
+    }
 }

@@ -44,6 +44,8 @@ pub mod channel;
 pub mod enter;
 pub mod exec;
 pub mod logs;
+pub mod portforward;
+pub mod spdy;
 pub mod table;
 
 use std::path::PathBuf;
@@ -72,6 +74,9 @@ pub trait Containers: Send + Sync + 'static {
     fn running_pid(&self, namespace: &str, pod: &str, container: &str) -> Result<i32, LookupError>;
     /// Whether that container instance still runs (ends `logs -f`).
     fn is_running(&self, namespace: &str, pod: &str, container: &str) -> bool;
+    /// A running process in the Pod's network namespace (port-forward
+    /// connects from there).
+    fn network_pid(&self, namespace: &str, pod: &str) -> Result<i32, LookupError>;
 }
 
 /// Where one container instance's log is: CRI log files as containerd
@@ -154,6 +159,10 @@ pub fn router(containers: Arc<dyn Containers>) -> Router {
         .route(
             "/exec/{namespace}/{pod}/{container}",
             get(exec::handle).post(exec::handle),
+        )
+        .route(
+            "/portForward/{namespace}/{pod}",
+            get(portforward::handle).post(portforward::handle),
         )
         .fallback(|| async { error_response(StatusCode::NOT_FOUND, "404 page not found") })
         .with_state(containers)

@@ -132,4 +132,16 @@ impl Containers for ContainerTable {
         self.find(namespace, pod, container)
             .is_ok_and(|e| e.pid.is_some() && e.waiting.is_none())
     }
+
+    fn network_pid(&self, namespace: &str, pod: &str) -> Result<i32, LookupError> {
+        let entries = self.lock();
+        entries
+            .iter()
+            .filter(|((ns, p, _), _)| ns == namespace && p == pod)
+            .find_map(|(_, e)| e.pid.filter(|_| e.waiting.is_none()))
+            .ok_or(LookupError::PodNotFound {
+                namespace: namespace.into(),
+                pod: pod.into(),
+            })
+    }
 }
