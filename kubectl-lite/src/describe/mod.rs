@@ -33,6 +33,7 @@ use crate::resource_args;
 use crate::tabwriter::TabWriter;
 
 mod configmap;
+mod daemonset;
 mod deployment;
 mod endpoints;
 mod generic;
@@ -42,10 +43,12 @@ mod pod;
 mod podtemplate;
 mod replicaset;
 mod service;
+mod statefulset;
 #[cfg(test)]
 mod tests;
 
 pub use configmap::*;
+pub use daemonset::*;
 pub use deployment::*;
 pub use endpoints::*;
 pub use generic::*;
@@ -55,6 +58,7 @@ pub use pod::*;
 use podtemplate::*;
 pub use replicaset::*;
 pub use service::*;
+pub use statefulset::*;
 
 /// Annotations longer than this are printed on their own lines, cut at
 /// this length.
@@ -240,6 +244,24 @@ async fn describe_object(
                 &events,
                 now,
             )
+        }
+        kind @ ("StatefulSet" | "DaemonSet") => {
+            let selector = label_selector(at(object, "/spec/selector"));
+            let pods = client
+                .get(
+                    &format!("/api/v1/namespaces/{namespace}/pods"),
+                    &[("labelSelector", selector)],
+                )
+                .await
+                .map(|l| items(&l).to_vec())
+                .map_err(|e| e.to_string());
+            let events = events_for(client, object, Some(kind)).await;
+            let pods = pods.as_deref().map_err(String::as_str);
+            if kind == "StatefulSet" {
+                describe_stateful_set(object, pods, &events, now)
+            } else {
+                describe_daemon_set(object, pods, &events, now)
+            }
         }
         "ReplicaSet" => {
             let selector = label_selector(at(object, "/spec/selector"));
@@ -529,6 +551,37 @@ impl Page {
             );
         }
     }
+}
+
+/// `2 Running / 0 Waiting / 0 Succeeded / 0 Failed`: the phases of the
+/// Pods `owner` controls (kubectl's `getPodStatusForController`).
+fn pods_status(owner: &Value, pods: Result<&[Value], &str>) -> String {
+    let pods = match pods {
+        Err(e) => return format!("error in fetching pods: {e}"),
+        Ok(pods) => pods,
+    };
+    let uid = str_at(owner, "/metadata/uid");
+    let owned: Vec<&Value> = pods
+        .iter()
+        .filter(|p| {
+            list_at(p, "/metadata/ownerReferences")
+                .iter()
+                .any(|o| bool_at(o, "/controller") && str_at(o, "/uid") == uid)
+        })
+        .collect();
+    let count = |phase: &str| {
+        owned
+            .iter()
+            .filter(|p| str_at(p, "/status/phase") == phase)
+            .count()
+    };
+    format!(
+        "{} Running / {} Waiting / {} Succeeded / {} Failed",
+        count("Running"),
+        count("Pending"),
+        count("Succeeded"),
+        count("Failed")
+    )
 }
 
 fn shorten(s: &str, max: usize) -> String {

@@ -39,37 +39,7 @@ pub fn describe_replica_set(
             int_at(rs, "/spec/replicas")
         ),
     );
-    w.write(0, "Pods Status:\t");
-    match pods {
-        Err(e) => w.write(0, &format!("error in fetching pods: {e}\n")),
-        Ok(pods) => {
-            let uid = str_at(rs, "/metadata/uid");
-            let owned: Vec<&Value> = pods
-                .iter()
-                .filter(|p| {
-                    list_at(p, "/metadata/ownerReferences")
-                        .iter()
-                        .any(|o| bool_at(o, "/controller") && str_at(o, "/uid") == uid)
-                })
-                .collect();
-            let count = |phase: &str| {
-                owned
-                    .iter()
-                    .filter(|p| str_at(p, "/status/phase") == phase)
-                    .count()
-            };
-            w.write(
-                0,
-                &format!(
-                    "{} Running / {} Waiting / {} Succeeded / {} Failed\n",
-                    count("Running"),
-                    count("Pending"),
-                    count("Succeeded"),
-                    count("Failed")
-                ),
-            );
-        }
-    }
+    w.write(0, &format!("Pods Status:\t{}\n", pods_status(rs, pods)));
     pod_template(&mut w, at(rs, "/spec/template"));
     let conditions = list_at(rs, "/status/conditions");
     if !conditions.is_empty() {

@@ -353,3 +353,94 @@ fn smart_labels_split_camel_case() {
     assert_eq!(smart_label("x-y"), "X-y");
     assert_eq!(smart_label("a.b"), "a.b");
 }
+
+// (With `Mounts: <none>` on one line, Go's tabwriter aligns the container
+// block with `Node-Selectors:`, one column for all of them.)
+#[test]
+fn stateful_set_page_matches_kubectl() {
+    let sts = json!({
+        "metadata": {"name": "web", "namespace": "default", "uid": "u1",
+                      "creationTimestamp": "2026-11-25T09:00:00Z"},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "web"}},
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "echo", "image": "kube-lite/echo"}]}
+            }
+        },
+        "status": {"replicas": 2}
+    });
+    let pod = |name: &str, phase: &str| {
+        json!({"metadata": {"name": name, "ownerReferences": [{"controller": true, "uid": "u1"}]},
+               "status": {"phase": phase}})
+    };
+    let pods = [pod("web-0", "Running"), pod("web-1", "Pending")];
+    let page = describe_stateful_set(&sts, Ok(&pods), &[], now());
+    assert_eq!(
+        page,
+        "Name:               web\n\
+         Namespace:          default\n\
+         CreationTimestamp:  Wed, 25 Nov 2026 09:00:00 +0000\n\
+         Selector:           app=web\n\
+         Labels:             <none>\n\
+         Annotations:        <none>\n\
+         Replicas:           2 desired | 2 total\n\
+         Update Strategy:    RollingUpdate\n  \
+         Partition:        0\n\
+         Pods Status:        1 Running / 1 Waiting / 0 Succeeded / 0 Failed\n\
+         Pod Template:\n  \
+         Labels:  app=web\n  \
+         Containers:\n   \
+         echo:\n    \
+         Image:         kube-lite/echo\n    \
+         Port:          <none>\n    \
+         Host Port:     <none>\n    \
+         Environment:   <none>\n    \
+         Mounts:        <none>\n  \
+         Volumes:         <none>\n  \
+         Node-Selectors:  <none>\n  \
+         Tolerations:     <none>\n\
+         Volume Claims:     <none>\n\
+         Events:            <none>\n"
+    );
+}
+
+#[test]
+fn daemon_set_page_counts_nodes_as_kubectl() {
+    let ds = json!({
+        "metadata": {"name": "agent", "namespace": "default", "uid": "d1"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "agent"}},
+            "template": {
+                "metadata": {"labels": {"app": "agent"}},
+                "spec": {"containers": [{"name": "echo", "image": "kube-lite/echo"}]}
+            }
+        },
+        "status": {"desiredNumberScheduled": 2, "currentNumberScheduled": 2,
+                   "updatedNumberScheduled": 1, "numberAvailable": 2}
+    });
+    let page = describe_daemon_set(&ds, Err("forbidden"), &[], now());
+    let head: Vec<&str> = page.lines().take(11).collect();
+    assert_eq!(
+        head,
+        [
+            "Name:           agent",
+            "Namespace:      default",
+            "Selector:       app=agent",
+            "Node-Selector:  <none>",
+            "Labels:         <none>",
+            "Annotations:    <none>",
+            "Desired Number of Nodes Scheduled: 2",
+            "Current Number of Nodes Scheduled: 2",
+            "Number of Nodes Scheduled with Up-to-date Pods: 1",
+            "Number of Nodes Scheduled with Available Pods: 2",
+            "Number of Nodes Misscheduled: 0",
+        ]
+    );
+    assert!(
+        page.contains("Pods Status:  error in fetching pods: forbidden\n"),
+        "{page}"
+    );
+}
