@@ -28,10 +28,17 @@
 //! and its Pods; [`reconcile`] carries it out, re-reading the Pods from the
 //! apiserver before it creates any.
 //!
-//! Not yet: `completionMode: Indexed` (its Pods run as NonIndexed ones),
-//! `podFailurePolicy`, `successPolicy`, and the `job-tracking` finalizer
-//! (Pods are counted as they are; a Pod deleted before it was counted is
-//! not).
+//! - **Indexed** (`completionMode: Indexed`): each index from 0 to
+//!   `completions - 1` must succeed once. A Pod carries its index in the
+//!   annotation and label `batch.kubernetes.io/job-completion-index`, in
+//!   `$JOB_COMPLETION_INDEX`, and in its name and hostname
+//!   (`<job>-<index>-xxxxx`, hostname `<job>-<index>`); the lowest indexes
+//!   missing go first; `status.completedIndexes` lists the done ones
+//!   (`0-2,4`).
+//!
+//! Not yet: `podFailurePolicy`, `successPolicy`, `backoffLimitPerIndex`,
+//! and the `job-tracking` finalizer (Pods are counted as they are; a Pod
+//! deleted before it was counted is not).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,11 +70,16 @@ const MAX_BACKOFF: Duration = Duration::from_secs(360);
 // ---------------------------------------------------------------------------
 // What to do (pure)
 
+/// The annotation and label with an Indexed Job Pod's index.
+pub const COMPLETION_INDEX: &str = "batch.kubernetes.io/job-completion-index";
+/// The variable an Indexed Job Pod reads its index from.
+const COMPLETION_INDEX_ENV: &str = "JOB_COMPLETION_INDEX";
+
 /// What one pass should do.
 #[derive(Debug, Default, PartialEq)]
 pub struct Plan {
-    /// New Pods to create.
-    pub create: usize,
+    /// New Pods to create: their completion index (Indexed Jobs), or None.
+    pub create: Vec<Option<i32>>,
     /// Pods to delete, by name.
     pub delete: Vec<String>,
     pub status: JobStatus,
@@ -158,7 +170,25 @@ pub fn plan(job: &Job, pods: &[Pod], now: Timestamp) -> Plan {
     }
 
     let active: Vec<&Pod> = pods.iter().filter(|p| is_pod_active(p)).collect();
-    let succeeded = pods.iter().filter(|p| phase(p) == "Succeeded").count() as i32;
+    let indexed = spec.completion_mode.as_deref() == Some("Indexed");
+    let completions_wanted = spec.completions.unwrap_or(1);
+    // Indexed: which indexes have succeeded (each counts once).
+    let mut done_indexes: Vec<i32> = pods
+        .iter()
+        .filter(|p| phase(p) == "Succeeded")
+        .filter_map(index_of)
+        .filter(|i| (0..completions_wanted).contains(i))
+        .collect();
+    done_indexes.sort_unstable();
+    done_indexes.dedup();
+    let succeeded = if indexed {
+        done_indexes.len() as i32
+    } else {
+        pods.iter().filter(|p| phase(p) == "Succeeded").count() as i32
+    };
+    if indexed {
+        status.completed_indexes = Some(intervals(&done_indexes)).filter(|s| !s.is_empty());
+    }
     let failed_pods: Vec<&Pod> = pods.iter().filter(|p| phase(p) == "Failed").collect();
     let failed = failed_pods.len() as i32;
     let on_failure = spec
@@ -302,7 +332,16 @@ pub fn plan(job: &Job, pods: &[Pod], now: Timestamp) -> Plan {
                 let wait = until(at, now);
                 plan.requeue = Some(plan.requeue.map_or(wait, |r| r.min(wait)));
             }
-            _ => plan.create = (wanted - running) as usize,
+            _ if indexed => {
+                // The lowest indexes neither done nor running.
+                let busy: Vec<i32> = active.iter().filter_map(|p| index_of(p)).collect();
+                plan.create = (0..completions_wanted)
+                    .filter(|i| !done_indexes.contains(i) && !busy.contains(i))
+                    .take((wanted - running) as usize)
+                    .map(Some)
+                    .collect();
+            }
+            _ => plan.create = vec![None; (wanted - running) as usize],
         }
     }
     if suspended {
@@ -317,6 +356,76 @@ pub fn plan(job: &Job, pods: &[Pod], now: Timestamp) -> Plan {
     }
     plan.status = status;
     plan
+}
+
+/// An Indexed Job Pod's index, from its annotation.
+fn index_of(pod: &Pod) -> Option<i32> {
+    pod.metadata
+        .annotations
+        .as_ref()?
+        .get(COMPLETION_INDEX)?
+        .parse()
+        .ok()
+}
+
+/// `0-2,4,6-7`: sorted indexes as upstream writes `completedIndexes`.
+pub fn intervals(sorted: &[i32]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let start = sorted[i];
+        let mut end = start;
+        while i + 1 < sorted.len() && sorted[i + 1] == end + 1 {
+            i += 1;
+            end = sorted[i];
+        }
+        parts.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}-{end}")
+        });
+        i += 1;
+    }
+    parts.join(",")
+}
+
+/// The Pod of an Indexed Job for `index`: named and labelled with it, its
+/// hostname `<job>-<index>`, `$JOB_COMPLETION_INDEX` read from the
+/// annotation.
+fn indexed_pod(mut pod: Pod, job_name: &str, index: i32) -> Pod {
+    let meta = &mut pod.metadata;
+    meta.generate_name = Some(format!("{job_name}-{index}-"));
+    meta.annotations
+        .get_or_insert_with(Default::default)
+        .insert(COMPLETION_INDEX.into(), index.to_string());
+    meta.labels
+        .get_or_insert_with(Default::default)
+        .insert(COMPLETION_INDEX.into(), index.to_string());
+    if let Some(spec) = pod.spec.as_mut() {
+        spec.hostname = Some(format!("{job_name}-{index}"));
+        let from_annotation = k8s_openapi::api::core::v1::EnvVar {
+            name: COMPLETION_INDEX_ENV.into(),
+            value_from: Some(k8s_openapi::api::core::v1::EnvVarSource {
+                field_ref: Some(k8s_openapi::api::core::v1::ObjectFieldSelector {
+                    field_path: format!("metadata.annotations['{COMPLETION_INDEX}']"),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        for container in spec
+            .containers
+            .iter_mut()
+            .chain(spec.init_containers.iter_mut().flatten())
+        {
+            let env = container.env.get_or_insert_with(Vec::new);
+            if !env.iter().any(|e| e.name == COMPLETION_INDEX_ENV) {
+                env.push(from_annotation.clone());
+            }
+        }
+    }
+    pod
 }
 
 // ---------------------------------------------------------------------------
@@ -410,7 +519,7 @@ pub async fn reconcile(job: Arc<Job>, ctrl: Arc<JobController>) -> Result<Action
         &owner.claim(&pods_api, cached, not_being_deleted).await?,
         now,
     );
-    if todo.create > 0 {
+    if !todo.create.is_empty() {
         // The cache says Pods are missing: count them at the apiserver.
         let fresh = pods_api
             .list(&ListParams::default().labels(&selector.to_string()))
@@ -441,15 +550,13 @@ pub async fn reconcile(job: Arc<Job>, ctrl: Arc<JobController>) -> Result<Action
         component: COMPONENT,
         owner: job.object_ref(&()),
     };
-    for _ in 0..todo.create {
-        control
-            .create(&pod_from_template(
-                &spec.template,
-                &namespace,
-                &name,
-                owner.reference(),
-            ))
-            .await?;
+    for index in &todo.create {
+        let pod = pod_from_template(&spec.template, &namespace, &name, owner.reference());
+        let pod = match index {
+            Some(index) => indexed_pod(pod, &name, *index),
+            None => pod,
+        };
+        control.create(&pod).await?;
     }
     for victim in &todo.delete {
         control.delete(victim).await?;
@@ -555,6 +662,68 @@ mod tests {
             .collect()
     }
 
+    /// A Pod of an Indexed Job with its index.
+    fn indexed(name: &str, phase: &str, index: i32) -> Pod {
+        let mut p = pod(name, phase, json!({}));
+        p.metadata.annotations = Some([(COMPLETION_INDEX.to_string(), index.to_string())].into());
+        p
+    }
+
+    #[test]
+    fn an_indexed_job_runs_the_lowest_missing_indexes_and_lists_the_done_ones() {
+        let spec = json!({"completions": 5, "parallelism": 2, "completionMode": "Indexed"});
+        let fresh = plan(&job(spec.clone(), json!({})), &[], now());
+        assert_eq!(fresh.create, [Some(0), Some(1)]);
+        let later = plan(
+            &job(spec.clone(), json!({})),
+            &[
+                indexed("pi-0-a", "Succeeded", 0),
+                indexed("pi-1-b", "Running", 1),
+                indexed("pi-2-c", "Succeeded", 2),
+                // A second success of index 2 counts once.
+                indexed("pi-2-d", "Succeeded", 2),
+            ],
+            now(),
+        );
+        assert_eq!(later.create, [Some(3)]);
+        assert_eq!(later.status.completed_indexes.as_deref(), Some("0,2"));
+        assert_eq!(later.status.succeeded, Some(2));
+        let done: Vec<Pod> = (0..5)
+            .map(|i| indexed(&format!("pi-{i}"), "Succeeded", i))
+            .collect();
+        let finished = plan(&job(spec, json!({})), &done, now());
+        assert_eq!(finished.status.completed_indexes.as_deref(), Some("0-4"));
+        assert_eq!(conditions(&finished)[1].0, "Complete");
+    }
+
+    #[test]
+    fn an_indexed_pod_knows_its_index() {
+        let template = job(json!({}), json!({})).spec.unwrap().template;
+        let pod = indexed_pod(
+            pod_from_template(&template, "default", "pi", Default::default()),
+            "pi",
+            3,
+        );
+        assert_eq!(pod.metadata.generate_name.as_deref(), Some("pi-3-"));
+        assert_eq!(pod.annotations()[COMPLETION_INDEX], "3");
+        assert_eq!(pod.labels()[COMPLETION_INDEX], "3");
+        let spec = pod.spec.unwrap();
+        assert_eq!(spec.hostname.as_deref(), Some("pi-3"));
+        let env = &spec.containers[0].env.as_ref().unwrap()[0];
+        assert_eq!(env.name, "JOB_COMPLETION_INDEX");
+        assert_eq!(
+            env.value_from
+                .as_ref()
+                .unwrap()
+                .field_ref
+                .as_ref()
+                .unwrap()
+                .field_path,
+            "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+        );
+        assert_eq!(intervals(&[0, 1, 2, 4, 6, 7]), "0-2,4,6-7");
+    }
+
     #[test]
     fn a_new_job_starts_as_many_pods_as_it_may() {
         let plan = plan(
@@ -562,7 +731,7 @@ mod tests {
             &[],
             now(),
         );
-        assert_eq!(plan.create, 2);
+        assert_eq!(plan.create.len(), 2);
         assert!(plan.status.start_time.is_some());
         let one_left = super::plan(
             &job(json!({"completions": 3, "parallelism": 2}), json!({})),
@@ -572,7 +741,11 @@ mod tests {
             ],
             now(),
         );
-        assert_eq!(one_left.create, 1, "never more than the successes missing");
+        assert_eq!(
+            one_left.create.len(),
+            1,
+            "never more than the successes missing"
+        );
     }
 
     #[test]
@@ -594,7 +767,7 @@ mod tests {
         );
         assert_eq!(plan.status.succeeded, Some(2));
         assert!(plan.status.completion_time.is_some());
-        assert_eq!(plan.create, 0);
+        assert_eq!(plan.create.len(), 0);
     }
 
     #[test]
@@ -608,7 +781,7 @@ mod tests {
             ],
             now(),
         );
-        assert_eq!((running.create, conditions(&running).len()), (0, 0));
+        assert_eq!((running.create.len(), conditions(&running).len()), (0, 0));
         let done = plan(
             &job(spec, json!({})),
             &[pod("a", "Succeeded", json!({}))],
@@ -625,14 +798,14 @@ mod tests {
             &[failed("2026-12-07T11:59:55Z")],
             now(),
         );
-        assert_eq!(soon.create, 0);
+        assert_eq!(soon.create.len(), 0);
         assert_eq!(soon.requeue, Some(Duration::from_secs(5)));
         let later = plan(
             &job(json!({}), json!({})),
             &[failed("2026-12-07T11:59:45Z")],
             now(),
         );
-        assert_eq!(later.create, 1);
+        assert_eq!(later.create.len(), 1);
         assert_eq!(later.status.failed, Some(1));
         assert_eq!(
             [backoff(1), backoff(2), backoff(3), backoff(7), backoff(20)],
@@ -717,7 +890,7 @@ mod tests {
             now(),
         );
         assert_eq!(plan.delete, ["a"]);
-        assert_eq!(plan.create, 0);
+        assert_eq!(plan.create.len(), 0);
         assert_eq!(
             conditions(&plan),
             [("Suspended".into(), "JobSuspended".into())]

@@ -788,3 +788,98 @@ fn kubectl_port_forward_reaches_a_pod_and_a_service() {
     course.kubectl(&["delete", "service", "web"]);
     course.lab.down().expect("lab down");
 }
+
+/// `kubectl cp` both ways: a `tar` run by exec in the container.
+#[test]
+fn kubectl_cp_copies_files_into_and_out_of_a_pod() {
+    let course = Course::up();
+    course.apply(&echo_deployment("web", 1));
+    course.kubectl(&["rollout", "status", "deploy/web", "--timeout=90s"]);
+    let pod = course.kubectl(&[
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={.items[0].metadata.name}",
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("notes.txt");
+    std::fs::write(&local, "kube-lite was here\n").unwrap();
+    course.kubectl(&[
+        "cp",
+        local.to_str().unwrap(),
+        &format!("{pod}:/tmp/notes.txt"),
+    ]);
+    let inside = course.kubectl(&["exec", &pod, "--", "cat", "/tmp/notes.txt"]);
+    assert_eq!(inside, "kube-lite was here\n");
+    let back = dir.path().join("back.txt");
+    course.kubectl(&[
+        "cp",
+        &format!("{pod}:/tmp/notes.txt"),
+        back.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(&back).unwrap(),
+        "kube-lite was here\n"
+    );
+    course.kubectl(&["delete", "deployment", "web"]);
+    course.lab.down().expect("lab down");
+}
+
+/// An Indexed Job: each Pod prints its index; all five succeed once.
+const INDEXED: &str = "
+apiVersion: batch/v1
+kind: Job
+metadata: {name: shards}
+spec:
+  completions: 5
+  parallelism: 2
+  completionMode: Indexed
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: work
+        image: busybox
+        command: [sh, -c, 'echo shard $JOB_COMPLETION_INDEX of $(hostname)']
+";
+
+#[test]
+fn an_indexed_job_runs_each_index_once() {
+    let course = Course::up();
+    course.apply(INDEXED);
+    course.kubectl(&[
+        "wait",
+        "--for=condition=complete",
+        "job/shards",
+        "--timeout=120s",
+    ]);
+    assert_eq!(
+        course.kubectl(&[
+            "get",
+            "job",
+            "shards",
+            "-o",
+            "jsonpath={.status.completedIndexes}"
+        ]),
+        "0-4"
+    );
+    let pods = course.kubectl(&[
+        "get",
+        "pods",
+        "-l",
+        "batch.kubernetes.io/job-name=shards",
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.name}{\"\\n\"}{end}",
+    ]);
+    let mut lines = Vec::new();
+    for pod in pods.lines() {
+        lines.push(course.kubectl(&["logs", pod]).trim().to_string());
+    }
+    lines.sort();
+    let expected: Vec<String> = (0..5).map(|i| format!("shard {i} of shards-{i}")).collect();
+    assert_eq!(lines, expected);
+    course.kubectl(&["delete", "job", "shards"]);
+    course.lab.down().expect("lab down");
+}

@@ -96,6 +96,22 @@ pub(crate) fn validate_job(obj: &Value, old: Option<&Value>, errs: &mut Vec<Fiel
     ] {
         validate_nonnegative(spec, field, "spec", errs);
     }
+    match str_field(spec, "completionMode") {
+        "" | "NonIndexed" => {}
+        "Indexed" => {
+            if spec.get("completions").is_none_or(Value::is_null) {
+                errs.push(FieldError::required(
+                    "spec.completions",
+                    "when completion mode is Indexed",
+                ));
+            }
+        }
+        other => errs.push(FieldError::not_supported(
+            "spec.completionMode",
+            quote(other),
+            &["NonIndexed", "Indexed"],
+        )),
+    }
     validate_selector_update(obj, old, errs);
 }
 

@@ -136,18 +136,19 @@ fn value_from(
                 .unwrap_or_default(),
             "status.podIP" => pod_ip.to_string(),
             "status.hostIP" => shared.node_ip.to_string(),
-            path => match path
-                .strip_prefix("metadata.labels['")
-                .and_then(|k| k.strip_suffix("']"))
-            {
-                Some(key) => pod
-                    .metadata
-                    .labels
-                    .as_ref()
-                    .and_then(|l| l.get(key).cloned())
-                    .unwrap_or_default(),
-                None => return Err(format!("unsupported fieldRef {path:?} in env {var:?}")),
-            },
+            path => {
+                let key_in = |prefix: &str| path.strip_prefix(prefix)?.strip_suffix("']");
+                let map = if let Some(key) = key_in("metadata.labels['") {
+                    pod.metadata.labels.as_ref().map(|m| (m, key))
+                } else if let Some(key) = key_in("metadata.annotations['") {
+                    // An Indexed Job's Pods read their index this way.
+                    pod.metadata.annotations.as_ref().map(|m| (m, key))
+                } else {
+                    return Err(format!("unsupported fieldRef {path:?} in env {var:?}"));
+                };
+                map.and_then(|(m, key)| m.get(key).cloned())
+                    .unwrap_or_default()
+            }
         };
         return Ok(Some(value));
     }
