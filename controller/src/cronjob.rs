@@ -288,8 +288,12 @@ pub async fn reconcile(cronjob: Arc<CronJob>, ctrl: Arc<CronJobController>) -> R
         .filter(|j| controller_of(&j.metadata).is_some_and(|o| o.uid == uid))
         .map(|j| (**j).clone())
         .collect();
-    let todo = plan(&cronjob, &jobs, Utc::now())
-        .map_err(|e| Error::Invalid(format!("cronjob {namespace}/{name}: spec.schedule: {e}")))?;
+    let todo = plan(&cronjob, &jobs, Utc::now()).map_err(|e| {
+        Error::invalid(
+            format!("cronjob {namespace}/{name}"),
+            format!("spec.schedule: {e}"),
+        )
+    })?;
     let jobs_api: Api<Job> = Api::namespaced(ctrl.ctx.client.clone(), &namespace);
     let background = DeleteParams {
         propagation_policy: Some(PropagationPolicy::Background),

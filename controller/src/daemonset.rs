@@ -443,13 +443,14 @@ pub async fn reconcile(ds: Arc<DaemonSet>, ctrl: Arc<DaemonSetController>) -> Re
     crate::wait_for_cache(&ctrl.nodes).await?;
     let namespace = ds.namespace().unwrap_or_default();
     let name = ds.name_any();
-    let selector = api::selector::LabelSelector::from_k8s(&ds.spec.selector).map_err(|e| {
-        Error::Invalid(format!("daemon set {namespace}/{name}: spec.selector: {e}"))
-    })?;
+    let object = format!("daemon set {namespace}/{name}");
+    let selector = api::selector::LabelSelector::from_k8s(&ds.spec.selector)
+        .map_err(|e| Error::invalid(&object, format!("spec.selector: {e}")))?;
     if selector.is_empty() {
-        return Err(Error::Invalid(format!(
-            "daemon set {namespace}/{name}: spec.selector is empty and would select every pod"
-        )));
+        return Err(Error::invalid(
+            &object,
+            "spec.selector is empty and would select every pod",
+        ));
     }
     let owner = Owner {
         api_version: "apps/v1",

@@ -440,10 +440,7 @@ impl GarbageCollector {
     async fn wait_until_synced(&self) -> Result<()> {
         for kind in &self.kinds {
             crate::wait_for_cache(&kind.store).await.map_err(|_| {
-                Error::Invalid(format!(
-                    "the garbage collector's cache of {} stopped",
-                    kind.resource
-                ))
+                Error::CacheStopped(format!("garbage collector's {}", kind.resource))
             })?;
         }
         Ok(())

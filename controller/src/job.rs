@@ -485,15 +485,20 @@ pub async fn reconcile(job: Arc<Job>, ctrl: Arc<JobController>) -> Result<Action
     let spec = job
         .spec
         .as_ref()
-        .ok_or_else(|| Error::Invalid(format!("job {namespace}/{name} has no spec")))?;
+        .ok_or_else(|| Error::invalid(format!("job {namespace}/{name}"), "no spec"))?;
     let selector = spec
         .selector
         .as_ref()
         .map(api::selector::LabelSelector::from_k8s)
         .transpose()
-        .map_err(|e| Error::Invalid(format!("job {namespace}/{name}: spec.selector: {e}")))?
+        .map_err(|e| {
+            Error::invalid(
+                format!("job {namespace}/{name}"),
+                format!("spec.selector: {e}"),
+            )
+        })?
         .filter(|s| !s.is_empty())
-        .ok_or_else(|| Error::Invalid(format!("job {namespace}/{name}: no selector")))?;
+        .ok_or_else(|| Error::invalid(format!("job {namespace}/{name}"), "no selector"))?;
     let owner = Owner {
         api_version: "batch/v1",
         kind: "Job",

@@ -115,13 +115,64 @@ impl Context {
     }
 }
 
-/// Errors of the loops.
+/// Errors of the loops, typed so that an `error_policy` can tell a
+/// conflict (the cache was behind: retry at once, quietly) from a failure
+/// (say so, back off), and the log names the object.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A request about `object` failed (`action`: `creating a pod`...).
+    #[error("{object}: {action}: {source}")]
+    Api {
+        object: String,
+        action: String,
+        #[source]
+        source: kube::Error,
+    },
+    /// A request failed; the loop's `error_policy` names the object.
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
-    #[error("{0}")]
-    Invalid(String),
+    /// `object` cannot be acted on as it is (an invalid selector...).
+    #[error("{object}: {reason}")]
+    Invalid { object: String, reason: String },
+    /// A watch cache stopped being fed.
+    #[error("the {0} cache stopped")]
+    CacheStopped(String),
+}
+
+impl Error {
+    /// `object` cannot be acted on, because `reason`.
+    pub fn invalid(object: impl Into<String>, reason: impl Into<String>) -> Error {
+        Error::Invalid {
+            object: object.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// A failed request about `object`.
+    pub fn api(object: impl Into<String>, action: impl Into<String>, source: kube::Error) -> Error {
+        Error::Api {
+            object: object.into(),
+            action: action.into(),
+            source,
+        }
+    }
+
+    /// The apiserver's HTTP status, when it answered with one.
+    pub fn status_code(&self) -> Option<u16> {
+        match self {
+            Error::Kube(kube::Error::Api(status))
+            | Error::Api {
+                source: kube::Error::Api(status),
+                ..
+            } => Some(status.code),
+            _ => None,
+        }
+    }
+
+    /// 409: someone wrote first; the next sync sees their change.
+    pub fn is_conflict(&self) -> bool {
+        self.status_code() == Some(409)
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -140,7 +191,7 @@ where
     loop {
         match tokio::time::timeout(Duration::from_millis(50), store.wait_until_ready()).await {
             Ok(Ok(())) => return Ok(()),
-            Ok(Err(e)) => return Err(Error::Invalid(format!("cache writer stopped: {e}"))),
+            Ok(Err(e)) => return Err(Error::CacheStopped(e.to_string())),
             Err(_elapsed) => continue,
         }
     }
@@ -177,10 +228,7 @@ where
 
 /// The HTTP status of an apiserver error (409 for conflicts, ...).
 pub fn kube_error_code(error: &Error) -> Option<u16> {
-    match error {
-        Error::Kube(kube::Error::Api(status)) => Some(status.code),
-        _ => None,
-    }
+    error.status_code()
 }
 
 /// Every workload loop's `error_policy`: a conflict means the cache was
@@ -188,7 +236,7 @@ pub fn kube_error_code(error: &Error) -> Option<u16> {
 /// and a slower retry. `what` names the object (`replica set default/x`).
 pub fn requeue_after_error(what: &str, error: &Error) -> kube::runtime::controller::Action {
     use kube::runtime::controller::Action;
-    if kube_error_code(error) == Some(409) {
+    if error.is_conflict() {
         tracing::debug!(object = %what, error = %error, "conflict, retrying");
         return Action::requeue(Duration::from_millis(200));
     }
@@ -213,5 +261,35 @@ pub async fn run(ctx: Context) -> anyhow::Result<()> {
         r = gc::run(ctx.clone()) => r,
         r = serviceaccounts::run(ctx.clone()) => r,
         r = rootca::run(ctx.clone()) => r,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: u16) -> kube::Error {
+        kube::Error::Api(
+            kube::core::Status::failure("the object has been modified", "Conflict")
+                .with_code(code)
+                .boxed(),
+        )
+    }
+
+    #[test]
+    fn errors_tell_a_conflict_and_name_the_object() {
+        let conflict = Error::api("replica set default/web", "creating a pod", status(409));
+        assert!(conflict.is_conflict());
+        assert!(Error::Kube(status(409)).is_conflict());
+        assert!(!Error::api("x", "y", status(500)).is_conflict());
+        assert_eq!(Error::Kube(status(422)).status_code(), Some(422));
+        assert!(conflict
+            .to_string()
+            .starts_with("replica set default/web: creating a pod: "));
+        let invalid = Error::invalid("job default/pi", "no selector");
+        assert_eq!(invalid.to_string(), "job default/pi: no selector");
+        assert_eq!(invalid.status_code(), None);
+        use std::error::Error as _;
+        assert!(conflict.source().is_some(), "the kube error is the source");
     }
 }

@@ -548,15 +548,17 @@ impl<'a> ReplicaSetSync<'a> {
         let namespace = rs.namespace().unwrap_or_default();
         let name = rs.name_any();
         let selector = api::selector::LabelSelector::from_k8s(&rs.spec.selector).map_err(|e| {
-            Error::Invalid(format!(
-                "replica set {namespace}/{name}: spec.selector: {e}"
-            ))
+            Error::invalid(
+                format!("replica set {namespace}/{name}"),
+                format!("spec.selector: {e}"),
+            )
         })?;
         if selector.is_empty() {
             // Validation refuses these; an empty selector would claim every Pod.
-            return Err(Error::Invalid(format!(
-                "replica set {namespace}/{name}: spec.selector is empty and would select every pod"
-            )));
+            return Err(Error::invalid(
+                format!("replica set {namespace}/{name}"),
+                "spec.selector is empty and would select every pod",
+            ));
         }
         let owner = Owner {
             api_version: "apps/v1",
@@ -658,10 +660,10 @@ impl<'a> ReplicaSetSync<'a> {
     /// stops at the first batch with a failure.
     async fn create_pods(&self, count: usize) -> Result<()> {
         let template = self.rs.spec.template.clone().ok_or_else(|| {
-            Error::Invalid(format!(
-                "replica set {}/{} has no spec.template",
-                self.namespace, self.name
-            ))
+            Error::invalid(
+                format!("replica set {}/{}", self.namespace, self.name),
+                "no spec.template",
+            )
         })?;
         let pod = pod_from_template(
             &template,
@@ -695,10 +697,11 @@ impl<'a> ReplicaSetSync<'a> {
                 let message = format!("Error creating: {e}");
                 self.event(EventType::Warning, "FailedCreate", &message)
                     .await;
-                Err(Error::Invalid(format!(
-                    "replica set {}/{}: creating a pod: {e}",
-                    self.namespace, self.name
-                )))
+                Err(Error::api(
+                    format!("replica set {}/{}", self.namespace, self.name),
+                    "creating a pod",
+                    e,
+                ))
             }
         }
     }
@@ -728,10 +731,11 @@ impl<'a> ReplicaSetSync<'a> {
                 let message = format!("Error deleting: {e}");
                 self.event(EventType::Warning, "FailedDelete", &message)
                     .await;
-                Err(Error::Invalid(format!(
-                    "replica set {}/{}: deleting pod {pod_name}: {e}",
-                    self.namespace, self.name
-                )))
+                Err(Error::api(
+                    format!("replica set {}/{}", self.namespace, self.name),
+                    format!("deleting pod {pod_name}"),
+                    e,
+                ))
             }
         }
     }

@@ -486,7 +486,7 @@ pub async fn reconcile(pod: Arc<Pod>, scheduler: Arc<Scheduler>) -> Result<Actio
         .metadata
         .uid
         .clone()
-        .ok_or_else(|| Error::Invalid(format!("pod {} has no uid", pod.name_any())))?;
+        .ok_or_else(|| Error::invalid(format!("pod {}", pod.name_any()), "no uid"))?;
     // The node cache is complete: `run` waited for it before starting.
     let decision = scheduler.decide(&pod, &uid);
     tracing::debug!(pod = %pod.name_any(), ?decision, "decided");

@@ -348,15 +348,14 @@ pub async fn reconcile(set: Arc<StatefulSet>, ctrl: Arc<StatefulSetController>) 
     let namespace = set.namespace().unwrap_or_default();
     let name = set.name_any();
     let spec = set.spec.clone();
-    let selector = api::selector::LabelSelector::from_k8s(&spec.selector).map_err(|e| {
-        Error::Invalid(format!(
-            "stateful set {namespace}/{name}: spec.selector: {e}"
-        ))
-    })?;
+    let object = format!("stateful set {namespace}/{name}");
+    let selector = api::selector::LabelSelector::from_k8s(&spec.selector)
+        .map_err(|e| Error::invalid(&object, format!("spec.selector: {e}")))?;
     if selector.is_empty() {
-        return Err(Error::Invalid(format!(
-            "stateful set {namespace}/{name}: spec.selector is empty and would select every pod"
-        )));
+        return Err(Error::invalid(
+            &object,
+            "spec.selector is empty and would select every pod",
+        ));
     }
     let owner = Owner {
         api_version: "apps/v1",
@@ -465,7 +464,13 @@ pub async fn reconcile(set: Arc<StatefulSet>, ctrl: Arc<StatefulSetController>) 
                 .events
                 .publish(COMPONENT, &set_ref, kind, &reason, &message)
                 .await;
-            result?;
+            result.map_err(|e| {
+                Error::api(
+                    &object,
+                    format!("{} pod {pod_name}", verb.to_lowercase()),
+                    e,
+                )
+            })?;
         }
     }
 

@@ -254,8 +254,7 @@ impl<'a> Rollout<'a> {
     fn new(ctrl: &'a DeploymentController, d: Deployment) -> Result<Rollout<'a>> {
         let namespace = d.namespace().unwrap_or_default();
         let name = d.name_any();
-        let invalid =
-            |what: String| Error::Invalid(format!("deployment {namespace}/{name}: {what}"));
+        let invalid = |what: String| Error::invalid(format!("deployment {namespace}/{name}"), what);
         let selector = api::selector::LabelSelector::from_k8s(&d.spec.selector)
             .map_err(|e| invalid(format!("spec.selector: {e}")))?;
         let strategy = Strategy::of(&d).map_err(invalid)?;

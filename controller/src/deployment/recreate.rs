@@ -23,10 +23,10 @@ impl Rollout<'_> {
             None => {
                 let (new_rs, old) = self.replica_sets_and_sync_revision(&mut rss, true).await?;
                 let new_rs = new_rs.ok_or_else(|| {
-                    Error::Invalid(format!(
-                        "deployment {}/{}: no new replica set after creating it",
-                        self.namespace, self.name
-                    ))
+                    Error::invalid(
+                        format!("deployment {}/{}", self.namespace, self.name),
+                        "no new replica set after creating it",
+                    )
                 })?;
                 let all = with_new(&old, Some(&new_rs));
                 (new_rs, old, all)

@@ -142,12 +142,13 @@ impl Rollout<'_> {
                     let mut status = self.status();
                     status.collision_count = Some(collision_count.unwrap_or(0) + 1);
                     self.write_status(status).await?;
-                    return Err(Error::Invalid(format!(
-                            "deployment {}/{}: replica set {rs_name:?} exists with another template (hash collision); retrying with collisionCount {}",
-                            self.namespace,
-                            self.name,
-                            collision_count.unwrap_or(0) + 1
-                        )));
+                    return Err(Error::invalid(
+                            format!("deployment {}/{}", self.namespace, self.name),
+                            format!(
+                                "replica set {rs_name:?} exists with another template (hash collision); retrying with collisionCount {}",
+                                collision_count.unwrap_or(0) + 1
+                            ),
+                        ));
                 }
                 (existing, true)
             }
