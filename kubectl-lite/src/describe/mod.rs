@@ -37,6 +37,7 @@ mod daemonset;
 mod deployment;
 mod endpoints;
 mod generic;
+mod job;
 mod namespace;
 mod node;
 mod pod;
@@ -52,6 +53,7 @@ pub use daemonset::*;
 pub use deployment::*;
 pub use endpoints::*;
 pub use generic::*;
+pub use job::*;
 pub use namespace::*;
 pub use node::*;
 pub use pod::*;
@@ -280,6 +282,14 @@ async fn describe_object(
                 &events,
                 now,
             )
+        }
+        "Job" => {
+            let events = events_for(client, object, Some("Job")).await;
+            describe_job(object, &events, now)
+        }
+        "CronJob" => {
+            let events = events_for(client, object, Some("CronJob")).await;
+            describe_cron_job(object, &events, now)
         }
         "Endpoints" => {
             let events = events_for(client, object, Some("Endpoints")).await;

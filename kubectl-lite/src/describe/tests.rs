@@ -444,3 +444,66 @@ fn daemon_set_page_counts_nodes_as_kubectl() {
         "{page}"
     );
 }
+
+#[test]
+fn job_page_matches_kubectl() {
+    let job = json!({
+        "metadata": {"name": "shards", "namespace": "default",
+                     "ownerReferences": [{"kind": "CronJob", "name": "tick", "controller": true}]},
+        "spec": {
+            "parallelism": 2, "completions": 5, "completionMode": "Indexed",
+            "suspend": false, "backoffLimit": 6,
+            "selector": {"matchLabels": {"batch.kubernetes.io/controller-uid": "u"}},
+            "template": {"spec": {"containers": [{"name": "work", "image": "busybox"}]}}
+        },
+        "status": {"startTime": "2026-11-25T09:00:00Z", "completionTime": "2026-11-25T09:00:42Z",
+                   "succeeded": 5, "ready": 0, "completedIndexes": "0-4"}
+    });
+    let page = describe_job(&job, &[], now());
+    let head: Vec<&str> = page.lines().take(16).collect();
+    assert_eq!(
+        head,
+        [
+            "Name:               shards",
+            "Namespace:          default",
+            "Selector:           batch.kubernetes.io/controller-uid=u",
+            "Labels:             <none>",
+            "Annotations:        <none>",
+            "Controlled By:      CronJob/tick",
+            "Parallelism:        2",
+            "Completions:        5",
+            "Completion Mode:    Indexed",
+            "Suspend:            false",
+            "Backoff Limit:      6",
+            "Start Time:         Wed, 25 Nov 2026 09:00:00 +0000",
+            "Completed At:       Wed, 25 Nov 2026 09:00:42 +0000",
+            "Duration:           42s",
+            "Pods Statuses:      0 Active (0 Ready) / 5 Succeeded / 0 Failed",
+            "Completed Indexes:  0-4",
+        ]
+    );
+}
+
+#[test]
+fn cron_job_page_shows_schedule_and_active_jobs() {
+    let cron = json!({
+        "metadata": {"name": "tick", "namespace": "default"},
+        "spec": {"schedule": "*/1 * * * *", "concurrencyPolicy": "Allow", "suspend": false,
+                 "successfulJobsHistoryLimit": 3, "failedJobsHistoryLimit": 1,
+                 "jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "busybox"}]}}}}},
+        "status": {"active": [{"name": "tick-29944081"}]}
+    });
+    let page = describe_cron_job(&cron, &[], now());
+    for line in [
+        "Schedule:                      */1 * * * *",
+        "Concurrency Policy:            Allow",
+        "Suspend:                       False",
+        "Successful Job History Limit:  3",
+        "Starting Deadline Seconds:     <unset>",
+        "Selector:                      <unset>",
+        "Last Schedule Time:  <unset>",
+        "Active Jobs:         tick-29944081",
+    ] {
+        assert!(page.contains(line), "{line:?} in\n{page}");
+    }
+}
