@@ -27,9 +27,10 @@
 //! As upstream, the entries are kept per (manager, operation, API version
 //! for updates, subresource); `apiVersion`, `kind` and the metadata the
 //! server owns (`name`, `uid`, `resourceVersion`...) are nobody's.
-//! Left out: the cap of ten update entries (older ones merged into
-//! `ancient-changes`), and treating `kubectl-client-side-apply`'s fields
-//! as the applier's when its last-applied annotation matches.
+//! Update entries are capped at ten, the oldest merged into
+//! `ancient-changes`; `kubectl apply --server-side` after client-side
+//! applies takes the fields the last-applied annotation still holds
+//! without a conflict, and keeps that annotation in step.
 
 pub mod compare;
 pub mod fieldset;
@@ -43,6 +44,13 @@ use crate::rest::write::Part;
 use crate::status::StatusError;
 use fieldset::Set;
 use schema::Type;
+
+/// How many Update entries an object keeps (upstream's
+/// `DefaultMaxUpdateManagers`).
+const MAX_UPDATE_MANAGERS: usize = 10;
+
+/// The manager the oldest Update entries are merged into.
+const ANCIENT_CHANGES: &str = "ancient-changes";
 
 /// What a write does, as `managedFields` records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,6 +172,7 @@ impl Managed {
     /// Update, then by time and manager).
     fn encode(mut self, object: &mut Value) {
         self.entries.retain(|e| !e.fields.is_empty());
+        self.cap_updaters();
         self.entries.sort_by(|a, b| {
             (
                 a.operation.as_str(),
@@ -188,6 +197,54 @@ impl Managed {
         } else {
             let list = self.entries.iter().map(Entry::to_json).collect();
             meta.insert("managedFields".into(), Value::Array(list));
+        }
+    }
+
+    /// At most [`MAX_UPDATE_MANAGERS`] Update entries: the oldest ones
+    /// are merged, per API version, into one named `ancient-changes` (so
+    /// that a field many clients touched does not grow the list forever),
+    /// as upstream's capManagersManager does.
+    fn cap_updaters(&mut self) {
+        let is_updater = |e: &Entry| e.operation == Operation::Update;
+        let mut count = self.entries.iter().filter(|e| is_updater(e)).count();
+        if count <= MAX_UPDATE_MANAGERS {
+            return;
+        }
+        // Oldest first.
+        let mut order: Vec<usize> = (0..self.entries.len())
+            .filter(|i| is_updater(&self.entries[*i]))
+            .collect();
+        order.sort_by(|a, b| {
+            let (a, b) = (&self.entries[*a], &self.entries[*b]);
+            (&a.time, &a.manager).cmp(&(&b.time, &b.manager))
+        });
+        let mut first_of_version: Vec<(String, usize)> = Vec::new();
+        let mut gone = Vec::new();
+        for i in order {
+            if count <= MAX_UPDATE_MANAGERS {
+                break;
+            }
+            let version = self.entries[i].api_version.clone();
+            match first_of_version.iter().find(|(v, _)| *v == version) {
+                Some((_, first)) => {
+                    let first = *first;
+                    // The first of this version becomes the bucket.
+                    let merged = self.entries[first].fields.union(&self.entries[i].fields);
+                    let time = self.entries[i].time.clone();
+                    let bucket = &mut self.entries[first];
+                    bucket.manager = ANCIENT_CHANGES.into();
+                    bucket.subresource.clear();
+                    bucket.fields = merged;
+                    bucket.time = time;
+                    gone.push(i);
+                    count -= 1;
+                }
+                None => first_of_version.push((version, i)),
+            }
+        }
+        gone.sort_unstable();
+        for i in gone.into_iter().rev() {
+            self.entries.remove(i);
         }
     }
 
@@ -524,4 +581,69 @@ fn conflict_error(conflicts: Vec<(String, Vec<fieldset::Element>)>) -> StatusErr
     let mut error = StatusError::new(409, "Conflict", message);
     error.details = Some(json!({ "causes": Value::Array(causes) }));
     error
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn configmaps() -> &'static ResourceType {
+        api::resources::lookup("configmaps").unwrap()
+    }
+
+    #[test]
+    fn many_updaters_are_capped_into_ancient_changes() {
+        let mut object =
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {}});
+        for i in 0..12 {
+            let old = object.clone();
+            object["data"][format!("k{i}")] = json!("v");
+            track_update(
+                configmaps(),
+                Part::Main,
+                "",
+                Some(&old),
+                &mut object,
+                &format!("writer-{i:02}"),
+            );
+        }
+        let entries = object["metadata"]["managedFields"].as_array().unwrap();
+        assert_eq!(entries.len(), MAX_UPDATE_MANAGERS);
+        let ancient = entries
+            .iter()
+            .find(|e| e["manager"] == ANCIENT_CHANGES)
+            .expect("an ancient-changes entry");
+        // It holds what the merged managers owned.
+        assert!(
+            ancient["fieldsV1"]["f:data"]["f:k0"].is_object(),
+            "{ancient}"
+        );
+        assert!(entries.iter().any(|e| e["manager"] == "writer-11"));
+    }
+
+    #[test]
+    fn an_update_takes_what_it_changed_from_others() {
+        let mut object = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "1"}});
+        track_update(configmaps(), Part::Main, "", None, &mut object, "creator");
+        let old = object.clone();
+        object["data"]["a"] = json!("2");
+        track_update(
+            configmaps(),
+            Part::Main,
+            "",
+            Some(&old),
+            &mut object,
+            "editor",
+        );
+        let entries = object["metadata"]["managedFields"].as_array().unwrap();
+        let of = |manager: &str| {
+            entries
+                .iter()
+                .find(|e| e["manager"] == manager)
+                .map(|e| e["fieldsV1"].clone())
+        };
+        // The creator keeps the map it added; the key goes to the editor.
+        assert_eq!(of("creator"), Some(json!({"f:data": {}})));
+        assert_eq!(of("editor"), Some(json!({"f:data": {"f:a": {}}})));
+    }
 }
