@@ -314,3 +314,36 @@ fn find_or_install_kubectl() -> PathBuf {
     assert!(kubectl.exists(), "get-kubectl did not install {kubectl:?}");
     kubectl
 }
+
+/// Polls `check` every 100 ms until it returns `Some`, or panics with
+/// `what` after `secs` seconds: every test's bounded wait for something
+/// the cluster does on its own time.
+pub fn eventually<T>(secs: u64, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// [`eventually`] for async checks, in tokio tests.
+pub async fn eventually_async<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

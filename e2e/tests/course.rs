@@ -3,9 +3,9 @@
 //! to Services. Needs root; takes the lab lock.
 
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use e2e::harness::{bin_dir, ensure_built, kubectl};
+use e2e::harness::{bin_dir, ensure_built, eventually, kubectl};
 use e2e::lab::{Lab, LabOptions};
 
 struct Course {
@@ -28,7 +28,7 @@ impl Course {
         })
         .expect("lab up");
         let course = Course { _dir: dir, lab };
-        course.eventually(60, "3 Ready nodes", || {
+        eventually(60, "3 Ready nodes", || {
             let out = course.kubectl(&["get", "nodes", "--no-headers"]);
             (out.matches(" Ready ").count() == 3).then_some(())
         });
@@ -78,17 +78,6 @@ impl Course {
         );
     }
 
-    fn eventually<T>(&self, secs: u64, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            if let Some(v) = check() {
-                return v;
-            }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(250));
-        }
-    }
-
     /// The nodes of the Running Pods with a label.
     fn running_on(&self, selector: &str) -> Vec<String> {
         let out = self.kubectl(&[
@@ -114,7 +103,7 @@ fn echo_deployment(name: &str, replicas: u32) -> String {
 fn kubectl_drain_evicts_a_nodes_pods_and_they_come_back_elsewhere() {
     let course = Course::up();
     course.apply(&echo_deployment("web", 4));
-    let nodes = course.eventually(90, "4 running Pods on both workers", || {
+    let nodes = eventually(90, "4 running Pods on both workers", || {
         let nodes = course.running_on("app=web");
         (nodes.len() == 4 && nodes.iter().any(|n| n == "kl-worker1")).then_some(nodes)
     });
@@ -143,7 +132,7 @@ fn kubectl_drain_evicts_a_nodes_pods_and_they_come_back_elsewhere() {
         "true"
     );
     // The Deployment's new Pods go where they may: kl-worker2.
-    course.eventually(90, "4 running Pods on kl-worker2", || {
+    eventually(90, "4 running Pods on kl-worker2", || {
         let nodes = course.running_on("app=web");
         (nodes.len() == 4 && nodes.iter().all(|n| n == "kl-worker2")).then_some(())
     });
@@ -172,7 +161,7 @@ fn a_daemonset_runs_one_pod_per_worker_follows_taints_and_rolls_out() {
     course.kubectl(&["rollout", "status", "ds/agent", "--timeout=90s"]);
     // A worker the controller saw before its first Ready gets its agent a
     // moment later (a not-ready node takes no new daemon Pods).
-    course.eventually(60, "an agent on each worker, none on the master", || {
+    eventually(60, "an agent on each worker, none on the master", || {
         let mut nodes = course.running_on("app=agent");
         nodes.sort();
         (nodes == ["kl-worker1", "kl-worker2"]).then_some(())
@@ -181,11 +170,11 @@ fn a_daemonset_runs_one_pod_per_worker_follows_taints_and_rolls_out() {
     // A NoExecute taint it does not tolerate takes the Pod away; without
     // it the node gets one again.
     course.kubectl(&["taint", "node", "kl-worker2", "dedicated=db:NoExecute"]);
-    course.eventually(60, "the agent gone from kl-worker2", || {
+    eventually(60, "the agent gone from kl-worker2", || {
         (course.running_on("app=agent") == ["kl-worker1"]).then_some(())
     });
     course.kubectl(&["taint", "node", "kl-worker2", "dedicated=db:NoExecute-"]);
-    course.eventually(60, "the agent back on kl-worker2", || {
+    eventually(60, "the agent back on kl-worker2", || {
         (course.running_on("app=agent").len() == 2).then_some(())
     });
 
@@ -209,7 +198,7 @@ fn a_daemonset_runs_one_pod_per_worker_follows_taints_and_rolls_out() {
     );
     course.kubectl(&["rollout", "undo", "ds/agent"]);
     course.kubectl(&["rollout", "status", "ds/agent", "--timeout=120s"]);
-    course.eventually(60, "the first template back on every agent", || {
+    eventually(60, "the first template back on every agent", || {
         let env = course.kubectl(&[
             "get",
             "pods",
@@ -322,7 +311,7 @@ fn a_cronjob_fires_on_its_minute_and_a_job_can_be_made_from_it() {
     ]);
     assert_eq!(course.kubectl(&["logs", "job/by-hand"]).trim(), "tick");
     // The schedule's next minute (bounded: at most 60 s away, plus the run).
-    let job = course.eventually(90, "a Job made by the schedule", || {
+    let job = eventually(90, "a Job made by the schedule", || {
         let names = course.kubectl(&[
             "get",
             "jobs",
@@ -422,7 +411,7 @@ fn a_statefulset_makes_named_pods_in_order_that_resolve_by_name() {
     // Each Pod has a name in DNS through the headless Service.
     let ip = course.kubectl(&["get", "pod", "web-0", "-o", "jsonpath={.status.podIP}"]);
     let record = "web-0.web.default.svc.cluster.local";
-    let resolved = course.eventually(30, "web-0's DNS name", || {
+    let resolved = eventually(30, "web-0's DNS name", || {
         let out = course.run(&["exec", "web-1", "--", "getent", "hosts", record], None);
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         text.starts_with(&ip).then_some(text)
@@ -461,7 +450,7 @@ fn a_statefulset_makes_named_pods_in_order_that_resolve_by_name() {
 
     // Scaling down removes the highest ordinal.
     course.kubectl(&["scale", "sts/web", "--replicas=1"]);
-    course.eventually(60, "web-1 gone, web-0 kept", || {
+    eventually(60, "web-1 gone, web-0 kept", || {
         let out = course.kubectl(&["get", "pods", "-l", "app=web", "--no-headers"]);
         (out.lines().count() == 1 && out.starts_with("web-0 ")).then_some(())
     });
@@ -581,7 +570,7 @@ fn the_apiserver_proxies_http_to_a_service_and_a_pod() {
         "-o",
         "jsonpath={.items[0].metadata.name}",
     ]);
-    let via_service = course.eventually(30, "an answer through the Service", || {
+    let via_service = eventually(30, "an answer through the Service", || {
         let out = course.run(
             &[
                 "get",

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use e2e::harness::{bin_dir, ensure_built, workspace_root};
+use e2e::harness::{bin_dir, ensure_built, eventually, workspace_root};
 use e2e::lab::{Lab, LabOptions};
 
 const NODE_IPS: [(&str, &str); 3] = [
@@ -48,7 +48,7 @@ impl Cluster {
         })
         .expect("lab up");
         let cluster = Cluster { lab };
-        cluster.eventually(60, "3 Ready nodes", || {
+        eventually(60, "3 Ready nodes", || {
             let out = cluster.kubectl(&["get", "nodes", "--no-headers"]);
             (out.matches(" Ready ").count() == 3).then_some(())
         });
@@ -107,17 +107,6 @@ impl Cluster {
             .expect("ip netns exec")
     }
 
-    fn eventually<T>(&self, secs: u64, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            if let Some(v) = check() {
-                return v;
-            }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(250));
-        }
-    }
-
     /// Names of the Ready Pods with a label, and their nodes.
     fn ready_pods(&self, selector: &str) -> Vec<(String, String)> {
         let out = self.kubectl(&["get", "pods", "-l", selector, "-o", "wide", "--no-headers"]);
@@ -132,7 +121,7 @@ impl Cluster {
     }
 
     fn wait_ready(&self, selector: &str, n: usize) -> Vec<(String, String)> {
-        self.eventually(90, &format!("{n} ready Pods {selector}"), || {
+        eventually(90, &format!("{n} ready Pods {selector}"), || {
             let pods = self.ready_pods(selector);
             (pods.len() == n).then_some(pods)
         })
@@ -164,7 +153,7 @@ fn the_lesson_steps_1_to_11() {
     let c = Cluster::up();
 
     // The DNS Service exists before the student starts.
-    c.eventually(30, "the kube-dns Service", || {
+    eventually(30, "the kube-dns Service", || {
         c.run_kubectl(&["get", "svc", "-n", "kube-system", "kube-dns"])
             .status
             .success()
@@ -217,7 +206,7 @@ fn the_lesson_steps_1_to_11() {
         .iter()
         .map(|(p, _)| c.jsonpath(&["get", "pod", p], "{.status.podIP}"))
         .collect();
-    c.eventually(30, "Endpoints listing both Pods", || {
+    eventually(30, "Endpoints listing both Pods", || {
         let describe = c.kubectl(&["describe", "svc", "ngx-svc"]);
         pod_ips
             .iter()
@@ -299,7 +288,7 @@ roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}
 subjects: [{kind: ServiceAccount, name: default, namespace: default}]
 ",
     );
-    c.eventually(10, "the RoleBinding to let the Pod list Pods", || {
+    eventually(10, "the RoleBinding to let the Pod list Pods", || {
         as_pod("/api/v1/namespaces/default/pods")
             .contains("\"kind\":\"PodList\"")
             .then_some(())
@@ -316,7 +305,7 @@ spec:
   containers: [{name: c, image: kube-lite/echo}]
 ",
     );
-    let rejected = c.eventually(20, "the master to reject the Pod", || {
+    let rejected = eventually(20, "the master to reject the Pod", || {
         let phase = c.jsonpath(
             &["get", "pod", "on-master"],
             "{.status.phase} {.status.reason}",
@@ -359,7 +348,7 @@ spec:
     // The path a packet takes, as each node's kernel has it
     // (`kubectl-lite trace`, kube-lite's own verb).
     let node_names = c.jsonpath(&["get", "nodes"], "{.items[*].metadata.name}");
-    c.eventually(30, "every node's table to hold both endpoints", || {
+    eventually(30, "every node's table to hold both endpoints", || {
         let trace = c.kubectl(&["trace", "svc/ngx-svc"]);
         let complete = node_names
             .split_whitespace()
@@ -402,7 +391,7 @@ spec:
         .iter()
         .map(|(p, _)| c.jsonpath(&["get", "pod", p], "{.status.podIP}"))
         .collect();
-    c.eventually(30, "Endpoints following the new Pod", || {
+    eventually(30, "Endpoints following the new Pod", || {
         let describe = c.kubectl(&["describe", "svc", "ngx-svc"]);
         new_ips
             .iter()
@@ -462,7 +451,7 @@ spec:
     );
     for (node, ip) in NODE_IPS {
         // From the VM host (the host namespace) to the node's LAN address.
-        let answer = c.eventually(20, &format!("NodePort on {node}"), || {
+        let answer = eventually(20, &format!("NodePort on {node}"), || {
             let out = Command::new("curl")
                 .args(["-s", "-m", "3", &format!("http://{ip}:{node_port}")])
                 .output()
@@ -476,7 +465,7 @@ spec:
     // 11. Delete everything: rules gone from every node, IP and port freed.
     c.kubectl(&["delete", "-f", &Cluster::lesson_file("all-in-one.yml")]);
     for (node, _) in NODE_IPS {
-        c.eventually(20, &format!("ngx-svc's rules gone from {node}"), || {
+        eventually(20, &format!("ngx-svc's rules gone from {node}"), || {
             (!c.nft_table(node).contains("ngx-svc")).then_some(())
         });
     }
@@ -546,7 +535,7 @@ fn services_datapath_cases() {
         "  - port: 80\n    targetPort: http\n    nodePort: 30080\n",
     ));
     let solo_ip = c.jsonpath(&["get", "svc", "solo"], "{.spec.clusterIP}");
-    let answer = c.eventually(20, "hairpin", || {
+    let answer = eventually(20, "hairpin", || {
         c.curl_from_pod(&solo_pod, &format!("http://{solo_ip}"))
     });
     assert_eq!(
@@ -556,7 +545,7 @@ fn services_datapath_cases() {
 
     // NodePort on every node: the master and the worker without the Pod.
     for (node, ip) in NODE_IPS {
-        let answer = c.eventually(20, &format!("NodePort 30080 on {node}"), || {
+        let answer = eventually(20, &format!("NodePort 30080 on {node}"), || {
             let out = Command::new("curl")
                 .args(["-s", "-m", "3", &format!("http://{ip}:30080")])
                 .output()
@@ -603,7 +592,7 @@ fn services_datapath_cases() {
     let sticky_ip = c.jsonpath(&["get", "svc", "sticky"], "{.spec.clusterIP}");
     let mut hosts = std::collections::BTreeSet::new();
     for _ in 0..20 {
-        let answer = c.eventually(20, "sticky answers", || {
+        let answer = eventually(20, "sticky answers", || {
             c.curl_from_pod(&solo_pod, &format!("http://{sticky_ip}"))
         });
         hosts.extend(Cluster::host_of(&answer));
@@ -625,7 +614,7 @@ fn services_datapath_cases() {
     for (node, ip) in NODE_IPS {
         let has_local = echo.iter().any(|(_, n)| n == node);
         if has_local {
-            let answer = c.eventually(20, &format!("ETP Local on {node}"), || {
+            let answer = eventually(20, &format!("ETP Local on {node}"), || {
                 let out = Command::new("curl")
                     .args(["-s", "-m", "3", &format!("http://{ip}:30081")])
                     .output()
@@ -659,7 +648,7 @@ fn services_datapath_cases() {
     ));
     let empty_ip = c.jsonpath(&["get", "svc", "empty"], "{.spec.clusterIP}");
     let url = format!("http://{empty_ip}");
-    c.eventually(20, "the empty Service's reject rule", || {
+    eventually(20, "the empty Service's reject rule", || {
         let out = c.on_node("kl-worker1", &["curl", "-s", "-m", "5", &url]);
         // curl exit 7: connection refused (a timeout would be 28).
         (out.status.code() == Some(7)).then_some(())
@@ -677,7 +666,7 @@ fn services_datapath_cases() {
         "import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(2); \
          s.sendto(b'ping', ('{udp_ip}', 5353)); print(s.recv(4096).decode())"
     );
-    let answer = c.eventually(20, "a UDP answer", || {
+    let answer = eventually(20, "a UDP answer", || {
         let out = c.run_kubectl(&["exec", &solo_pod, "--", "python3", "-c", &script]);
         out.status
             .success()
@@ -696,7 +685,7 @@ fn services_datapath_cases() {
         ));
         c.jsonpath(&["get", "svc", "echo"], "{.spec.clusterIP}")
     };
-    c.eventually(20, "the echo Service", || {
+    eventually(20, "the echo Service", || {
         let out = c.on_node(
             "kl-worker1",
             &["curl", "-s", "-m", "2", &format!("http://{echo_ip}")],
@@ -731,7 +720,7 @@ fn services_datapath_cases() {
     // Drift: someone flushes the table; the agent puts it back.
     let flushed = c.on_node("kl-worker2", &["nft", "flush", "table", "ip", "kube-lite"]);
     assert!(flushed.status.success());
-    c.eventually(90, "the rules repaired after a flush", || {
+    eventually(90, "the rules repaired after a flush", || {
         let out = c.on_node(
             "kl-worker2",
             &["curl", "-s", "-m", "2", &format!("http://{echo_ip}")],
@@ -751,7 +740,7 @@ fn services_datapath_cases() {
     ));
     let created = Instant::now();
     let late_ip = c.jsonpath(&["get", "svc", "late"], "{.spec.clusterIP}");
-    let resolved = c.eventually(10, "the new Service's name", || {
+    let resolved = eventually(10, "the new Service's name", || {
         let out = c.run_kubectl(&["exec", &solo_pod, "--", "getent", "hosts", "late"]);
         String::from_utf8_lossy(&out.stdout)
             .starts_with(&late_ip)

@@ -111,7 +111,7 @@ fn netns_exists(name: &str) -> bool {
 
 /// Polls `check` (a description of what is still wrong, or None) until it
 /// is satisfied; panics with the last description after `secs` seconds.
-fn eventually(secs: u64, mut check: impl FnMut() -> Option<String>) {
+fn until_nothing_wrong(secs: u64, mut check: impl FnMut() -> Option<String>) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
         let Some(problem) = check() else { return };
@@ -142,7 +142,7 @@ async fn nodes_get_a_bridge_and_host_gw_routes_to_each_other() {
 
     for (node, _) in NODES {
         let gw = format!("{}/24", gateway(&cidrs[node]));
-        eventually(30, || {
+        until_nothing_wrong(30, || {
             let out = Command::new("ip")
                 .args(["-n", node, "-4", "addr", "show", "cni0"])
                 .output()
@@ -155,7 +155,7 @@ async fn nodes_get_a_bridge_and_host_gw_routes_to_each_other() {
                 )
             })
         });
-        eventually(30, || {
+        until_nothing_wrong(30, || {
             let routes = ip(&["-n", node, "route"]);
             let missing: Vec<String> = NODES
                 .iter()
@@ -197,7 +197,7 @@ async fn nodes_get_a_bridge_and_host_gw_routes_to_each_other() {
     let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(agent), None);
     e2e::lab::up(&lab.options).expect("lab up restarts the agent");
     assert_ne!(lab.pid("nodeagent-kl-worker1"), Some(agent), "restarted");
-    eventually(30, || {
+    until_nothing_wrong(30, || {
         netns_exists(mine).then(|| format!("the restarted agent should remove {mine}"))
     });
     assert!(

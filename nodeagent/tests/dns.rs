@@ -234,22 +234,7 @@ fn lines(records: &[Record]) -> Vec<String> {
     lines
 }
 
-/// Polls `check` every 20 ms until it returns Some, or panics with
-/// `what` after `secs` seconds.
-async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+use e2e::harness::eventually_async as eventually;
 
 fn cluster_ip(service: &Service) -> Ipv4Addr {
     service

@@ -4,7 +4,6 @@
 //! registers before, and without, any network setup.
 
 use std::path::Path;
-use std::time::Duration;
 
 use e2e::harness::{ApiServer, Component};
 use k8s_openapi::api::coordination::v1::Lease;
@@ -59,25 +58,7 @@ fn start_agent_with(
     Component::start("nodeagent", &args)
 }
 
-/// Polls `check` every 100 ms until it returns Some, or panics with `what`
-/// after `secs` seconds.
-async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+use e2e::harness::eventually_async as eventually;
 
 fn condition(node: &Node, type_: &str) -> Option<NodeCondition> {
     node.status

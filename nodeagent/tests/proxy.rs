@@ -21,7 +21,7 @@
 use std::collections::BTreeSet;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use e2e::harness::{bin_dir, ensure_built, ApiServer};
 use k8s_openapi::api::core::v1::Service;
@@ -239,13 +239,9 @@ async fn put_slice(api: &Api<EndpointSlice>, slice: &EndpointSlice) {
 /// A part of the scenario that sends traffic (blocking: it runs commands).
 type Step = Box<dyn FnOnce(&Lab, &ProxyMetrics) + Send>;
 
-/// Polls `check` every 100 ms until it holds, or panics after `secs`.
+/// The harness's bounded wait, for a condition.
 fn eventually(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    e2e::harness::eventually(secs, what, || check().then_some(()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -106,25 +106,8 @@ impl Cluster {
     }
 }
 
-/// Polls `check` every 100 ms until it returns Some, or panics with `what`
-/// after `secs` seconds.
-pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+/// The harness's bounded wait, for async checks.
+pub use e2e::harness::eventually_async as eventually;
 
 /// Plays the kubelet of one node.
 pub struct FakeNode {
