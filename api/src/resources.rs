@@ -129,6 +129,14 @@ pub static RESOURCES: &[ResourceType] = &[
                 kind: "PodExecOptions",
                 verbs: &["create", "get"],
             },
+            // `kubectl attach` / `run -i`: like exec, to the running process.
+            Subresource {
+                name: "attach",
+                group: "",
+                version: "v1",
+                kind: "PodAttachOptions",
+                verbs: &["create", "get"],
+            },
             // `kubectl port-forward`: upgraded to SPDY, passed on to the kubelet.
             Subresource {
                 name: "portforward",

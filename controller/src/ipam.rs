@@ -259,7 +259,17 @@ fn blocks_in_use(
     nodes: &Store<Node>,
     written: &mut HashMap<String, u32>,
 ) -> BTreeSet<u32> {
-    let mut used = BTreeSet::new();
+    // Forget first, then read the cache: the cache only moves forward, so
+    // a block forgotten here (its Node is seen with it) is in the state
+    // read below. The other order lost blocks: a state read just before
+    // the Node's update arrived, then the written block forgotten because
+    // of it, and the block given out twice.
+    written.retain(|name, _| {
+        nodes
+            .get(&ObjectRef::new(name))
+            .is_some_and(|n| node_pod_cidrs(&n).is_empty())
+    });
+    let mut used: BTreeSet<u32> = written.values().copied().collect();
     for node in nodes.state() {
         for cidr in node_pod_cidrs(&node) {
             if let Some(blocks) = range.overlapping(&cidr) {
@@ -267,12 +277,6 @@ fn blocks_in_use(
             }
         }
     }
-    written.retain(|name, _| {
-        nodes
-            .get(&ObjectRef::new(name))
-            .is_some_and(|n| node_pod_cidrs(&n).is_empty())
-    });
-    used.extend(written.values().copied());
     used
 }
 

@@ -3,7 +3,7 @@
 //! to Services. Needs root; takes the lab lock.
 
 use std::process::{Command, Output};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use e2e::harness::{bin_dir, ensure_built, eventually, kubectl};
 use e2e::lab::{Lab, LabOptions};
@@ -870,5 +870,153 @@ fn an_indexed_job_runs_each_index_once() {
     let expected: Vec<String> = (0..5).map(|i| format!("shard {i} of shards-{i}")).collect();
     assert_eq!(lines, expected);
     course.kubectl(&["delete", "job", "shards"]);
+    course.lab.down().expect("lab down");
+}
+
+/// `kubectl run -i --rm`: a Pod whose container reads what the user types,
+/// attached to, then deleted; `kubectl attach` to a running one.
+#[test]
+fn kubectl_run_i_rm_and_attach_reach_the_containers_stdin() {
+    let course = Course::up();
+    let out = course.run(
+        &[
+            "run",
+            "asker",
+            "--rm",
+            "-i",
+            "--restart=Never",
+            "--image=busybox",
+            "--pod-running-timeout=90s",
+            "--",
+            "sh",
+            "-c",
+            "read line; echo got $line",
+        ],
+        Some("hello\n"),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("got hello"), "{stdout}{stderr}");
+    assert!(stdout.contains("pod \"asker\" deleted"), "{stdout}{stderr}");
+
+    // A Pod that keeps reading: attach, say something, detach.
+    course.apply(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: echoer}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: busybox\n    stdin: true\n    command: [sh, -c, 'while read line; do echo heard $line; done']\n",
+    );
+    eventually(60, "echoer running", || {
+        let phase = course.kubectl(&["get", "pod", "echoer", "-o", "jsonpath={.status.phase}"]);
+        (phase == "Running").then_some(())
+    });
+    // `kubectl attach -i` stays until the user leaves (as on a real
+    // cluster): read until both answers came, then end it.
+    let mut attach = Started(
+        Command::new(kubectl())
+            .arg("--kubeconfig")
+            .arg(course.lab.kubeconfig())
+            .args(["attach", "echoer", "-i"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("kubectl attach"),
+    );
+    {
+        use std::io::{BufRead as _, Write as _};
+        let mut stdin = attach.0.stdin.take().unwrap();
+        let stdout = attach.0.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = tx.send(line);
+            }
+        });
+        // The session may start after the first line is typed: type until heard.
+        let mut heard = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for word in ["one", "two"] {
+            loop {
+                writeln!(stdin, "{word}").unwrap();
+                if let Ok(line) = rx.recv_timeout(Duration::from_secs(1)) {
+                    heard.push(line.clone());
+                    if line == format!("heard {word}") {
+                        break;
+                    }
+                }
+                assert!(Instant::now() < deadline, "attach heard only {heard:?}");
+            }
+        }
+    }
+    drop(attach);
+    // Still running: attach does not end the container.
+    assert_eq!(
+        course.kubectl(&["get", "pod", "echoer", "-o", "jsonpath={.status.phase}"]),
+        "Running"
+    );
+    course.kubectl(&["delete", "pod", "echoer"]);
+    course.lab.down().expect("lab down");
+}
+
+/// `kubectl run -it --rm ... -- sh` on a terminal (`script` gives kubectl
+/// one): the shell runs on the container's terminal, echoes what is typed
+/// and answers; leaving it deletes the Pod.
+#[test]
+fn kubectl_run_it_rm_gives_a_shell_on_a_terminal() {
+    let course = Course::up();
+    let command = format!(
+        "{} --kubeconfig {} run shell --rm -it --restart=Never --image=busybox --pod-running-timeout=90s -- sh",
+        kubectl().display(),
+        course.lab.kubeconfig().display()
+    );
+    let mut child = Started(
+        Command::new("script")
+            .args(["-q", "-e", "-c", &command, "/dev/null"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("script (util-linux)"),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::Read as _;
+        let mut stdout = stdout;
+        let mut buffer = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buffer) {
+            if n == 0 || tx.send(buffer[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = String::new();
+    let mut stdin = child.0.stdin.take().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    // Type until the shell answers (the first keys may come before attach).
+    while !seen.contains("answer-42") {
+        use std::io::Write as _;
+        let _ = stdin.write_all(b"echo answer-$((40+2))\r");
+        let _ = stdin.flush();
+        while let Ok(chunk) = rx.recv_timeout(Duration::from_millis(700)) {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no answer on the terminal:\n{seen}"
+        );
+    }
+    {
+        use std::io::Write as _;
+        let _ = stdin.write_all(b"exit\r");
+    }
+    let until = Instant::now() + Duration::from_secs(60);
+    while !seen.contains("pod \"shell\" deleted") && Instant::now() < until {
+        if let Ok(chunk) = rx.recv_timeout(Duration::from_millis(500)) {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+    assert!(seen.contains("pod \"shell\" deleted"), "{seen}");
+    drop(child);
     course.lab.down().expect("lab down");
 }

@@ -130,7 +130,7 @@ async fn dispatch(app: Arc<App>, req: Request) -> Result<Response, StatusError> 
     let target = Target::parse(&path).ok_or_else(|| StatusError::no_route(&path))?;
     // Served by the Pod's node: streamed (logs -f) or upgraded (exec), so
     // the request goes on before any body is read.
-    if let (Some(_), Some(sub @ ("log" | "exec" | "portforward"))) =
+    if let (Some(_), Some(sub @ ("log" | "exec" | "attach" | "portforward"))) =
         (&target.name, target.subresource.as_deref())
     {
         return nodeproxy::dispatch(&app, &target, sub, &mut parts).await;

@@ -75,6 +75,9 @@ const LOG_PARAMETERS: &[&str] = &[
 /// The header naming a SPDY stream protocol (`portforward.k8s.io`).
 const STREAM_PROTOCOL: &str = "x-stream-protocol-version";
 
+/// The `pods/attach` parameters passed on to the kubelet (`PodAttachOptions`).
+const ATTACH_PARAMETERS: &[&str] = &["stdin", "stdout", "stderr", "tty"];
+
 /// The `pods/exec` parameters passed on to the kubelet (`PodExecOptions`).
 const EXEC_PARAMETERS: &[&str] = &["command", "stdin", "stdout", "stderr", "tty"];
 
@@ -126,6 +129,7 @@ pub async fn dispatch(
     let container = choose_container(&pod, &pod_name, param(&query, "container"))?;
     let (path, passed) = match sub {
         "log" => ("containerLogs", LOG_PARAMETERS),
+        "attach" => ("attach", ATTACH_PARAMETERS),
         _ => ("exec", EXEC_PARAMETERS),
     };
     let forwarded: Vec<(&str, &str)> = query

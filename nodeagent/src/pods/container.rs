@@ -54,6 +54,12 @@ impl ContainerDir {
     }
 
     /// Where the monitor of instance `n` records its container's PID.
+    /// Where `kubectl attach` reaches the container's stdin: the fifos
+    /// `stdin` and `ctl` (see the monitor), shared by its instances.
+    pub fn attach_dir(&self) -> PathBuf {
+        self.dir.join("attach")
+    }
+
     pub fn pid_path(&self, n: u32) -> PathBuf {
         self.file(n, "pid.json")
     }

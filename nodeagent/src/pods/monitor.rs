@@ -71,6 +71,29 @@ pub struct MonitorSpec {
     pub pid_path: PathBuf,
     /// Where its [`ExitRecord`] goes when it ended.
     pub exit_path: PathBuf,
+    /// `stdin: true`: the container's stdin stays open for `kubectl
+    /// attach`; `None`: it reads /dev/null.
+    #[serde(default)]
+    pub attach: Option<AttachSpec>,
+}
+
+/// A container whose stdin is kept for `kubectl attach` (what conmon does
+/// with its attach socket and control fifo):
+///
+/// - `<dir>/stdin` is a fifo the container reads its input from (through
+///   its terminal when `tty`); an attach session writes into it;
+/// - `<dir>/ctl` takes control lines: `resize W H` (the terminal's size)
+///   and `close-stdin` (`stdinOnce`: the first session is over, the
+///   container reads end-of-file once its writer has gone).
+///
+/// The container's output goes to its log as always; an attach session
+/// follows the log. With `tty`, output is logged as it comes, partial
+/// lines included, so that a shell's prompt shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachSpec {
+    pub dir: PathBuf,
+    pub stdin_once: bool,
+    pub tty: bool,
 }
 
 /// One mount of a container's filesystem view.
@@ -235,14 +258,22 @@ fn run_container(spec: &MonitorSpec, log: &Arc<Mutex<CriLog>>) -> anyhow::Result
     let working_dir = CString::new(spec.working_dir.clone().unwrap_or_else(|| "/".into()))
         .context("workingDir holds a NUL byte")?;
 
+    let attach = spec.attach.as_ref().map(Attach::prepare).transpose()?;
+    let tty = attach.as_ref().is_some_and(|a| a.pty.is_some());
     let mut command = Command::new(&spec.argv[0]);
     command
         .args(&spec.argv[1..])
         .env_clear()
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .envs(spec.env.iter().map(|(k, v)| (k, v)));
+    match &attach {
+        Some(a) => a.wire(&mut command)?,
+        None => {
+            command
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+        }
+    }
     // SAFETY: the monitor has one thread, so nothing between fork and exec
     // can find a lock held by another thread; each step is a system call
     // on data prepared above.
@@ -251,6 +282,10 @@ fn run_container(spec: &MonitorSpec, log: &Arc<Mutex<CriLog>>) -> anyhow::Result
             // Its own process group: the agent can signal the container
             // and everything it started at once.
             nix::unistd::setsid()?;
+            if tty {
+                // The terminal (stdin by now) becomes its controlling one.
+                crate::server::enter::set_controlling_tty(0, 0)?;
+            }
             unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS)?;
             nix::unistd::sethostname(&hostname)?;
             plan.apply()?;
@@ -268,6 +303,9 @@ fn run_container(spec: &MonitorSpec, log: &Arc<Mutex<CriLog>>) -> anyhow::Result
             anyhow::anyhow!("starting {:?}: {error}", spec.argv[0])
         }
     })?;
+    // The container holds its ends of the pipes and terminal now; the
+    // monitor's copies would keep them open after it exits.
+    drop(command);
     let pid = child.id() as i32;
     let record = ProcessRecord {
         pid,
@@ -299,7 +337,15 @@ fn run_container(spec: &MonitorSpec, log: &Arc<Mutex<CriLog>>) -> anyhow::Result
         let log = Arc::clone(log);
         std::thread::spawn(move || copy_lines(stream, pipe, &log))
     })
-    .collect();
+    .collect::<Vec<_>>();
+    let copiers = match attach {
+        Some(attach) => {
+            let mut all = copiers;
+            all.extend(attach.serve(Arc::clone(log)));
+            all
+        }
+        None => copiers,
+    };
     let status = child.wait().context("waiting for the container")?;
     // In a real container the end of its first process ends every other
     // process of the container (the kernel empties its PID namespace).
@@ -313,6 +359,165 @@ fn run_container(spec: &MonitorSpec, log: &Arc<Mutex<CriLog>>) -> anyhow::Result
         let _ = copier.join();
     }
     Ok(ExitRecord::from_status(status))
+}
+
+/// The monitor's side of an attachable container.
+struct Attach {
+    spec: AttachSpec,
+    /// The monitor's own handle on the stdin fifo: a writer that keeps the
+    /// container from reading end-of-file between sessions (dropped on
+    /// `close-stdin`), and, with a terminal, the reader that forwards to it.
+    keeper: Arc<Mutex<Option<File>>>,
+    /// The terminal's two ends (master, slave), with `tty`.
+    pty: Option<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)>,
+}
+
+impl Attach {
+    /// Makes the fifos (anew: an earlier instance may have left them) and
+    /// the terminal.
+    fn prepare(spec: &AttachSpec) -> anyhow::Result<Attach> {
+        std::fs::create_dir_all(&spec.dir)
+            .with_context(|| format!("creating {}", spec.dir.display()))?;
+        for name in ["stdin", "ctl"] {
+            let path = spec.dir.join(name);
+            let _ = std::fs::remove_file(&path);
+            nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600))
+                .with_context(|| format!("creating the fifo {}", path.display()))?;
+        }
+        let keeper = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(spec.dir.join("stdin"))
+            .context("opening the stdin fifo")?;
+        let pty = if spec.tty {
+            Some(crate::server::enter::open_pty().context("opening a terminal")?)
+        } else {
+            None
+        };
+        Ok(Attach {
+            spec: spec.clone(),
+            keeper: Arc::new(Mutex::new(Some(keeper))),
+            pty,
+        })
+    }
+
+    /// The container's stdio: the terminal, or the fifo and pipes.
+    fn wire(&self, command: &mut Command) -> anyhow::Result<()> {
+        match &self.pty {
+            Some((_, slave)) => {
+                command
+                    .stdin(Stdio::from(slave.try_clone()?))
+                    .stdout(Stdio::from(slave.try_clone()?))
+                    .stderr(Stdio::from(slave.try_clone()?));
+            }
+            None => {
+                // Does not block: the keeper is a writer already.
+                let stdin = File::open(self.spec.dir.join("stdin"))
+                    .context("opening the stdin fifo for the container")?;
+                command
+                    .stdin(Stdio::from(stdin))
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped());
+            }
+        }
+        Ok(())
+    }
+
+    /// After the start: the threads that carry input and control, and with
+    /// a terminal, its output into the log.
+    fn serve(self, log: Arc<Mutex<CriLog>>) -> Vec<std::thread::JoinHandle<()>> {
+        let mut copiers = Vec::new();
+        let master = self.pty.map(|(master, slave)| {
+            drop(slave); // the container holds it now
+            File::from(master)
+        });
+        if let Some(master) = &master {
+            // Terminal output, as it comes (a prompt has no newline).
+            if let Ok(out) = master.try_clone() {
+                copiers.push(std::thread::spawn(move || copy_chunks(out, &log)));
+            }
+            // Input from sessions into the terminal.
+            let input = self
+                .keeper
+                .lock()
+                .ok()
+                .and_then(|k| k.as_ref().and_then(|f| f.try_clone().ok()));
+            if let (Some(mut input), Ok(mut to_pty)) = (input, master.try_clone()) {
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut input, &mut to_pty);
+                });
+            }
+        }
+        let keeper = Arc::clone(&self.keeper);
+        let stdin_once = self.spec.stdin_once;
+        let resize_target = master.as_ref().and_then(|m| m.try_clone().ok());
+        if let Ok(ctl) = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(self.spec.dir.join("ctl"))
+        {
+            std::thread::spawn(move || {
+                for line in BufReader::new(ctl).lines().map_while(Result::ok) {
+                    let words: Vec<&str> = line.split_whitespace().collect();
+                    match words.as_slice() {
+                        ["close-stdin"] if stdin_once => {
+                            if let Ok(mut k) = keeper.lock() {
+                                k.take();
+                            }
+                        }
+                        ["resize", w, h] => {
+                            if let (Some(m), Ok(w), Ok(h)) =
+                                (&resize_target, w.parse::<u16>(), h.parse::<u16>())
+                            {
+                                let size = nix::pty::Winsize {
+                                    ws_row: h,
+                                    ws_col: w,
+                                    ws_xpixel: 0,
+                                    ws_ypixel: 0,
+                                };
+                                use std::os::fd::AsRawFd as _;
+                                // SAFETY: a valid descriptor and a live Winsize.
+                                let _ = unsafe {
+                                    crate::server::enter::set_window_size(m.as_raw_fd(), &size)
+                                };
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            });
+        }
+        copiers
+    }
+}
+
+/// Copies a terminal's output into the log as it comes: complete lines,
+/// then what is left of the chunk as a partial line.
+fn copy_chunks(mut from: File, log: &Mutex<CriLog>) {
+    let mut buffer = vec![0u8; 4096];
+    loop {
+        // Linux reports the other side closing as EIO.
+        let n = match from.read(&mut buffer) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let mut chunk = &buffer[..n];
+        if let Ok(mut log) = log.lock() {
+            while !chunk.is_empty() {
+                match chunk.iter().position(|b| *b == b'\n') {
+                    Some(end) => {
+                        let line = &chunk[..end];
+                        log.line("stdout", line.strip_suffix(b"\r").unwrap_or(line), true);
+                        chunk = &chunk[end + 1..];
+                    }
+                    None => {
+                        log.line("stdout", chunk, false);
+                        chunk = &[];
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Copies one output stream of the container into the log, line by line.

@@ -127,6 +127,21 @@ impl Containers for Registry {
             .is_some()
     }
 
+    fn attach_target(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+    ) -> Result<crate::server::attach::AttachTarget, LookupError> {
+        self.running_pid(namespace, pod, container)?;
+        let (dir, n) = self.find(namespace, pod, container)?;
+        let n = n.unwrap_or_default();
+        Ok(crate::server::attach::AttachTarget {
+            dir: dir.attach_dir(),
+            log: dir.log_path(n),
+        })
+    }
+
     fn network_pid(&self, namespace: &str, pod: &str) -> Result<i32, LookupError> {
         let pods = self.pods.read().expect("registry lock");
         let entry = pods

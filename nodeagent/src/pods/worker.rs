@@ -1018,6 +1018,12 @@ async fn start_container(
         log_max_bytes: shared.log_max_bytes,
         pid_path: rt.dir.pid_path(n),
         exit_path: rt.dir.exit_path(n),
+        // `stdin: true` (`kubectl run -i`): kept open for `kubectl attach`.
+        attach: (spec.stdin == Some(true)).then(|| super::monitor::AttachSpec {
+            dir: rt.dir.attach_dir(),
+            stdin_once: spec.stdin_once == Some(true),
+            tty: spec.tty == Some(true),
+        }),
     };
     if n == 0 {
         shared.events.publish(

@@ -208,7 +208,7 @@ nix::ioctl_write_ptr_bad!(set_window_size, nix::libc::TIOCSWINSZ, Winsize);
 /// A new pseudo-terminal pair, both ends close-on-exec from the start so
 /// that no other process the agent starts meanwhile inherits them (a
 /// leaked slave would keep the terminal open after the exec ends).
-fn open_pty() -> io::Result<(OwnedFd, OwnedFd)> {
+pub(crate) fn open_pty() -> io::Result<(OwnedFd, OwnedFd)> {
     let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)?;
     grantpt(&master)?;
     unlockpt(&master)?;

@@ -144,7 +144,7 @@ pub async fn handle(
 
 /// Checks that the request is a WebSocket upgrade offering a
 /// `channel.k8s.io` version we speak; returns its key and that version.
-fn websocket_request(headers: &HeaderMap) -> Result<(String, Protocol), String> {
+pub(super) fn websocket_request(headers: &HeaderMap) -> Result<(String, Protocol), String> {
     let has_token = |name: header::HeaderName, token: &str| {
         headers.get_all(name).iter().any(|v| {
             v.to_str()

@@ -40,6 +40,7 @@
 //!   `ws` feature: that feature pins another tungstenite than the one
 //!   kube-rs uses, and two copies would be built.
 
+pub mod attach;
 pub mod channel;
 pub mod enter;
 pub mod exec;
@@ -77,6 +78,14 @@ pub trait Containers: Send + Sync + 'static {
     /// A running process in the Pod's network namespace (port-forward
     /// connects from there).
     fn network_pid(&self, namespace: &str, pod: &str) -> Result<i32, LookupError>;
+    /// Where a running container's stdin fifos and current log are, for
+    /// `kubectl attach`.
+    fn attach_target(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+    ) -> Result<attach::AttachTarget, LookupError>;
 }
 
 /// Where one container instance's log is: CRI log files as containerd
@@ -159,6 +168,10 @@ pub fn router(containers: Arc<dyn Containers>) -> Router {
         .route(
             "/exec/{namespace}/{pod}/{container}",
             get(exec::handle).post(exec::handle),
+        )
+        .route(
+            "/attach/{namespace}/{pod}/{container}",
+            get(attach::handle).post(attach::handle),
         )
         .route(
             "/portForward/{namespace}/{pod}",
