@@ -74,6 +74,92 @@ async fn a_missing_namespace_is_404_before_the_object_is_validated() {
 }
 
 #[tokio::test]
+async fn patches_and_applies_racing_each_other_are_retried_not_refused() {
+    let (_dir, _server, client) = start();
+    let path = "/api/v1/namespaces/default/configmaps";
+    let created = client
+        .post(path, &json!({"metadata": {"name": "shared"}, "data": {}}))
+        .await;
+    assert_eq!(created.code, 201, "{}", created.body);
+    // Bounded: 8 writers x 10 writes, each its own key; none names a
+    // resourceVersion, so none may be refused for another's write.
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                for i in 0..10 {
+                    let (content_type, body) = if w % 2 == 0 {
+                        (
+                            "application/merge-patch+json",
+                            json!({"data": {format!("w{w}-{i}"): "x"}}),
+                        )
+                    } else {
+                        (
+                            "application/apply-patch+yaml",
+                            json!({"apiVersion": "v1", "kind": "ConfigMap",
+                                   "metadata": {"name": "shared"},
+                                   "data": {format!("w{w}-{i}"): "x"}}),
+                        )
+                    };
+                    let answer = client
+                        .patch(
+                            &format!("{path}/shared?fieldManager=writer-{w}"),
+                            content_type,
+                            &body,
+                        )
+                        .await;
+                    assert_eq!(answer.code, 200, "writer {w}: {}", answer.body);
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let stored = client.get(&format!("{path}/shared")).await.body;
+    let data = stored["data"].as_object().unwrap();
+    // Merge patches keep every key; an applier keeps its last one only.
+    for w in (0..8).step_by(2) {
+        for i in 0..10 {
+            assert!(data.contains_key(&format!("w{w}-{i}")), "{data:?}");
+        }
+    }
+    for w in (1..8).step_by(2) {
+        assert!(data.contains_key(&format!("w{w}-9")), "{data:?}");
+        assert!(!data.contains_key(&format!("w{w}-0")), "{data:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_patch_naming_an_old_resource_version_is_a_conflict() {
+    let (_dir, _server, client) = start();
+    let path = "/api/v1/namespaces/default/configmaps";
+    let created = client
+        .post(
+            path,
+            &json!({"metadata": {"name": "pinned"}, "data": {"a": "1"}}),
+        )
+        .await;
+    let old_rv = created.body["metadata"]["resourceVersion"].clone();
+    let changed = client
+        .patch(
+            &format!("{path}/pinned"),
+            "application/merge-patch+json",
+            &json!({"data": {"a": "2"}}),
+        )
+        .await;
+    assert_eq!(changed.code, 200, "{}", changed.body);
+    let stale = client
+        .patch(
+            &format!("{path}/pinned"),
+            "application/merge-patch+json",
+            &json!({"metadata": {"resourceVersion": old_rv}, "data": {"a": "3"}}),
+        )
+        .await;
+    assert_eq!(stale.code, 409, "{}", stale.body);
+}
+
+#[tokio::test]
 async fn a_delete_is_not_failed_by_updates_racing_it() {
     let (_dir, _server, client) = start();
     let path = "/api/v1/namespaces/default/configmaps";

@@ -1020,3 +1020,61 @@ fn kubectl_run_it_rm_gives_a_shell_on_a_terminal() {
     drop(child);
     course.lab.down().expect("lab down");
 }
+
+/// A node leaving takes its daemon Pod with it; the node coming back (its
+/// agent registers it again) gets a new one.
+#[test]
+fn a_daemonset_follows_a_node_leaving_and_joining() {
+    let course = Course::up();
+    course.apply(AGENT);
+    let on_worker2 = || {
+        course.kubectl(&[
+            "get",
+            "pods",
+            "-l",
+            "app=agent",
+            "--field-selector=spec.nodeName=kl-worker2,status.phase=Running",
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        ])
+    };
+    let before = eventually(90, "an agent on kl-worker2", || {
+        let name = on_worker2();
+        (!name.is_empty() && !name.contains(' ')).then_some(name)
+    });
+    let node_uid = course.kubectl(&[
+        "get",
+        "node",
+        "kl-worker2",
+        "-o",
+        "jsonpath={.metadata.uid}",
+    ]);
+    course.kubectl(&["delete", "node", "kl-worker2"]);
+    // The agent registers its node again (a new object), and the
+    // DaemonSet gives the node a new Pod; the old one went with the node.
+    let after = eventually(120, "a new agent on the node registered again", || {
+        let uid = course.run(
+            &[
+                "get",
+                "node",
+                "kl-worker2",
+                "-o",
+                "jsonpath={.metadata.uid}",
+            ],
+            None,
+        );
+        let uid = String::from_utf8_lossy(&uid.stdout).into_owned();
+        let name = on_worker2();
+        (!uid.is_empty() && uid != node_uid && !name.is_empty() && name != before).then_some(name)
+    });
+    eventually(
+        60,
+        &format!("the old Pod {before} gone (new: {after})"),
+        || {
+            let old = course.run(&["get", "pod", &before], None);
+            (!old.status.success()).then_some(())
+        },
+    );
+    course.kubectl(&["delete", "ds", "agent"]);
+    course.lab.down().expect("lab down");
+}

@@ -82,8 +82,13 @@ pub async fn apply(
             opts.is_dry_run(),
             Fields::Untracked,
             move |current| {
-                let applied =
+                let mut applied =
                     fieldmanager::apply(resource, part, Some(current), &config, &manager, force)?;
+                // Applied to the latest version, retried if another write
+                // gets in between, unless the configuration names a version.
+                if config["metadata"]["resourceVersion"].is_null() {
+                    super::objectmeta::forget_resource_version(&mut applied);
+                }
                 decode(applied)
             },
         )

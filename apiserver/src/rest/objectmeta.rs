@@ -144,6 +144,14 @@ pub fn is_being_deleted(object: &Value) -> bool {
     object["metadata"]["deletionTimestamp"].is_string()
 }
 
+/// Removes `metadata.resourceVersion`: the write is not conditional on a
+/// version (the storage step checks the one it read).
+pub fn forget_resource_version(object: &mut Value) {
+    if let Some(meta) = object["metadata"].as_object_mut() {
+        meta.remove("resourceVersion");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -102,8 +102,12 @@ pub fn subresource_of(part: Part) -> &'static str {
     }
 }
 
-/// How often an update is retried when another write gets in between.
-const MAX_UPDATE_ATTEMPTS: usize = 16;
+/// How long an update without a precondition keeps retrying when other
+/// writes get in between (upstream retries until the request's deadline):
+/// with many writers on one object, one of them wins each storage round,
+/// so a fixed small number of attempts would refuse writes that only had
+/// to wait their turn.
+const UPDATE_RETRY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Reads the query options and decodes the body of a create or update.
 fn decode_request(
@@ -343,7 +347,13 @@ pub async fn patch(
         opts.is_dry_run(),
         fields,
         move |current| {
-            let patched = patch_object(resource, patch_type, current, &body)?;
+            let mut patched = patch_object(resource, patch_type, current, &body)?;
+            // The patch applies to the latest version unless it names one
+            // (then a newer version is a conflict); without this, a patch
+            // racing another write would be refused instead of retried.
+            if !names_resource_version(patch_type, &body) {
+                objectmeta::forget_resource_version(&mut patched);
+            }
             let decoded = schema::decode_object(resource, patched, validation)?;
             if let Ok(mut w) = collected.lock() {
                 *w = decoded.warnings;
@@ -358,6 +368,22 @@ pub async fn patch(
         &updated,
         &warnings,
     ))
+}
+
+/// Whether a patch body sets `metadata.resourceVersion`: a precondition.
+fn names_resource_version(patch_type: PatchType, body: &[u8]) -> bool {
+    let Ok(patch) = serde_json::from_slice::<Value>(body) else {
+        return false;
+    };
+    match patch_type {
+        PatchType::Json => patch.as_array().is_some_and(|ops| {
+            ops.iter()
+                .any(|op| op["path"] == "/metadata/resourceVersion" && op["op"] != "test")
+        }),
+        PatchType::Merge | PatchType::StrategicMerge => {
+            patch["metadata"]["resourceVersion"].is_string()
+        }
+    }
 }
 
 /// True for `application/apply-patch+yaml`: a server-side apply.
@@ -426,7 +452,8 @@ where
     F: Fn(&Value) -> Result<Value, StatusError>,
 {
     let resource = key.resource;
-    for _ in 0..MAX_UPDATE_ATTEMPTS {
+    let deadline = std::time::Instant::now() + UPDATE_RETRY_DEADLINE;
+    while std::time::Instant::now() < deadline {
         let current = app.get_object(&key)?;
         let current_rv = resource_version(&current).unwrap_or("").to_string();
         let proposed = mutate(&current)?;
@@ -498,6 +525,8 @@ where
                 if client_precondition {
                     return Err(StatusError::conflict(subject(resource, &key.name)));
                 }
+                // Let the writer that won finish before reading again.
+                tokio::task::yield_now().await;
             }
             Err(e) => {
                 rollback(app, allocation);
