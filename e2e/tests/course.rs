@@ -612,16 +612,8 @@ fn the_apiserver_proxies_http_to_a_service_and_a_pod() {
         "{err}"
     );
 
-    // `kubectl proxy` on the host, then plain HTTP to it. The guard ends
-    // the process it started, also when an assertion fails.
-    struct Running(std::process::Child);
-    impl Drop for Running {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut proxy = Running(
+    // `kubectl proxy` on the host, then plain HTTP to it.
+    let mut proxy = Started(
         Command::new(kubectl())
             .arg("--kubeconfig")
             .arg(course.lab.kubeconfig())

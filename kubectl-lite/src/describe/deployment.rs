@@ -120,22 +120,7 @@ pub fn describe_deployment(
         );
     }
     pod_template(&mut w, at(deploy, "/spec/template"));
-    let conditions = list_at(deploy, "/status/conditions");
-    if !conditions.is_empty() {
-        w.write(0, "Conditions:\n  Type\tStatus\tReason\n");
-        w.write(1, "----\t------\t------\n");
-        for c in conditions {
-            w.write(
-                1,
-                &format!(
-                    "{} \t{}\t{}\n",
-                    str_at(c, "/type"),
-                    str_at(c, "/status"),
-                    str_at(c, "/reason")
-                ),
-            );
-        }
-    }
+    workload_conditions(&mut w, deploy);
     let (old, new) = split_replica_sets(deploy, replica_sets);
     if !old.is_empty() || !new.is_empty() {
         w.write(

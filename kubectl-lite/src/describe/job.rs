@@ -2,14 +2,6 @@
 
 use super::*;
 
-/// `CronJob/tick`: the object's controller, if it has one.
-fn controlled_by(object: &Value) -> Option<String> {
-    list_at(object, "/metadata/ownerReferences")
-        .iter()
-        .find(|o| bool_at(o, "/controller"))
-        .map(|o| format!("{}/{}", str_at(o, "/kind"), str_at(o, "/name")))
-}
-
 /// An integer field, or `<unset>`.
 fn int_or_unset(object: &Value, pointer: &str) -> String {
     at(object, pointer)

@@ -563,6 +563,35 @@ impl Page {
     }
 }
 
+/// `Kind/name` of an object's controller (`Controlled By:`), if any.
+fn controlled_by(object: &Value) -> Option<String> {
+    list_at(object, "/metadata/ownerReferences")
+        .iter()
+        .find(|o| bool_at(o, "/controller"))
+        .map(|o| format!("{}/{}", str_at(o, "/kind"), str_at(o, "/name")))
+}
+
+/// A workload's `Conditions:` table (Type, Status, Reason), when it has any.
+fn workload_conditions(w: &mut Page, object: &Value) {
+    let conditions = list_at(object, "/status/conditions");
+    if conditions.is_empty() {
+        return;
+    }
+    w.write(0, "Conditions:\n  Type\tStatus\tReason\n");
+    w.write(1, "----\t------\t------\n");
+    for c in conditions {
+        w.write(
+            1,
+            &format!(
+                "{} \t{}\t{}\n",
+                str_at(c, "/type"),
+                str_at(c, "/status"),
+                str_at(c, "/reason")
+            ),
+        );
+    }
+}
+
 /// `2 Running / 0 Waiting / 0 Succeeded / 0 Failed`: the phases of the
 /// Pods `owner` controls (kubectl's `getPodStatusForController`).
 fn pods_status(owner: &Value, pods: Result<&[Value], &str>) -> String {

@@ -102,18 +102,8 @@ pub fn describe_pod(pod: &Value, events: &[Value], now: DateTime<Utc>) -> String
             w.write(1, &format!("IP:\t{}\n", str_at(ip, "/ip")));
         }
     }
-    if let Some(owner) = list_at(pod, "/metadata/ownerReferences")
-        .iter()
-        .find(|o| bool_at(o, "/controller"))
-    {
-        w.write(
-            0,
-            &format!(
-                "Controlled By:\t{}/{}\n",
-                str_at(owner, "/kind"),
-                str_at(owner, "/name")
-            ),
-        );
+    if let Some(owner) = controlled_by(pod) {
+        w.write(0, &format!("Controlled By:\t{owner}\n"));
     }
     let nominated = str_at(pod, "/status/nominatedNodeName");
     if !nominated.is_empty() {

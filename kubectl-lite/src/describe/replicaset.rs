@@ -18,18 +18,8 @@ pub fn describe_replica_set(
     );
     w.labels("", "Labels", &string_map(rs, "/metadata/labels"));
     w.annotations("Annotations", &string_map(rs, "/metadata/annotations"));
-    if let Some(owner) = list_at(rs, "/metadata/ownerReferences")
-        .iter()
-        .find(|o| bool_at(o, "/controller"))
-    {
-        w.write(
-            0,
-            &format!(
-                "Controlled By:\t{}/{}\n",
-                str_at(owner, "/kind"),
-                str_at(owner, "/name")
-            ),
-        );
+    if let Some(owner) = controlled_by(rs) {
+        w.write(0, &format!("Controlled By:\t{owner}\n"));
     }
     w.write(
         0,
@@ -41,22 +31,7 @@ pub fn describe_replica_set(
     );
     w.write(0, &format!("Pods Status:\t{}\n", pods_status(rs, pods)));
     pod_template(&mut w, at(rs, "/spec/template"));
-    let conditions = list_at(rs, "/status/conditions");
-    if !conditions.is_empty() {
-        w.write(0, "Conditions:\n  Type\tStatus\tReason\n");
-        w.write(1, "----\t------\t------\n");
-        for c in conditions {
-            w.write(
-                1,
-                &format!(
-                    "{} \t{}\t{}\n",
-                    str_at(c, "/type"),
-                    str_at(c, "/status"),
-                    str_at(c, "/reason")
-                ),
-            );
-        }
-    }
+    workload_conditions(&mut w, rs);
     w.events(events, now);
     w.finish()
 }

@@ -127,6 +127,12 @@ pub async fn handle(
             Err(e) => tracing::debug!(error = %e, "exec: the upgrade did not complete"),
         }
     });
+    switching_protocols(&key, protocol)
+}
+
+/// `101 Switching Protocols` to a WebSocket with the `channel.k8s.io`
+/// version picked (exec and attach answer alike).
+pub(super) fn switching_protocols(key: &str, protocol: Protocol) -> Response {
     let mut response = Response::new(Body::empty());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let headers = response.headers_mut();
