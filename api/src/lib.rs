@@ -30,6 +30,8 @@
 //!   gives its callers (`system:masters`, `system:node:<name>`, ...).
 //! - [`pki`]: the cluster CA and the certificates it signs, as kubeadm
 //!   makes them, and kubeconfigs that carry them.
+//! - [`certificates`]: CertificateSigningRequests: signer names, conditions,
+//!   reading and making PKCS#10 requests.
 //! - `tls` (feature `tls-server`): serving HTTPS and knowing the client's
 //!   certificate, for the apiserver and the node agents' kubelet port.
 //! - [`table`]: the `meta.k8s.io/v1` Table that `kubectl get` prints, with
@@ -40,6 +42,7 @@
 
 pub use k8s_openapi as k8s;
 
+pub mod certificates;
 pub mod cidr;
 pub mod cronjob;
 pub mod decode;

@@ -231,6 +231,71 @@ impl Ca {
     }
 }
 
+impl Ca {
+    /// Signs a PKCS#10 request (a CertificateSigningRequest's
+    /// `spec.request`) for `validity`, as upstream's signer does: the
+    /// subject and alternative names come from the request, everything
+    /// else from the signer - the key usages from `spec.usages`, never a
+    /// CA, the expiry capped by the CA's own.
+    pub fn sign_request(
+        &self,
+        request_pem: &str,
+        usages: &[String],
+        validity_for: Duration,
+    ) -> Result<String, PkiError> {
+        let what = "the certificate signing request";
+        let mut request =
+            rcgen::CertificateSigningRequestParams::from_pem(request_pem).map_err(|source| {
+                PkiError::Read {
+                    what: what.into(),
+                    source,
+                }
+            })?;
+        let params = &mut request.params;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = usages
+            .iter()
+            .filter_map(|u| match u.as_str() {
+                "digital signature" => Some(KeyUsagePurpose::DigitalSignature),
+                "key encipherment" => Some(KeyUsagePurpose::KeyEncipherment),
+                "content commitment" => Some(KeyUsagePurpose::ContentCommitment),
+                "key agreement" => Some(KeyUsagePurpose::KeyAgreement),
+                "data encipherment" => Some(KeyUsagePurpose::DataEncipherment),
+                _ => None,
+            })
+            .collect();
+        params.extended_key_usages = usages
+            .iter()
+            .filter_map(|u| match u.as_str() {
+                "server auth" => Some(ExtendedKeyUsagePurpose::ServerAuth),
+                "client auth" => Some(ExtendedKeyUsagePurpose::ClientAuth),
+                "code signing" => Some(ExtendedKeyUsagePurpose::CodeSigning),
+                "email protection" => Some(ExtendedKeyUsagePurpose::EmailProtection),
+                "timestamping" => Some(ExtendedKeyUsagePurpose::TimeStamping),
+                "ocsp signing" => Some(ExtendedKeyUsagePurpose::OcspSigning),
+                _ => None,
+            })
+            .collect();
+        params.use_authority_key_identifier_extension = true;
+        validity(params, validity_for);
+        let cert = request.signed_by(&self.issuer).map_err(make(what))?;
+        Ok(cert.pem())
+    }
+}
+
+/// The CA's public-key hash as `kubeadm join --discovery-token-ca-cert-hash`
+/// names it: `sha256:` and the hex SHA-256 of the certificate's
+/// SubjectPublicKeyInfo (which survives re-issuing the CA with the same
+/// key). None if `ca_pem` is not a certificate.
+pub fn public_key_hash(ca_pem: &str) -> Option<String> {
+    let der = pem_to_der(ca_pem)?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
+    let spki = cert.tbs_certificate.subject_pki.raw;
+    let digest = ring::digest::digest(&ring::digest::SHA256, spki);
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    Some(format!("sha256:{hex}"))
+}
+
 /// A new key pair for signing ServiceAccount tokens (kubeadm's `sa.key`,
 /// `sa.pub`): the private key (PKCS#8 PEM) and the public key (PEM).
 pub fn service_account_key() -> Result<(String, String), PkiError> {
@@ -332,6 +397,44 @@ mod tests {
             ))
             .unwrap();
         assert_ne!(server.cert_pem, client.cert_pem);
+    }
+
+    #[test]
+    fn a_signed_request_keeps_its_subject_and_takes_the_signers_usages() {
+        let ca = Ca::generate().unwrap();
+        let (request, _key) =
+            crate::certificates::make_request("system:node:w1", &["system:nodes"], &[], &[])
+                .unwrap();
+        let usages = vec!["digital signature".to_string(), "client auth".to_string()];
+        let cert = ca
+            .sign_request(&request, &usages, Duration::from_secs(3600))
+            .unwrap();
+        let der = pem_to_der(&cert).unwrap();
+        let (user, groups) = subject(&der).unwrap();
+        assert_eq!(
+            (user.as_str(), groups),
+            ("system:node:w1", vec!["system:nodes".to_string()])
+        );
+        let (_, parsed) = x509_parser::parse_x509_certificate(&der).unwrap();
+        let eku = parsed.extended_key_usage().unwrap().unwrap().value;
+        assert!(eku.client_auth && !eku.server_auth);
+        assert!(!parsed.is_ca());
+    }
+
+    #[test]
+    fn the_ca_hash_is_of_its_public_key() {
+        let ca = Ca::generate().unwrap();
+        let hash = public_key_hash(ca.cert_pem()).unwrap();
+        assert!(
+            hash.starts_with("sha256:") && hash.len() == 7 + 64,
+            "{hash}"
+        );
+        assert_eq!(public_key_hash(ca.cert_pem()), Some(hash.clone()));
+        assert_ne!(
+            public_key_hash(Ca::generate().unwrap().cert_pem()),
+            Some(hash)
+        );
+        assert_eq!(public_key_hash("nothing"), None);
     }
 
     #[test]

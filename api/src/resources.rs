@@ -461,6 +461,30 @@ pub static RESOURCES: &[ResourceType] = &[
         categories: &[],
         selectable_fields: &[],
     },
+    ResourceType {
+        group: "certificates.k8s.io",
+        version: "v1",
+        kind: "CertificateSigningRequest",
+        plural: "certificatesigningrequests",
+        singular: "certificatesigningrequest",
+        short_names: &["csr"],
+        namespaced: false,
+        verbs: ALL_VERBS,
+        subresources: &[
+            // `kubectl certificate approve|deny`: the Approved/Denied
+            // conditions, and nothing else.
+            Subresource {
+                name: "approval",
+                group: "certificates.k8s.io",
+                version: "v1",
+                kind: "CertificateSigningRequest",
+                verbs: STATUS_VERBS,
+            },
+            status("certificates.k8s.io", "v1", "CertificateSigningRequest"),
+        ],
+        categories: &[],
+        selectable_fields: &["spec.signerName"],
+    },
     // Reviews are not stored: a create answers the question it asks
     // (`kubectl auth can-i`, `kubectl auth whoami`).
     ResourceType {

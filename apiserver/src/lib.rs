@@ -32,6 +32,7 @@ pub mod admission;
 pub mod authn;
 pub mod authz;
 pub mod bootstrap;
+pub mod certificates;
 pub mod clusterip;
 pub mod defaults;
 pub mod discovery;

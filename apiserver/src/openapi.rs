@@ -301,8 +301,8 @@ fn mark_list_and_map_types(schemas: &mut Map<String, Value>) {
 /// false for a kind with no type here.
 fn generate(kind: GroupVersionKind, generator: &mut SchemaGenerator) -> bool {
     use k8s_openapi::api::{
-        apps, authentication, authorization, autoscaling, batch, coordination, core, discovery,
-        policy, rbac,
+        apps, authentication, authorization, autoscaling, batch, certificates, coordination, core,
+        discovery, policy, rbac,
     };
     macro_rules! schema {
         ($t:ty) => {{
@@ -332,6 +332,9 @@ fn generate(kind: GroupVersionKind, generator: &mut SchemaGenerator) -> bool {
         ("policy", "v1", "Eviction") => schema!(policy::v1::Eviction),
         ("discovery.k8s.io", "v1", "EndpointSlice") => schema!(discovery::v1::EndpointSlice),
         ("coordination.k8s.io", "v1", "Lease") => schema!(coordination::v1::Lease),
+        ("certificates.k8s.io", "v1", "CertificateSigningRequest") => {
+            schema!(certificates::v1::CertificateSigningRequest)
+        }
         ("rbac.authorization.k8s.io", "v1", "ClusterRole") => schema!(rbac::v1::ClusterRole),
         ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding") => {
             schema!(rbac::v1::ClusterRoleBinding)

@@ -33,9 +33,11 @@
 //! - [`podcontrol`]: creating and deleting a workload's Pods, with Events.
 //! - [`serviceaccounts`]: a `default` ServiceAccount in every namespace.
 //! - [`rootca`]: the cluster CA in every namespace (`kube-root-ca.crt`).
+//! - [`certificates`]: approves joining nodes' CertificateSigningRequests and signs them.
 //! - [`events`]: Events a student reads in `kubectl describe`.
 //! - [`leaderelection`]: only one controller acts at a time.
 
+pub mod certificates;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
@@ -57,6 +59,7 @@ pub mod scheduler;
 pub mod serviceaccounts;
 pub mod statefulset;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Settings of the controller (its command-line flags).
@@ -77,6 +80,18 @@ pub struct Config {
     /// The cluster CA (PEM), published in every namespace as the
     /// ConfigMap `kube-root-ca.crt`; None without TLS (dev mode).
     pub root_ca_pem: Option<String>,
+    /// The CA that signs approved CertificateSigningRequests (the
+    /// master's `pki/ca.key`); None: requests are approved, not signed.
+    pub cluster_signing: Option<Arc<ClusterSigning>>,
+}
+
+/// `--cluster-signing-cert-file`, `--cluster-signing-key-file` and
+/// `--cluster-signing-duration`.
+#[derive(Debug)]
+pub struct ClusterSigning {
+    pub ca: api::pki::Ca,
+    /// The longest certificate it signs.
+    pub duration: Duration,
 }
 
 impl Default for Config {
@@ -93,6 +108,7 @@ impl Default for Config {
                 std::process::id()
             ),
             root_ca_pem: None,
+            cluster_signing: None,
         }
     }
 }
@@ -261,6 +277,7 @@ pub async fn run(ctx: Context) -> anyhow::Result<()> {
         r = gc::run(ctx.clone()) => r,
         r = serviceaccounts::run(ctx.clone()) => r,
         r = rootca::run(ctx.clone()) => r,
+        r = certificates::run(ctx.clone()) => r,
     }
 }
 

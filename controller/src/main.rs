@@ -31,6 +31,15 @@ struct Args {
     /// Prefix length of each node's pod CIDR.
     #[arg(long, default_value_t = 24)]
     node_cidr_mask_size: u8,
+    /// The CA certificate that signs approved CertificateSigningRequests.
+    #[arg(long, requires = "cluster_signing_key_file")]
+    cluster_signing_cert_file: Option<std::path::PathBuf>,
+    /// Its private key.
+    #[arg(long, requires = "cluster_signing_cert_file")]
+    cluster_signing_key_file: Option<std::path::PathBuf>,
+    /// The longest certificate it signs, in hours (upstream's 8760h).
+    #[arg(long, default_value_t = 8760)]
+    cluster_signing_duration_hours: u64,
     /// Seconds the leader Lease lasts without renewal.
     #[arg(long, default_value_t = 15)]
     leader_lease_duration: u64,
@@ -69,7 +78,29 @@ async fn main() -> anyhow::Result<()> {
         http::HeaderValue::from_str(&api::useragent::user_agent("kube-controller-manager"))?,
     ));
     let client = kube::Client::try_from(config)?;
+    let cluster_signing = match (
+        &args.cluster_signing_cert_file,
+        &args.cluster_signing_key_file,
+    ) {
+        (Some(cert), Some(key)) => {
+            let read = |path: &std::path::Path, flag: &str| {
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("--{flag}: reading {}", path.display()))
+            };
+            let ca = api::pki::Ca::load(
+                &read(cert, "cluster-signing-cert-file")?,
+                &read(key, "cluster-signing-key-file")?,
+            )
+            .context("--cluster-signing-cert-file/--cluster-signing-key-file")?;
+            Some(std::sync::Arc::new(controller::ClusterSigning {
+                ca,
+                duration: Duration::from_secs(args.cluster_signing_duration_hours * 3600),
+            }))
+        }
+        _ => None,
+    };
     let settings = controller::Config {
+        cluster_signing,
         root_ca_pem,
         node_monitor_grace_period: Duration::from_secs(args.node_monitor_grace_period),
         pod_eviction_timeout: Duration::from_secs(args.pod_eviction_timeout),

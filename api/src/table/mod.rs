@@ -33,6 +33,7 @@
 mod age;
 mod apps;
 mod batch;
+mod certificates;
 mod coordination;
 mod core;
 mod pod;
@@ -304,6 +305,7 @@ fn printer_for(resource: &ResourceType) -> Printer {
         ("batch", "CronJob") => batch::CRONJOBS,
         ("discovery.k8s.io", "EndpointSlice") => service::ENDPOINTSLICES,
         ("coordination.k8s.io", "Lease") => coordination::LEASES,
+        ("certificates.k8s.io", "CertificateSigningRequest") => certificates::CSRS,
         ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => rbac::BINDINGS,
         _ => DEFAULT,
     }

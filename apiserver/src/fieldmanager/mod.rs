@@ -328,7 +328,7 @@ fn ownable(resource: &ResourceType, part: Part, set: Set) -> Set {
             }
         }
         Part::Main => set,
-        Part::Status => match set.child(&status) {
+        Part::Status | Part::Approval => match set.child(&status) {
             Some(sub) => prefix(&status, sub),
             None => Set::new(),
         },

@@ -184,7 +184,16 @@ async fn dispatch(app: Arc<App>, req: Request) -> Result<Response, StatusError> 
         }
         (&Method::GET, true, None) => read::get(&app, &target, &parts.headers, query),
         (&Method::POST, false, None) => {
-            write::create(&app, &target, &parts.headers, query, &body).await
+            let caller = parts.extensions.get::<crate::authn::Caller>();
+            write::create(
+                &app,
+                &target,
+                caller.map(|c| &c.0),
+                &parts.headers,
+                query,
+                &body,
+            )
+            .await
         }
         (&Method::PUT, true, None) => {
             write::update(
@@ -215,6 +224,26 @@ async fn dispatch(app: Arc<App>, req: Request) -> Result<Response, StatusError> 
             delete::delete_collection(&app, &target, query, &parts.headers, &body).await
         }
         (_, true, Some(sub)) => {
+            if crate::certificates::is_csr(target.resource)
+                && matches!(parts.method, Method::PUT | Method::PATCH)
+            {
+                let caller = parts
+                    .extensions
+                    .get::<crate::authn::Caller>()
+                    .ok_or_else(crate::authn::unauthorized)?;
+                let stored = app.get_object(&write::key_of(&target))?;
+                let part = if sub == "approval" {
+                    write::Part::Approval
+                } else {
+                    write::Part::Status
+                };
+                crate::certificates::authorize_signer(
+                    &app.store.snapshot(),
+                    &caller.0,
+                    part,
+                    stored["spec"]["signerName"].as_str().unwrap_or_default(),
+                )?;
+            }
             subresources::dispatch(
                 &app,
                 &target,

@@ -8,6 +8,8 @@
 //!   `spec.replicas`; `kubectl scale` patches it.
 //! - `/binding` (Pods): the scheduler's decision, "run this Pod on that
 //!   node", which sets `spec.nodeName` once.
+//! - `/approval` (CertificateSigningRequests): the Approved/Denied
+//!   conditions, see [`crate::certificates`].
 //! - `/token` (ServiceAccounts): a signed token for it, see
 //!   [`crate::tokens`].
 //! - `/log` and `/exec` (Pods): served by the node that runs the Pod, see
@@ -48,6 +50,13 @@ pub async fn dispatch(
         }
         ("status", &Method::PATCH) => {
             write::patch(app, target, headers, query, body, Part::Status).await
+        }
+        ("approval", &Method::GET) => super::read::get(app, target, headers, query),
+        ("approval", &Method::PUT) => {
+            write::update(app, target, headers, query, body, Part::Approval).await
+        }
+        ("approval", &Method::PATCH) => {
+            write::patch(app, target, headers, query, body, Part::Approval).await
         }
         ("scale", &Method::GET) => {
             let object = app.get_object(&key_of(target))?;

@@ -42,6 +42,9 @@ pub enum Part {
     Main,
     /// The `/status` subresource: only `status` changes.
     Status,
+    /// A CertificateSigningRequest's `/approval`: only its `Approved` and
+    /// `Denied` conditions change ([`crate::certificates`]).
+    Approval,
 }
 
 /// How a write's fields are recorded in `managedFields`.
@@ -99,6 +102,7 @@ pub fn subresource_of(part: Part) -> &'static str {
     match part {
         Part::Main => "",
         Part::Status => "status",
+        Part::Approval => "approval",
     }
 }
 
@@ -126,11 +130,22 @@ fn decode_request(
 pub async fn create(
     app: &App,
     target: &Target,
+    caller: Option<&api::user::UserInfo>,
     headers: &HeaderMap,
     query: Option<&str>,
     body: &[u8],
 ) -> Result<Response, StatusError> {
-    let (opts, Decoded { object, warnings }) = decode_request(target, headers, query, body)?;
+    let (
+        opts,
+        Decoded {
+            mut object,
+            warnings,
+        },
+    ) = decode_request(target, headers, query, body)?;
+    if crate::certificates::is_csr(target.resource) {
+        let caller = caller.ok_or_else(crate::authn::unauthorized)?;
+        crate::certificates::prepare_for_create(&mut object, caller)?;
+    }
     let fields = Fields::of_request(&opts, headers, "")?;
     let created = create_object(
         app,
@@ -468,6 +483,9 @@ where
         };
 
         let mut new = merge_part(resource, part, &current, proposed);
+        if crate::certificates::is_csr(resource) {
+            crate::certificates::prepare_for_update(part, &current, &mut new);
+        }
         // Name and namespace come from the URL; a body may leave them out.
         new["metadata"]["name"] = Value::String(key.name.clone());
         if resource.namespaced {
@@ -481,7 +499,7 @@ where
         }
         let allocation = match part {
             Part::Main => allocate(app, resource, &mut new, Some(&current))?,
-            Part::Status => None,
+            Part::Status | Part::Approval => None,
         };
         let errors = crate::validation::validate(resource, &new, Some(&current));
         if !errors.is_empty() {
@@ -553,7 +571,7 @@ fn merge_part(resource: &ResourceType, part: Part, current: &Value, mut proposed
             proposed
         }
         Part::Main => proposed,
-        Part::Status => {
+        Part::Status | Part::Approval => {
             let mut merged = current.clone();
             match proposed.get("status") {
                 Some(status) => merged["status"] = status.clone(),

@@ -33,6 +33,7 @@ use crate::status::FieldError;
 
 mod apps;
 mod batch;
+mod certificates;
 mod cluster;
 mod configmap;
 mod endpoints;
@@ -71,6 +72,9 @@ pub fn validate(resource: &ResourceType, obj: &Value, old: Option<&Value>) -> Ve
             endpoints::validate_endpointslice(obj, old, &mut errs)
         }
         ("coordination.k8s.io", "Lease") => lease::validate(obj, &mut errs),
+        ("certificates.k8s.io", "CertificateSigningRequest") => {
+            certificates::validate(obj, old, &mut errs)
+        }
         ("rbac.authorization.k8s.io", "Role") => rbac::validate_role(obj, true, &mut errs),
         ("rbac.authorization.k8s.io", "ClusterRole") => rbac::validate_role(obj, false, &mut errs),
         ("rbac.authorization.k8s.io", "RoleBinding") => {
