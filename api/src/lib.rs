@@ -30,6 +30,8 @@
 //!   gives its callers (`system:masters`, `system:node:<name>`, ...).
 //! - [`pki`]: the cluster CA and the certificates it signs, as kubeadm
 //!   makes them, and kubeconfigs that carry them.
+//! - [`bootstraptoken`]: the tokens joining nodes authenticate with, and
+//!   their Secret.
 //! - [`certificates`]: CertificateSigningRequests: signer names, conditions,
 //!   reading and making PKCS#10 requests.
 //! - `tls` (feature `tls-server`): serving HTTPS and knowing the client's
@@ -42,6 +44,7 @@
 
 pub use k8s_openapi as k8s;
 
+pub mod bootstraptoken;
 pub mod certificates;
 pub mod cidr;
 pub mod cronjob;

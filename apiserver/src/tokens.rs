@@ -154,15 +154,7 @@ pub type Tokens = Option<Arc<ServiceAccountTokens>>;
 
 /// `abcdef.0123456789abcdef`: a bootstrap token's form.
 pub fn is_bootstrap_token(token: &str) -> bool {
-    let Some((id, secret)) = token.split_once('.') else {
-        return false;
-    };
-    let lower = |s: &str, n: usize| {
-        s.len() == n
-            && s.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-    };
-    lower(id, 6) && lower(secret, 16)
+    api::bootstraptoken::is_token(token)
 }
 
 /// The caller a bootstrap token names, if kube-system holds it, unexpired
@@ -177,9 +169,9 @@ pub fn authenticate_bootstrap(
     let object = store.get(&ObjectKey::new(
         secrets,
         Some("kube-system"),
-        &format!("bootstrap-token-{id}"),
+        &format!("{}{id}", api::bootstraptoken::SECRET_PREFIX),
     ))?;
-    if object["type"] != "bootstrap.kubernetes.io/token" {
+    if object["type"] != api::bootstraptoken::SECRET_TYPE {
         return None;
     }
     let field = |name: &str| -> Option<String> {

@@ -60,6 +60,14 @@ struct Args {
     /// `node-role.kubernetes.io/control-plane:NoSchedule`).
     #[arg(long, default_value = "")]
     register_with_taints: String,
+    /// The cluster's Pod range (the controller's --cluster-cidr): routes
+    /// into it are this agent's to manage.
+    #[arg(long, default_value = "10.244.0.0/16")]
+    cluster_cidr: ipnet::Ipv4Net,
+    /// The Service range (the apiserver's --service-cluster-ip-range),
+    /// routed onto cni0.
+    #[arg(long, default_value = "10.96.0.0/12")]
+    service_cidr: ipnet::Ipv4Net,
     /// The cluster DNS Service's IP, for Pods' resolv.conf.
     #[arg(long, default_value_t = nodeagent::DEFAULT_CLUSTER_DNS)]
     cluster_dns: Ipv4Addr,
@@ -172,6 +180,8 @@ async fn agent() -> anyhow::Result<()> {
     settings.register_with_taints = nodeagent::node::parse_taints(&args.register_with_taints)
         .map_err(|e| anyhow::anyhow!("--register-with-taints: {e}"))?;
     settings.cluster_dns = args.cluster_dns;
+    settings.cluster_cidr = args.cluster_cidr;
+    settings.service_cidr = args.service_cidr;
     settings.cluster_domain = args.cluster_domain;
     nodeagent::run(client, settings).await
 }

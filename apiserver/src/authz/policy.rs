@@ -61,11 +61,15 @@ pub fn node_rules() -> Vec<Value> {
         rule(&[""], &["services", "endpoints"], READ),
         rule(&["discovery.k8s.io"], &["endpointslices"], READ),
         rule(&[""], &["namespaces"], READ),
-        // Its own Node object, and its status.
+        // Its own Node object, and its status. (kube-lite: also deleting
+        // it, when `kubeadm-lite reset` takes the node out of the cluster;
+        // NodeRestriction keeps that to its own.)
         rule(
             &[""],
             &["nodes"],
-            &["create", "get", "list", "watch", "update", "patch"],
+            &[
+                "create", "get", "list", "watch", "update", "patch", "delete",
+            ],
         ),
         rule(&[""], &["nodes/status"], &["update", "patch"]),
         rule(&[""], &["events"], &["create", "update", "patch"]),
