@@ -83,6 +83,19 @@ pub fn generate_name(prefix: &str) -> String {
 
 /// Validates a DNS-1123 subdomain: lowercase alphanumeric labels joined by
 /// dots, at most 253 characters (`ngx-dep`, `example.com`).
+/// apimachinery's `IsValidPathSegmentName`: what RBAC object names must
+/// be (they may hold colons: `system:node`, `kubeadm:kubelet-bootstrap`).
+pub fn is_path_segment_name(value: &str) -> Vec<String> {
+    if value == "." || value == ".." {
+        return vec![format!("may not be '{value}'")];
+    }
+    ["/", "%"]
+        .iter()
+        .filter(|bad| value.contains(*bad))
+        .map(|bad| format!("may not contain '{bad}'"))
+        .collect()
+}
+
 pub fn is_dns1123_subdomain(value: &str) -> Vec<String> {
     let mut errs = Vec::new();
     if value.len() > DNS1123_SUBDOMAIN_MAX_LENGTH {

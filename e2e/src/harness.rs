@@ -32,6 +32,13 @@ pub fn bin_dir() -> PathBuf {
 /// Builds the workspace's binaries when one of `binaries` is missing:
 /// cargo only builds the binaries of the package under test.
 pub fn ensure_built(binaries: &[&str]) {
+    // The lab (`e2e`) builds its cluster with kubeadm-lite.
+    let lab = ["kubeadm-lite"];
+    let binaries: Vec<&str> = if binaries.contains(&"e2e") {
+        binaries.iter().chain(lab.iter()).copied().collect()
+    } else {
+        binaries.to_vec()
+    };
     static BUILD: Mutex<()> = Mutex::new(());
     let _one_build_at_a_time = BUILD.lock().unwrap_or_else(|e| e.into_inner());
     if binaries.iter().any(|b| !bin_dir().join(b).exists()) {

@@ -4,7 +4,6 @@
 //! sudo e2e up --workers 2        # kl-master + kl-worker1..2 on kl-lan0
 //! sudo e2e status
 //! sudo e2e down
-//! e2e pki --dir vm-pki --master-ip 192.168.56.10 --nodes master=192.168.56.10,worker1=192.168.56.11
 //! ```
 //!
 //! The lab itself - what the namespaces, links and processes are and why -
@@ -48,21 +47,6 @@ enum LabCommand {
         #[arg(long, default_value = ".lab")]
         dir: PathBuf,
     },
-    /// Make a cluster's certificates and kubeconfigs for VMs (what the lab
-    /// makes for itself), until kubeadm-lite does it on the VMs: DIR/pki
-    /// (CA, apiserver), DIR/kubeconfig (admin), DIR/kl-master/controller.conf,
-    /// DIR/<node>/nodeagent.conf. Existing files are kept.
-    Pki {
-        #[arg(long)]
-        dir: PathBuf,
-        /// The master's address: the apiserver's URL and certificate.
-        #[arg(long)]
-        master_ip: std::net::Ipv4Addr,
-        /// The nodes as NAME=IP, comma-separated (a node agent kubeconfig
-        /// and a kubelet-port certificate each).
-        #[arg(long, value_delimiter = ',', required = true, value_parser = node_and_ip)]
-        nodes: Vec<(String, std::net::Ipv4Addr)>,
-    },
 }
 
 /// How long a command waits for another lab user (a test run) to finish.
@@ -100,32 +84,8 @@ fn main() -> anyhow::Result<()> {
         LabCommand::Status { dir } => {
             println!("{}", lab::status(&absolute(dir)?)?);
         }
-        LabCommand::Pki {
-            dir,
-            master_ip,
-            nodes,
-        } => {
-            let dir = absolute(dir)?;
-            let server = format!("https://{master_ip}:{}", lab::APISERVER_PORT);
-            e2e::pki::ensure(&dir, &server, master_ip, lab::KUBERNETES_SERVICE_IP, &nodes)?;
-            println!(
-                "Certificates and kubeconfigs for {server} are in {}.",
-                dir.display()
-            );
-        }
     }
     Ok(())
-}
-
-/// `worker1=192.168.56.11`.
-fn node_and_ip(text: &str) -> Result<(String, std::net::Ipv4Addr), String> {
-    let (name, ip) = text
-        .split_once('=')
-        .ok_or_else(|| format!("{text:?}: expected NAME=IP, like worker1=192.168.56.11"))?;
-    let ip = ip
-        .parse()
-        .map_err(|e| format!("{text:?}: {ip:?} is not an IPv4 address: {e}"))?;
-    Ok((name.to_string(), ip))
 }
 
 /// The components run with their own working directory semantics, so every

@@ -22,7 +22,7 @@ fn require_root() {
 }
 
 fn lab_options(dir: &Path, workers: usize) -> LabOptions {
-    ensure_built(&["apiserver", "controller", "e2e"]);
+    ensure_built(&["apiserver", "controller", "nodeagent", "e2e"]);
     LabOptions {
         workers,
         dir: dir.to_path_buf(),

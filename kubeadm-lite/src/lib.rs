@@ -68,7 +68,7 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    #[error("{what}: {source}")]
+    #[error("{what}: {}", api_message(.source))]
     Api {
         what: String,
         #[source]
@@ -119,6 +119,14 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What the apiserver said (its Status message), or the client's error.
+pub fn api_message(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => format!("{} ({})", status.message, status.code),
+        other => other.to_string(),
+    }
+}
 
 /// Where the kube-lite binaries are: next to this one, unless told.
 pub fn default_bin_dir() -> PathBuf {

@@ -245,12 +245,8 @@ fn endpoint_and_ca(text: &str) -> Result<(String, String), Error> {
 async fn main() {
     let cli = Cli::parse();
     if let Err(error) = run(cli).await {
+        // Every message is whole: the causes are in it already.
         eprintln!("error: {error}");
-        let mut source = std::error::Error::source(&error);
-        while let Some(cause) = source {
-            eprintln!("  caused by: {cause}");
-            source = cause.source();
-        }
         std::process::exit(1);
     }
 }

@@ -27,6 +27,7 @@ fn name_check(resource: &ResourceType) -> fn(&str) -> Vec<String> {
     match (resource.group, resource.kind) {
         ("", "Service") => names::is_dns1035_label,
         ("", "Namespace") => names::is_dns1123_label,
+        ("rbac.authorization.k8s.io", _) => names::is_path_segment_name,
         _ => names::is_dns1123_subdomain,
     }
 }

@@ -47,6 +47,9 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
 
+use kubeadm_lite::layout::Layout;
+use kubeadm_lite::{WAITING_FOR_CONTROL_PLANE, WAITING_FOR_NODE};
+
 mod down;
 mod guard;
 mod ip;
@@ -84,7 +87,7 @@ pub const LOCK_PATH: &str = "/run/kube-lite-lab.lock";
 pub const MAX_WORKERS: usize = 99;
 /// The component binaries the lab runs; processes found in a lab
 /// namespace are ended only if their executable is one of these.
-pub const LAB_BINARIES: &[&str] = &["apiserver", "controller", "nodeagent"];
+pub const LAB_BINARIES: &[&str] = &["apiserver", "controller", "nodeagent", "kubeadm-lite"];
 
 /// Every Pod network namespace a node agent makes is named
 /// `kl-pod-<node name>-<8 hex digits>` (nodeagent's `network` module).
@@ -117,8 +120,12 @@ pub enum LabError {
     MissingBinary { binary: String, dir: PathBuf },
     #[error("the lab takes 0 to {MAX_WORKERS} workers, not {0}")]
     Workers(usize),
-    #[error("the lab's certificates: {0}")]
-    Pki(String),
+    #[error("kubeadm-lite on {node} failed (log {log}):\n{message}")]
+    Kubeadm {
+        node: String,
+        message: String,
+        log: PathBuf,
+    },
     #[error("a client from {path}: {error}")]
     Client { path: PathBuf, error: String },
     #[error("the apiserver did not answer {url}/readyz within {timeout:?}; last log lines of {log}:\n{tail}")]

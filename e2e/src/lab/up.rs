@@ -4,14 +4,16 @@
 
 use super::*;
 
-/// Makes the lab exist: bridge, routes, one namespace per node, the
-/// control plane, the node agents, the kubeconfig. What already exists
-/// and is right is left alone, so running it twice gives the same lab.
+/// Makes the lab exist: bridge, routes, one namespace per node, then the
+/// cluster as on VMs - `kubeadm-lite init` on kl-master and the join
+/// command it prints on each worker (with `--no-systemd`: the lab starts
+/// the units' commands itself). What already exists and is right is left
+/// alone, so running it twice gives the same lab.
 pub fn up(options: &LabOptions) -> Result<(), LabError> {
     if options.workers > MAX_WORKERS {
         return Err(LabError::Workers(options.workers));
     }
-    for binary in ["apiserver", "controller"] {
+    for binary in ["apiserver", "controller", "nodeagent", "kubeadm-lite"] {
         if !options.bin_dir.join(binary).exists() {
             return Err(LabError::MissingBinary {
                 binary: binary.into(),
@@ -23,20 +25,212 @@ pub fn up(options: &LabOptions) -> Result<(), LabError> {
     for node in Node::all(options.workers) {
         vm(&node)?;
     }
-    let names: Vec<(String, Ipv4Addr)> = Node::all(options.workers)
-        .into_iter()
-        .map(|n| (n.name, n.lan_ip))
+    let mut nodes = Node::all(options.workers).into_iter();
+    let master = nodes.next().expect("the lab has a master");
+    let mut join_command = None;
+    if !node_layout(&options.dir, &master).admin_conf().exists() {
+        let output = kubeadm(
+            options,
+            &master,
+            &init_args(options),
+            WAITING_FOR_CONTROL_PLANE,
+        )?;
+        join_command = output
+            .into_iter()
+            .find(|line| line.starts_with("kubeadm-lite join "));
+    }
+    start_units(options, &master)?;
+    wait_apiserver_ready(&options.dir)?;
+    let admin = node_layout(&options.dir, &master).admin_conf();
+    std::fs::copy(&admin, kubeconfig_path(&options.dir))
+        .map_err(io_error(format!("copying {}", admin.display())))?;
+    for worker in nodes {
+        if !node_layout(&options.dir, &worker).nodeagent_conf().exists() {
+            let command = match &join_command {
+                Some(command) => command.clone(),
+                None => {
+                    let made = new_join_command(options, &master)?;
+                    join_command = Some(made.clone());
+                    made
+                }
+            };
+            let args = join_args(options, &worker, &command);
+            kubeadm(options, &worker, &args, WAITING_FOR_NODE)?;
+        }
+        start_units(options, &worker)?;
+    }
+    Ok(())
+}
+
+/// A node's "disk": `DIR/<node name>`, laid out as a VM's root.
+pub fn node_layout(dir: &Path, node: &Node) -> Layout {
+    Layout::new(dir.join(&node.name))
+}
+
+/// `kubeadm-lite init` for kl-master.
+fn init_args(options: &LabOptions) -> Vec<String> {
+    let master = Node::all(0).remove(0);
+    [
+        "init",
+        "--node-ip",
+        &master.lan_ip.to_string(),
+        "--node-name",
+        &master.name,
+        "--pod-network-cidr",
+        POD_CIDR,
+        "--service-cidr",
+        SERVICE_CIDR,
+        "--root",
+        &options.dir.join(&master.name).display().to_string(),
+        "--bin-dir",
+        &options.bin_dir.display().to_string(),
+        "--no-systemd",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect()
+}
+
+/// The printed join command, as printed, and what a lab VM adds: its name
+/// (the namespaces share the machine's host name), its disk, where the
+/// binaries are, and no systemd.
+fn join_args(options: &LabOptions, worker: &Node, command: &str) -> Vec<String> {
+    let mut args: Vec<String> = command
+        .split_whitespace()
+        .skip(1) // "kubeadm-lite"
+        .map(String::from)
         .collect();
-    crate::pki::ensure(
-        &options.dir,
-        &apiserver_url(),
-        MASTER_IP,
-        KUBERNETES_SERVICE_IP,
-        &names,
+    args.extend([
+        "--node-name".into(),
+        worker.name.clone(),
+        "--root".into(),
+        options.dir.join(&worker.name).display().to_string(),
+        "--bin-dir".into(),
+        options.bin_dir.display().to_string(),
+        "--no-systemd".into(),
+    ]);
+    args
+}
+
+/// A join command made on the master (`kubeadm-lite token create
+/// --print-join-command`), for workers added to a lab that is up.
+fn new_join_command(options: &LabOptions, master: &Node) -> Result<String, LabError> {
+    let root = options.dir.join(&master.name).display().to_string();
+    let output = kubeadm(
+        options,
+        master,
+        &[
+            "token".into(),
+            "create".into(),
+            "--print-join-command".into(),
+            "--root".into(),
+            root,
+        ],
+        "",
     )?;
-    control_plane(options)?;
-    for node in Node::all(options.workers) {
-        start_node_agent(options, &node)?;
+    output
+        .into_iter()
+        .find(|line| line.starts_with("kubeadm-lite join "))
+        .ok_or_else(|| LabError::Kubeadm {
+            node: master.name.clone(),
+            message: "`token create --print-join-command` printed no join command".into(),
+            log: log_file(&options.dir, &format!("kubeadm-{}", master.name)),
+        })
+}
+
+/// Runs `kubeadm-lite ARGS` inside `node`'s network namespace, its output
+/// into `DIR/logs/kubeadm-<node>.log` and on the lab's stderr. When a line
+/// starts with `marker`, the node's units are started (what systemd would
+/// do). Returns the output's lines.
+fn kubeadm(
+    options: &LabOptions,
+    node: &Node,
+    args: &[String],
+    marker: &str,
+) -> Result<Vec<String>, LabError> {
+    use std::io::{BufRead as _, Write as _};
+    for sub in ["logs", "pids"] {
+        let d = options.dir.join(sub);
+        std::fs::create_dir_all(&d).map_err(io_error(format!("creating {}", d.display())))?;
+    }
+    let log_path = log_file(&options.dir, &format!("kubeadm-{}", node.name));
+    let mut log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(io_error(format!("opening {}", log_path.display())))?;
+    let stderr = log
+        .try_clone()
+        .map_err(io_error(format!("opening {}", log_path.display())))?;
+    let mut command = Command::new(options.bin_dir.join("kubeadm-lite"));
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr);
+    enter_netns(&mut command, &node.netns())?;
+    eprintln!("lab: {}: kubeadm-lite {}", node.name, args.join(" "));
+    let mut child = command.spawn().map_err(io_error(format!(
+        "starting kubeadm-lite in {}",
+        node.netns()
+    )))?;
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = vec![];
+    for line in std::io::BufReader::new(stdout).lines() {
+        let Ok(line) = line else { break };
+        let _ = writeln!(log, "{line}");
+        eprintln!("lab: {}: {line}", node.name);
+        if !marker.is_empty() && line.starts_with(marker) {
+            start_units(options, node)?;
+        }
+        lines.push(line);
+    }
+    let status = child.wait().map_err(io_error(format!(
+        "waiting for kubeadm-lite in {}",
+        node.netns()
+    )))?;
+    if status.success() {
+        Ok(lines)
+    } else {
+        Err(LabError::Kubeadm {
+            node: node.name.clone(),
+            message: log_tail(&log_path, 5),
+            log: log_path,
+        })
+    }
+}
+
+/// Starts what `node`'s units would run, from their files (as systemd
+/// does at boot): the apiserver and controller on the master, the node
+/// agent everywhere. Already running ones are left alone.
+pub fn start_units(options: &LabOptions, node: &Node) -> Result<(), LabError> {
+    let layout = node_layout(&options.dir, node);
+    for component in ["apiserver", "controller", "nodeagent"] {
+        let unit = layout.unit(component);
+        if !unit.exists() {
+            continue;
+        }
+        let mut command =
+            kubeadm_lite::units::exec_start(&unit).map_err(|e| LabError::Kubeadm {
+                node: node.name.clone(),
+                message: e.to_string(),
+                log: unit.clone(),
+            })?;
+        let program = PathBuf::from(command.remove(0));
+        let name = if component == "nodeagent" {
+            format!("nodeagent-{}", node.name)
+        } else {
+            component.to_string()
+        };
+        ensure_running(
+            options,
+            &Component {
+                name,
+                program,
+                netns: node.netns(),
+                args: command,
+            },
+        )?;
     }
     Ok(())
 }
@@ -189,122 +383,12 @@ pub(super) fn node_kernel_settings(ns: &str) -> Result<(), LabError> {
 
 /// A process the lab runs inside a node namespace.
 pub(super) struct Component {
-    /// Names its log and PID files: `apiserver`, `nodeagent-worker1`.
+    /// Names its log and PID files: `apiserver`, `nodeagent-kl-worker1`.
     name: String,
-    binary: &'static str,
+    /// The program, as the unit names it.
+    program: PathBuf,
     netns: String,
     args: Vec<String>,
-}
-
-/// The apiserver and the controller in `kl-master`.
-pub(super) fn control_plane(options: &LabOptions) -> Result<(), LabError> {
-    // Each VM's "disk" is DIR/<node name>/.
-    let data_dir = options.dir.join("kl-master/apiserver");
-    std::fs::create_dir_all(&data_dir)
-        .map_err(io_error(format!("creating {}", data_dir.display())))?;
-    let master = Node::all(0).remove(0);
-    let (cert, key) = crate::pki::apiserver_cert_paths(&options.dir);
-    let (sa_key, sa_pub) = crate::pki::service_account_key_paths(&options.dir);
-    let kubelet_client = crate::pki::apiserver_kubelet_client_paths(&options.dir);
-    let apiserver = Component {
-        name: "apiserver".into(),
-        binary: "apiserver",
-        netns: master.netns(),
-        args: vec![
-            "--listen".into(),
-            format!("{MASTER_IP}:{APISERVER_PORT}"),
-            "--data-dir".into(),
-            data_dir.display().to_string(),
-            "--service-cluster-ip-range".into(),
-            SERVICE_CIDR.into(),
-            "--tls-cert-file".into(),
-            cert.display().to_string(),
-            "--tls-private-key-file".into(),
-            key.display().to_string(),
-            "--client-ca-file".into(),
-            crate::pki::ca_cert_path(&options.dir).display().to_string(),
-            "--service-account-signing-key-file".into(),
-            sa_key.display().to_string(),
-            "--service-account-key-file".into(),
-            sa_pub.display().to_string(),
-            "--kubelet-client-certificate".into(),
-            kubelet_client.0.display().to_string(),
-            "--kubelet-client-key".into(),
-            kubelet_client.1.display().to_string(),
-            "--kubelet-certificate-authority".into(),
-            crate::pki::ca_cert_path(&options.dir).display().to_string(),
-        ],
-    };
-    ensure_running(options, &apiserver)?;
-    wait_apiserver_ready(&options.dir)?;
-    let controller = Component {
-        name: "controller".into(),
-        binary: "controller",
-        netns: master.netns(),
-        args: vec![
-            "--kubeconfig".into(),
-            crate::pki::controller_kubeconfig(&options.dir)
-                .display()
-                .to_string(),
-            "--cluster-cidr".into(),
-            POD_CIDR.into(),
-        ],
-    };
-    ensure_running(options, &controller)
-}
-
-/// Starts the node agent (kubelet + kube-proxy) of `node` inside its
-/// namespace, registering the node with its LAN address - never the NAT
-/// NIC's. Skipped while the `nodeagent` binary is not built.
-pub(super) fn start_node_agent(options: &LabOptions, node: &Node) -> Result<(), LabError> {
-    if !options.bin_dir.join("nodeagent").exists() {
-        eprintln!(
-            "lab: no nodeagent binary in {}: the node agent is not built yet, {} runs without one",
-            options.bin_dir.display(),
-            node.netns()
-        );
-        return Ok(());
-    }
-    let data_dir = options.dir.join(&node.name).join("nodeagent");
-    let (kubelet_cert, kubelet_key) = crate::pki::kubelet_cert_paths(&options.dir, &node.name);
-    std::fs::create_dir_all(&data_dir)
-        .map_err(io_error(format!("creating {}", data_dir.display())))?;
-    let mut agent = Component {
-        name: format!("nodeagent-{}", node.name),
-        binary: "nodeagent",
-        netns: node.netns(),
-        args: vec![
-            "--kubeconfig".into(),
-            crate::pki::node_kubeconfig(&options.dir, &node.name)
-                .display()
-                .to_string(),
-            "--node-name".into(),
-            node.name.clone(),
-            "--tls-cert-file".into(),
-            kubelet_cert.display().to_string(),
-            "--tls-private-key-file".into(),
-            kubelet_key.display().to_string(),
-            "--client-ca-file".into(),
-            crate::pki::ca_cert_path(&options.dir).display().to_string(),
-            "--node-ip".into(),
-            node.lan_ip.to_string(),
-            "--data-dir".into(),
-            data_dir.display().to_string(),
-        ],
-    };
-    if node.lan_ip == MASTER_IP {
-        // What kubeadm does to the control-plane node: labelled, and
-        // tainted so that ordinary Pods (the lesson's nginx) go to the
-        // workers. Its node agent still runs Service rules and answers
-        // NodePorts.
-        agent.args.extend([
-            "--node-labels".into(),
-            "node-role.kubernetes.io/control-plane=".into(),
-            "--register-with-taints".into(),
-            "node-role.kubernetes.io/control-plane:NoSchedule".into(),
-        ]);
-    }
-    ensure_running(options, &agent)
 }
 
 pub(super) fn pid_file(dir: &Path, component: &str) -> PathBuf {
@@ -327,7 +411,7 @@ pub fn recorded_pid(dir: &Path, component: &str) -> Option<i32> {
 /// Starts a component unless the PID file names a live process of the same
 /// binary (PIDs are reused: liveness alone is not enough).
 pub(super) fn ensure_running(options: &LabOptions, component: &Component) -> Result<(), LabError> {
-    let binary_path = options.bin_dir.join(component.binary);
+    let binary_path = component.program.clone();
     if let Some(pid) = recorded_pid(&options.dir, &component.name) {
         if runs_binary(pid, &binary_path) {
             return Ok(());
@@ -346,13 +430,6 @@ pub(super) fn ensure_running(options: &LabOptions, component: &Component) -> Res
     let log_for_stderr = log
         .try_clone()
         .map_err(io_error(format!("opening {}", log_path.display())))?;
-    // Enter only the node's *network* namespace. `ip netns exec` would also
-    // give the component a private copy of the mount table, and the network
-    // namespaces a node agent creates for its Pods (bind mounts under
-    // /run/netns) would then be invisible to everyone else - including the
-    // same node agent after a restart.
-    let netns_path = format!("/run/netns/{}", component.netns);
-    let netns = File::open(&netns_path).map_err(io_error(format!("opening {netns_path}")))?;
     let mut command = Command::new(&binary_path);
     command
         .args(&component.args)
@@ -363,18 +440,7 @@ pub(super) fn ensure_running(options: &LabOptions, component: &Component) -> Res
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_for_stderr);
-    // SAFETY: between fork and exec the child only makes two system calls
-    // (setsid, setns), both async-signal-safe, on a file descriptor opened
-    // before the fork. setsid gives the component its own session, so
-    // neither a terminal hangup nor a Ctrl-C sent to `e2e up` reaches it: it
-    // lives until `down`.
-    unsafe {
-        command.pre_exec(move || {
-            nix::unistd::setsid()?;
-            nix::sched::setns(&netns, nix::sched::CloneFlags::CLONE_NEWNET)?;
-            Ok(())
-        });
-    }
+    enter_netns(&mut command, &component.netns)?;
     let child = command.spawn().map_err(io_error(format!(
         "starting {} in {}",
         component.name, component.netns
@@ -389,6 +455,31 @@ pub(super) fn ensure_running(options: &LabOptions, component: &Component) -> Res
         child.id(),
         log_path.display()
     );
+    Ok(())
+}
+
+/// Makes `command` start in its own session inside the network namespace
+/// `netns`.
+///
+/// Only the *network* namespace: `ip netns exec` would also give the
+/// process a private copy of the mount table, and the network namespaces
+/// a node agent creates for its Pods (bind mounts under /run/netns) would
+/// then be invisible to everyone else - including the same node agent
+/// after a restart. The own session means neither a terminal hangup nor a
+/// Ctrl-C sent to `e2e up` reaches it: it lives until `down`.
+pub(super) fn enter_netns(command: &mut Command, netns: &str) -> Result<(), LabError> {
+    let netns_path = format!("/run/netns/{netns}");
+    let netns = File::open(&netns_path).map_err(io_error(format!("opening {netns_path}")))?;
+    // SAFETY: between fork and exec the child only makes two system calls
+    // (setsid, setns), both async-signal-safe, on a file descriptor opened
+    // before the fork.
+    unsafe {
+        command.pre_exec(move || {
+            nix::unistd::setsid()?;
+            nix::sched::setns(&netns, nix::sched::CloneFlags::CLONE_NEWNET)?;
+            Ok(())
+        });
+    }
     Ok(())
 }
 
@@ -416,7 +507,8 @@ pub(super) fn lab_binary_of(pid: i32) -> Option<&'static str> {
 /// namespace (the host), with a certificate the lab's CA (in `dir`)
 /// signed.
 pub fn apiserver_ready(dir: &Path) -> bool {
-    let Ok(ca) = std::fs::read_to_string(crate::pki::ca_cert_path(dir)) else {
+    let master = Node::all(0).remove(0);
+    let Ok(ca) = std::fs::read_to_string(node_layout(dir, &master).ca_cert()) else {
         return false;
     };
     crate::pki::https_ready(SocketAddr::from((MASTER_IP, APISERVER_PORT)), &ca)
