@@ -8,7 +8,8 @@
 //! Starts the release `apiserver` binary on a loopback port with a fresh
 //! data directory, and measures, in one run:
 //! 1. raw sled insert+flush (1 and 16 threads), the ceiling for durable writes;
-//! 2. Service creates over HTTP with 16 concurrent clients;
+//! 2. Service creates over HTTP with 16 concurrent clients, and what
+//!    fsync before acknowledging costs (against `--unsafe-skip-fsync`);
 //! 3. LIST of 10,000 Services rendered as a Table (what `kubectl get svc -A` asks);
 //! 4. watch delivery latency on an idle server.
 //!
@@ -121,6 +122,21 @@ async fn main() {
         list_ms[list_ms.len() - 1]
     );
 
+    // 2b. What fsync costs (issue 13): the same creates on a server that
+    // acknowledges after sled's flush only, and one client at a time
+    // (no group commit to share the fsync) on both.
+    let one_client = creates(&http, &base, 1, 500, "one").await;
+    let (nosync_base, _nosync_server, _nosync_dir) =
+        start_plain(&apiserver, &["--unsafe-skip-fsync"]).await;
+    let nosync_16 = creates(&http, &nosync_base, CLIENTS, CREATES, "svc").await;
+    let nosync_1 = creates(&http, &nosync_base, 1, 500, "one").await;
+    println!(
+        "fsync before acknowledging: {CLIENTS} clients {creates_per_s:.0} vs {nosync_16:.0} creates/s without ({:.2}x); \
+         1 client {one_client:.0} vs {nosync_1:.0} creates/s ({:.2}x)",
+        creates_per_s / nosync_16,
+        one_client / nosync_1
+    );
+
     // 3b. The same over HTTPS with a client certificate (issue 11), in
     // this run: what TLS costs.
     let (tls_base, tls_http, _tls_server, _tls_dir) = start_tls(&apiserver).await;
@@ -180,25 +196,70 @@ async fn main() {
     );
 }
 
+/// A plain-HTTP apiserver on a loopback port with `extra` flags and a
+/// fresh data directory, ready.
+async fn start_plain(
+    apiserver: &std::path::Path,
+    extra: &[&str],
+) -> (String, Server, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = Server(
+        Command::new(apiserver)
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .arg(dir.path())
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while http.get(format!("{base}/readyz")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "apiserver did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (base, server, dir)
+}
+
 /// 10,000 durable Service creates from 16 clients, then 10 LISTs of them
 /// as a Table: creates per second, and the LIST times (ms, sorted).
 async fn creates_and_lists(http: &reqwest::Client, base: &str) -> (f64, Vec<f64>) {
-    // Durable creates, 16 clients.
+    let creates_per_s = creates(http, base, CLIENTS, CREATES, "svc").await;
+    (creates_per_s, lists(http, base).await)
+}
+
+/// `count` Service creates from `clients` concurrent clients (names
+/// `<prefix>-<i>`): creates per second.
+async fn creates(
+    http: &reqwest::Client,
+    base: &str,
+    clients: usize,
+    count: usize,
+    prefix: &str,
+) -> f64 {
     let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..CLIENTS {
+    for _ in 0..clients {
+        let prefix = prefix.to_string();
         let http = http.clone();
         let base = base.to_string();
         let next = next.clone();
         tasks.push(tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= CREATES {
+                if i >= count {
                     break;
                 }
                 let svc = json!({"apiVersion": "v1", "kind": "Service",
-                    "metadata": {"name": format!("svc-{i}"), "labels": {"app": "bench"}},
+                    "metadata": {"name": format!("{prefix}-{i}"), "labels": {"app": "bench"}},
                     "spec": {"selector": {"app": format!("a{i}")}, "ports": [{"port": 80, "targetPort": 8080}]}});
                 let r = http
                     .post(format!("{base}/api/v1/namespaces/default/services"))
@@ -213,9 +274,11 @@ async fn creates_and_lists(http: &reqwest::Client, base: &str) -> (f64, Vec<f64>
     for t in tasks {
         t.await.unwrap();
     }
-    let creates_per_s = CREATES as f64 / start.elapsed().as_secs_f64();
+    count as f64 / start.elapsed().as_secs_f64()
+}
 
-    // LIST 10,000 Services as a Table.
+/// 10 LISTs of every Service as a Table: the times (ms, sorted).
+async fn lists(http: &reqwest::Client, base: &str) -> Vec<f64> {
     let mut list_ms = Vec::new();
     for _ in 0..10 {
         let start = Instant::now();
@@ -235,7 +298,7 @@ async fn creates_and_lists(http: &reqwest::Client, base: &str) -> (f64, Vec<f64>
         assert!(body.len() > CREATES * 100);
     }
     list_ms.sort_by(f64::total_cmp);
-    (creates_per_s, list_ms)
+    list_ms
 }
 
 /// A second apiserver, serving HTTPS with a CA of its own, and a client

@@ -36,6 +36,7 @@ pub mod certificates;
 pub mod clusterip;
 pub mod defaults;
 pub mod discovery;
+pub mod durability;
 pub mod fieldmanager;
 pub mod gotypes;
 pub mod jobs;
@@ -67,6 +68,9 @@ pub struct Config {
     pub service_node_port_range: String,
     /// How many events watches can resume from (`--watch-history`).
     pub watch_history: usize,
+    /// Whether writes are fsynced before they are acknowledged (always,
+    /// but for the benchmark that measures what it costs).
+    pub storage_fsync: bool,
     /// The key that signs ServiceAccount tokens, its public half (PEM) and
     /// the issuer; None: a key made at start (tokens die with the process).
     pub service_account_keys: Option<(String, String)>,
@@ -105,7 +109,8 @@ pub async fn build(config: &Config, listening: SocketAddr) -> anyhow::Result<axu
     use anyhow::Context as _;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
-    let store = storage::Store::open(&config.data_dir, config.watch_history)?;
+    let store =
+        storage::Store::open_with(&config.data_dir, config.watch_history, config.storage_fsync)?;
     let services = services::ServiceAllocations::new(
         &config.service_cluster_ip_range,
         &config.service_node_port_range,

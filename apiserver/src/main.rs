@@ -66,6 +66,10 @@ struct Args {
     /// resourceVersions get 410 Gone.
     #[arg(long, default_value_t = apiserver::storage::DEFAULT_HISTORY_LEN)]
     watch_history: usize,
+    /// Acknowledge writes before they are fsynced. For the benchmark that
+    /// measures what fsync costs only: a power cut can lose such writes.
+    #[arg(long)]
+    unsafe_skip_fsync: bool,
 }
 
 #[tokio::main]
@@ -125,6 +129,7 @@ async fn main() -> anyhow::Result<()> {
             service_cluster_ip_range: args.service_cluster_ip_range,
             service_node_port_range: args.service_node_port_range,
             watch_history: args.watch_history,
+            storage_fsync: !args.unsafe_skip_fsync,
             advertise_address: args.advertise_address,
             service_account_keys,
             kubelet_client,

@@ -365,8 +365,19 @@ pub struct Store {
 
 impl Store {
     /// Opens (or creates) the database in `dir` and loads every object into
-    /// the cache.
+    /// the cache. Writes are acknowledged once fsynced ([`crate::durability`]).
     pub fn open(dir: &Path, history_len: usize) -> Result<Arc<Store>, StorageError> {
+        Store::open_with(dir, history_len, true)
+    }
+
+    /// [`Store::open`], choosing whether writes are fsynced before they are
+    /// acknowledged (`fsync: false` only measures what fsync costs: a power
+    /// cut may then lose acknowledged writes).
+    pub fn open_with(
+        dir: &Path,
+        history_len: usize,
+        fsync: bool,
+    ) -> Result<Arc<Store>, StorageError> {
         let db = sled::Config::new()
             .path(dir)
             // sled would flush every 500 ms on its own; we flush explicitly
@@ -422,9 +433,18 @@ impl Store {
         // further behind catches up from the history.
         let (events, _) = broadcast::channel(4096);
         let (writes, queue) = mpsc::channel();
+        let disk_sync = if fsync {
+            Some(std::sync::Mutex::new(
+                crate::durability::DiskSync::open(dir)
+                    .map_err(|e| StorageError::Sled(sled::Error::Io(e)))?,
+            ))
+        } else {
+            None
+        };
         let writer = Writer {
             db,
             tree,
+            disk_sync,
             state: state.clone(),
             events: events.clone(),
         };
@@ -482,6 +502,8 @@ impl Store {
 struct Writer {
     db: sled::Db,
     tree: sled::Tree,
+    /// None: sled's flush only (benchmarks).
+    disk_sync: Option<std::sync::Mutex<crate::durability::DiskSync>>,
     state: Arc<RwLock<State>>,
     events: broadcast::Sender<Arc<Event>>,
 }
@@ -573,13 +595,21 @@ impl Writer {
             }
         }
         batch.insert(RV_KEY, resource_version.to_string().as_bytes());
+        let failed = |e: &dyn std::fmt::Display| {
+            tracing::error!(error = %e, "storage write failed");
+            StatusError::internal(format!("storage write failed: {e}"))
+        };
         self.tree
             .apply_batch(batch)
             .and_then(|_| self.db.flush().map(|_| ()))
-            .map_err(|e| {
-                tracing::error!(error = %e, "storage write failed");
-                StatusError::internal(format!("storage write failed: {e}"))
-            })
+            .map_err(|e| failed(&e))?;
+        if let Some(sync) = &self.disk_sync {
+            sync.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .sync()
+                .map_err(|e| failed(&e))?;
+        }
+        Ok(())
     }
 }
 

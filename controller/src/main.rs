@@ -109,12 +109,18 @@ async fn main() -> anyhow::Result<()> {
         leader_lease_duration: Duration::from_secs(args.leader_lease_duration),
         ..Default::default()
     };
-    // Wait to be the leader, then run; losing the lease ends the process
-    // (a restart competes again), as kube-controller-manager does.
-    let leader = controller::leaderelection::acquire(client.clone(), &settings).await?;
-    let ctx = controller::Context::new(client, settings);
-    tokio::select! {
-        r = controller::run(ctx) => r,
-        lost = leader.lost() => Err(anyhow::anyhow!("lost leadership: {lost}")),
+    // Wait to be the leader, then run. Losing the lease (another
+    // controller took it, or the apiserver was gone longer than the lease:
+    // a master reboot) stops every loop and campaigns again, as
+    // kube-controller-manager's leader election does without exiting.
+    loop {
+        let leader = controller::leaderelection::acquire(client.clone(), &settings).await?;
+        let ctx = controller::Context::new(client.clone(), settings.clone());
+        tokio::select! {
+            r = controller::run(ctx) => return r,
+            lost = leader.lost() => {
+                tracing::warn!(reason = %lost, "lost leadership: stopping the controllers, campaigning again");
+            }
+        }
     }
 }

@@ -417,6 +417,35 @@ pub async fn register(
     post_status(&nodes, node, machine, current.status.as_ref()).await
 }
 
+/// The longest pause between two registration attempts.
+const REGISTER_BACKOFF_MAX: Duration = Duration::from_secs(16);
+
+/// [`register`], tried again with back-off until it works: after a reboot
+/// the node agent often starts before the apiserver (on the master, next
+/// to it; on a worker, while the master is still booting), and must wait
+/// for it rather than exit (the kubelet does the same).
+pub async fn register_until_done(
+    client: &kube::Client,
+    node: &NodeIdentity,
+    machine: &Machine,
+) -> Node {
+    let mut pause = Duration::from_millis(500);
+    loop {
+        match register(client, node, machine).await {
+            Ok(registered) => return registered,
+            Err(e) => {
+                tracing::warn!(
+                    error = %e,
+                    retry_in = ?pause,
+                    "waiting for the apiserver to register the Node"
+                );
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(REGISTER_BACKOFF_MAX);
+            }
+        }
+    }
+}
+
 /// Posts the node's status, computed against `previous`.
 async fn post_status(
     nodes: &Api<Node>,
@@ -510,7 +539,7 @@ pub async fn run(
     pod_cidr: watch::Sender<Option<PodCidr>>,
 ) -> Result<(), NodeError> {
     let nodes: Api<Node> = Api::all(client.clone());
-    let mut current = register(&client, &node, &machine).await?;
+    let mut current = register_until_done(&client, &node, &machine).await;
     publish_pod_cidr(&current, &pod_cidr);
     let mut last_post = tokio::time::Instant::now();
     // A status the Node no longer shows (someone changed it) is posted
@@ -540,7 +569,7 @@ pub async fn run(
                         }
                         Err(NodeError::Api { source: kube::Error::Api(s), .. }) if s.code == 404 => {
                             tracing::warn!(node = %node.name, "the Node was deleted: registering again");
-                            current = register(&client, &node, &machine).await?;
+                            current = register_until_done(&client, &node, &machine).await;
                             last_post = tokio::time::Instant::now();
                         }
                         Err(e) => tracing::warn!(error = %e, "node status post failed; retrying at the next tick"),
