@@ -3,6 +3,7 @@
 //! ```text
 //! sudo e2e up --workers 2        # kl-master + kl-worker1..2 on kl-lan0
 //! sudo e2e status
+//! sudo e2e reboot kl-worker1   # what a VM reboot does, then its units start
 //! sudo e2e down
 //! ```
 //!
@@ -42,6 +43,14 @@ enum LabCommand {
         #[arg(long, default_value = ".lab")]
         dir: PathBuf,
     },
+    /// Do to a lab node what a reboot does (kill every process, lose what
+    /// lived in memory, keep its disk), then start it as its units would.
+    Reboot {
+        /// The node: kl-master, kl-worker1, ...
+        node: String,
+        #[arg(long, default_value = ".lab")]
+        dir: PathBuf,
+    },
     /// Show the namespaces, addresses, components and apiserver health.
     Status {
         #[arg(long, default_value = ".lab")]
@@ -57,11 +66,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         LabCommand::Up { workers, dir } => {
             let _lock = lab::LabLock::acquire(LOCK_WAIT)?;
-            let bin_dir = std::env::current_exe()
-                .context("finding the e2e executable")?
-                .parent()
-                .context("the e2e executable has no directory")?
-                .to_path_buf();
+            let bin_dir = bin_dir()?;
             let dir = absolute(dir)?;
             let options = lab::LabOptions {
                 workers,
@@ -81,11 +86,30 @@ fn main() -> anyhow::Result<()> {
             lab::down(&absolute(dir)?).context("tearing the lab down")?;
             println!("The lab is down.");
         }
+        LabCommand::Reboot { node, dir } => {
+            let _lock = lab::LabLock::acquire(LOCK_WAIT)?;
+            let options = lab::LabOptions {
+                workers: 0,
+                dir: absolute(dir)?,
+                bin_dir: bin_dir()?,
+            };
+            lab::reboot(&options, &node).with_context(|| format!("rebooting {node}"))?;
+            println!("{node} rebooted: its units are starting.");
+        }
         LabCommand::Status { dir } => {
             println!("{}", lab::status(&absolute(dir)?)?);
         }
     }
     Ok(())
+}
+
+/// The component binaries: next to this one.
+fn bin_dir() -> anyhow::Result<PathBuf> {
+    Ok(std::env::current_exe()
+        .context("finding the e2e executable")?
+        .parent()
+        .context("the e2e executable has no directory")?
+        .to_path_buf())
 }
 
 /// The components run with their own working directory semantics, so every

@@ -141,10 +141,16 @@ pub(super) fn netns_pids(ns: &str) -> Result<Vec<i32>, LabError> {
 /// process in such a namespace was started by a lab node agent, so all of
 /// them go. Every step is tried; the first error is returned.
 pub(super) fn remove_pods() -> Result<(), LabError> {
+    remove_pods_of(None)
+}
+
+/// [`remove_pods`] of one node only (`Some(node)`), or of all.
+pub(super) fn remove_pods_of(node: Option<&str>) -> Result<(), LabError> {
     let namespaces = netns_list()?;
     let pods: Vec<PodNetns> = namespaces
         .iter()
         .filter_map(|n| PodNetns::parse(n))
+        .filter(|p| node.is_none_or(|node| p.node == node))
         .collect();
     let mut first_error = None;
     let mut pids = vec![];

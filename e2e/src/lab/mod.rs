@@ -34,7 +34,8 @@
 //! replayed by hand from the log lines this module prints.
 //!
 //! Files: this one the lab's names and addresses, `up.rs`, `down.rs`,
-//! `status.rs`, `ip.rs` (the commands), `guard.rs` (the lock and [`Lab`]).
+//! `status.rs`, `reboot.rs`, `ip.rs` (the commands), `guard.rs` (the lock
+//! and [`Lab`]).
 
 use std::fs::{File, OpenOptions};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -53,12 +54,14 @@ use kubeadm_lite::{WAITING_FOR_CONTROL_PLANE, WAITING_FOR_NODE};
 mod down;
 mod guard;
 mod ip;
+mod reboot;
 mod status;
 mod up;
 
 pub use down::*;
 pub use guard::*;
 use ip::*;
+pub use reboot::*;
 pub use status::*;
 pub use up::*;
 
@@ -120,6 +123,8 @@ pub enum LabError {
     MissingBinary { binary: String, dir: PathBuf },
     #[error("the lab takes 0 to {MAX_WORKERS} workers, not {0}")]
     Workers(usize),
+    #[error("there is no lab node {0} (`e2e status` lists them)")]
+    NoSuchNode(String),
     #[error("kubeadm-lite on {node} failed (log {log}):\n{message}")]
     Kubeadm {
         node: String,

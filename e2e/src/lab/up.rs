@@ -204,35 +204,39 @@ fn kubeadm(
 /// does at boot): the apiserver and controller on the master, the node
 /// agent everywhere. Already running ones are left alone.
 pub fn start_units(options: &LabOptions, node: &Node) -> Result<(), LabError> {
-    let layout = node_layout(&options.dir, node);
     for component in ["apiserver", "controller", "nodeagent"] {
-        let unit = layout.unit(component);
-        if !unit.exists() {
-            continue;
-        }
-        let mut command =
-            kubeadm_lite::units::exec_start(&unit).map_err(|e| LabError::Kubeadm {
-                node: node.name.clone(),
-                message: e.to_string(),
-                log: unit.clone(),
-            })?;
-        let program = PathBuf::from(command.remove(0));
-        let name = if component == "nodeagent" {
-            format!("nodeagent-{}", node.name)
-        } else {
-            component.to_string()
-        };
-        ensure_running(
-            options,
-            &Component {
-                name,
-                program,
-                netns: node.netns(),
-                args: command,
-            },
-        )?;
+        start_unit(options, node, component)?;
     }
     Ok(())
+}
+
+/// Starts one unit's command of `node`, unless it has no such unit or it
+/// runs already.
+pub fn start_unit(options: &LabOptions, node: &Node, component: &str) -> Result<(), LabError> {
+    let unit = node_layout(&options.dir, node).unit(component);
+    if !unit.exists() {
+        return Ok(());
+    }
+    let mut command = kubeadm_lite::units::exec_start(&unit).map_err(|e| LabError::Kubeadm {
+        node: node.name.clone(),
+        message: e.to_string(),
+        log: unit.clone(),
+    })?;
+    let program = PathBuf::from(command.remove(0));
+    let name = if component == "nodeagent" {
+        format!("nodeagent-{}", node.name)
+    } else {
+        component.to_string()
+    };
+    ensure_running(
+        options,
+        &Component {
+            name,
+            program,
+            netns: node.netns(),
+            args: command,
+        },
+    )
 }
 
 /// The host side: the LAN bridge with the host's address, and the
