@@ -116,7 +116,13 @@ pub async fn reset(options: &ResetOptions) -> Result<()> {
             &["delete", "table", "ip", "kube-lite"],
         );
     }
-    if Path::new("/sys/class/net/cni0").exists() {
+    // (`ip`, not /sys/class/net: sysfs shows the network namespace that
+    // mounted it, which in the lab is not this VM's.)
+    let bridge = Command::new("ip")
+        .args(["link", "show", "cni0"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if bridge {
         run(
             &mut left,
             "Removed the bridge cni0 (and the Service route on it)",

@@ -170,6 +170,8 @@ fn kubeadm(
         .stderr(stderr);
     enter_netns(&mut command, &node.netns())?;
     eprintln!("lab: {}: kubeadm-lite {}", node.name, args.join(" "));
+    // The command first, as a shell transcript would show it.
+    let _ = writeln!(log, "$ kubeadm-lite {}", args.join(" "));
     let mut child = command.spawn().map_err(io_error(format!(
         "starting kubeadm-lite in {}",
         node.netns()
@@ -460,6 +462,17 @@ pub(super) fn ensure_running(options: &LabOptions, component: &Component) -> Res
         log_path.display()
     );
     Ok(())
+}
+
+/// A command that runs `program` inside the lab node `node`'s network
+/// namespace (only that one: see [`enter_netns`]), as a shell on that VM.
+pub fn node_command(
+    node: &Node,
+    program: impl AsRef<std::ffi::OsStr>,
+) -> Result<Command, LabError> {
+    let mut command = Command::new(program);
+    enter_netns(&mut command, &node.netns())?;
+    Ok(command)
 }
 
 /// Makes `command` start in its own session inside the network namespace
