@@ -18,7 +18,7 @@ struct Cluster {
 }
 
 fn node(name: &str) -> Node {
-    Node::all(1)
+    Node::all(2)
         .into_iter()
         .find(|n| n.name == name)
         .expect("a lab node")
@@ -27,6 +27,10 @@ fn node(name: &str) -> Node {
 impl Cluster {
     /// A lab of kl-master and kl-worker1.
     fn up() -> Cluster {
+        Cluster::with_workers(1)
+    }
+
+    fn with_workers(workers: usize) -> Cluster {
         assert!(
             nix::unistd::geteuid().is_root(),
             "the kubeadm-lite tests build a lab of network namespaces and must run as root"
@@ -34,7 +38,7 @@ impl Cluster {
         ensure_built(&["apiserver", "controller", "nodeagent", "e2e"]);
         let dir = tempfile::tempdir().unwrap();
         let options = LabOptions {
-            workers: 1,
+            workers,
             dir: dir.path().join("lab"),
             bin_dir: bin_dir(),
         };
@@ -121,22 +125,93 @@ fn files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     all
 }
 
+/// The words of the first line of docs/vms.md that starts with `start`
+/// (a command continued with `\` included).
+fn documented(start: &str) -> Vec<String> {
+    let page = std::fs::read_to_string(e2e::harness::workspace_root().join("docs/vms.md")).unwrap();
+    let mut lines = page.lines().skip_while(|l| !l.starts_with(start));
+    let mut command = String::new();
+    for line in lines.by_ref() {
+        command.push_str(line.trim().trim_end_matches('\\'));
+        command.push(' ');
+        if !line.trim_end().ends_with('\\') {
+            break;
+        }
+    }
+    assert!(!command.is_empty(), "docs/vms.md has no `{start}` command");
+    command.split_whitespace().map(String::from).collect()
+}
+
 #[test]
-fn init_and_the_printed_join_command_make_the_cluster() {
-    let c = Cluster::up();
+fn the_lab_follows_docs_vms_md_init_and_the_printed_join_command() {
+    let c = Cluster::with_workers(2);
     let init = c.log("kubeadm-kl-master.log");
+    // The lab ran the documented init, adding only what a namespace needs.
+    let ran: Vec<&str> = init
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    let doc = documented("kubeadm-lite init ");
+    assert_eq!(ran[..2], ["$", "kubeadm-lite"]);
+    for pair in doc[2..].chunks(2) {
+        let at = ran
+            .iter()
+            .position(|w| *w == pair[0])
+            .unwrap_or_else(|| panic!("init without {}", pair[0]));
+        assert_eq!(ran[at + 1], pair[1], "{}", pair[0]);
+    }
     assert!(
         init.contains("Your kube-lite control plane has initialized successfully!"),
         "{init}"
     );
+    // The join command has the documented form and was run as printed.
     let printed = init
         .lines()
-        .find(|l| l.starts_with("kubeadm-lite join 192.168.56.10:6443 --token "))
+        .find(|l| l.starts_with("kubeadm-lite join "))
         .expect("init printed a join command");
-    assert!(
-        printed.contains(" --discovery-token-ca-cert-hash sha256:"),
-        "{printed}"
+    let printed_words: Vec<&str> = printed.split_whitespace().collect();
+    let doc = documented("kubeadm-lite join ");
+    assert_eq!(printed_words.len(), doc.len(), "{printed}");
+    for (word, documented) in printed_words.iter().zip(&doc) {
+        if documented.starts_with("--")
+            || documented.contains(':') && !documented.starts_with("sha256:")
+        {
+            assert_eq!(word, documented);
+        }
+    }
+    for worker in ["kl-worker1", "kl-worker2"] {
+        let log = c.log(&format!("kubeadm-{worker}.log"));
+        assert!(
+            log.starts_with(&format!("$ {printed} ")),
+            "{worker} ran: {}",
+            log.lines().next().unwrap_or_default()
+        );
+        assert!(log.contains("This node has joined the cluster"), "{log}");
+    }
+    let nodes = c.kubectl_ok(&["get", "nodes", "--no-headers", "-o", "wide"]);
+    let ready: Vec<(&str, &str)> = nodes
+        .lines()
+        .map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            (w[1], w[5])
+        })
+        .collect();
+    assert_eq!(
+        ready,
+        [
+            ("Ready", "192.168.56.10"),
+            ("Ready", "192.168.56.11"),
+            ("Ready", "192.168.56.12")
+        ],
+        "{nodes}"
     );
+}
+
+#[test]
+fn a_joined_worker_got_its_certificates_through_csrs() {
+    let c = Cluster::up();
     let join = c.log("kubeadm-kl-worker1.log");
     assert!(join.contains("This node has joined the cluster"), "{join}");
     assert!(
@@ -188,9 +263,6 @@ fn init_and_the_printed_join_command_make_the_cluster() {
     );
     let healthz = c.kubectl_ok(&["get", "--raw", "/api/v1/nodes/kl-worker1/proxy/healthz"]);
     assert_eq!(healthz, "ok");
-    // What a joined node may read: kubeadm-config, not Secrets.
-    let nodes = c.kubectl_ok(&["get", "nodes", "-o", "jsonpath={.items[*].metadata.name}"]);
-    assert_eq!(nodes, "kl-master kl-worker1");
 }
 
 #[test]
