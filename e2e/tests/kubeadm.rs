@@ -620,3 +620,62 @@ fn reset_takes_a_worker_out_and_leaves_nothing_behind_and_it_can_join_again() {
         .then_some(())
     });
 }
+
+#[test]
+fn reset_on_the_master_removes_the_cluster_and_leaves_nothing_behind() {
+    let c = Cluster::up();
+    // Stop its units' processes, as `systemctl stop` would.
+    for component in ["apiserver", "controller", "nodeagent-kl-master"] {
+        let pid = c.lab.pid(component).expect(component);
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        eventually(20, &format!("{component} to stop"), || {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let gone = stat.is_empty()
+                || stat
+                    .rsplit_once(')')
+                    .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
+            gone.then_some(())
+        });
+    }
+    let master = node_layout(&c.options.dir, &node("kl-master"));
+    let root = c.options.dir.join("kl-master").display().to_string();
+    let reset = c.kubeadm("kl-master", &["reset", "--root", &root, "--no-systemd"]);
+    assert!(
+        reset.status.success(),
+        "{}\n{}",
+        text(&reset.stdout),
+        text(&reset.stderr)
+    );
+    for path in [
+        master.etc(),
+        master.var(),
+        master.unit("apiserver"),
+        master.unit("controller"),
+        master.unit("nodeagent"),
+    ] {
+        assert!(!path.exists(), "{} left", path.display());
+    }
+    let in_master = |args: &[&str]| {
+        node_command(&node("kl-master"), args[0])
+            .unwrap()
+            .args(&args[1..])
+            .output()
+            .unwrap()
+    };
+    assert!(
+        !in_master(&["ip", "link", "show", "cni0"]).status.success(),
+        "cni0 left"
+    );
+    assert!(
+        !in_master(&["nft", "list", "table", "ip", "kube-lite"])
+            .status
+            .success(),
+        "the nft table left"
+    );
+    let routes = text(&in_master(&["ip", "-4", "route", "show"]).stdout);
+    assert!(!routes.contains("10.244."), "Pod routes left:\n{routes}");
+}
