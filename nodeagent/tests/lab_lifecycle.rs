@@ -292,11 +292,13 @@ async fn pods_see_their_world_and_the_kubelet_watches_over_them() {
         (0, Some("Completed"))
     );
     assert_eq!(condition(&once, "Ready").as_deref(), Some("False"));
-    let logs = std::fs::read_to_string(lab.options.dir.join(format!(
-        "{}/nodeagent/pods/{}/containers/c/0.log",
-        once.spec.as_ref().unwrap().node_name.as_deref().unwrap(),
-        once.metadata.uid.as_deref().unwrap()
-    )))
+    let node = once.spec.as_ref().unwrap().node_name.as_deref().unwrap();
+    let logs = std::fs::read_to_string(e2e::lab::nodeagent_data_dir(&lab.options.dir, node).join(
+        format!(
+            "pods/{}/containers/c/0.log",
+            once.metadata.uid.as_deref().unwrap()
+        ),
+    ))
     .unwrap();
     assert!(logs.ends_with(" stdout F ran in /etc\n"), "{logs:?}");
 

@@ -303,8 +303,8 @@ async fn lesson_pods_run_on_the_workers_and_live_like_pods() {
     // Deleting a Pod removes its namespace, veth and IP.
     let netns = pod_netns(&after);
     let veth = format!("veth{}", &netns[netns.len() - 8..]);
-    let ip_file = lab.options.dir.join(format!(
-        "{b_node}/nodeagent/networks/kube-lite/{}",
+    let ip_file = e2e::lab::nodeagent_data_dir(&lab.options.dir, &b_node).join(format!(
+        "networks/kube-lite/{}",
         after.status.as_ref().unwrap().pod_ip.as_ref().unwrap()
     ));
     assert!(netns_exists(&netns) && ip_file.exists());
@@ -341,8 +341,8 @@ async fn lesson_pods_run_on_the_workers_and_live_like_pods() {
         pod_netns(c),
     );
     let c_node = c.spec.as_ref().unwrap().node_name.clone().unwrap();
-    let c_ip_file = lab.options.dir.join(format!(
-        "{c_node}/nodeagent/networks/kube-lite/{}",
+    let c_ip_file = e2e::lab::nodeagent_data_dir(&lab.options.dir, &c_node).join(format!(
+        "networks/kube-lite/{}",
         c.status.as_ref().unwrap().pod_ip.as_ref().unwrap()
     ));
     let agent = lab.pid(&format!("nodeagent-{c_node}")).expect("agent pid");

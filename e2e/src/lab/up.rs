@@ -67,6 +67,12 @@ pub fn node_layout(dir: &Path, node: &Node) -> Layout {
     Layout::new(dir.join(&node.name))
 }
 
+/// The node agent's data directory on the lab node `node` (its
+/// `/var/lib/kube-lite/nodeagent`).
+pub fn nodeagent_data_dir(dir: &Path, node: &str) -> PathBuf {
+    Layout::new(dir.join(node)).nodeagent_data()
+}
+
 /// `kubeadm-lite init` for kl-master.
 fn init_args(options: &LabOptions) -> Vec<String> {
     let master = Node::all(0).remove(0);

@@ -54,9 +54,8 @@ pub fn container_pid(lab: &Lab, pod: &Pod, container: &str) -> i32 {
         .find(|c| c.name == container)
         .map(|c| c.restart_count)
         .unwrap_or(0);
-    let record = lab.options.dir.join(format!(
-        "{node}/nodeagent/pods/{uid}/containers/{container}/{n}.pid.json"
-    ));
+    let record = e2e::lab::nodeagent_data_dir(&lab.options.dir, &node)
+        .join(format!("pods/{uid}/containers/{container}/{n}.pid.json"));
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&record).expect("pid record")).unwrap();
     json["pid"].as_i64().unwrap() as i32
