@@ -450,7 +450,8 @@ pub fn decode_kind(
     value: &Value,
 ) -> Option<Result<Typed, serde_json::Error>> {
     use k8s_openapi::api::{
-        apps, authentication, authorization, autoscaling, coordination, core, discovery, rbac,
+        apps, authentication, authorization, autoscaling, certificates, coordination, core,
+        discovery, rbac,
     };
     use k8s_openapi::apimachinery::pkg::apis::meta;
 
@@ -479,6 +480,9 @@ pub fn decode_kind(
         ("batch/v1", "CronJob") => decode_typed::<k8s_openapi::api::batch::v1::CronJob>,
         ("discovery.k8s.io/v1", "EndpointSlice") => decode_typed::<discovery::v1::EndpointSlice>,
         ("coordination.k8s.io/v1", "Lease") => decode_typed::<coordination::v1::Lease>,
+        ("certificates.k8s.io/v1", "CertificateSigningRequest") => {
+            decode_typed::<certificates::v1::CertificateSigningRequest>
+        }
         ("autoscaling/v1", "Scale") => decode_typed::<autoscaling::v1::Scale>,
         ("rbac.authorization.k8s.io/v1", "ClusterRole") => decode_typed::<rbac::v1::ClusterRole>,
         ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => {
