@@ -52,7 +52,7 @@ ready_at_least() { [ "$(ready_pods)" -ge "$1" ]; }
 nodes_ready() { [ "$(kubectl-lite get nodes --no-headers 2>/dev/null | grep -c " Ready " || true)" -ge 3 ]; }
 
 lesson=examples/lesson
-step "The cluster: three VMs (network namespaces), each with its node agent"
+step "The cluster: three VMs (network namespaces), made with kubeadm-lite init and join"
 wait_until nodes_ready
 k get nodes -o wide
 wait_until kubectl-lite get svc -n kube-system kube-dns
