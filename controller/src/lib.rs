@@ -34,6 +34,8 @@
 //! - [`serviceaccounts`]: a `default` ServiceAccount in every namespace.
 //! - [`rootca`]: the cluster CA in every namespace (`kube-root-ca.crt`).
 //! - [`certificates`]: approves joining nodes' CertificateSigningRequests and signs them.
+//! - [`podgc`]: deletes the Pods of Nodes that no longer exist.
+//! - [`tokencleaner`]: deletes expired bootstrap tokens.
 //! - [`events`]: Events a student reads in `kubectl describe`.
 //! - [`leaderelection`]: only one controller acts at a time.
 
@@ -52,12 +54,14 @@ pub mod leaderelection;
 pub mod nodelifecycle;
 pub mod ownership;
 pub mod podcontrol;
+pub mod podgc;
 pub mod podstatus;
 pub mod replicaset;
 pub mod rootca;
 pub mod scheduler;
 pub mod serviceaccounts;
 pub mod statefulset;
+pub mod tokencleaner;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -278,6 +282,8 @@ pub async fn run(ctx: Context) -> anyhow::Result<()> {
         r = serviceaccounts::run(ctx.clone()) => r,
         r = rootca::run(ctx.clone()) => r,
         r = certificates::run(ctx.clone()) => r,
+        r = podgc::run(ctx.clone()) => r,
+        r = tokencleaner::run(ctx.clone()) => r,
     }
 }
 

@@ -584,6 +584,21 @@ fn reset_takes_a_worker_out_and_leaves_nothing_behind_and_it_can_join_again() {
         !namespaces.contains("kl-pod-kl-worker1-"),
         "Pod namespaces left:\n{namespaces}"
     );
+    // Its Pod, bound to a Node that no longer exists, is collected (after
+    // the Pod garbage collector's 40 s quarantine).
+    eventually(90, "the Pod of the removed node to be deleted", || {
+        let on_worker = text(
+            &c.kubectl(&[
+                "get",
+                "pods",
+                "--field-selector=spec.nodeName=kl-worker1",
+                "-o",
+                "name",
+            ])
+            .stdout,
+        );
+        on_worker.is_empty().then_some(())
+    });
 
     // The same VM joins again with a new join command.
     let mut join = c.join_command();
