@@ -68,15 +68,6 @@ pub async fn reset(options: &ResetOptions) -> Result<()> {
         .and_then(|c| flag_value(c, "--cluster-cidr"))
         .and_then(|c| c.parse::<ipnet::Ipv4Net>().ok());
 
-    // A worker leaves the cluster: its Node and Lease go.
-    if !layout.admin_conf().exists() && layout.nodeagent_conf().exists() {
-        if let Some(node) = &node_name {
-            if let Err(e) = delete_node(&layout, node).await {
-                left.push(format!("deleting Node {node}: {e}"));
-            }
-        }
-    }
-
     let present: Vec<&str> = ["apiserver", "controller", units::NODE]
         .into_iter()
         .filter(|c| layout.unit(c).exists())
@@ -98,6 +89,16 @@ pub async fn reset(options: &ResetOptions) -> Result<()> {
                 "systemctl",
                 &args,
             );
+        }
+    }
+
+    // A worker leaves the cluster: its Node and Lease go (after its agent
+    // stopped, which would register the Node again).
+    if !layout.admin_conf().exists() && layout.nodeagent_conf().exists() {
+        if let Some(node) = &node_name {
+            if let Err(e) = delete_node(&layout, node).await {
+                left.push(format!("deleting Node {node}: {e}"));
+            }
         }
     }
 
