@@ -215,6 +215,44 @@ async fn cordoned_nodes_get_no_new_pods() {
     .await;
 
     let pods = cluster.pods("default");
+    // The scheduler works from its cache of Nodes, as kube-scheduler does:
+    // a Pod made right after `kubectl cordon` may still land there. Wait
+    // until it has seen the cordon: a probe that may only run on
+    // kl-worker1 is refused as unschedulable (a probe placed before that
+    // is deleted and another one tried).
+    let mut seen = false;
+    for attempt in 0..20 {
+        let probe = format!("probe-{attempt}");
+        pods.create(
+            &PostParams::default(),
+            &pod(
+                &probe,
+                json!({"spec": {"nodeSelector": {"kubernetes.io/hostname": "kl-worker1"}}}),
+            ),
+        )
+        .await
+        .unwrap();
+        let outcome = eventually(20, "the probe to be placed or refused", || async {
+            let p = pods.get(&probe).await.ok()?;
+            if p.spec.as_ref()?.node_name.is_some() {
+                return Some(false);
+            }
+            let refused = p.status?.conditions?.iter().any(|c| {
+                c.type_ == "PodScheduled"
+                    && c.message
+                        .as_deref()
+                        .is_some_and(|m| m.contains("unschedulable"))
+            });
+            refused.then_some(true)
+        })
+        .await;
+        pods.delete(&probe, &Default::default()).await.unwrap();
+        if outcome {
+            seen = true;
+            break;
+        }
+    }
+    assert!(seen, "the scheduler never saw the cordon");
     for name in ["a", "b", "c"] {
         pods.create(&PostParams::default(), &pod(name, json!({})))
             .await
