@@ -33,9 +33,10 @@
 //! as an administrator would type them: every step of the lab can be
 //! replayed by hand from the log lines this module prints.
 //!
-//! Files: this one the lab's names and addresses, `up.rs`, `down.rs`,
-//! `status.rs`, `reboot.rs`, `ip.rs` (the commands), `guard.rs` (the lock
-//! and [`Lab`]).
+//! Files: this one the lab's names and addresses, `up.rs` (the VMs and
+//! their LAN), `install.rs` (kubeadm-lite init and join on them),
+//! `process.rs` (starting the units' commands), `down.rs`, `status.rs`,
+//! `reboot.rs`, `ip.rs` (the commands), `guard.rs` (the lock and [`Lab`]).
 
 use std::fs::{File, OpenOptions};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -53,14 +54,18 @@ use kubeadm_lite::{WAITING_FOR_CONTROL_PLANE, WAITING_FOR_NODE};
 
 mod down;
 mod guard;
+mod install;
 mod ip;
+mod process;
 mod reboot;
 mod status;
 mod up;
 
 pub use down::*;
 pub use guard::*;
+pub use install::*;
 use ip::*;
+pub use process::*;
 pub use reboot::*;
 pub use status::*;
 pub use up::*;
