@@ -152,6 +152,8 @@ pub async fn apply(client: kube::Client, object: serde_json::Value) -> Result<()
         .api_version
         .split_once('/')
         .unwrap_or(("", types.api_version.as_str()));
+    // The kinds init writes (ConfigMap, Role, RoleBinding) all pluralize
+    // by an `s`; no discovery round trip is needed for them.
     let plural = format!("{}s", types.kind.to_lowercase());
     let resource = ApiResource {
         group: group.into(),
