@@ -5,8 +5,9 @@
 # curl, ping (iputils-ping: the pod network tests ping between Pods), dig
 # and nslookup (bind9-dnsutils: docs/dns.md's commands, run in Pods),
 # python3-pip for fetching the real kubectl used by the compatibility tests,
-# python3-kubernetes (the official Python client, tested over HTTPS), and
-# systemd (systemd-analyze checks the units kubeadm-lite writes).
+# python3-kubernetes (the official Python client, tested over HTTPS),
+# systemd (systemd-analyze checks the units kubeadm-lite writes), and
+# containerd and runc (the node agent's CRI client is tested against them).
 # Safe to run again.
 set -euo pipefail
 if [ "$(id -u)" -ne 0 ]; then
@@ -17,7 +18,7 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update
 apt-get install -y --no-install-recommends \
   nftables conntrack iproute2 nginx-light curl ca-certificates python3 python3-pip procps iputils-ping \
-  bind9-dnsutils python3-kubernetes openssl systemd
+  bind9-dnsutils python3-kubernetes openssl systemd containerd runc
 # The real kubectl 1.35, for checking that kube-lite speaks its protocol.
 here="$(cd "$(dirname "$0")/.." && pwd)"
 "$here/scripts/get-kubectl.sh" "$here/.tools"

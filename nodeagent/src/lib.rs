@@ -23,6 +23,8 @@
 //! - [`nodenet`]: the node's side of the pod network, kept in line with
 //!   the API: `cni0` once the pod CIDR is known, routes to the other nodes
 //!   (what flanneld does).
+//! - [`cri`]: the CRI client (`runtime.v1` over gRPC) to containerd, the
+//!   runtime Pods are moving to (issue 14).
 //! - [`images`]: the image catalog - which program on the node an image
 //!   name runs, with the image's entrypoint, cmd, env and files (what a
 //!   registry and an image store are to a container runtime).
@@ -42,6 +44,7 @@
 //!   shared by the proxy and the DNS, slices kept in compact form
 //!   (client-go's shared informers and transforms).
 
+pub mod cri;
 pub mod dns;
 pub mod echo;
 pub mod images;
