@@ -340,6 +340,44 @@ pub fn kubeconfig(
     namespace: Option<&str>,
 ) -> String {
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let credentials = format!(
+        "client-certificate-data: {}\n    client-key-data: {}",
+        b64(&credentials.cert_pem),
+        b64(&credentials.key_pem)
+    );
+    render_kubeconfig(cluster, server, ca_pem, user, &credentials, namespace)
+}
+
+/// A kubeconfig that reaches `server` with a bearer `token` (a bootstrap
+/// or ServiceAccount token), trusting `ca_pem`.
+pub fn token_kubeconfig(
+    cluster: &str,
+    server: &str,
+    ca_pem: &str,
+    user: &str,
+    token: &str,
+    namespace: Option<&str>,
+) -> String {
+    render_kubeconfig(
+        cluster,
+        server,
+        ca_pem,
+        user,
+        &format!("token: {token}"),
+        namespace,
+    )
+}
+
+/// One cluster, one user with `credentials` (the lines of its `user:`),
+/// and the context that joins them.
+fn render_kubeconfig(
+    cluster: &str,
+    server: &str,
+    ca_pem: &str,
+    user: &str,
+    credentials: &str,
+    namespace: Option<&str>,
+) -> String {
     let namespace = namespace
         .map(|ns| format!("\n    namespace: {ns}"))
         .unwrap_or_default();
@@ -360,12 +398,9 @@ current-context: {user}@{cluster}
 users:
 - name: {user}
   user:
-    client-certificate-data: {cert}
-    client-key-data: {key}
+    {credentials}
 ",
-        ca = b64(ca_pem),
-        cert = b64(&credentials.cert_pem),
-        key = b64(&credentials.key_pem),
+        ca = base64::engine::general_purpose::STANDARD.encode(ca_pem),
     )
 }
 

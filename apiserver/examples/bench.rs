@@ -88,28 +88,8 @@ async fn main() {
     println!("raw sled insert+flush, 1 thread:   {sled_1:>8.0} writes/s");
     println!("raw sled insert+flush, 16 threads: {sled_16:>8.0} writes/s");
 
-    let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let _server = Server(
-        Command::new(&apiserver)
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-            .arg(dir.path())
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let base = format!("http://127.0.0.1:{port}");
+    let (base, _server, _dir) = start_plain(&apiserver, &[]).await;
     let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while http.get(format!("{base}/readyz")).send().await.is_err() {
-        assert!(Instant::now() < deadline, "apiserver did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 
     let (creates_per_s, list_ms) = creates_and_lists(&http, &base).await;
     println!(

@@ -48,17 +48,7 @@ data:
             ),
         );
         assert!(out.status.success(), "{}", text(&out.stderr));
-        let path = self.dir.path().join("bootstrap.kubeconfig");
-        std::fs::write(
-            &path,
-            format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    certificate-authority-data: {}\ncontexts:\n- name: c\n  context: {{cluster: c, user: u}}\ncurrent-context: c\nusers:\n- name: u\n  user:\n    token: abcdef.0123456789abcdef\n",
-                self.api.server.url,
-                b64(self.api.ca.cert_pem())
-            ),
-        )
-        .unwrap();
-        path
+        self.token_kubeconfig("abcdef.0123456789abcdef")
     }
 }
 

@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use common::{kubectl_as, text};
 
 type Fixture = common::Secure;
@@ -19,25 +17,6 @@ impl Fixture {
     fn apply(&self, manifest: &str) {
         let out = kubectl_as(&self.admin, &["apply", "-f", "-"], Some(manifest));
         assert!(out.status.success(), "{}", text(&out.stderr));
-    }
-
-    /// A kubeconfig that trusts the CA and carries only `token`.
-    fn token_kubeconfig(&self, token: &str) -> PathBuf {
-        use base64::Engine as _;
-        let path = self
-            .dir
-            .path()
-            .join(format!("token-{}.kubeconfig", &token[..6]));
-        let ca = base64::engine::general_purpose::STANDARD.encode(self.api.ca.cert_pem());
-        std::fs::write(
-            &path,
-            format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    certificate-authority-data: {ca}\ncontexts:\n- name: c\n  context: {{cluster: c, user: u, namespace: default}}\ncurrent-context: c\nusers:\n- name: u\n  user:\n    token: {token}\n",
-                self.api.server.url
-            ),
-        )
-        .unwrap();
-        path
     }
 }
 

@@ -99,6 +99,15 @@ impl Cluster {
         self.dir.path().join("spare")
     }
 
+    /// `kubeadm-lite join ARGS` on kl-worker1 as a new VM would run it:
+    /// named kl-spare, on the spare root, without systemd.
+    fn join_spare(&self, args: &[String]) -> Output {
+        let root = self.spare_root().display().to_string();
+        let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
+        all.extend(["--node-name", "kl-spare", "--root", &root, "--no-systemd"]);
+        self.kubeadm("kl-worker1", &all)
+    }
+
     fn log(&self, name: &str) -> String {
         std::fs::read_to_string(self.options.dir.join("logs").join(name)).unwrap_or_default()
     }
@@ -275,19 +284,7 @@ fn a_wrong_ca_hash_is_refused_and_nothing_is_written() {
         .unwrap();
     args[at + 1] = format!("sha256:{}", "0".repeat(64));
     let root = c.spare_root();
-    let root_arg = root.display().to_string();
-    args.extend(
-        [
-            "--node-name",
-            "kl-spare",
-            "--root",
-            &root_arg,
-            "--no-systemd",
-        ]
-        .map(String::from),
-    );
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = c.kubeadm("kl-worker1", &args);
+    let out = c.join_spare(&args);
     assert!(!out.status.success());
     assert!(
         text(&out.stderr).contains(
@@ -336,19 +333,7 @@ fn an_expired_token_is_refused_with_what_to_do() {
     let at = args.iter().position(|a| a == "--token").unwrap();
     args[at + 1] = "oldtkn.0123456789abcdef".into();
     let root = c.spare_root();
-    let root_arg = root.display().to_string();
-    args.extend(
-        [
-            "--node-name",
-            "kl-spare",
-            "--root",
-            &root_arg,
-            "--no-systemd",
-        ]
-        .map(String::from),
-    );
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = c.kubeadm("kl-worker1", &args);
+    let out = c.join_spare(&args);
     assert!(!out.status.success());
     assert!(
         text(&out.stderr).contains(
@@ -369,19 +354,8 @@ fn bad_input_names_the_flag_before_anything_is_written() {
     let root_arg = root.display().to_string();
     let with = |change: &dyn Fn(&mut Vec<String>)| -> String {
         let mut args = good.clone();
-        args.extend(
-            [
-                "--node-name",
-                "kl-spare",
-                "--root",
-                &root_arg,
-                "--no-systemd",
-            ]
-            .map(String::from),
-        );
         change(&mut args);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = c.kubeadm("kl-worker1", &args);
+        let out = c.join_spare(&args);
         assert!(!out.status.success(), "{args:?} was accepted");
         text(&out.stderr)
     };
@@ -515,25 +489,9 @@ fn reset_takes_a_worker_out_and_leaves_nothing_behind_and_it_can_join_again() {
         (!pods.is_empty()).then_some(())
     });
     // Stop the node agent, as `systemctl stop` would (the lab runs it).
-    let agent = c
-        .lab
-        .pid("nodeagent-kl-worker1")
+    c.lab
+        .stop("nodeagent-kl-worker1")
         .expect("the worker's agent");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(agent),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    // (The lab started it from this process: once it exits it is a
-    // zombie until reaped.)
-    eventually(20, "the agent to stop", || {
-        let stat = std::fs::read_to_string(format!("/proc/{agent}/stat")).unwrap_or_default();
-        let gone = stat.is_empty()
-            || stat
-                .rsplit_once(')')
-                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
-        gone.then_some(())
-    });
     let worker = node_layout(&c.options.dir, &node("kl-worker1"));
     let root = c.options.dir.join("kl-worker1").display().to_string();
     let reset = c.kubeadm("kl-worker1", &["reset", "--root", &root, "--no-systemd"]);
@@ -641,20 +599,7 @@ fn reset_on_the_master_removes_the_cluster_and_leaves_nothing_behind() {
     let c = Cluster::up();
     // Stop its units' processes, as `systemctl stop` would.
     for component in ["apiserver", "controller", "nodeagent-kl-master"] {
-        let pid = c.lab.pid(component).expect(component);
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .unwrap();
-        eventually(20, &format!("{component} to stop"), || {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let gone = stat.is_empty()
-                || stat
-                    .rsplit_once(')')
-                    .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
-            gone.then_some(())
-        });
+        c.lab.stop(component).expect(component);
     }
     let master = node_layout(&c.options.dir, &node("kl-master"));
     let root = c.options.dir.join("kl-master").display().to_string();

@@ -187,23 +187,31 @@ pub struct Discovered {
 
 /// The server and CA of cluster-info's kubeconfig.
 fn read_cluster_info(config_map: &Value) -> Result<Discovered> {
-    let bad = |why: &str| Error::Refused(format!("the cluster-info ConfigMap {why}"));
     let text = config_map["data"]["kubeconfig"]
         .as_str()
-        .ok_or_else(|| bad("has no kubeconfig"))?;
-    let kubeconfig: Value =
-        serde_saphyr::from_str(text).map_err(|_| bad("holds no readable kubeconfig"))?;
+        .ok_or_else(|| Error::Refused("the cluster-info ConfigMap has no kubeconfig".into()))?;
+    server_and_ca(text).map_err(|why| {
+        Error::Refused(format!(
+            "the kubeconfig in the cluster-info ConfigMap {why}"
+        ))
+    })
+}
+
+/// The server and CA of a kubeconfig's first cluster; the error says what
+/// it lacks (`names no server`, ...).
+pub fn server_and_ca(kubeconfig: &str) -> Result<Discovered, &'static str> {
+    let kubeconfig: Value = serde_saphyr::from_str(kubeconfig).map_err(|_| "is not readable")?;
     let cluster = &kubeconfig["clusters"][0]["cluster"];
     let server = cluster["server"]
         .as_str()
-        .ok_or_else(|| bad("names no server"))?
+        .ok_or("names no server")?
         .to_string();
-    let ca = cluster["certificate-authority-data"]
+    let ca_pem = cluster["certificate-authority-data"]
         .as_str()
         .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
         .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(|| bad("has no certificate-authority-data"))?;
-    Ok(Discovered { server, ca_pem: ca })
+        .ok_or("has no certificate-authority-data")?;
+    Ok(Discovered { server, ca_pem })
 }
 
 fn cluster_info_url(endpoint: &str) -> String {

@@ -84,7 +84,15 @@ pub async fn join(options: &JoinOptions) -> Result<()> {
         options.ca_hash, cluster_info.server
     );
     let bootstrap = crate::client_from_yaml(
-        &bootstrap_kubeconfig(&cluster_info.server, &cluster_info.ca_pem, &options.token),
+        // Carries only the token; never written.
+        &api::pki::token_kubeconfig(
+            certs::CLUSTER_NAME,
+            &cluster_info.server,
+            &cluster_info.ca_pem,
+            "tls-bootstrap-token-user",
+            &options.token,
+            None,
+        ),
         "the bootstrap kubeconfig",
     )
     .await?;
@@ -170,29 +178,4 @@ Run `kubectl get nodes -o wide` on the master to see it.
 "
     );
     Ok(())
-}
-
-/// A kubeconfig that carries only the bootstrap token (never written).
-fn bootstrap_kubeconfig(server: &str, ca_pem: &str, token: &str) -> String {
-    use base64::Engine as _;
-    format!(
-        "apiVersion: v1
-kind: Config
-clusters:
-- name: {cluster}
-  cluster:
-    server: {server}
-    certificate-authority-data: {ca}
-contexts:
-- name: tls-bootstrap
-  context: {{cluster: {cluster}, user: tls-bootstrap-token-user}}
-current-context: tls-bootstrap
-users:
-- name: tls-bootstrap-token-user
-  user:
-    token: {token}
-",
-        cluster = certs::CLUSTER_NAME,
-        ca = base64::engine::general_purpose::STANDARD.encode(ca_pem),
-    )
 }

@@ -221,24 +221,14 @@ async fn run(cli: Cli) -> Result<(), Error> {
 
 /// The apiserver's HOST:PORT and the CA of a kubeconfig.
 fn endpoint_and_ca(text: &str) -> Result<(String, String), Error> {
-    use base64::Engine as _;
-    let bad = |why: &str| Error::flag("--kubeconfig", why.to_string());
-    let value: serde_json::Value =
-        serde_saphyr::from_str(text).map_err(|_| bad("is not a kubeconfig"))?;
-    let cluster = &value["clusters"][0]["cluster"];
-    let server = cluster["server"]
-        .as_str()
-        .ok_or_else(|| bad("names no server"))?;
-    let endpoint = server
+    let found = kubeadm_lite::clusterinfo::server_and_ca(text)
+        .map_err(|why| Error::flag("--kubeconfig", format!("the kubeconfig {why}")))?;
+    let endpoint = found
+        .server
         .trim_start_matches("https://")
         .trim_end_matches('/')
         .to_string();
-    let ca = cluster["certificate-authority-data"]
-        .as_str()
-        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
-        .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(|| bad("has no certificate-authority-data"))?;
-    Ok((endpoint, ca))
+    Ok((endpoint, found.ca_pem))
 }
 
 #[tokio::main]

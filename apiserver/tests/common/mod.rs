@@ -145,4 +145,23 @@ impl Secure {
         let admin = api.admin_kubeconfig();
         Secure { dir, api, admin }
     }
+
+    /// A kubeconfig that trusts the CA and carries only `token`.
+    #[allow(dead_code)] // not every test file uses tokens
+    pub fn token_kubeconfig(&self, token: &str) -> std::path::PathBuf {
+        let path = self
+            .dir
+            .path()
+            .join(format!("token-{}.kubeconfig", &token[..6]));
+        let text = api::pki::token_kubeconfig(
+            "c",
+            &self.api.server.url,
+            self.api.ca.cert_pem(),
+            "u",
+            token,
+            Some("default"),
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    }
 }

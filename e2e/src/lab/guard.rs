@@ -100,6 +100,14 @@ impl Lab {
         recorded_pid(&self.options.dir, component)
     }
 
+    /// Stops a running component as `systemctl stop` would its unit
+    /// (SIGTERM, then SIGKILL), and waits until it is gone. Its PID.
+    pub fn stop(&self, component: &str) -> Option<i32> {
+        let pid = self.pid(component)?;
+        stop_processes(vec![pid]);
+        Some(pid)
+    }
+
     /// Tears the lab down now and reports how it went, then releases the
     /// lock.
     pub fn down(mut self) -> Result<(), LabError> {

@@ -77,27 +77,29 @@ fn power_off(node: &Node) -> Result<(), LabError> {
             )?;
         }
     }
-    let in_node = |program: &str, args: &[&str]| -> Vec<String> {
-        ["netns", "exec", &ns, program]
+    let in_node = |what: &str, command: &[&str]| {
+        let args: Vec<&str> = ["netns", "exec", ns.as_str()]
             .iter()
-            .chain(args)
-            .map(|a| a.to_string())
-            .collect()
+            .chain(command)
+            .copied()
+            .collect();
+        run(what, "ip", &args)
     };
-    let table = in_node("nft", &["list", "table", "ip", "kube-lite"]);
-    let table: Vec<&str> = table.iter().map(String::as_str).collect();
-    if run("looking for the Service rules", "ip", &table).is_ok() {
-        let delete = in_node("nft", &["delete", "table", "ip", "kube-lite"]);
-        let delete: Vec<&str> = delete.iter().map(String::as_str).collect();
-        run(
+    if in_node(
+        "looking for the Service rules",
+        &["nft", "list", "table", "ip", "kube-lite"],
+    )
+    .is_ok()
+    {
+        in_node(
             &format!("removing the Service rules of {ns}"),
-            "ip",
-            &delete,
+            &["nft", "delete", "table", "ip", "kube-lite"],
         )?;
     }
     // A booting kernel forwards nothing until someone turns it on.
-    let sysctl = in_node("sysctl", &["-q", "-w", "net.ipv4.ip_forward=0"]);
-    let sysctl: Vec<&str> = sysctl.iter().map(String::as_str).collect();
-    run(&format!("resetting ip_forward in {ns}"), "ip", &sysctl)?;
+    in_node(
+        &format!("resetting ip_forward in {ns}"),
+        &["sysctl", "-q", "-w", "net.ipv4.ip_forward=0"],
+    )?;
     Ok(())
 }
