@@ -28,6 +28,12 @@
 //!
 //! [`Ipam::reconcile`] frees the addresses of Pods that no longer exist
 //! (deleted while the agent was down): restart safety without leaks.
+//!
+//! An [`Ipam`] reads the directory once, when opened. Where several
+//! processes share a directory (every CNI ADD and DEL is a process of its
+//! own, and containerd starts Pods in parallel), each takes the
+//! directory's [`DirLock`] first and opens the [`Ipam`] under it, as
+//! host-local does with its `lock` file.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -36,6 +42,9 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use ipnet::Ipv4Net;
+
+/// The lock file of an allocation directory (host-local's name).
+pub const LOCK_FILE: &str = "lock";
 
 /// The record of the address handed out last, so the next search starts
 /// after it (host-local's file name; `.0` is the range index).
@@ -169,7 +178,7 @@ impl Ipam {
                 continue;
             }
             let Ok(ip) = name.parse::<Ipv4Addr>() else {
-                if name != LAST_RESERVED_FILE {
+                if name != LAST_RESERVED_FILE && name != LOCK_FILE {
                     tracing::warn!(file = %path.display(), "ignoring a file that names no address");
                 }
                 continue;
@@ -346,6 +355,35 @@ impl Ipam {
         if let Err(e) = written {
             tracing::warn!(dir = %self.dir.display(), error = %e, "could not record the last reserved address");
         }
+    }
+}
+
+/// An exclusive `flock(2)` on `<dir>/lock`, released when dropped (or when
+/// the process dies, so a killed plugin never leaves the directory locked).
+#[derive(Debug)]
+pub struct DirLock {
+    _lock: nix::fcntl::Flock<fs::File>,
+}
+
+impl DirLock {
+    /// Creates `dir` if needed and waits until no other process holds its
+    /// lock.
+    pub fn acquire(dir: &Path) -> Result<DirLock, IpamError> {
+        fs::create_dir_all(dir).map_err(io_error(dir))?;
+        let path = dir.join(LOCK_FILE);
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_error(&path))?;
+        let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(
+            |(_, errno)| IpamError::Io {
+                path: path.clone(),
+                source: errno.into(),
+            },
+        )?;
+        Ok(DirLock { _lock: lock })
     }
 }
 

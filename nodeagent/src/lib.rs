@@ -44,6 +44,7 @@
 //!   shared by the proxy and the DNS, slices kept in compact form
 //!   (client-go's shared informers and transforms).
 
+pub mod cni;
 pub mod cri;
 pub mod dns;
 pub mod echo;

@@ -115,6 +115,15 @@ fn ping(netns: &str, target: &str) -> Result<(), String> {
     Err(last_error)
 }
 
+/// The name under /run/netns of a Pod's namespace.
+fn name_of(pod: &PodInterface) -> String {
+    pod.netns
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
 fn net(text: &str) -> Ipv4Net {
     text.parse().unwrap()
 }
@@ -198,17 +207,18 @@ fn pods_on_the_bridge_reach_each_other_and_the_gateway() {
     assert_eq!(
         pod_a,
         PodInterface {
-            netns: format!(
+            netns: netns::path(&format!(
                 "{}{}",
                 node.pod_prefix(),
                 nodeagent::network::pod_hash("uid-a")
-            ),
+            )),
+            ifname: "eth0".to_string(),
             host_veth: PodNetwork::host_veth_name("uid-a"),
             ip: net("10.244.1.2/24"),
             gateway: GATEWAY,
         }
     );
-    let mut expected = vec![pod_a.netns.clone(), pod_b.netns.clone()];
+    let mut expected = vec![name_of(&pod_a), name_of(&pod_b)];
     expected.sort();
     assert_eq!(
         listed, expected,
@@ -251,11 +261,15 @@ fn pods_on_the_bridge_reach_each_other_and_the_gateway() {
     // setup), lo up, default route via the gateway; host veth on cni0 with
     // hairpin on.
     for (pod, ip) in [(&pod_a, "10.244.1.2/24"), (&pod_b, "10.244.1.3/24")] {
-        assert!(netns::exists(&pod.netns), "{} exists", pod.netns);
-        assert_eq!(ipv4_addresses(&pod.netns, "eth0"), [ip]);
-        let lo = run_in_netns(&pod.netns, "ip", &["-o", "link", "show", "lo"]).unwrap();
+        assert!(
+            netns::exists(&name_of(pod)),
+            "{} exists",
+            pod.netns.display()
+        );
+        assert_eq!(ipv4_addresses(&name_of(pod), "eth0"), [ip]);
+        let lo = run_in_netns(&name_of(pod), "ip", &["-o", "link", "show", "lo"]).unwrap();
         assert!(lo.contains(",UP"), "lo is up in the Pod: {lo}");
-        let default = run_in_netns(&pod.netns, "ip", &["route", "show", "default"]).unwrap();
+        let default = run_in_netns(&name_of(pod), "ip", &["route", "show", "default"]).unwrap();
         assert!(
             default.contains("via 10.244.1.1 dev eth0"),
             "default route: {default}"
@@ -278,12 +292,12 @@ fn pods_on_the_bridge_reach_each_other_and_the_gateway() {
         assert_eq!(hairpin.trim(), "1", "hairpin mode on {}", pod.host_veth);
     }
 
-    ping(&pod_a.netns, "10.244.1.3").expect("pod A reaches pod B");
-    ping(&pod_a.netns, "10.244.1.1").expect("pod A reaches the gateway");
-    ping(&pod_b.netns, "10.244.1.2").expect("pod B reaches pod A");
+    ping(&name_of(&pod_a), "10.244.1.3").expect("pod A reaches pod B");
+    ping(&name_of(&pod_a), "10.244.1.1").expect("pod A reaches the gateway");
+    ping(&name_of(&pod_b), "10.244.1.2").expect("pod B reaches pod A");
 
     // Teardown removes the veth pair and the namespace, and is idempotent.
-    let netns_a = pod_a.netns.clone();
+    let netns_a = name_of(&pod_a);
     node.run(|network| async move {
         network.teardown("uid-a").await.expect("teardown A");
         network.teardown("uid-a").await.expect("teardown A twice");
@@ -301,7 +315,7 @@ fn pods_on_the_bridge_reach_each_other_and_the_gateway() {
     assert!(links.contains(&pod_b.host_veth), "pod B's veth stays");
 
     // A leftover namespace (as after a restart) is cleaned up by name.
-    let netns_b = pod_b.netns.clone();
+    let netns_b = name_of(&pod_b);
     let remaining = node.run(move |network| async move {
         network
             .teardown_namespace(&netns_b)
@@ -332,7 +346,7 @@ fn setup_repairs_a_half_made_pod_network() {
     // Simulate a crash that lost the Pod end: delete eth0 inside the Pod
     // (which removes the host end too) and recreate only a host-side link
     // with the veth name, as if the move had not happened yet.
-    run_in_netns(&pod.netns, "ip", &["link", "del", "eth0"]).unwrap();
+    run_in_netns(&name_of(&pod), "ip", &["link", "del", "eth0"]).unwrap();
     node.ip(&[
         "link",
         "add",
@@ -350,8 +364,8 @@ fn setup_repairs_a_half_made_pod_network() {
             .expect("setup repairs")
     });
     assert_eq!(again, pod);
-    assert_eq!(ipv4_addresses(&pod.netns, "eth0"), ["10.244.1.5/24"]);
-    ping(&pod.netns, "10.244.1.1").expect("the repaired Pod reaches its gateway");
+    assert_eq!(ipv4_addresses(&name_of(&pod), "eth0"), ["10.244.1.5/24"]);
+    ping(&name_of(&pod), "10.244.1.1").expect("the repaired Pod reaches its gateway");
     assert!(
         !node.ip(&["-o", "link", "show"]).contains("kltmppeer"),
         "the stale pair was removed"

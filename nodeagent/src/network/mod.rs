@@ -43,6 +43,7 @@ pub mod routes;
 pub mod veth;
 
 use std::net::Ipv4Addr;
+use std::path::PathBuf;
 
 use futures::TryStreamExt;
 use ipnet::Ipv4Net;
@@ -100,8 +101,11 @@ pub type Result<T, E = NetworkError> = std::result::Result<T, E>;
 /// report `status.podIP` and for `exec`/processes to join the namespace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PodInterface {
-    /// Name of the Pod's network namespace (a file in /run/netns).
-    pub netns: String,
+    /// The Pod's network namespace file (`/run/netns/<name>` for the
+    /// namespaces the agent names itself).
+    pub netns: PathBuf,
+    /// The Pod end's name inside the namespace: `eth0`.
+    pub ifname: String,
     /// Host side of the veth pair, a port of `cni0`.
     pub host_veth: String,
     /// Address and prefix of the Pod's `eth0`, e.g. 10.244.1.2/24.
@@ -189,8 +193,10 @@ impl PodNetwork {
         gateway: Ipv4Addr,
     ) -> Result<PodInterface> {
         let hash = pod_hash(pod_key);
+        let netns_name = format!("{}{hash}", self.netns_prefix);
         let interface = PodInterface {
-            netns: format!("{}{hash}", self.netns_prefix),
+            netns: netns::create(&netns_name)?,
+            ifname: veth::POD_INTERFACE.to_string(),
             host_veth: veth::host_veth_name(&hash),
             ip,
             gateway,

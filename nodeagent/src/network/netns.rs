@@ -196,17 +196,23 @@ pub fn list() -> Result<Vec<String>> {
 /// Opens the namespace file of `name`, e.g. to move a link into it.
 pub fn open(name: &str) -> Result<File> {
     validate(name)?;
-    let file = path(name);
-    if !is_namespace_mount(&file) {
+    open_path(&path(name))
+}
+
+/// Opens a namespace file by path: a name under /run/netns, or a file
+/// elsewhere (containerd mounts the namespaces it makes under its state
+/// directory and passes the path to the CNI plugin as `CNI_NETNS`).
+pub fn open_path(file: &Path) -> Result<File> {
+    if !is_namespace_mount(file) {
         return Err(NetworkError::Io {
-            action: format!("opening network namespace {name:?}"),
+            action: format!("opening network namespace {}", file.display()),
             source: std::io::Error::new(
                 std::io::ErrorKind::NotFound,
                 format!("{} is not a namespace", file.display()),
             ),
         });
     }
-    File::open(&file).map_err(|source| NetworkError::Io {
+    File::open(file).map_err(|source| NetworkError::Io {
         action: format!("opening {}", file.display()),
         source,
     })
@@ -226,11 +232,23 @@ where
     Fut: Future<Output = T>,
     T: Send + 'static,
 {
-    let namespace = open(name)?;
+    validate(name)?;
+    run_in_path(&path(name), work).await
+}
+
+/// Like [`run_in`], for a namespace file given by path.
+pub async fn run_in_path<F, Fut, T>(file: &Path, work: F) -> Result<T>
+where
+    F: FnOnce(Handle) -> Fut + Send + 'static,
+    Fut: Future<Output = T>,
+    T: Send + 'static,
+{
+    let namespace = open_path(file)?;
+    let name = file.display().to_string();
     let (sender, receiver) = tokio::sync::oneshot::channel();
-    let thread_name = name.to_string();
+    let thread_name = name.clone();
     std::thread::Builder::new()
-        .name(format!("netns-{name}"))
+        .name("netns".to_string())
         .spawn(move || {
             let _ = sender.send(enter_and_run(&thread_name, namespace, work));
         })
@@ -240,7 +258,7 @@ where
         })?;
     receiver
         .await
-        .map_err(|_| NetworkError::NamespaceThreadPanicked(name.to_string()))?
+        .map_err(|_| NetworkError::NamespaceThreadPanicked(name))?
 }
 
 /// Like [`run_in`], for callers that are not async (tests, start-up code):

@@ -16,15 +16,17 @@
 
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
+use std::path::Path;
 
 use ipnet::Ipv4Net;
-use rtnetlink::packet_route::link::LinkFlags;
+use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags};
 use rtnetlink::{Handle, LinkBridgePort, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use super::bridge::ensure_only_address;
 use super::{find_link, netlink_context, netlink_errno, netns, NetworkError, PodInterface, Result};
 
-/// Name of the Pod's interface inside its namespace, as Kubernetes sets it.
+/// Name of the Pod's interface inside its namespace, as the kubelet asks
+/// for it (`CNI_IFNAME`).
 pub const POD_INTERFACE: &str = "eth0";
 
 /// Host-side veth name for a pod hash: `veth` + 8 hex digits.
@@ -38,7 +40,8 @@ fn pod_end_temporary_name(host_veth: &str) -> String {
     format!("c{}", host_veth.trim_start_matches('v'))
 }
 
-/// Creates (or completes) the network of one Pod. Idempotent: an existing
+/// Creates (or completes) the network of one Pod, whose namespace
+/// `pod.netns` exists. Idempotent: an existing
 /// pair is kept if its Pod end is in place; a half-made one (a crash between
 /// steps) is removed and made again.
 pub async fn setup_pod_interface(
@@ -46,10 +49,9 @@ pub async fn setup_pod_interface(
     bridge_index: u32,
     pod: &PodInterface,
 ) -> Result<()> {
-    netns::create(&pod.netns)?;
     let pod_end = pod_end_temporary_name(&pod.host_veth);
     let mut host = find_link(handle, &pod.host_veth).await?;
-    if host.is_some() && !pod_end_in_place(&pod.netns).await? {
+    if host.is_some() && !pod_end_in_place(&pod.netns, &pod.ifname).await? {
         delete_link(handle, &pod.host_veth).await?;
         host = None;
     }
@@ -81,9 +83,10 @@ pub async fn setup_pod_interface(
             pod.host_veth
         )))?;
 
-    let (ip, gateway, netns_name) = (pod.ip, pod.gateway, pod.netns.clone());
-    netns::run_in(&pod.netns, move |pod_handle| async move {
-        configure_pod_end(&pod_handle, &pod_end, ip, gateway)
+    let (ip, gateway, ifname) = (pod.ip, pod.gateway, pod.ifname.clone());
+    let netns_name = pod.netns.display().to_string();
+    netns::run_in_path(&pod.netns, move |pod_handle| async move {
+        configure_pod_end(&pod_handle, &pod_end, &ifname, ip, gateway)
             .await
             .map_err(|error| in_namespace(&netns_name, error))
     })
@@ -100,9 +103,10 @@ fn in_namespace(netns_name: &str, error: NetworkError) -> NetworkError {
     }
 }
 
-async fn pod_end_in_place(netns_name: &str) -> Result<bool> {
-    netns::run_in(netns_name, |pod_handle| async move {
-        find_link(&pod_handle, POD_INTERFACE)
+async fn pod_end_in_place(netns_file: &Path, ifname: &str) -> Result<bool> {
+    let ifname = ifname.to_string();
+    netns::run_in_path(netns_file, |pod_handle| async move {
+        find_link(&pod_handle, &ifname)
             .await
             .map(|link| link.is_some())
     })
@@ -115,7 +119,7 @@ async fn create_pair(
     handle: &Handle,
     host_veth: &str,
     pod_end: &str,
-    netns_name: &str,
+    netns_file: &Path,
 ) -> Result<u32> {
     handle
         .link()
@@ -128,7 +132,7 @@ async fn create_pair(
     let pod_end_link = find_link(handle, pod_end)
         .await?
         .ok_or_else(|| NetworkError::LinkNotFound(pod_end.to_string()))?;
-    let namespace = netns::open(netns_name)?;
+    let namespace = netns::open_path(netns_file)?;
     handle
         .link()
         .set(
@@ -139,7 +143,8 @@ async fn create_pair(
         .execute()
         .await
         .map_err(netlink_context(format!(
-            "moving {pod_end} into namespace {netns_name}"
+            "moving {pod_end} into namespace {}",
+            netns_file.display()
         )))?;
     drop(namespace);
     let host = find_link(handle, host_veth)
@@ -148,18 +153,19 @@ async fn create_pair(
     Ok(host.header.index)
 }
 
-/// Inside the Pod namespace: `eth0` named, addressed and up, `lo` up,
-/// default route via the gateway.
+/// Inside the Pod namespace: `eth0` (`ifname`) named, addressed and up,
+/// `lo` up, default route via the gateway.
 async fn configure_pod_end(
     handle: &Handle,
     pod_end: &str,
+    ifname: &str,
     ip: Ipv4Net,
     gateway: Ipv4Addr,
 ) -> Result<()> {
     if let Some(lo) = find_link(handle, "lo").await? {
         set_up(handle, lo.header.index, "lo").await?;
     }
-    let eth0 = match find_link(handle, POD_INTERFACE).await? {
+    let eth0 = match find_link(handle, ifname).await? {
         Some(link) => link,
         None => {
             let link = find_link(handle, pod_end)
@@ -170,23 +176,21 @@ async fn configure_pod_end(
                 .link()
                 .set(
                     LinkUnspec::new_with_index(link.header.index)
-                        .name(POD_INTERFACE)
+                        .name(ifname)
                         .build(),
                 )
                 .execute()
                 .await
-                .map_err(netlink_context(format!(
-                    "renaming {pod_end} to {POD_INTERFACE}"
-                )))?;
-            find_link(handle, POD_INTERFACE)
+                .map_err(netlink_context(format!("renaming {pod_end} to {ifname}")))?;
+            find_link(handle, ifname)
                 .await?
-                .ok_or_else(|| NetworkError::LinkNotFound(POD_INTERFACE.to_string()))?
+                .ok_or_else(|| NetworkError::LinkNotFound(ifname.to_string()))?
         }
     };
     let index = eth0.header.index;
-    ensure_only_address(handle, index, POD_INTERFACE, ip).await?;
+    ensure_only_address(handle, index, ifname, ip).await?;
     if !eth0.header.flags.contains(LinkFlags::Up) {
-        set_up(handle, index, POD_INTERFACE).await?;
+        set_up(handle, index, ifname).await?;
     }
     // `ip route replace default via <gateway> dev eth0`
     handle
@@ -238,4 +242,94 @@ pub async fn teardown_pod_interface(
         delete_link(handle, host_veth).await?;
     }
     netns::delete(netns_name)
+}
+
+/// What a Pod's interface looks like from the node, for a CNI result or
+/// CHECK: MAC addresses and the Pod end's IPv4 addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodInterfaceState {
+    /// The host end's MAC address, if it exists.
+    pub host_mac: Option<String>,
+    /// The host end's bridge (its `master`) index, if it is a port.
+    pub host_controller: Option<u32>,
+    /// The Pod end's MAC, if the Pod end exists.
+    pub pod_mac: Option<String>,
+    /// The Pod end's IPv4 addresses.
+    pub pod_addresses: Vec<Ipv4Net>,
+}
+
+/// Reads the state of a Pod's interface; what is missing is `None`/empty.
+pub async fn inspect_pod_interface(
+    handle: &Handle,
+    pod: &PodInterface,
+) -> Result<PodInterfaceState> {
+    let host = find_link(handle, &pod.host_veth).await?;
+    let host_mac = host.as_ref().and_then(link_mac);
+    let host_controller = host.as_ref().and_then(|link| {
+        link.attributes
+            .iter()
+            .find_map(|attribute| match attribute {
+                LinkAttribute::Controller(index) => Some(*index),
+                _ => None,
+            })
+    });
+    let ifname = pod.ifname.clone();
+    let (pod_mac, pod_addresses) = netns::run_in_path(&pod.netns, move |pod_handle| async move {
+        let Some(link) = find_link(&pod_handle, &ifname).await? else {
+            return Ok((None, Vec::new()));
+        };
+        let addresses = super::bridge::ipv4_addresses(&pod_handle, link.header.index)
+            .await
+            .map_err(netlink_context(format!("listing addresses of {ifname:?}")))?;
+        Ok::<_, NetworkError>((
+            link_mac(&link),
+            addresses.into_iter().map(|(address, _)| address).collect(),
+        ))
+    })
+    .await??;
+    Ok(PodInterfaceState {
+        host_mac,
+        host_controller,
+        pod_mac,
+        pod_addresses,
+    })
+}
+
+/// A link's hardware address as `aa:bb:cc:dd:ee:ff`.
+pub fn link_mac(link: &rtnetlink::packet_route::link::LinkMessage) -> Option<String> {
+    link.attributes
+        .iter()
+        .find_map(|attribute| match attribute {
+            LinkAttribute::Address(bytes) => Some(
+                bytes
+                    .iter()
+                    .map(|byte| format!("{byte:02x}"))
+                    .collect::<Vec<_>>()
+                    .join(":"),
+            ),
+            _ => None,
+        })
+}
+
+/// Removes a Pod's interface but not its namespace (the runtime owns a
+/// namespace it made): the host end if it is there, else the Pod end
+/// inside `pod.netns` when that namespace still exists. Deleting either
+/// end deletes the pair. What is already gone is skipped.
+pub async fn remove_pod_interface(handle: &Handle, pod: &PodInterface) -> Result<()> {
+    if find_link(handle, &pod.host_veth).await?.is_some() {
+        return delete_link(handle, &pod.host_veth).await;
+    }
+    if netns::open_path(&pod.netns).is_err() {
+        return Ok(());
+    }
+    let ifname = pod.ifname.clone();
+    netns::run_in_path(&pod.netns, move |pod_handle| async move {
+        delete_link(&pod_handle, &ifname).await
+    })
+    .await?
+}
+
+/// Deletes the host end of a veth pair (and so the pair) if it exists.
+pub async fn remove_host_end(handle: &Handle, host_veth: &str) -> Result<()> {
+    delete_link(handle, host_veth).await
 }

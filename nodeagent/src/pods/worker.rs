@@ -506,7 +506,7 @@ impl PodWorker {
                 )
                 .await?;
             tracing::debug!(pod = %self.pod_key(), ?allocated, network = ?begin.elapsed(), "sandbox network");
-            (ip, Some(crate::network::netns::path(&interface.netns)))
+            (ip, Some(interface.netns.clone()))
         };
         let record = PodRecord {
             namespace: self.pod.metadata.namespace.clone().unwrap_or_default(),
