@@ -6,8 +6,12 @@
 # and nslookup (bind9-dnsutils: docs/dns.md's commands, run in Pods),
 # python3-pip for fetching the real kubectl used by the compatibility tests,
 # python3-kubernetes (the official Python client, tested over HTTPS),
-# systemd (systemd-analyze checks the units kubeadm-lite writes), and
-# containerd and runc (the node agent's CRI client is tested against them).
+# systemd (systemd-analyze checks the units kubeadm-lite writes),
+# containerd and runc (Pods are containers: the node agent is a CRI
+# client), containernetworking-plugins (containerd's `loopback` plugin
+# next to kube-lite's own), and what the lab builds and serves its images
+# with: mmdebstrap, umoci, skopeo, docker-registry, gcc and libc6-dev
+# (the static pause program), binutils (strip).
 # Safe to run again.
 set -euo pipefail
 if [ "$(id -u)" -ne 0 ]; then
@@ -18,7 +22,8 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update
 apt-get install -y --no-install-recommends \
   nftables conntrack iproute2 nginx-light curl ca-certificates python3 python3-pip procps iputils-ping \
-  bind9-dnsutils python3-kubernetes openssl systemd containerd runc
+  bind9-dnsutils python3-kubernetes openssl systemd containerd runc \
+  containernetworking-plugins mmdebstrap umoci skopeo docker-registry gcc libc6-dev binutils
 # The real kubectl 1.35, for checking that kube-lite speaks its protocol.
 here="$(cd "$(dirname "$0")/.." && pwd)"
 "$here/scripts/get-kubectl.sh" "$here/.tools"

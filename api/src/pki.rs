@@ -144,12 +144,18 @@ fn make(what: &str) -> impl FnOnce(rcgen::Error) -> PkiError + '_ {
 }
 
 impl Ca {
-    /// A new CA, self-signed.
+    /// A new CA, self-signed, named like kubeadm's (`kubernetes`).
     pub fn generate() -> Result<Ca, PkiError> {
+        Ca::generate_named(CA_NAME)
+    }
+
+    /// A new self-signed CA with common name `common_name` (the lab's
+    /// registry has its own).
+    pub fn generate_named(common_name: &str) -> Result<Ca, PkiError> {
         let key = KeyPair::generate().map_err(make("the CA key"))?;
         let mut params = CertificateParams::default();
         let mut name = DistinguishedName::new();
-        name.push(DnType::CommonName, CA_NAME);
+        name.push(DnType::CommonName, common_name);
         params.distinguished_name = name;
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![

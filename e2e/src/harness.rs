@@ -32,8 +32,9 @@ pub fn bin_dir() -> PathBuf {
 /// Builds the workspace's binaries when one of `binaries` is missing:
 /// cargo only builds the binaries of the package under test.
 pub fn ensure_built(binaries: &[&str]) {
-    // The lab (`e2e`) builds its cluster with kubeadm-lite.
-    let lab = ["kubeadm-lite"];
+    // The lab (`e2e`) builds its cluster with kubeadm-lite, and its
+    // images and Pods with the CNI plugin and the echo server.
+    let lab = ["kubeadm-lite", "kube-lite-cni", "kube-lite-echo"];
     let binaries: Vec<&str> = if binaries.contains(&"e2e") {
         binaries.iter().chain(lab.iter()).copied().collect()
     } else {

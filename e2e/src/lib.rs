@@ -11,6 +11,8 @@
 //!   host-only bridge, the control plane inside `kl-master` - built by
 //!   `e2e up`, removed by `e2e down`, and held by end-to-end tests as a
 //!   [`lab::Lab`].
+//! - [`images`]: the lab's container images, built from Debian packages
+//!   (mmdebstrap, umoci) and cached; the lab's registry serves them.
 //! - [`pki`]: the lab's CA, the apiserver's certificate and a kubeconfig
 //!   per identity (administrator, controller, each node agent).
 //! - [`container`]: a process in fresh namespaces standing in for a
@@ -19,5 +21,6 @@
 
 pub mod container;
 pub mod harness;
+pub mod images;
 pub mod lab;
 pub mod pki;

@@ -76,7 +76,7 @@ pub(super) fn stop_components(dir: &Path) -> Result<(), LabError> {
             let Some(component) = name.strip_suffix(".pid") else {
                 continue;
             };
-            let binary = component.split('-').next().unwrap_or(component);
+            let binary = component_binary(component);
             if let Some(pid) = recorded_pid(dir, component) {
                 if lab_binary_of(pid) == Some(binary) {
                     pids.push(pid);
@@ -226,7 +226,7 @@ pub(super) fn wait_gone(pids: &[i32], timeout: Duration) {
 /// still cannot be removed is skipped - the rest is removed anyway - and
 /// reported in the error.
 pub(super) fn remove_files(dir: &Path) -> Result<(), LabError> {
-    let mut made: Vec<PathBuf> = ["pids", "logs", "kubeconfig", "pki"]
+    let mut made: Vec<PathBuf> = ["pids", "logs", "kubeconfig", "pki", "registry"]
         .iter()
         .map(|p| dir.join(p))
         .collect();

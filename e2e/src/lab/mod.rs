@@ -36,7 +36,8 @@
 //! Files: this one the lab's names and addresses, `up.rs` (the VMs and
 //! their LAN), `install.rs` (kubeadm-lite init and join on them),
 //! `process.rs` (starting the units' commands), `down.rs`, `status.rs`,
-//! `reboot.rs`, `ip.rs` (the commands), `guard.rs` (the lock and [`Lab`]).
+//! `reboot.rs`, `registry.rs` (the image registry on the host's
+//! address), `ip.rs` (the commands), `guard.rs` (the lock and [`Lab`]).
 
 use std::fs::{File, OpenOptions};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -58,6 +59,7 @@ mod install;
 mod ip;
 mod process;
 mod reboot;
+mod registry;
 mod status;
 mod up;
 
@@ -67,6 +69,7 @@ pub use install::*;
 use ip::*;
 pub use process::*;
 pub use reboot::*;
+pub use registry::*;
 pub use status::*;
 pub use up::*;
 
@@ -95,7 +98,13 @@ pub const LOCK_PATH: &str = "/run/kube-lite-lab.lock";
 pub const MAX_WORKERS: usize = 99;
 /// The component binaries the lab runs; processes found in a lab
 /// namespace are ended only if their executable is one of these.
-pub const LAB_BINARIES: &[&str] = &["apiserver", "controller", "nodeagent", "kubeadm-lite"];
+pub const LAB_BINARIES: &[&str] = &[
+    "apiserver",
+    "controller",
+    "nodeagent",
+    "kubeadm-lite",
+    "docker-registry",
+];
 
 /// Every Pod network namespace a node agent makes is named
 /// `kl-pod-<node name>-<8 hex digits>` (nodeagent's `network` module).
@@ -136,6 +145,8 @@ pub enum LabError {
         message: String,
         log: PathBuf,
     },
+    #[error(transparent)]
+    Images(#[from] crate::images::ImageError),
     #[error("a client from {path}: {error}")]
     Client { path: PathBuf, error: String },
     #[error("the apiserver did not answer {url}/readyz within {timeout:?}; last log lines of {log}:\n{tail}")]

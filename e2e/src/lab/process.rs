@@ -37,7 +37,7 @@ pub fn start_unit(options: &LabOptions, node: &Node, component: &str) -> Result<
         &Component {
             name,
             program,
-            netns: node.netns(),
+            netns: Some(node.netns()),
             args: command,
         },
     )
@@ -46,11 +46,12 @@ pub fn start_unit(options: &LabOptions, node: &Node, component: &str) -> Result<
 /// A process the lab runs inside a node namespace.
 pub(super) struct Component {
     /// Names its log and PID files: `apiserver`, `nodeagent-kl-worker1`.
-    name: String,
+    pub(super) name: String,
     /// The program, as the unit names it.
-    program: PathBuf,
-    netns: String,
-    args: Vec<String>,
+    pub(super) program: PathBuf,
+    /// The node namespace; `None` is the host's (the registry).
+    pub(super) netns: Option<String>,
+    pub(super) args: Vec<String>,
 }
 
 pub(super) fn pid_file(dir: &Path, component: &str) -> PathBuf {
@@ -102,18 +103,20 @@ pub(super) fn ensure_running(options: &LabOptions, component: &Component) -> Res
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_for_stderr);
-    enter_netns(&mut command, &component.netns)?;
-    let child = command.spawn().map_err(io_error(format!(
-        "starting {} in {}",
-        component.name, component.netns
-    )))?;
+    let place = component.netns.as_deref().unwrap_or("the host namespace");
+    match &component.netns {
+        Some(netns) => enter_netns(&mut command, netns)?,
+        None => own_session(&mut command),
+    }
+    let child = command
+        .spawn()
+        .map_err(io_error(format!("starting {} in {place}", component.name)))?;
     let pid_path = pid_file(&options.dir, &component.name);
     std::fs::write(&pid_path, format!("{}\n", child.id()))
         .map_err(io_error(format!("writing {}", pid_path.display())))?;
     eprintln!(
-        "lab: started {} in {} (pid {}, log {})",
+        "lab: started {} in {place} (pid {}, log {})",
         component.name,
-        component.netns,
         child.id(),
         log_path.display()
     );
@@ -154,6 +157,23 @@ pub(super) fn enter_netns(command: &mut Command, netns: &str) -> Result<(), LabE
         });
     }
     Ok(())
+}
+
+/// Makes `command` start in its own session (see [`enter_netns`]).
+pub(super) fn own_session(command: &mut Command) {
+    // SAFETY: setsid is async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            nix::unistd::setsid()?;
+            Ok(())
+        });
+    }
+}
+
+/// The binary of a component named in `pids/`: `nodeagent-kl-worker1`
+/// runs `nodeagent`, `docker-registry` runs `docker-registry`.
+pub(super) fn component_binary(component: &str) -> &str {
+    component.split("-kl-").next().unwrap_or(component)
 }
 
 /// Whether `pid` is a live process whose command line starts with

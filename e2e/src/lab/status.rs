@@ -71,7 +71,7 @@ pub fn status(dir: &Path) -> Result<LabStatus, LabError> {
             let name = entry.file_name().to_string_lossy().into_owned();
             if let Some(component) = name.strip_suffix(".pid") {
                 if let Some(pid) = recorded_pid(dir, component) {
-                    let binary = component.split('-').next().unwrap_or(component);
+                    let binary = component_binary(component);
                     let running = !is_gone(pid) && lab_binary_of(pid) == Some(binary);
                     components.push(ComponentStatus {
                         name: component.to_string(),

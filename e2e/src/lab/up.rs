@@ -13,7 +13,14 @@ pub fn up(options: &LabOptions) -> Result<(), LabError> {
     if options.workers > MAX_WORKERS {
         return Err(LabError::Workers(options.workers));
     }
-    for binary in ["apiserver", "controller", "nodeagent", "kubeadm-lite"] {
+    for binary in [
+        "apiserver",
+        "controller",
+        "nodeagent",
+        "kubeadm-lite",
+        "kube-lite-cni",
+        "kube-lite-echo",
+    ] {
         if !options.bin_dir.join(binary).exists() {
             return Err(LabError::MissingBinary {
                 binary: binary.into(),
@@ -22,6 +29,10 @@ pub fn up(options: &LabOptions) -> Result<(), LabError> {
         }
     }
     host_only_network()?;
+    // The VirtualBox host's registry, with the images Pods will pull.
+    let images = crate::images::build_all(&crate::images::cache_dir(), &options.bin_dir)?;
+    seed_registry(&options.dir, &images)?;
+    serve_registry(&options.dir)?;
     for node in Node::all(options.workers) {
         vm(&node)?;
     }
