@@ -82,6 +82,15 @@ fn assert_lab_gone(dir: &Path, pids: &[i32]) {
     for pid in pids {
         assert!(!process_alive(*pid), "process {pid} still running");
     }
+    let registries = Command::new("pgrep")
+        .args(["-f", &format!("docker-registry serve {}", dir.display())])
+        .output()
+        .unwrap();
+    assert!(
+        registries.stdout.is_empty(),
+        "the lab's registry still runs: {}",
+        String::from_utf8_lossy(&registries.stdout)
+    );
     assert!(!dir.exists(), "{} left behind", dir.display());
 }
 

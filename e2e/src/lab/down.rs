@@ -87,6 +87,8 @@ pub(super) fn stop_components(dir: &Path) -> Result<(), LabError> {
             }
         }
     }
+    // The registry runs on the host: found by its config under `dir`.
+    pids.extend(registry_pids(dir));
     for ns in netns_list()?.iter().filter(|n| is_node_netns(n)) {
         let out = ip(
             &format!("listing processes in {ns}"),

@@ -16,6 +16,7 @@
 //! image layouts [`crate::images`] builds.
 
 use std::net::{IpAddr, TcpListener};
+use std::os::unix::ffi::OsStrExt;
 
 use super::*;
 use crate::images::{BuiltImage, ImageError};
@@ -204,6 +205,26 @@ pub(super) fn stop_registry(dir: &Path, name: &str) {
         reap(pid);
     }
     let _ = std::fs::remove_file(pid_file(dir, name));
+}
+
+/// The docker-registry processes serving from this lab's registry
+/// directory (what `down` ends when the PID files are lost).
+pub(super) fn registry_pids(dir: &Path) -> Vec<i32> {
+    let registry = registry_dir(dir);
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| lab_binary_of(*pid) == Some(REGISTRY))
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            cmdline
+                .split(|byte| *byte == 0)
+                .any(|arg| Path::new(std::ffi::OsStr::from_bytes(arg)).starts_with(&registry))
+        })
+        .collect()
 }
 
 /// Polls `GET url` with curl until it answers 200.
