@@ -47,6 +47,7 @@ pub use k8s_openapi as k8s;
 pub mod bootstraptoken;
 pub mod certificates;
 pub mod cidr;
+pub mod cni;
 pub mod cronjob;
 pub mod decode;
 pub mod endpointslice;

@@ -2,14 +2,17 @@
 //!
 //! The phases, in kubeadm's order and with its prefixes:
 //!
-//! 1. `[preflight]` the flags, the binaries, systemd - nothing written yet;
-//!    a VM that is already a master is reported and left as it is;
-//! 2. `[certs]`, `[kubeconfig]` the PKI and kubeconfigs ([`crate::certs`]);
-//! 3. `[systemd]` the units, started (or printed, `--no-systemd`);
-//! 4. `[wait-control-plane]` the apiserver answers;
-//! 5. `[bootstrap-token]` a join token, `cluster-info` and `kubeadm-config`;
-//! 6. `[kubelet-start]` the master's node is Ready;
-//! 7. the join command, and how to use admin.conf from the VirtualBox host.
+//! 1. `[preflight]` the flags, the binaries, systemd, containerd - nothing
+//!    written yet; a VM that is already a master is reported and left as
+//!    it is;
+//! 2. `[containerd]` configured for the node agent, (re)started, answering
+//!    ([`crate::containerd`]);
+//! 3. `[certs]`, `[kubeconfig]` the PKI and kubeconfigs ([`crate::certs`]);
+//! 4. `[systemd]` the units, started (or printed, `--no-systemd`);
+//! 5. `[wait-control-plane]` the apiserver answers;
+//! 6. `[bootstrap-token]` a join token, `cluster-info` and `kubeadm-config`;
+//! 7. `[kubelet-start]` the master's node is Ready;
+//! 8. the join command, and how to use admin.conf from the VirtualBox host.
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -62,11 +65,21 @@ pub async fn init(options: &InitOptions) -> Result<String> {
             ),
         ));
     }
-    preflight::binaries(&options.bin_dir, &["apiserver", "controller", "nodeagent"])?;
+    preflight::binaries(
+        &options.bin_dir,
+        &[
+            "apiserver",
+            "controller",
+            "nodeagent",
+            api::cni::PLUGIN_BINARY,
+        ],
+    )?;
     preflight::systemd(options.no_systemd)?;
+    crate::containerd::preflight()?;
     if layout.admin_conf().exists() {
         return already_initialized(&layout).await;
     }
+    crate::containerd::setup(&layout, &options.bin_dir, !options.no_systemd)?;
 
     let ca = certs::master(&machine, cluster)?;
     certs::master_kubeconfigs(&ca, &machine, cluster)?;

@@ -51,8 +51,9 @@ pub async fn join(options: &JoinOptions) -> Result<()> {
     if let Some(ip) = options.node_ip {
         preflight::node_ip(ip)?;
     }
-    preflight::binaries(&options.bin_dir, &[units::NODE])?;
+    preflight::binaries(&options.bin_dir, &[units::NODE, api::cni::PLUGIN_BINARY])?;
     preflight::systemd(options.no_systemd)?;
+    crate::containerd::preflight()?;
     if layout.nodeagent_conf().exists() {
         println!(
             "[preflight] This VM has already joined ({} exists); nothing was changed. \
@@ -62,6 +63,7 @@ pub async fn join(options: &JoinOptions) -> Result<()> {
         return Ok(());
     }
     preflight::reachable(master)?;
+    crate::containerd::setup(&layout, &options.bin_dir, !options.no_systemd)?;
     let node_ip = match options.node_ip {
         Some(ip) => ip,
         None => {

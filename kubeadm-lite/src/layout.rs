@@ -13,6 +13,12 @@
 //! /var/lib/kube-lite/apiserver        the apiserver's database
 //! /var/lib/kube-lite/nodeagent        the node agent's state
 //! /etc/systemd/system/kube-lite-*.service
+//! /etc/containerd/config.toml         containerd, set up for the node agent
+//! /etc/containerd/certs.d/            registry mirrors (hosts.toml), if any
+//! /var/lib/containerd, /run/containerd  containerd's data and state
+//! /opt/cni/bin/kube-lite, loopback    the CNI plugins containerd runs
+//! /etc/cni/net.d/10-kube-lite.conflist  written by the node agent
+//! /var/lib/cni/networks/kube-lite/    the plugin's address records
 //! ```
 //!
 //! `--root DIR` puts all of it under DIR: the lab gives each of its
@@ -107,6 +113,46 @@ impl Layout {
 
     pub fn nodeagent_data(&self) -> PathBuf {
         self.var().join("nodeagent")
+    }
+
+    pub fn containerd_config(&self) -> PathBuf {
+        self.under("/etc/containerd/config.toml")
+    }
+
+    /// Registry hosts (`certs.d/docker.io/hosts.toml`, ...).
+    pub fn containerd_certs_d(&self) -> PathBuf {
+        self.under("/etc/containerd/certs.d")
+    }
+
+    pub fn containerd_root(&self) -> PathBuf {
+        self.under("/var/lib/containerd")
+    }
+
+    /// containerd's state: lost at a reboot (`/run` is a tmpfs).
+    pub fn containerd_state(&self) -> PathBuf {
+        self.under("/run/containerd")
+    }
+
+    pub fn containerd_socket(&self) -> PathBuf {
+        self.containerd_state().join("containerd.sock")
+    }
+
+    /// `unix://` + the socket: the node agent's `--container-runtime-endpoint`.
+    pub fn containerd_endpoint(&self) -> String {
+        format!("unix://{}", self.containerd_socket().display())
+    }
+
+    pub fn cni_bin_dir(&self) -> PathBuf {
+        self.under("/opt/cni/bin")
+    }
+
+    pub fn cni_conf_dir(&self) -> PathBuf {
+        self.under("/etc/cni/net.d")
+    }
+
+    /// The CNI plugin's IPAM records (host-local's place).
+    pub fn cni_data_dir(&self) -> PathBuf {
+        self.under("/var/lib/cni/networks")
     }
 
     pub fn units_dir(&self) -> PathBuf {

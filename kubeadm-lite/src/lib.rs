@@ -28,6 +28,8 @@
 //! - [`preflight`]: the checks made before anything is written.
 //! - [`certs`]: the master's PKI and kubeconfigs.
 //! - [`units`]: the systemd units, or their commands with `--no-systemd`.
+//! - [`containerd`]: containerd configured for the node agent, with the
+//!   CNI plugins it runs.
 //! - [`clusterinfo`]: `cluster-info` and `kubeadm-config`, what a joining
 //!   node reads; discovery and the CA hash check.
 //! - [`bootstrap`]: TLS bootstrapping: certificates through CSRs.
@@ -37,6 +39,7 @@
 pub mod bootstrap;
 pub mod certs;
 pub mod clusterinfo;
+pub mod containerd;
 pub mod init;
 pub mod join;
 pub mod layout;
@@ -52,6 +55,10 @@ use std::path::PathBuf;
 /// waits for the control plane: with `--no-systemd`, whoever supervises
 /// the processes starts them now.
 pub const WAITING_FOR_CONTROL_PLANE: &str = "[wait-control-plane]";
+/// Printed when containerd's configuration is written and kubeadm-lite
+/// waits for containerd to answer: with `--no-systemd`, whoever
+/// supervises the processes (re)starts containerd now.
+pub const WAITING_FOR_CONTAINERD: &str = "[containerd] Waiting for containerd";
 /// Printed when join has written the node agent's unit and waits for the
 /// node to be Ready.
 pub const WAITING_FOR_NODE: &str = "[kubelet-start] Waiting for node";
@@ -90,6 +97,10 @@ pub enum Error {
     /// The cluster answered, and the answer is not acceptable.
     #[error("{0}")]
     Refused(String),
+    /// Something this VM needs is not installed; the message says how
+    /// to install it. Nothing was written.
+    #[error("[preflight] {0}")]
+    Missing(String),
     #[error("{command}: {message}")]
     Command { command: String, message: String },
 }

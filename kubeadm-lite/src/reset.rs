@@ -153,7 +153,34 @@ pub async fn reset(options: &ResetOptions) -> Result<()> {
             &["daemon-reload"],
         );
     }
-    for dir in [layout.etc(), layout.var()] {
+    // What init and join set up for containerd: its configuration, the
+    // CNI plugins' links, the conflist and the plugin's address records.
+    for file in [
+        layout.containerd_config(),
+        layout.cni_bin_dir().join(api::cni::PLUGIN_TYPE),
+        layout.cni_bin_dir().join("loopback"),
+        layout.cni_conf_dir().join(api::cni::CONFLIST_FILE),
+    ] {
+        if file.symlink_metadata().is_ok() {
+            match std::fs::remove_file(&file) {
+                Ok(()) => println!("[reset] Removed {}", file.display()),
+                Err(e) => left.push(format!("removing {}: {e}", file.display())),
+            }
+        }
+    }
+    if !options.no_systemd && units::systemd_running() {
+        run(
+            &mut left,
+            "Restarted containerd with its default configuration",
+            "systemctl",
+            &["restart", "containerd"],
+        );
+    }
+    for dir in [
+        layout.etc(),
+        layout.var(),
+        layout.cni_data_dir().join(api::cni::NETWORK_NAME),
+    ] {
         if dir.exists() {
             match std::fs::remove_dir_all(&dir) {
                 Ok(()) => println!("[reset] Removed {}", dir.display()),

@@ -144,6 +144,10 @@ pub fn nodeagent(machine: &Machine, cluster: &ClusterConfiguration, control_plan
         cluster.dns_ip().to_string(),
         "--cluster-domain".into(),
         cluster.dns_domain.clone(),
+        "--cni-conf-dir".into(),
+        path(l.cni_conf_dir()),
+        "--cni-data-dir".into(),
+        path(l.cni_data_dir()),
     ];
     if control_plane {
         command.extend([

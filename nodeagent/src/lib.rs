@@ -130,6 +130,12 @@ pub struct Config {
     /// HTTPS for the kubelet port, only for clients the cluster CA signed
     /// in `system:masters` (the apiserver); None: plain HTTP (dev mode).
     pub kubelet_tls: Option<api::tls::TlsFiles>,
+    /// Where the agent writes the CNI conflist containerd reads
+    /// (`--cni-conf-dir`, /etc/cni/net.d), once it knows the pod CIDR.
+    pub cni_conf_dir: PathBuf,
+    /// Where the CNI plugin records addresses (`--cni-data-dir`,
+    /// /var/lib/cni/networks), written into the conflist.
+    pub cni_data_dir: PathBuf,
 }
 
 impl Config {
@@ -154,9 +160,17 @@ impl Config {
             register_with_taints: vec![],
             cluster_dns: DEFAULT_CLUSTER_DNS,
             cluster_domain: DEFAULT_CLUSTER_DOMAIN.to_string(),
+            cni_conf_dir: PathBuf::from(DEFAULT_CNI_CONF_DIR),
+            cni_data_dir: PathBuf::from(DEFAULT_CNI_DATA_DIR),
         }
     }
 }
+
+/// containerd's default CNI configuration directory.
+pub const DEFAULT_CNI_CONF_DIR: &str = "/etc/cni/net.d";
+
+/// Where host-local keeps addresses; the kube-lite plugin does the same.
+pub const DEFAULT_CNI_DATA_DIR: &str = "/var/lib/cni/networks";
 
 /// `/var/lib/kube-lite/<node>`: like the kubelet's /var/lib/kubelet, with
 /// the node's name so that lab nodes on one machine do not share it.
@@ -208,6 +222,8 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
         node_name: config.node_name.clone(),
         cluster_cidr: config.cluster_cidr,
         service_cidr: config.service_cidr,
+        cni_conf_dir: config.cni_conf_dir.clone(),
+        cni_data_dir: config.cni_data_dir.clone(),
     };
     let network_client = client.clone();
     let network_pod_cidr = pod_cidr_rx.clone();

@@ -96,6 +96,13 @@ struct Args {
     /// 10249); 0 serves none.
     #[arg(long, default_value_t = nodeagent::proxy::metrics::DEFAULT_METRICS_PORT)]
     proxy_metrics_port: u16,
+    /// Where to write the CNI conflist containerd reads (containerd's
+    /// `cni.conf_dir`).
+    #[arg(long, default_value = nodeagent::DEFAULT_CNI_CONF_DIR)]
+    cni_conf_dir: std::path::PathBuf,
+    /// Where the CNI plugin records the Pods' addresses.
+    #[arg(long, default_value = nodeagent::DEFAULT_CNI_DATA_DIR)]
+    cni_data_dir: std::path::PathBuf,
 }
 
 /// A multi-call binary: `nodeagent monitor SPEC` is a container's monitor
@@ -183,5 +190,7 @@ async fn agent() -> anyhow::Result<()> {
     settings.cluster_cidr = args.cluster_cidr;
     settings.service_cidr = args.service_cidr;
     settings.cluster_domain = args.cluster_domain;
+    settings.cni_conf_dir = args.cni_conf_dir;
+    settings.cni_data_dir = args.cni_data_dir;
     nodeagent::run(client, settings).await
 }

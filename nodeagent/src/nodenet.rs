@@ -74,6 +74,10 @@ pub struct NodeNetworkConfig {
     pub cluster_cidr: Ipv4Net,
     /// The Service range, e.g. 10.96.0.0/12.
     pub service_cidr: Ipv4Net,
+    /// Where the CNI conflist goes ([`crate::cni::config::write_conflist`]).
+    pub cni_conf_dir: std::path::PathBuf,
+    /// The CNI plugin's IPAM `dataDir`.
+    pub cni_data_dir: std::path::PathBuf,
 }
 
 /// A retry delay that doubles after every failure, from 1 s up to 30 s,
@@ -166,8 +170,8 @@ pub async fn remove_leftover_pod_namespaces(
     }
 }
 
-/// Waits for the node's pod CIDR, then sets up `cni0` with its gateway and
-/// the service route, retrying until both are in place. Again whenever
+/// Waits for the node's pod CIDR, then sets up `cni0` with its gateway,
+/// the service route and the CNI conflist, retrying until all are in place. Again whenever
 /// the pod CIDR changes (the Node was deleted and registered again).
 async fn follow_bridge(
     network: &PodNetwork,
@@ -186,7 +190,21 @@ async fn follow_bridge(
         loop {
             let result = async {
                 network.ensure_bridge(gateway).await?;
-                network.ensure_service_route(config.service_cidr).await
+                network.ensure_service_route(config.service_cidr).await?;
+                // containerd can give Pods addresses from now on.
+                let written =
+                    crate::cni::config::write_conflist(&config.cni_conf_dir, cidr, &config.cni_data_dir)
+                        .map_err(|source| crate::network::NetworkError::Io {
+                            action: format!(
+                                "writing the CNI conflist into {}",
+                                config.cni_conf_dir.display()
+                            ),
+                            source,
+                        })?;
+                if written {
+                    tracing::info!(dir = %config.cni_conf_dir.display(), %cidr, "wrote the CNI conflist");
+                }
+                Ok::<(), crate::network::NetworkError>(())
             }
             .await;
             match result {

@@ -89,6 +89,7 @@ pub(super) fn stop_components(dir: &Path) -> Result<(), LabError> {
     }
     // The registry runs on the host: found by its config under `dir`.
     pids.extend(registry_pids(dir));
+    let mut sockets = vec![];
     for ns in netns_list()?.iter().filter(|n| is_node_netns(n)) {
         let out = ip(
             &format!("listing processes in {ns}"),
@@ -99,8 +100,12 @@ pub(super) fn stop_components(dir: &Path) -> Result<(), LabError> {
                 .filter_map(|p| p.parse::<i32>().ok())
                 .filter(|p| lab_binary_of(*p).is_some()),
         );
+        // The containers, below containerd's shims.
+        pids.extend(container_pids(ns)?);
+        sockets.extend(shim_sockets(dir, ns));
     }
     stop_processes(pids);
+    remove_shim_sockets(&sockets);
     Ok(())
 }
 

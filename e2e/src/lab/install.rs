@@ -92,7 +92,8 @@ pub(super) fn new_join_command(options: &LabOptions, master: &Node) -> Result<St
 /// Runs `kubeadm-lite ARGS` inside `node`'s network namespace, its output
 /// into `DIR/logs/kubeadm-<node>.log` and on the lab's stderr. When a line
 /// starts with `marker`, the node's units are started (what systemd would
-/// do). Returns the output's lines.
+/// do), and containerd when kubeadm-lite waits for it. Returns the
+/// output's lines.
 pub(super) fn kubeadm(
     options: &LabOptions,
     node: &Node,
@@ -133,6 +134,9 @@ pub(super) fn kubeadm(
         let Ok(line) = line else { break };
         let _ = writeln!(log, "{line}");
         eprintln!("lab: {}: {line}", node.name);
+        if line.starts_with(WAITING_FOR_CONTAINERD) {
+            start_containerd(options, node)?;
+        }
         if !marker.is_empty() && line.starts_with(marker) {
             start_units(options, node)?;
         }

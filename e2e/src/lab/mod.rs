@@ -35,6 +35,7 @@
 //!
 //! Files: this one the lab's names and addresses, `up.rs` (the VMs and
 //! their LAN), `install.rs` (kubeadm-lite init and join on them),
+//! `containerd.rs` (each VM's containerd),
 //! `process.rs` (starting the units' commands), `down.rs`, `status.rs`,
 //! `reboot.rs`, `registry.rs` (the image registry on the host's
 //! address), `ip.rs` (the commands), `guard.rs` (the lock and [`Lab`]).
@@ -51,8 +52,9 @@ use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
 
 use kubeadm_lite::layout::Layout;
-use kubeadm_lite::{WAITING_FOR_CONTROL_PLANE, WAITING_FOR_NODE};
+use kubeadm_lite::{WAITING_FOR_CONTAINERD, WAITING_FOR_CONTROL_PLANE, WAITING_FOR_NODE};
 
+mod containerd;
 mod down;
 mod guard;
 mod install;
@@ -63,6 +65,7 @@ mod registry;
 mod status;
 mod up;
 
+pub use containerd::*;
 pub use down::*;
 pub use guard::*;
 pub use install::*;
@@ -104,6 +107,8 @@ pub const LAB_BINARIES: &[&str] = &[
     "nodeagent",
     "kubeadm-lite",
     "docker-registry",
+    "containerd",
+    "containerd-shim-runc-v2",
 ];
 
 /// Every Pod network namespace a node agent makes is named

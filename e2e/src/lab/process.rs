@@ -5,9 +5,10 @@
 use super::*;
 
 /// Starts what `node`'s units would run, from their files (as systemd
-/// does at boot): the apiserver and controller on the master, the node
-/// agent everywhere. Already running ones are left alone.
+/// does at boot): containerd, the apiserver and controller on the master,
+/// the node agent everywhere. Already running ones are left alone.
 pub fn start_units(options: &LabOptions, node: &Node) -> Result<(), LabError> {
+    start_containerd(options, node)?;
     for component in ["apiserver", "controller", "nodeagent"] {
         start_unit(options, node, component)?;
     }

@@ -11,7 +11,8 @@
 //! virtual hardware does.
 //!
 //! Boot: the units start, from their files, as systemd starts enabled
-//! units ([`start_units`]), the node agent first. Nothing else helps: whatever the node needs
+//! units ([`start_units`]), the node agent first. containerd's state
+//! (`/run/containerd`) is gone: `/run` is a tmpfs. Nothing else helps: whatever the node needs
 //! again must be rebuilt by the components themselves.
 
 use super::*;
@@ -23,7 +24,7 @@ pub fn reboot(options: &LabOptions, name: &str) -> Result<(), LabError> {
         .find(|n| n.name == name)
         .filter(|n| netns_list().is_ok_and(|l| l.contains(&n.netns())))
         .ok_or_else(|| LabError::NoSuchNode(name.to_string()))?;
-    power_off(&node)?;
+    power_off(&options.dir, &node)?;
     eprintln!("lab: {name} is off; booting it");
     // Units start in no set order. The node agent goes first, as on the
     // slowest boot: on the master it must then wait for the apiserver.
@@ -36,13 +37,16 @@ pub fn reboot(options: &LabOptions, name: &str) -> Result<(), LabError> {
 const AGENT_HEAD_START: Duration = Duration::from_secs(2);
 
 /// Everything of `node` that does not survive a power cut.
-fn power_off(node: &Node) -> Result<(), LabError> {
+fn power_off(dir: &Path, node: &Node) -> Result<(), LabError> {
     let ns = node.netns();
-    // Its processes: the components in the node, the Pods' in theirs.
+    // Its processes: the components in the node, the containers below
+    // containerd's shims, the Pods' in theirs.
     let mut pids: Vec<i32> = netns_pids(&ns)?
         .into_iter()
         .filter(|pid| lab_binary_of(*pid).is_some())
         .collect();
+    pids.extend(container_pids(&ns)?);
+    let sockets = shim_sockets(dir, &node.name);
     for pod in netns_list()?.iter().filter_map(|n| PodNetns::parse(n)) {
         if pod.node == ns {
             pids.extend(netns_pids(pod.name)?);
@@ -54,6 +58,8 @@ fn power_off(node: &Node) -> Result<(), LabError> {
     wait_gone(&pids, STOP_GRACE);
     eprintln!("lab: {}: killed {} processes", node.name, pids.len());
     // What lived in memory.
+    remove_shim_sockets(&sockets);
+    forget_containerd_state(dir, node)?;
     remove_pods_of(Some(&ns))?;
     if links(Some(&ns))?.iter().any(|l| l == "cni0") {
         ip_change(

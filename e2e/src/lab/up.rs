@@ -35,6 +35,7 @@ pub fn up(options: &LabOptions) -> Result<(), LabError> {
     serve_registry(&options.dir)?;
     for node in Node::all(options.workers) {
         vm(&node)?;
+        registry_mirrors(&options.dir, &node)?;
     }
     let mut nodes = Node::all(options.workers).into_iter();
     let master = nodes.next().expect("the lab has a master");

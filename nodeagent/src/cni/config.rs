@@ -25,15 +25,7 @@ use serde::Deserialize;
 use super::spec::AddResult;
 use crate::ipam::PodCidr;
 
-/// The plugin's program name, and `type` in the conflist.
-pub const PLUGIN_TYPE: &str = "kube-lite";
-
-/// The network's name (the conflist's `name`); the IPAM directory is
-/// `<dataDir>/<name>`, as host-local's is.
-pub const NETWORK_NAME: &str = "kube-lite";
-
-/// The conflist's file name: containerd takes the first in lexical order.
-pub const CONFLIST_FILE: &str = "10-kube-lite.conflist";
+pub use api::cni::{CONFLIST_FILE, NETWORK_NAME, PLUGIN_TYPE};
 
 /// The spec version the agent's conflist asks for.
 pub const CONFLIST_VERSION: &str = "1.0.0";

@@ -1,0 +1,315 @@
+//! Each lab VM's containerd, with the CNI plugin and the lab's registry
+//! (issue 14): what the node agent will ask for through the CRI, asked
+//! here directly, as `crictl` would. Needs root; takes the lab lock.
+//!
+//! The sandboxes this test makes are removed through the CRI at the end;
+//! if the test fails first, the lab's `down` (the [`Lab`] guard) ends the
+//! shims and their containers and detaches their mounts.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use e2e::harness::{bin_dir, ensure_built};
+use e2e::lab::{node_layout, Lab, LabOptions, Node};
+use nodeagent::cri::{v1, Runtime};
+
+/// The cgroup parent of the test's sandboxes (cgroupfs driver), removed
+/// when dropped.
+const CGROUP_PARENT: &str = "/kube-lite-lab-test";
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    dir: std::path::PathBuf,
+    lab: Lab,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        for controller in std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let _ = std::fs::remove_dir(
+                controller
+                    .path()
+                    .join(CGROUP_PARENT.trim_start_matches('/')),
+            );
+        }
+    }
+}
+
+fn lab() -> Fixture {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the lab test builds network namespaces and runs containerd: run as root"
+    );
+    ensure_built(&["apiserver", "controller", "nodeagent", "e2e"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("lab");
+    let lab = Lab::up(LabOptions {
+        workers: 2,
+        dir: dir.clone(),
+        bin_dir: bin_dir(),
+    })
+    .expect("lab up");
+    Fixture {
+        _dir: tmp,
+        dir,
+        lab,
+    }
+}
+
+fn node(name: &str) -> Node {
+    Node::all(2).into_iter().find(|n| n.name == name).unwrap()
+}
+
+async fn runtime(fixture: &Fixture, name: &str) -> Runtime {
+    let endpoint = node_layout(&fixture.dir, &node(name)).containerd_endpoint();
+    Runtime::connect(&endpoint)
+        .await
+        .expect("the node's containerd")
+}
+
+fn in_node(node: &str, command: &[&str]) -> std::process::Output {
+    Command::new("ip")
+        .args(["netns", "exec", node])
+        .args(command)
+        .output()
+        .unwrap()
+}
+
+/// Waits until the node agent has written the CNI conflist (it does once
+/// the controller gave the node its pod CIDR).
+fn wait_for_conflist(fixture: &Fixture, name: &str) -> serde_json::Value {
+    let file = node_layout(&fixture.dir, &node(name))
+        .cni_conf_dir()
+        .join("10-kube-lite.conflist");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&file) {
+            return serde_json::from_str(&text).unwrap();
+        }
+        assert!(Instant::now() < deadline, "no {}", file.display());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn sandbox_config(name: &str, log_dir: &std::path::Path) -> v1::PodSandboxConfig {
+    v1::PodSandboxConfig {
+        metadata: Some(v1::PodSandboxMetadata {
+            name: name.into(),
+            uid: format!("uid-{name}"),
+            namespace: "default".into(),
+            attempt: 0,
+        }),
+        hostname: name.into(),
+        log_directory: log_dir.display().to_string(),
+        labels: BTreeMap::from([("test".to_string(), "lab_containerd".to_string())])
+            .into_iter()
+            .collect(),
+        linux: Some(v1::LinuxPodSandboxConfig {
+            cgroup_parent: CGROUP_PARENT.into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_node_runs_a_containerd_of_its_own() {
+    let fixture = lab();
+    let mut seen = vec![];
+    for name in ["kl-master", "kl-worker1", "kl-worker2"] {
+        let version = runtime(&fixture, name).await.version().await.unwrap();
+        assert_eq!(version.runtime_name, "containerd");
+        assert!(version.runtime_version.starts_with("1.6."), "{version:?}");
+        let socket = node_layout(&fixture.dir, &node(name)).containerd_socket();
+        seen.push(socket);
+    }
+    seen.dedup();
+    assert_eq!(seen.len(), 3);
+    let pid = fixture
+        .lab
+        .pid("containerd-kl-worker1")
+        .expect("a PID file");
+    let netns = std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
+    let node_netns = std::fs::metadata("/run/netns/kl-worker1").unwrap();
+    use std::os::unix::fs::MetadataExt as _;
+    assert_eq!(
+        netns.to_string_lossy(),
+        format!("net:[{}]", node_netns.ino()),
+        "containerd runs in its VM's network namespace"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn images_come_from_the_lab_registry() {
+    let fixture = lab();
+    let mut runtime = runtime(&fixture, "kl-worker1").await;
+    let pulled = runtime
+        .images
+        .pull_image(v1::PullImageRequest {
+            image: Some(v1::ImageSpec {
+                image: "nginx:alpine".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("pulling nginx:alpine through the mirror")
+        .into_inner();
+    assert!(pulled.image_ref.starts_with("sha256:"), "{pulled:?}");
+    let status = runtime
+        .images
+        .image_status(v1::ImageStatusRequest {
+            image: Some(v1::ImageSpec {
+                image: "docker.io/library/nginx:alpine".into(),
+                ..Default::default()
+            }),
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let image = status.image.expect("the image is there");
+    assert!(image
+        .repo_tags
+        .contains(&"docker.io/library/nginx:alpine".to_string()));
+    // An image the registry does not have: the registry's answer.
+    let missing = runtime
+        .images
+        .pull_image(v1::PullImageRequest {
+            image: Some(v1::ImageSpec {
+                image: "no-such-image:1.0".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(missing.message().contains("not found"), "{missing:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sandbox_gets_its_address_from_the_cni_plugin_and_serves_across_nodes() {
+    let fixture = lab();
+    let conflist = wait_for_conflist(&fixture, "kl-worker1");
+    let subnet = conflist["plugins"][0]["ipam"]["subnet"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let prefix = subnet.trim_end_matches(".0/24").to_string();
+    let logs = tempfile::tempdir().unwrap();
+    let mut runtime = runtime(&fixture, "kl-worker1").await;
+    let config = sandbox_config("web", logs.path());
+    let sandbox = runtime
+        .runtime
+        .run_pod_sandbox(v1::RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "RunPodSandbox: {e:?}\ncontainerd's log:\n{}",
+                e2e::lab::log_tail(&fixture.dir.join("logs/containerd-kl-worker1.log"), 30)
+            )
+        })
+        .into_inner()
+        .pod_sandbox_id;
+    let status = runtime
+        .runtime
+        .pod_sandbox_status(v1::PodSandboxStatusRequest {
+            pod_sandbox_id: sandbox.clone(),
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap();
+    let ip = status.network.unwrap().ip;
+    assert!(ip.starts_with(&format!("{prefix}.")), "{ip} in {subnet}");
+    let record = node_layout(&fixture.dir, &node("kl-worker1"))
+        .cni_data_dir()
+        .join("kube-lite")
+        .join(&ip);
+    let owner = std::fs::read_to_string(&record).unwrap();
+    assert_eq!(owner, format!("{sandbox}/eth0"));
+
+    runtime
+        .images
+        .pull_image(v1::PullImageRequest {
+            image: Some(v1::ImageSpec {
+                image: "nginx:alpine".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let container = runtime
+        .runtime
+        .create_container(v1::CreateContainerRequest {
+            pod_sandbox_id: sandbox.clone(),
+            config: Some(v1::ContainerConfig {
+                metadata: Some(v1::ContainerMetadata {
+                    name: "nginx".into(),
+                    attempt: 0,
+                }),
+                image: Some(v1::ImageSpec {
+                    image: "docker.io/library/nginx:alpine".into(),
+                    ..Default::default()
+                }),
+                log_path: "nginx/0.log".into(),
+                ..Default::default()
+            }),
+            sandbox_config: Some(config),
+        })
+        .await
+        .expect("CreateContainer")
+        .into_inner()
+        .container_id;
+    runtime
+        .runtime
+        .start_container(v1::StartContainerRequest {
+            container_id: container.clone(),
+        })
+        .await
+        .expect("StartContainer");
+    // From the other worker: host-gw across the lab LAN.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let page = loop {
+        let out = in_node(
+            "kl-worker2",
+            &["curl", "-s", "--max-time", "2", &format!("http://{ip}/")],
+        );
+        let page = String::from_utf8_lossy(&out.stdout).into_owned();
+        if page.contains("Welcome to nginx!") || Instant::now() > deadline {
+            break page;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(page.contains("Welcome to nginx!"), "{page}");
+    // nginx logs the request to stdout, which the CRI log file holds.
+    let log = std::fs::read_to_string(logs.path().join("nginx/0.log")).unwrap();
+    assert!(log.contains("\"GET / HTTP/1.1\" 200"), "{log}");
+
+    runtime
+        .runtime
+        .stop_pod_sandbox(v1::StopPodSandboxRequest {
+            pod_sandbox_id: sandbox.clone(),
+        })
+        .await
+        .expect("StopPodSandbox");
+    assert!(!record.exists(), "CNI DEL gave {ip} back");
+    runtime
+        .runtime
+        .remove_pod_sandbox(v1::RemovePodSandboxRequest {
+            pod_sandbox_id: sandbox,
+        })
+        .await
+        .expect("RemovePodSandbox");
+}
