@@ -5,9 +5,11 @@
 //! 2. `[discovery]` cluster-info, its CA checked against the hash
 //!    ([`crate::clusterinfo::discover`]), and the cluster's ranges from
 //!    kubeadm-config (read with the token);
-//! 3. `[kubelet-start]` the node's client and serving certificates through
+//! 3. `[containerd]` configured for the node agent, (re)started, answering
+//!    ([`crate::containerd`]);
+//! 4. `[kubelet-start]` the node's client and serving certificates through
 //!    CSRs ([`crate::bootstrap`]), then nodeagent.conf and the unit;
-//! 4. the Node is Ready.
+//! 5. the Node is Ready.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
@@ -63,7 +65,6 @@ pub async fn join(options: &JoinOptions) -> Result<()> {
         return Ok(());
     }
     preflight::reachable(master)?;
-    crate::containerd::setup(&layout, &options.bin_dir, !options.no_systemd)?;
     let node_ip = match options.node_ip {
         Some(ip) => ip,
         None => {
@@ -111,6 +112,9 @@ pub async fn join(options: &JoinOptions) -> Result<()> {
             .map(String::as_str)
             .unwrap_or_default(),
     )?;
+
+    // The cluster and the token are good: from here on this VM changes.
+    crate::containerd::setup(&layout, &options.bin_dir, !options.no_systemd)?;
 
     let user = api::user::node_user(&node_name);
     let client_credentials =
