@@ -29,6 +29,8 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
 pub struct BenchLab {
     pub lab: Lab,
     pub client: kube::Client,
+    /// The lab's directory (`DIR`: the VMs' disks, logs).
+    pub dir: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -41,15 +43,17 @@ pub async fn start_lab() -> anyhow::Result<BenchLab> {
     );
     ensure_built(&["apiserver", "controller", "nodeagent", "e2e"]);
     let dir = tempfile::tempdir()?;
+    let lab_dir = dir.path().join("lab");
     let lab = Lab::up(LabOptions {
         workers: 2,
-        dir: dir.path().join("lab"),
+        dir: lab_dir.clone(),
         bin_dir: bin_dir(),
     })?;
     let client = lab.client().await?;
     Ok(BenchLab {
         lab,
         client,
+        dir: lab_dir,
         _dir: dir,
     })
 }
