@@ -84,7 +84,9 @@ async fn start_pod(runtime: &mut Runtime, config: v1::PodSandboxConfig) -> anyho
         .container_id;
     runtime
         .runtime
-        .start_container(v1::StartContainerRequest { container_id: container })
+        .start_container(v1::StartContainerRequest {
+            container_id: container,
+        })
         .await?;
     Ok(sandbox)
 }
@@ -98,7 +100,9 @@ async fn remove_pod(runtime: &mut Runtime, sandbox: String) -> anyhow::Result<()
         .await?;
     runtime
         .runtime
-        .remove_pod_sandbox(v1::RemovePodSandboxRequest { pod_sandbox_id: sandbox })
+        .remove_pod_sandbox(v1::RemovePodSandboxRequest {
+            pod_sandbox_id: sandbox,
+        })
         .await?;
     Ok(())
 }
@@ -123,8 +127,16 @@ async fn main() -> anyhow::Result<()> {
     let parallel = arg("--parallel", 4).clamp(1, 50);
     let run = start_lab().await?;
     let result = measure(&run, total, parallel).await;
-    for controller in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
-        let _ = std::fs::remove_dir(controller.path().join(CGROUP_PARENT.trim_start_matches('/')));
+    for controller in std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let _ = std::fs::remove_dir(
+            controller
+                .path()
+                .join(CGROUP_PARENT.trim_start_matches('/')),
+        );
     }
     result
 }
@@ -135,7 +147,11 @@ async fn measure(run: &bench::BenchLab, total: usize, parallel: usize) -> anyhow
     let conflist = layout.cni_conf_dir().join(api::cni::CONFLIST_FILE);
     let deadline = Instant::now() + Duration::from_secs(60);
     while !conflist.exists() {
-        anyhow::ensure!(Instant::now() < deadline, "no CNI conflist on {}", worker.name);
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "no CNI conflist on {}",
+            worker.name
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let mut runtime = Runtime::connect(&layout.containerd_endpoint()).await?;
