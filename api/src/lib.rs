@@ -55,6 +55,7 @@ pub mod names;
 pub mod patch;
 pub mod pki;
 pub mod pod;
+pub mod quantity;
 pub mod resources;
 pub mod selector;
 pub mod service;

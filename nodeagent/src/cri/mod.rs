@@ -10,6 +10,13 @@
 //! Kubernetes' own definition (`protos/cri/api.proto`, cri-api v0.35.7).
 //! containerd 1.6 implements the RPCs of cri-api v0.25; newer ones answer
 //! `Unimplemented`, and fields it does not know are ignored on the wire.
+//!
+//! # Layout
+//! - this file: the connection ([`Runtime`]) and the generated [`v1`].
+//! - [`config`]: a Pod in the CRI's words (sandbox and container configs:
+//!   labels, cgroups, resources, security).
+
+pub mod config;
 
 /// The generated messages and clients (`runtime.v1`).
 #[allow(clippy::all, missing_docs)]
