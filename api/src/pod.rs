@@ -200,3 +200,76 @@ mod tests {
         );
     }
 }
+
+/// What a Pod asks of a node, as the scheduler counts it (upstream's
+/// `resource.PodRequests`): per resource, the larger of the sum of its
+/// containers' requests and its largest init container's request (init
+/// containers run one at a time, before the others), plus the Pod's
+/// overhead. A request left out defaults to the limit (the apiserver
+/// writes it so; done here too for objects that skipped defaulting).
+/// A quantity that does not parse counts as nothing: the apiserver
+/// refuses such Pods.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PodRequests {
+    /// Millicores.
+    pub cpu_milli: i128,
+    /// Bytes.
+    pub memory: i128,
+}
+
+pub fn requests(spec: &k8s_openapi::api::core::v1::PodSpec) -> PodRequests {
+    use crate::quantity::Quantity;
+    let of =
+        |container: &k8s_openapi::api::core::v1::Container, resource: &str| -> Option<Quantity> {
+            let resources = container.resources.as_ref()?;
+            let value = resources
+                .requests
+                .as_ref()
+                .and_then(|r| r.get(resource))
+                .or_else(|| resources.limits.as_ref().and_then(|l| l.get(resource)))?;
+            Quantity::parse(&value.0).ok()
+        };
+    let one = |c: &k8s_openapi::api::core::v1::Container| PodRequests {
+        cpu_milli: of(c, "cpu").map_or(0, |q| q.milli()),
+        memory: of(c, "memory").map_or(0, |q| q.value()),
+    };
+    let mut total = spec
+        .containers
+        .iter()
+        .map(one)
+        .fold(PodRequests::default(), |a, b| PodRequests {
+            cpu_milli: a.cpu_milli + b.cpu_milli,
+            memory: a.memory + b.memory,
+        });
+    for init in spec.init_containers.iter().flatten().map(one) {
+        total.cpu_milli = total.cpu_milli.max(init.cpu_milli);
+        total.memory = total.memory.max(init.memory);
+    }
+    if let Some(overhead) = &spec.overhead {
+        let get = |name: &str| overhead.get(name).and_then(|q| Quantity::parse(&q.0).ok());
+        total.cpu_milli += get("cpu").map_or(0, |q| q.milli());
+        total.memory += get("memory").map_or(0, |q| q.value());
+    }
+    total
+}
+
+#[cfg(test)]
+mod request_tests {
+    use super::*;
+
+    #[test]
+    fn containers_add_up_and_init_containers_take_the_max() {
+        let spec: k8s_openapi::api::core::v1::PodSpec = serde_json::from_value(serde_json::json!({
+            "initContainers": [{"name": "i", "resources": {"requests": {"cpu": "1", "memory": "64Mi"}}}],
+            "containers": [
+                {"name": "a", "resources": {"requests": {"cpu": "250m", "memory": "100Mi"}}},
+                {"name": "b", "resources": {"limits": {"cpu": "500m", "memory": "28Mi"}}},
+                {"name": "c"}
+            ]
+        }))
+        .unwrap();
+        let r = requests(&spec);
+        assert_eq!(r.cpu_milli, 1000, "the init container's 1 CPU beats 750m");
+        assert_eq!(r.memory, 128 << 20, "100Mi + 28Mi beats 64Mi");
+    }
+}

@@ -10,7 +10,11 @@
 //!    not Ready counts as tainted `node.kubernetes.io/not-ready` (or
 //!    `.../unreachable`), the taints upstream's node lifecycle controller
 //!    puts on such nodes, so an unready node is filtered like any tainted
-//!    one, with the same message.
+//!    one, with the same message. Last, the Pod's CPU and memory requests
+//!    ([`api::pod::requests`]) must fit in the node's `allocatable` next to
+//!    what the Pods already there request, with room for one more Pod
+//!    (NodeResourcesFit: `Insufficient cpu`, `Insufficient memory`, `Too
+//!    many pods`, every reason counted).
 //! 2. **Score**: among the nodes left, prefer the one with the fewest Pods
 //!    of the same owner (so the two replicas of a ReplicaSet land on two
 //!    nodes), then the fewest Pods in total, then the first name.
@@ -26,6 +30,8 @@
 //! ```text
 //! 0/3 nodes are available: 1 node(s) didn't match Pod's node affinity/selector,
 //! 2 node(s) had untolerated taint {node.kubernetes.io/unreachable: }.
+//! 0/3 nodes are available: 1 node(s) had untolerated taint
+//! {node-role.kubernetes.io/control-plane: }, 2 Insufficient cpu.
 //! ```
 //!
 //! and tries again whenever a Node changes (and every few seconds).
@@ -80,6 +86,12 @@ pub enum Unfit {
     UntoleratedTaint { key: String, value: String },
     /// `nodeSelector` or required node affinity does not match the labels.
     SelectorMismatch,
+    /// The node's allocatable Pods are all taken.
+    TooManyPods,
+    /// The Pod's CPU request exceeds what the node has left.
+    InsufficientCpu,
+    /// The Pod's memory request exceeds what the node has left.
+    InsufficientMemory,
 }
 
 impl fmt::Display for Unfit {
@@ -92,6 +104,10 @@ impl fmt::Display for Unfit {
             Unfit::SelectorMismatch => {
                 write!(f, "node(s) didn't match Pod's node affinity/selector")
             }
+            // NodeResourcesFit's reasons, without "node(s)" upstream.
+            Unfit::TooManyPods => write!(f, "Too many pods"),
+            Unfit::InsufficientCpu => write!(f, "Insufficient cpu"),
+            Unfit::InsufficientMemory => write!(f, "Insufficient memory"),
         }
     }
 }
@@ -194,7 +210,11 @@ impl Scheduler {
                     let uid = p.metadata.uid.as_deref()?;
                     assumed.get(uid).map(|a| a.node.clone())
                 })?;
-            (!is_terminal(p)).then(|| (node, controller_uid(p)))
+            (!is_terminal(p)).then(|| Placed {
+                node,
+                owner: controller_uid(p),
+                requests: p.spec.as_ref().map(api::pod::requests).unwrap_or_default(),
+            })
         });
         let decision = schedule(pod, &nodes, placed);
         if let Decision::Bind(node) = &decision {
@@ -243,35 +263,55 @@ pub enum Decision {
     InFlight,
 }
 
-/// Schedules one Pod: filters `nodes`, then scores the ones left by the
-/// Pods already `placed` on them (node name, controller owner uid).
-pub fn schedule(
-    pod: &Pod,
-    nodes: &[Arc<Node>],
-    placed: impl Iterator<Item = (String, Option<String>)>,
-) -> Decision {
+/// A Pod already on a node (bound, or assumed bound).
+#[derive(Debug, Clone)]
+pub struct Placed {
+    pub node: String,
+    /// Its controller's uid (ReplicaSet...), for spreading.
+    pub owner: Option<String>,
+    pub requests: api::pod::PodRequests,
+}
+
+/// Schedules one Pod: filters `nodes` (against what the Pods already
+/// `placed` on them request), then scores the ones left by those Pods.
+pub fn schedule(pod: &Pod, nodes: &[Arc<Node>], placed: impl Iterator<Item = Placed>) -> Decision {
     if nodes.is_empty() {
         return Decision::Unschedulable("no nodes available to schedule pods".into());
     }
+    let owner = controller_uid(pod);
+    let mut load: HashMap<String, NodeLoad> = HashMap::new();
+    for placed in placed {
+        let entry = load.entry(placed.node).or_default();
+        entry.pods += 1;
+        entry.cpu_milli += placed.requests.cpu_milli;
+        entry.memory += placed.requests.memory;
+        if owner.is_some() && placed.owner == owner {
+            entry.same_owner += 1;
+        }
+    }
+    let wanted = pod
+        .spec
+        .as_ref()
+        .map(api::pod::requests)
+        .unwrap_or_default();
     let mut reasons: BTreeMap<Unfit, usize> = BTreeMap::new();
     let mut feasible = Vec::new();
     for node in nodes {
-        match filter(pod, node) {
+        let used = load.get(&node.name_any()).copied().unwrap_or_default();
+        match filter(pod, node)
+            .map_err(|why| vec![why])
+            .and_then(|()| fits(wanted, node, used))
+        {
             Ok(()) => feasible.push(node.name_any()),
-            Err(why) => *reasons.entry(why).or_default() += 1,
+            Err(why) => {
+                for reason in why {
+                    *reasons.entry(reason).or_default() += 1;
+                }
+            }
         }
     }
     if feasible.is_empty() {
         return Decision::Unschedulable(failure_message(nodes.len(), &reasons));
-    }
-    let owner = controller_uid(pod);
-    let mut load: HashMap<String, NodeLoad> = HashMap::new();
-    for (node, pod_owner) in placed {
-        let entry = load.entry(node).or_default();
-        entry.pods += 1;
-        if owner.is_some() && pod_owner == owner {
-            entry.same_owner += 1;
-        }
     }
     let best = feasible
         .into_iter()
@@ -283,12 +323,50 @@ pub fn schedule(
     Decision::Bind(best)
 }
 
-/// Pods on a node, for scoring.
+/// NodeResourcesFit: room for one more Pod, and for its CPU and memory
+/// requests next to what the node's Pods already request, against the
+/// node's `allocatable`. Every reason counts, as upstream counts them. A
+/// resource the Node does not report is not limited (upstream would
+/// count it as zero and place nothing there).
+pub fn fits(wanted: api::pod::PodRequests, node: &Node, used: NodeLoad) -> Result<(), Vec<Unfit>> {
+    let allocatable = node.status.as_ref().and_then(|s| s.allocatable.as_ref());
+    let get = |name: &str| {
+        allocatable
+            .and_then(|a| a.get(name))
+            .and_then(|q| api::quantity::Quantity::parse(&q.0).ok())
+    };
+    let mut reasons = vec![];
+    if let Some(pods) = get("pods") {
+        if used.pods as i128 + 1 > pods.value() {
+            reasons.push(Unfit::TooManyPods);
+        }
+    }
+    if let Some(cpu) = get("cpu") {
+        if wanted.cpu_milli > 0 && wanted.cpu_milli > cpu.milli() - used.cpu_milli {
+            reasons.push(Unfit::InsufficientCpu);
+        }
+    }
+    if let Some(memory) = get("memory") {
+        if wanted.memory > 0 && wanted.memory > memory.value() - used.memory {
+            reasons.push(Unfit::InsufficientMemory);
+        }
+    }
+    if reasons.is_empty() {
+        Ok(())
+    } else {
+        Err(reasons)
+    }
+}
+
+/// Pods on a node: how many, what they request, and how many share the
+/// scheduled Pod's controller (for spreading).
 #[derive(Debug, Default, Clone, Copy)]
-struct NodeLoad {
+pub struct NodeLoad {
     /// Pods with the same controller (ReplicaSet...) as the Pod scheduled.
-    same_owner: usize,
-    pods: usize,
+    pub same_owner: usize,
+    pub pods: usize,
+    pub cpu_milli: i128,
+    pub memory: i128,
 }
 
 /// Upstream's summary: `0/3 nodes are available: 1 node(s) ..., 2 node(s) ....`
@@ -840,7 +918,7 @@ mod tests {
         // One of ours on a: b and c tie on owner and total; b by name.
         let placed = vec![("a".to_string(), rs())];
         assert_eq!(
-            schedule(&owned, &nodes, placed.into_iter()),
+            schedule(&owned, &nodes, at(placed)),
             Decision::Bind("b".into())
         );
         // Fewest of ours beats fewest overall: b is crowded by others.
@@ -852,13 +930,94 @@ mod tests {
             ("b".to_string(), None),
         ];
         assert_eq!(
-            schedule(&owned, &nodes, placed.into_iter()),
+            schedule(&owned, &nodes, at(placed)),
             Decision::Bind("b".into())
         );
         // A tie on ours: the fewest Pods in total.
         let placed = vec![("a".to_string(), other()), ("b".to_string(), None)];
-        let ours_nowhere = schedule(&owned, &nodes, placed.into_iter());
+        let ours_nowhere = schedule(&owned, &nodes, at(placed));
         assert_eq!(ours_nowhere, Decision::Bind("c".into()));
+    }
+
+    fn at(placed: Vec<(String, Option<String>)>) -> impl Iterator<Item = Placed> {
+        placed.into_iter().map(|(node, owner)| Placed {
+            node,
+            owner,
+            requests: Default::default(),
+        })
+    }
+
+    fn sized(name: &str, cpu: &str, memory: &str, pods: &str) -> Arc<Node> {
+        node(
+            name,
+            json!({"status": {"allocatable": {"cpu": cpu, "memory": memory, "pods": pods}}}),
+        )
+    }
+
+    fn asking(cpu: &str, memory: &str) -> Pod {
+        pod(
+            json!({"spec": {"containers": [{"name": "c", "image": "nginx",
+            "resources": {"requests": {"cpu": cpu, "memory": memory}}}]}}),
+        )
+    }
+
+    #[test]
+    fn requests_must_fit_what_the_node_has_left() {
+        let nodes = vec![sized("a", "2", "2Gi", "110"), sized("b", "2", "2Gi", "110")];
+        assert_eq!(
+            schedule(&asking("3", "1Gi"), &nodes, std::iter::empty()),
+            Decision::Unschedulable("0/2 nodes are available: 2 Insufficient cpu.".into())
+        );
+        assert_eq!(
+            schedule(&asking("3", "3Gi"), &nodes, std::iter::empty()),
+            Decision::Unschedulable(
+                "0/2 nodes are available: 2 Insufficient cpu, 2 Insufficient memory.".into()
+            )
+        );
+        // 1.5 CPU already requested on a: 1 CPU only fits on b.
+        let busy = Placed {
+            node: "a".into(),
+            owner: None,
+            requests: api::pod::PodRequests {
+                cpu_milli: 1500,
+                memory: 0,
+            },
+        };
+        assert_eq!(
+            schedule(&asking("1", "64Mi"), &nodes, std::iter::once(busy)),
+            Decision::Bind("b".into())
+        );
+    }
+
+    #[test]
+    fn a_full_node_has_too_many_pods_and_other_reasons_add_up() {
+        let nodes = vec![
+            sized("a", "2", "2Gi", "1"),
+            sized("b", "1", "2Gi", "110"),
+            node(
+                "c",
+                json!({"spec": {"taints": [{"key": "dedicated", "value": "infra", "effect": "NoSchedule"}]},
+                             "status": {"allocatable": {"cpu": "8", "memory": "8Gi", "pods": "110"}}}),
+            ),
+        ];
+        let placed = at(vec![("a".to_string(), None)]);
+        assert_eq!(
+            schedule(&asking("1500m", "64Mi"), &nodes, placed),
+            Decision::Unschedulable(
+                "0/3 nodes are available: 1 Insufficient cpu, 1 Too many pods, \
+                 1 node(s) had untolerated taint {dedicated: infra}."
+                    .into()
+            )
+        );
+    }
+
+    #[test]
+    fn a_pod_without_requests_only_needs_room_for_one_more_pod() {
+        let nodes = vec![sized("a", "100m", "1Mi", "110")];
+        assert_eq!(
+            schedule(&pod(json!({})), &nodes, std::iter::empty()),
+            Decision::Bind("a".into())
+        );
     }
 
     #[test]

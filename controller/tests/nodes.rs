@@ -144,6 +144,40 @@ async fn pods_of_one_owner_spread_even_when_created_together() {
 }
 
 #[tokio::test]
+async fn a_pod_asking_more_cpu_than_any_node_has_waits_with_insufficient_cpu() {
+    let cluster = Cluster::start().await;
+    // Fake nodes have 2 CPUs and 2Gi allocatable.
+    let _n1 = FakeNode::start(&cluster.client, "kl-worker1", 1).await;
+    let _n2 = FakeNode::start(&cluster.client, "kl-worker2", 2).await;
+    let pods = cluster.pods("default");
+    let big = pod(
+        "big",
+        json!({"spec": {"containers": [{"name": "c", "image": "nginx",
+            "resources": {"requests": {"cpu": "3", "memory": "64Mi"}}}]}}),
+    );
+    pods.create(&PostParams::default(), &big).await.unwrap();
+    let expected = "0/2 nodes are available: 2 Insufficient cpu.";
+    let failed = eventually(20, "a FailedScheduling event", || async {
+        let e = events(&cluster.client, "big", "FailedScheduling").await;
+        (!e.is_empty()).then_some(e)
+    })
+    .await;
+    assert_eq!(failed[0].message.as_deref(), Some(expected));
+    assert_eq!(node_of(&pods, "big").await, None);
+    // One that fits lands.
+    let small = pod(
+        "small",
+        json!({"spec": {"containers": [{"name": "c", "image": "nginx",
+            "resources": {"requests": {"cpu": "1500m"}}}]}}),
+    );
+    pods.create(&PostParams::default(), &small).await.unwrap();
+    eventually(20, "small is bound", || async {
+        node_of(&pods, "small").await
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_pod_that_fits_nowhere_waits_and_says_why() {
     let cluster = Cluster::start().await;
     let _n1 = FakeNode::start(&cluster.client, "kl-worker1", 1).await;
