@@ -23,8 +23,10 @@
 //! - [`nodenet`]: the node's side of the pod network, kept in line with
 //!   the API: `cni0` once the pod CIDR is known, routes to the other nodes
 //!   (what flanneld does).
+//! - [`cni`]: the pod network as a CNI plugin (`kube-lite-cni`), which
+//!   containerd runs for every Pod sandbox: ADD, DEL, CHECK, STATUS, GC.
 //! - [`cri`]: the CRI client (`runtime.v1` over gRPC) to containerd, the
-//!   runtime Pods are moving to (issue 14).
+//!   runtime Pods are moving to (issue 14), and a Pod in the CRI's words.
 //! - [`images`]: the image catalog - which program on the node an image
 //!   name runs, with the image's entrypoint, cmd, env and files (what a
 //!   registry and an image store are to a container runtime).
