@@ -21,19 +21,12 @@ use bench::{arg, percentile, start_lab};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nodeagent::cri::{v1, Runtime};
+use nodeagent::cri::{image_spec, v1, Runtime};
 use tokio::sync::Semaphore;
 
 /// The cgroup parent of the benchmark's sandboxes, removed at the end.
 const CGROUP_PARENT: &str = "/kube-lite-cri-bench";
 const NGINX: &str = "docker.io/library/nginx:alpine";
-
-fn image(name: &str) -> Option<v1::ImageSpec> {
-    Some(v1::ImageSpec {
-        image: name.into(),
-        ..Default::default()
-    })
-}
 
 fn sandbox_config(n: usize, logs: &std::path::Path) -> v1::PodSandboxConfig {
     v1::PodSandboxConfig {
@@ -55,56 +48,20 @@ fn sandbox_config(n: usize, logs: &std::path::Path) -> v1::PodSandboxConfig {
 
 /// RunPodSandbox, CreateContainer, StartContainer: the timed part.
 async fn start_pod(runtime: &mut Runtime, config: v1::PodSandboxConfig) -> anyhow::Result<String> {
-    let sandbox = runtime
-        .runtime
-        .run_pod_sandbox(v1::RunPodSandboxRequest {
-            config: Some(config.clone()),
-            runtime_handler: String::new(),
-        })
-        .await?
-        .into_inner()
-        .pod_sandbox_id;
-    let container = runtime
-        .runtime
-        .create_container(v1::CreateContainerRequest {
-            pod_sandbox_id: sandbox.clone(),
-            config: Some(v1::ContainerConfig {
-                metadata: Some(v1::ContainerMetadata {
-                    name: "nginx".into(),
-                    attempt: 0,
-                }),
-                image: image(NGINX),
-                log_path: "nginx/0.log".into(),
-                ..Default::default()
-            }),
-            sandbox_config: Some(config),
-        })
-        .await?
-        .into_inner()
-        .container_id;
+    let sandbox = runtime.run_sandbox(&config).await?;
+    let container = v1::ContainerConfig {
+        metadata: Some(v1::ContainerMetadata {
+            name: "nginx".into(),
+            attempt: 0,
+        }),
+        image: Some(image_spec(NGINX)),
+        log_path: "nginx/0.log".into(),
+        ..Default::default()
+    };
     runtime
-        .runtime
-        .start_container(v1::StartContainerRequest {
-            container_id: container,
-        })
+        .start_container(&sandbox, container, &config)
         .await?;
     Ok(sandbox)
-}
-
-async fn remove_pod(runtime: &mut Runtime, sandbox: String) -> anyhow::Result<()> {
-    runtime
-        .runtime
-        .stop_pod_sandbox(v1::StopPodSandboxRequest {
-            pod_sandbox_id: sandbox.clone(),
-        })
-        .await?;
-    runtime
-        .runtime
-        .remove_pod_sandbox(v1::RemovePodSandboxRequest {
-            pod_sandbox_id: sandbox,
-        })
-        .await?;
-    Ok(())
 }
 
 fn report(what: &str, mut samples: Vec<Duration>, elapsed: Duration) {
@@ -158,13 +115,7 @@ async fn measure(run: &bench::BenchLab, total: usize, parallel: usize) -> anyhow
 
     // The pull: from the lab registry over TLS, then unpacked.
     let started = Instant::now();
-    runtime
-        .images
-        .pull_image(v1::PullImageRequest {
-            image: image(NGINX),
-            ..Default::default()
-        })
-        .await?;
+    runtime.pull(NGINX).await?;
     println!(
         "pull {NGINX} from the lab registry (cold): {:.0} ms",
         started.elapsed().as_secs_f64() * 1000.0
@@ -172,7 +123,7 @@ async fn measure(run: &bench::BenchLab, total: usize, parallel: usize) -> anyhow
     // The sandbox image, pulled by the first sandbox: not timed.
     let logs = tempfile::tempdir()?;
     let warmup = start_pod(&mut runtime, sandbox_config(usize::MAX, logs.path())).await?;
-    remove_pod(&mut runtime, warmup).await?;
+    runtime.remove_sandbox(&warmup).await?;
 
     let gate = Arc::new(Semaphore::new(parallel));
     let began = Instant::now();
@@ -185,7 +136,7 @@ async fn measure(run: &bench::BenchLab, total: usize, parallel: usize) -> anyhow
             let started = Instant::now();
             let sandbox = start_pod(&mut runtime, config).await?;
             let took = started.elapsed();
-            remove_pod(&mut runtime, sandbox).await?;
+            runtime.remove_sandbox(&sandbox).await?;
             drop(permit);
             anyhow::Ok(took)
         }));

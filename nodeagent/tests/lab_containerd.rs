@@ -235,21 +235,12 @@ async fn a_sandbox_gets_its_address_from_the_cni_plugin_and_serves_across_nodes(
     let logs = tempfile::tempdir().unwrap();
     let mut runtime = runtime(&fixture, "kl-worker1").await;
     let config = sandbox_config("web", logs.path());
-    let sandbox = runtime
-        .runtime
-        .run_pod_sandbox(v1::RunPodSandboxRequest {
-            config: Some(config.clone()),
-            runtime_handler: String::new(),
-        })
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "RunPodSandbox: {e:?}\ncontainerd's log:\n{}",
-                e2e::lab::log_tail(&fixture.dir.join("logs/containerd-kl-worker1.log"), 30)
-            )
-        })
-        .into_inner()
-        .pod_sandbox_id;
+    let sandbox = runtime.run_sandbox(&config).await.unwrap_or_else(|e| {
+        panic!(
+            "RunPodSandbox: {e:?}\ncontainerd's log:\n{}",
+            e2e::lab::log_tail(&fixture.dir.join("logs/containerd-kl-worker1.log"), 30)
+        )
+    });
     let status = runtime
         .runtime
         .pod_sandbox_status(v1::PodSandboxStatusRequest {
@@ -270,46 +261,20 @@ async fn a_sandbox_gets_its_address_from_the_cni_plugin_and_serves_across_nodes(
     let owner = std::fs::read_to_string(&record).unwrap();
     assert_eq!(owner, format!("{sandbox}/eth0"));
 
+    runtime.pull("nginx:alpine").await.unwrap();
+    let nginx = v1::ContainerConfig {
+        metadata: Some(v1::ContainerMetadata {
+            name: "nginx".into(),
+            attempt: 0,
+        }),
+        image: Some(nodeagent::cri::image_spec("docker.io/library/nginx:alpine")),
+        log_path: "nginx/0.log".into(),
+        ..Default::default()
+    };
     runtime
-        .images
-        .pull_image(v1::PullImageRequest {
-            image: Some(v1::ImageSpec {
-                image: "nginx:alpine".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
+        .start_container(&sandbox, nginx, &config)
         .await
-        .unwrap();
-    let container = runtime
-        .runtime
-        .create_container(v1::CreateContainerRequest {
-            pod_sandbox_id: sandbox.clone(),
-            config: Some(v1::ContainerConfig {
-                metadata: Some(v1::ContainerMetadata {
-                    name: "nginx".into(),
-                    attempt: 0,
-                }),
-                image: Some(v1::ImageSpec {
-                    image: "docker.io/library/nginx:alpine".into(),
-                    ..Default::default()
-                }),
-                log_path: "nginx/0.log".into(),
-                ..Default::default()
-            }),
-            sandbox_config: Some(config),
-        })
-        .await
-        .expect("CreateContainer")
-        .into_inner()
-        .container_id;
-    runtime
-        .runtime
-        .start_container(v1::StartContainerRequest {
-            container_id: container.clone(),
-        })
-        .await
-        .expect("StartContainer");
+        .expect("CreateContainer and StartContainer");
     // From the other worker: host-gw across the lab LAN.
     let deadline = Instant::now() + Duration::from_secs(20);
     let page = loop {
@@ -329,20 +294,10 @@ async fn a_sandbox_gets_its_address_from_the_cni_plugin_and_serves_across_nodes(
     assert!(log.contains("\"GET / HTTP/1.1\" 200"), "{log}");
 
     runtime
-        .runtime
-        .stop_pod_sandbox(v1::StopPodSandboxRequest {
-            pod_sandbox_id: sandbox.clone(),
-        })
+        .remove_sandbox(&sandbox)
         .await
-        .expect("StopPodSandbox");
+        .expect("StopPodSandbox and RemovePodSandbox");
     assert!(!record.exists(), "CNI DEL gave {ip} back");
-    runtime
-        .runtime
-        .remove_pod_sandbox(v1::RemovePodSandboxRequest {
-            pod_sandbox_id: sandbox,
-        })
-        .await
-        .expect("RemovePodSandbox");
 }
 
 /// A Pod of one busybox container sleeping, started from its spec through
@@ -366,48 +321,18 @@ async fn busybox_pod(
         memory_capacity: 1 << 30,
     };
     let mut runtime = runtime(fixture, "kl-worker1").await;
-    runtime
-        .images
-        .pull_image(v1::PullImageRequest {
-            image: Some(v1::ImageSpec {
-                image: "busybox".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .expect("pulling busybox");
+    runtime.pull("busybox").await.expect("pulling busybox");
     let sandbox_config = config::sandbox_config(&pod, 0, "nameserver 10.96.0.10\n", &node);
     let sandbox = runtime
-        .runtime
-        .run_pod_sandbox(v1::RunPodSandboxRequest {
-            config: Some(sandbox_config.clone()),
-            runtime_handler: String::new(),
-        })
+        .run_sandbox(&sandbox_config)
         .await
-        .expect("RunPodSandbox")
-        .into_inner()
-        .pod_sandbox_id;
+        .expect("RunPodSandbox");
     let spec = &pod.spec.as_ref().unwrap().containers[0];
     let container_config = config::container_config(&pod, spec, 0, &[], vec![], &node).unwrap();
     let container = runtime
-        .runtime
-        .create_container(v1::CreateContainerRequest {
-            pod_sandbox_id: sandbox.clone(),
-            config: Some(container_config),
-            sandbox_config: Some(sandbox_config),
-        })
+        .start_container(&sandbox, container_config, &sandbox_config)
         .await
-        .expect("CreateContainer")
-        .into_inner()
-        .container_id;
-    runtime
-        .runtime
-        .start_container(v1::StartContainerRequest {
-            container_id: container.clone(),
-        })
-        .await
-        .expect("StartContainer");
+        .expect("CreateContainer and StartContainer");
     (runtime, sandbox, container)
 }
 

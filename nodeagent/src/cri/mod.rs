@@ -85,4 +85,78 @@ impl Runtime {
             .await
             .map(tonic::Response::into_inner)
     }
+
+    /// PullImage: the image's reference (`sha256:...`) once it is present.
+    pub async fn pull(&mut self, image: &str) -> Result<String, tonic::Status> {
+        self.images
+            .pull_image(v1::PullImageRequest {
+                image: Some(image_spec(image)),
+                ..Default::default()
+            })
+            .await
+            .map(|r| r.into_inner().image_ref)
+    }
+
+    /// RunPodSandbox: the sandbox's ID.
+    pub async fn run_sandbox(
+        &mut self,
+        config: &v1::PodSandboxConfig,
+    ) -> Result<String, tonic::Status> {
+        self.runtime
+            .run_pod_sandbox(v1::RunPodSandboxRequest {
+                config: Some(config.clone()),
+                runtime_handler: String::new(),
+            })
+            .await
+            .map(|r| r.into_inner().pod_sandbox_id)
+    }
+
+    /// CreateContainer then StartContainer in `sandbox`: the container's ID.
+    pub async fn start_container(
+        &mut self,
+        sandbox: &str,
+        config: v1::ContainerConfig,
+        sandbox_config: &v1::PodSandboxConfig,
+    ) -> Result<String, tonic::Status> {
+        let id = self
+            .runtime
+            .create_container(v1::CreateContainerRequest {
+                pod_sandbox_id: sandbox.into(),
+                config: Some(config),
+                sandbox_config: Some(sandbox_config.clone()),
+            })
+            .await?
+            .into_inner()
+            .container_id;
+        self.runtime
+            .start_container(v1::StartContainerRequest {
+                container_id: id.clone(),
+            })
+            .await?;
+        Ok(id)
+    }
+
+    /// StopPodSandbox (its containers stop, the CNI plugin's DEL runs) then
+    /// RemovePodSandbox.
+    pub async fn remove_sandbox(&mut self, sandbox: &str) -> Result<(), tonic::Status> {
+        self.runtime
+            .stop_pod_sandbox(v1::StopPodSandboxRequest {
+                pod_sandbox_id: sandbox.into(),
+            })
+            .await?;
+        self.runtime
+            .remove_pod_sandbox(v1::RemovePodSandboxRequest {
+                pod_sandbox_id: sandbox.into(),
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+/// An image named as a Pod names it (`nginx:alpine`).
+pub fn image_spec(image: &str) -> v1::ImageSpec {
+    v1::ImageSpec {
+        image: image.into(),
+        ..Default::default()
+    }
 }
