@@ -114,7 +114,7 @@ fn in_node(node: &str, command: &[&str]) -> std::process::Output {
 fn wait_for_conflist(fixture: &Fixture, name: &str) -> serde_json::Value {
     let file = node_layout(&fixture.dir, &node(name))
         .cni_conf_dir()
-        .join("10-kube-lite.conflist");
+        .join(api::cni::CONFLIST_FILE);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Ok(text) = std::fs::read_to_string(&file) {

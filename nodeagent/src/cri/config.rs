@@ -22,7 +22,7 @@
 
 use std::collections::HashMap;
 
-use k8s_openapi::api::core::v1::{Container, Pod, SecurityContext};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, SecurityContext};
 
 use super::v1;
 use api::quantity::Quantity;
@@ -129,6 +129,28 @@ pub fn dns_config(resolv_conf: &str) -> v1::DnsConfig {
     config
 }
 
+/// Which namespaces a Pod's containers share: the network with the Pod
+/// (or the node's, `hostNetwork`), IPC with the Pod, and processes only
+/// with themselves unless `shareProcessNamespace`.
+fn namespace_options(spec: &PodSpec) -> v1::NamespaceOption {
+    let mode = |pod_wide: bool, otherwise: v1::NamespaceMode| {
+        if pod_wide {
+            v1::NamespaceMode::Pod as i32
+        } else {
+            otherwise as i32
+        }
+    };
+    v1::NamespaceOption {
+        network: mode(!spec.host_network.unwrap_or(false), v1::NamespaceMode::Node),
+        pid: mode(
+            spec.share_process_namespace.unwrap_or(false),
+            v1::NamespaceMode::Container,
+        ),
+        ipc: v1::NamespaceMode::Pod as i32,
+        ..Default::default()
+    }
+}
+
 /// The sandbox of `pod` (its `attempt`-th: a new one after the old was
 /// lost, e.g. at a reboot).
 pub fn sandbox_config(
@@ -190,20 +212,7 @@ pub fn sandbox_config(
         linux: Some(v1::LinuxPodSandboxConfig {
             cgroup_parent: pod_cgroup(pod, node),
             security_context: Some(v1::LinuxSandboxSecurityContext {
-                namespace_options: Some(v1::NamespaceOption {
-                    network: if host_network {
-                        v1::NamespaceMode::Node as i32
-                    } else {
-                        v1::NamespaceMode::Pod as i32
-                    },
-                    pid: if spec.share_process_namespace.unwrap_or(false) {
-                        v1::NamespaceMode::Pod as i32
-                    } else {
-                        v1::NamespaceMode::Container as i32
-                    },
-                    ipc: v1::NamespaceMode::Pod as i32,
-                    ..Default::default()
-                }),
+                namespace_options: Some(namespace_options(&spec)),
                 run_as_user: pod_security
                     .run_as_user
                     .map(|value| v1::Int64Value { value }),
@@ -321,20 +330,7 @@ pub fn container_security(pod: &Pod, container: &Container) -> v1::LinuxContaine
             ..Default::default()
         }),
         privileged: own.privileged.unwrap_or(false),
-        namespace_options: Some(v1::NamespaceOption {
-            network: if spec.host_network.unwrap_or(false) {
-                v1::NamespaceMode::Node as i32
-            } else {
-                v1::NamespaceMode::Pod as i32
-            },
-            pid: if spec.share_process_namespace.unwrap_or(false) {
-                v1::NamespaceMode::Pod as i32
-            } else {
-                v1::NamespaceMode::Container as i32
-            },
-            ipc: v1::NamespaceMode::Pod as i32,
-            ..Default::default()
-        }),
+        namespace_options: Some(namespace_options(&spec)),
         run_as_user: run_as_user.map(|value| v1::Int64Value { value }),
         run_as_group: run_as_group.map(|value| v1::Int64Value { value }),
         readonly_rootfs: own.read_only_root_filesystem.unwrap_or(false),

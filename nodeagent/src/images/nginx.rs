@@ -84,75 +84,13 @@ http {
 
 /// The official image's `conf.d/default.conf` (without the IPv6 `listen`
 /// line its entrypoint script adds when the container has IPv6).
-pub const DEFAULT_CONF: &str = r#"server {
-    listen       80;
-    server_name  localhost;
-
-    #access_log  /var/log/nginx/host.access.log  main;
-
-    location / {
-        root   /usr/share/nginx/html;
-        index  index.html index.htm;
-    }
-
-    #error_page  404              /404.html;
-
-    # redirect server error pages to the static page /50x.html
-    #
-    error_page   500 502 503 504  /50x.html;
-    location = /50x.html {
-        root   /usr/share/nginx/html;
-    }
-}
-"#;
+pub const DEFAULT_CONF: &str = include_str!("../../../e2e/images/nginx/default.conf");
 
 /// The official image's `index.html`.
-pub const INDEX_HTML: &str = r#"<!DOCTYPE html>
-<html>
-<head>
-<title>Welcome to nginx!</title>
-<style>
-html { color-scheme: light dark; }
-body { width: 35em; margin: 0 auto;
-font-family: Tahoma, Verdana, Arial, sans-serif; }
-</style>
-</head>
-<body>
-<h1>Welcome to nginx!</h1>
-<p>If you see this page, the nginx web server is successfully installed and
-working. Further configuration is required.</p>
-
-<p>For online documentation and support please refer to
-<a href="http://nginx.org/">nginx.org</a>.<br/>
-Commercial support is available at
-<a href="http://nginx.com/">nginx.com</a>.</p>
-
-<p><em>Thank you for using nginx.</em></p>
-</body>
-</html>
-"#;
+pub const INDEX_HTML: &str = include_str!("../../../e2e/images/nginx/index.html");
 
 /// The official image's `50x.html`.
-pub const ERROR_HTML: &str = r#"<!DOCTYPE html>
-<html>
-<head>
-<title>Error</title>
-<style>
-html { color-scheme: light dark; }
-body { width: 35em; margin: 0 auto;
-font-family: Tahoma, Verdana, Arial, sans-serif; }
-</style>
-</head>
-<body>
-<h1>An error occurred.</h1>
-<p>Sorry, the page you are looking for is currently unavailable.<br/>
-Please try again later.</p>
-<p>If you are the system administrator of this resource then you should check
-the error log for details.</p>
-<p><em>Faithfully yours, nginx.</em></p>
-</body>
-</html>
-"#;
+pub const ERROR_HTML: &str = include_str!("../../../e2e/images/nginx/50x.html");
 
 /// Writes the official nginx image's layout under `dir` and returns the
 /// bind mounts that put it in place, in the order they must be made:
