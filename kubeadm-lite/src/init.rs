@@ -44,6 +44,7 @@ pub async fn init(options: &InitOptions) -> Result<String> {
         node_ip: options.node_ip,
         layout: layout.clone(),
         bin_dir: options.bin_dir.clone(),
+        systemd: !options.no_systemd,
     };
     let cluster = &options.cluster;
 

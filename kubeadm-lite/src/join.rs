@@ -157,6 +157,7 @@ pub async fn join(options: &JoinOptions) -> Result<()> {
         node_ip,
         layout: layout.clone(),
         bin_dir: options.bin_dir.clone(),
+        systemd: !options.no_systemd,
     };
     units::install(
         &layout,

@@ -155,6 +155,22 @@ impl Layout {
         self.under("/var/lib/cni/networks")
     }
 
+    /// Where the node agent puts containers' logs.
+    pub fn pod_logs_dir(&self) -> PathBuf {
+        self.under("/var/log/pods")
+    }
+
+    /// The cgroup the node's Pods go under: the kubelet's default `/` on
+    /// a VM; one per node for the lab's VMs, which share one machine's
+    /// cgroups (`/kube-lite-lab/kl-worker1`).
+    pub fn cgroup_root(&self, node_name: &str) -> String {
+        if self.root == Path::new("/") {
+            "/".into()
+        } else {
+            format!("/kube-lite-lab/{node_name}")
+        }
+    }
+
     pub fn units_dir(&self) -> PathBuf {
         self.under("/etc/systemd/system")
     }

@@ -9,10 +9,9 @@
 //!   before the apiserver binds to it or a node agent registers it;
 //! - `WantedBy=multi-user.target`: enabled, so a reboot starts it.
 //!
-//! The node agent's unit has `KillMode=process`: its Pods are processes
-//! it started (each under a monitor), and restarting the agent must not
-//! kill them - the new agent adopts them, as a kubelet restart leaves
-//! containers running.
+//! The node agent's Pods are containerd's (its shims are their parents),
+//! so stopping or restarting the agent leaves them running: the new agent
+//! adopts them by their labels, as a restarted kubelet does.
 //!
 //! Where systemd is absent (a container, the lab), `--no-systemd` writes
 //! the same files but starts nothing; the commands are printed instead,
@@ -49,6 +48,9 @@ pub struct Machine {
     pub node_ip: std::net::Ipv4Addr,
     pub layout: Layout,
     pub bin_dir: std::path::PathBuf,
+    /// systemd runs the machine: units are started with it, and cgroups
+    /// are its slices (containerd's runc is configured the same way).
+    pub systemd: bool,
 }
 
 fn path(p: impl AsRef<Path>) -> String {
@@ -148,6 +150,14 @@ pub fn nodeagent(machine: &Machine, cluster: &ClusterConfiguration, control_plan
         path(l.cni_conf_dir()),
         "--cni-data-dir".into(),
         path(l.cni_data_dir()),
+        "--container-runtime-endpoint".into(),
+        l.containerd_endpoint(),
+        "--cgroup-driver".into(),
+        if machine.systemd { "systemd" } else { "cgroupfs" }.into(),
+        "--cgroup-root".into(),
+        l.cgroup_root(&machine.node_name),
+        "--pod-logs-dir".into(),
+        path(l.pod_logs_dir()),
     ];
     if control_plane {
         command.extend([
@@ -167,11 +177,6 @@ pub fn nodeagent(machine: &Machine, cluster: &ClusterConfiguration, control_plan
 impl Unit {
     /// The unit file.
     pub fn render(&self) -> String {
-        let kill_mode = if self.component == NODE {
-            "# Pods are the agent's child processes: a restart adopts them.\nKillMode=process\n"
-        } else {
-            ""
-        };
         format!(
             "# Written by kubeadm-lite; `kubeadm-lite reset` removes it.
 [Unit]
@@ -184,7 +189,7 @@ ExecStart={exec}
 Environment=RUST_LOG=info
 Restart=always
 RestartSec=2
-{kill_mode}
+
 [Install]
 WantedBy=multi-user.target
 ",
@@ -286,6 +291,7 @@ mod tests {
             node_ip: "192.168.56.10".parse().unwrap(),
             layout: Layout::new("/"),
             bin_dir: "/usr/local/bin".into(),
+            systemd: true,
         }
     }
 
@@ -312,7 +318,15 @@ mod tests {
         let unit = nodeagent(&machine(), &ClusterConfiguration::default(), true);
         crate::write_file(&layout.unit(NODE), &unit.render(), false).unwrap();
         assert_eq!(exec_start(&layout.unit(NODE)).unwrap(), unit.command);
-        assert!(unit.render().contains("KillMode=process"));
+        // The agent talks to the node's containerd, with its cgroup driver.
+        for flag in [
+            "--container-runtime-endpoint unix:///run/containerd/containerd.sock",
+            "--cgroup-driver systemd",
+            "--cgroup-root /",
+            "--pod-logs-dir /var/log/pods",
+        ] {
+            assert!(unit.command_line().contains(flag), "{flag}");
+        }
         assert!(unit
             .command_line()
             .ends_with("--register-with-taints node-role.kubernetes.io/control-plane:NoSchedule"));

@@ -47,6 +47,7 @@ fn systemd_accepts_the_units() {
         node_ip: "192.168.56.10".parse().unwrap(),
         layout: Layout::new(root.path()),
         bin_dir: bin_dir(),
+        systemd: true,
     };
     let cluster = ClusterConfiguration::default();
     let written = [

@@ -121,16 +121,16 @@ fn build_lab() -> Lab {
         .unwrap()
         .parent()
         .unwrap()
-        .join("nodeagent");
+        .join("kube-lite-echo");
     assert!(
         agent.exists(),
-        "build the nodeagent binary first ({agent:?})"
+        "build the kube-lite-echo binary first ({agent:?})"
     );
     for pod in ["server1", "server2"] {
         let server = Command::new("ip")
             .args(["netns", "exec", &lab.ns(pod)])
             .arg(&agent)
-            .args(["echo", "--port", "8080"])
+            .args(["--port", "8080"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

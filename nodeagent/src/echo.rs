@@ -17,8 +17,8 @@
 //! It also echoes UDP datagrams (`host:` and `client:` lines, then the
 //! datagram), for UDP Services, which nginx does not serve.
 //!
-//! The node agent binary is the image (`nodeagent echo`, see
-//! [`crate::images`]): nothing to install on the node. Like any well-behaved
+//! The program is `kube-lite-echo`, the only file of the image besides
+//! its libraries (the lab builds it, `e2e::images`). Like any well-behaved
 //! container it exits 0 on SIGTERM after the requests in flight are
 //! answered, which is what the kubelet's graceful deletion expects, and it
 //! logs one line per request to stdout, where `kubectl logs` reads.
@@ -41,10 +41,10 @@ pub const DEFAULT_PORT: u16 = 8080;
 /// The largest UDP datagram echoed back whole.
 const MAX_DATAGRAM: usize = 65_507;
 
-/// `nodeagent echo [--port N] [--udp-port N]`.
+/// `kube-lite-echo [--port N] [--udp-port N]`.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
-    name = "nodeagent echo",
+    name = "kube-lite-echo",
     about = "The kube-lite/echo image: answers HTTP and UDP with who answered"
 )]
 pub struct EchoArgs {

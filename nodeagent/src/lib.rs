@@ -25,16 +25,13 @@
 //!   (what flanneld does).
 //! - [`cni`]: the pod network as a CNI plugin (`kube-lite-cni`), which
 //!   containerd runs for every Pod sandbox: ADD, DEL, CHECK, STATUS, GC.
-//! - [`cri`]: the CRI client (`runtime.v1` over gRPC) to containerd, the
-//!   runtime Pods are moving to (issue 14), and a Pod in the CRI's words.
-//! - [`images`]: the image catalog - which program on the node an image
-//!   name runs, with the image's entrypoint, cmd, env and files (what a
-//!   registry and an image store are to a container runtime).
-//! - [`echo`]: the built-in `kube-lite/echo` image, an HTTP and UDP echo
-//!   server served by this binary (`nodeagent echo`; like agnhost's
-//!   `netexec` in Kubernetes' tests).
-//! - [`pods`]: Pods as processes in Linux namespaces (the kubelet's pod
-//!   workers, and a container runtime without images).
+//! - [`cri`]: the CRI client (`runtime.v1` over gRPC) to containerd, and a
+//!   Pod in the CRI's words.
+//! - [`echo`]: the program of the `kube-lite/echo` image, an HTTP and UDP
+//!   echo server (binary `kube-lite-echo`; like agnhost's `netexec` in
+//!   Kubernetes' tests).
+//! - [`pods`]: the kubelet's pod workers: Pods run by containerd, through
+//!   the CRI.
 //! - [`server`]: the kubelet's own HTTP port, serving `kubectl logs` and
 //!   `kubectl exec` through the apiserver.
 //! - [`proxy`]: Services as nftables rules, table `ip kube-lite`
@@ -50,7 +47,6 @@ pub mod cni;
 pub mod cri;
 pub mod dns;
 pub mod echo;
-pub mod images;
 pub mod informer;
 pub mod ipam;
 pub mod network;
@@ -74,10 +70,6 @@ use crate::nodenet::NodeNetworkConfig;
 /// controller gave it one: the place an admin (or a test) looks.
 pub const POD_CIDR_FILE: &str = "pod-cidr";
 
-/// The directory, under the data directory, of the Pod address
-/// allocations (host-local's `/var/lib/cni/networks/<network>`).
-pub const IPAM_DIR: &str = "networks/kube-lite";
-
 /// The cluster DNS Service's ClusterIP (the tenth address of the service
 /// range, as kubeadm chooses it).
 pub const DEFAULT_CLUSTER_DNS: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
@@ -96,8 +88,17 @@ pub struct Config {
     /// Where the agent keeps what must survive a restart (IP allocations,
     /// Pod state). One per node: the lab runs several nodes on one machine.
     pub data_dir: PathBuf,
-    /// The admin's image catalog (`--image-catalog`), for the Pods part.
-    pub image_catalog: Option<PathBuf>,
+    /// The container runtime's socket (`--container-runtime-endpoint`,
+    /// `unix:///run/containerd/containerd.sock`).
+    pub container_runtime_endpoint: String,
+    /// The cgroup under which Pods' cgroups go (`--cgroup-root`, `/`:
+    /// `/kubepods/...`).
+    pub cgroup_root: String,
+    /// `--cgroup-driver systemd` (else `cgroupfs`, the kubelet's default):
+    /// as containerd's runc is configured.
+    pub cgroup_driver_systemd: bool,
+    /// Where containers' logs go (`--pod-logs-dir`, `/var/log/pods`).
+    pub pod_logs_dir: PathBuf,
     /// How often the node Lease is renewed.
     pub lease_renew_interval: Duration,
     /// How often the Node status is posted when nothing changed.
@@ -148,7 +149,10 @@ impl Config {
             node_name: node_name.to_string(),
             node_ip,
             data_dir: default_data_dir(node_name),
-            image_catalog: None,
+            container_runtime_endpoint: cri::DEFAULT_ENDPOINT.into(),
+            cgroup_root: "/".into(),
+            cgroup_driver_systemd: false,
+            pod_logs_dir: PathBuf::from(DEFAULT_POD_LOGS_DIR),
             lease_renew_interval: Duration::from_secs(10),
             node_status_report_interval: Duration::from_secs(60),
             cluster_cidr: nodenet::DEFAULT_CLUSTER_CIDR,
@@ -167,6 +171,9 @@ impl Config {
         }
     }
 }
+
+/// Where the kubelet puts containers' logs (its `podLogsDir`).
+pub const DEFAULT_POD_LOGS_DIR: &str = "/var/log/pods";
 
 /// containerd's default CNI configuration directory.
 pub const DEFAULT_CNI_CONF_DIR: &str = "/etc/cni/net.d";
@@ -190,10 +197,9 @@ pub fn default_data_dir(node_name: &str) -> PathBuf {
 pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
-    let catalog = match &config.image_catalog {
-        Some(path) => images::Catalog::load(path)?,
-        None => images::Catalog::builtin(),
-    };
+    // A handle on the runtime, connected at its first use and again after
+    // containerd restarts.
+    let runtime = cri::Runtime::lazy(&config.container_runtime_endpoint)?;
     // The kubelet's port, bound first so that the Node reports the port
     // it really got (`--kubelet-port 0`).
     let kubelet_address = config
@@ -244,29 +250,30 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
     let (informers, watch) = informer::ServiceInformers::new(client.clone());
     let dns_caches = informers.subscribe();
     let proxy_caches = informers.subscribe();
-    let (ipam_tx, ipam_rx) = watch::channel(None);
-    let registry = pods::Registry::default();
+    let registry = pods::Registry::new(runtime.clone());
+    let (runtime_version_tx, runtime_version) = watch::channel(String::new());
     let pods_config = pods::PodsConfig {
         node_name: config.node_name.clone(),
         node_ip: config.node_ip,
         data_dir: config.data_dir.clone(),
-        catalog,
-        network: if config.pod_network {
-            Some(network::PodNetwork::connect(&config.node_name)?)
-        } else {
-            None
+        runtime,
+        node_settings: cri::config::NodeSettings {
+            cgroup_root: config.cgroup_root.clone(),
+            systemd_cgroup: config.cgroup_driver_systemd,
+            pod_logs_dir: config.pod_logs_dir.clone(),
+            memory_capacity: i128::from(machine.memory_kib) * 1024,
         },
         dns: pods::ClusterDns {
             server: config.cluster_dns,
             domain: config.cluster_domain.clone(),
         },
-        log_max_bytes: pods::DEFAULT_LOG_MAX_BYTES,
         services: config
             .pod_network
             .then(|| proxy_caches.services.store.clone()),
+        runtime_version: runtime_version_tx,
     };
     let kubelet_containers = std::sync::Arc::new(registry.clone());
-    let pods = pods::run(client.clone(), pods_config, ipam_rx, registry);
+    let pods = pods::run(client.clone(), pods_config, registry);
     // Cluster DNS listens on the node IP: only where the node has its own
     // network namespace (never in the machine's, under --no-pod-network).
     let dns_config = dns::DnsConfig::for_node(
@@ -324,10 +331,17 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
             std::future::pending().await
         }
     };
-    let node_status = node::run(client, identity, machine, heartbeats, pod_cidr_tx);
+    let node_status = node::run(
+        client,
+        identity,
+        machine,
+        heartbeats,
+        pod_cidr_tx,
+        runtime_version,
+    );
     tokio::select! {
         r = node_status => r.context("node status"),
-        r = follow_pod_cidr(&config.data_dir, pod_cidr_rx, ipam_tx) => r,
+        r = follow_pod_cidr(&config.data_dir, pod_cidr_rx) => r,
         r = node_network => r.context("node network"),
         r = pods => r.context("pods"),
         r = kubelet_server => r.context("kubelet server"),
@@ -337,13 +351,11 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
     }
 }
 
-/// Waits for the node's pod CIDR and prepares what depends on it: records
-/// it in [`POD_CIDR_FILE`] and opens the Pod address allocations, which it
-/// hands to the Pods part.
+/// Records the node's pod CIDR in [`POD_CIDR_FILE`] whenever it is given
+/// (the place an admin, or a test, looks).
 async fn follow_pod_cidr(
     data_dir: &Path,
     mut pod_cidr: watch::Receiver<Option<PodCidr>>,
-    ipam_tx: watch::Sender<Option<pods::SharedIpam>>,
 ) -> anyhow::Result<()> {
     loop {
         let cidr = *pod_cidr
@@ -352,14 +364,7 @@ async fn follow_pod_cidr(
             .context("the node status task ended")?;
         let cidr = cidr.expect("waited for Some");
         write_atomically(&data_dir.join(POD_CIDR_FILE), &format!("{cidr}\n"))?;
-        let ipam = ipam::Ipam::open(&data_dir.join(IPAM_DIR), cidr)?;
-        tracing::info!(
-            %cidr,
-            gateway = %cidr.gateway(),
-            allocated = ipam.list().len(),
-            "pod network block ready"
-        );
-        ipam_tx.send_replace(Some(std::sync::Arc::new(std::sync::Mutex::new(ipam))));
+        tracing::info!(%cidr, gateway = %cidr.gateway(), "pod network block ready");
         // A Node keeps its block for life; a new one only comes if the
         // Node was deleted and registered again.
         pod_cidr

@@ -4,8 +4,6 @@
 //! ```text
 //! nodeagent --kubeconfig /etc/kube-lite/nodeagent.conf --node-name worker1 --node-ip 192.168.56.11
 //! nodeagent --server http://127.0.0.1:6443 --node-name n1 --node-ip 127.0.0.1   # dev mode
-//! nodeagent echo --port 8080      # the kube-lite/echo image (nodeagent::echo)
-//! nodeagent monitor SPEC.json     # a container's monitor, started by the agent
 //! ```
 
 use std::net::Ipv4Addr;
@@ -39,9 +37,19 @@ struct Args {
     /// (default /var/lib/kube-lite/<node-name>).
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// The image catalog: which node program each image runs.
-    #[arg(long)]
-    image_catalog: Option<PathBuf>,
+    /// The container runtime's CRI socket.
+    #[arg(long, default_value = nodeagent::cri::DEFAULT_ENDPOINT)]
+    container_runtime_endpoint: String,
+    /// The cgroup the Pods' cgroups go under (`kubepods/...` below it).
+    #[arg(long, default_value = "/")]
+    cgroup_root: String,
+    /// `systemd` or `cgroupfs`: how Pods' cgroups are named; must be
+    /// containerd's (runc's `SystemdCgroup`).
+    #[arg(long, default_value = "cgroupfs", value_parser = ["cgroupfs", "systemd"])]
+    cgroup_driver: String,
+    /// Where containers' logs go (`<ns>_<pod>_<uid>/<container>/N.log`).
+    #[arg(long, default_value = nodeagent::DEFAULT_POD_LOGS_DIR)]
+    pod_logs_dir: PathBuf,
     /// Seconds between renewals of the node's Lease.
     #[arg(long, default_value_t = 10)]
     lease_renew_interval: u64,
@@ -105,24 +113,8 @@ struct Args {
     cni_data_dir: std::path::PathBuf,
 }
 
-/// A multi-call binary: `nodeagent monitor SPEC` is a container's monitor
-/// (nodeagent::pods::monitor), `nodeagent echo ...` the kube-lite/echo
-/// image (nodeagent::echo); anything else is the agent.
 fn main() -> anyhow::Result<()> {
-    let mode = std::env::args_os().nth(1);
-    if mode.as_deref() == Some(nodeagent::pods::monitor::MONITOR_COMMAND.as_ref()) {
-        // No async runtime here: the monitor must stay single-threaded
-        // until the container has started (see the monitor's docs).
-        let spec = std::env::args_os()
-            .nth(2)
-            .context("usage: nodeagent monitor SPEC.json")?;
-        return nodeagent::pods::monitor::main(std::path::Path::new(&spec));
-    }
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    if mode.is_some_and(|a| a == nodeagent::images::ECHO_SUBCOMMAND) {
-        let args = nodeagent::echo::EchoArgs::parse_from(std::env::args_os().skip(1));
-        return Ok(runtime.block_on(nodeagent::echo::serve(args))?);
-    }
     runtime.block_on(agent())
 }
 
@@ -160,7 +152,15 @@ async fn agent() -> anyhow::Result<()> {
     if let Some(dir) = args.data_dir {
         settings.data_dir = dir;
     }
-    settings.image_catalog = args.image_catalog;
+    anyhow::ensure!(
+        args.cgroup_root.starts_with('/'),
+        "--cgroup-root {:?}: must be an absolute cgroup path, like /",
+        args.cgroup_root
+    );
+    settings.container_runtime_endpoint = args.container_runtime_endpoint;
+    settings.cgroup_root = args.cgroup_root;
+    settings.cgroup_driver_systemd = args.cgroup_driver == "systemd";
+    settings.pod_logs_dir = args.pod_logs_dir;
     settings.lease_renew_interval = Duration::from_secs(args.lease_renew_interval);
     settings.node_status_report_interval = Duration::from_secs(args.node_status_report_interval);
     settings.pod_network = !args.no_pod_network;

@@ -59,7 +59,6 @@ pub const LEASE_DURATION_SECONDS: i32 = 40;
 /// The kubelet version this agent claims (`kubectl get nodes` VERSION).
 pub const KUBELET_VERSION: &str = "v1.35.0-kube-lite";
 /// The container runtime: processes in namespaces, run by the agent itself.
-pub const CONTAINER_RUNTIME_VERSION: &str = "kube-lite://0.1.0";
 /// Upstream kubelet's default `--max-pods`.
 pub const MAX_PODS: u32 = 110;
 
@@ -120,6 +119,8 @@ pub struct Machine {
     pub machine_id: String,
     /// Changes at every boot: tells a reboot from an agent restart.
     pub boot_id: String,
+    /// `containerd://1.6.20`, once the runtime answered (empty before).
+    pub container_runtime_version: String,
 }
 
 impl Machine {
@@ -135,6 +136,7 @@ impl Machine {
             architecture: go_arch(std::env::consts::ARCH).to_string(),
             machine_id: read("/etc/machine-id").trim().to_string(),
             boot_id: read("/proc/sys/kernel/random/boot_id").trim().to_string(),
+            container_runtime_version: String::new(),
         }
     }
 }
@@ -316,7 +318,7 @@ pub fn desired_status(
         node_info: Some(NodeSystemInfo {
             architecture: machine.architecture.clone(),
             boot_id: machine.boot_id.clone(),
-            container_runtime_version: CONTAINER_RUNTIME_VERSION.into(),
+            container_runtime_version: machine.container_runtime_version.clone(),
             kernel_version: machine.kernel_version.clone(),
             kube_proxy_version: String::new(),
             kubelet_version: KUBELET_VERSION.into(),
@@ -530,14 +532,17 @@ pub struct Heartbeats {
 /// Registers the Node, then keeps it reported and its Lease renewed,
 /// forever; sends the node's pod CIDR into `pod_cidr` whenever it appears
 /// or changes. Failed renewals are logged and retried at the next tick:
-/// a node keeps running through an apiserver outage.
+/// a node keeps running through an apiserver outage. `runtime_version`
+/// brings the container runtime's version once it answers.
 pub async fn run(
     client: kube::Client,
     node: NodeIdentity,
-    machine: Machine,
+    mut machine: Machine,
     heartbeats: Heartbeats,
     pod_cidr: watch::Sender<Option<PodCidr>>,
+    mut runtime_version: watch::Receiver<String>,
 ) -> Result<(), NodeError> {
+    machine.container_runtime_version = runtime_version.borrow_and_update().clone();
     let nodes: Api<Node> = Api::all(client.clone());
     let mut current = register_until_done(&client, &node, &machine).await;
     publish_pod_cidr(&current, &pod_cidr);
@@ -555,6 +560,10 @@ pub async fn run(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            Ok(()) = runtime_version.changed() => {
+                machine.container_runtime_version = runtime_version.borrow_and_update().clone();
+                drifted = true;
+            }
             _ = tick.tick() => {
                 let uid = current.metadata.uid.clone();
                 if let Err(e) = renew_lease(&client, &node.name, uid.as_deref()).await {
@@ -642,6 +651,7 @@ mod tests {
             architecture: "amd64".into(),
             machine_id: "abc".into(),
             boot_id: "boot".into(),
+            container_runtime_version: "containerd://1.6.20".into(),
         }
     }
 
@@ -690,7 +700,7 @@ mod tests {
         assert_eq!(kubelet.port, 10250, "where the apiserver finds the kubelet");
         let info = s.node_info.unwrap();
         assert_eq!(info.kubelet_version, "v1.35.0-kube-lite");
-        assert_eq!(info.container_runtime_version, "kube-lite://0.1.0");
+        assert_eq!(info.container_runtime_version, "containerd://1.6.20");
         let ready = s
             .conditions
             .unwrap()

@@ -137,39 +137,6 @@ async fn connect(node_name: &str) -> PodNetwork {
     }
 }
 
-/// Removes this node's Pod namespaces except those in `keep` (the Pods the
-/// API still has): the others are leftovers of Pods deleted while the
-/// agent was down, of a crash, or of a node that was torn down badly.
-/// Called by [`crate::pods`] once it has listed the node's Pods. A failure
-/// is logged and left for the next start: it wastes an address and a
-/// namespace, but harms no one.
-pub async fn remove_leftover_pod_namespaces(
-    network: &PodNetwork,
-    keep: &std::collections::HashSet<String>,
-) {
-    let names = match network.list_pod_namespaces() {
-        Ok(names) => names,
-        Err(error) => {
-            tracing::warn!(%error, "cannot list leftover Pod network namespaces");
-            return;
-        }
-    };
-    for name in names.into_iter().filter(|n| !keep.contains(n)) {
-        for pid in crate::pods::pids_in_netns(&crate::network::netns::path(&name)) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-        match network.teardown_namespace(&name).await {
-            Ok(()) => tracing::info!(netns = %name, "removed a leftover Pod network namespace"),
-            Err(error) => {
-                tracing::warn!(netns = %name, %error, "cannot remove a leftover Pod network namespace")
-            }
-        }
-    }
-}
-
 /// Waits for the node's pod CIDR, then sets up `cni0` with its gateway,
 /// the service route and the CNI conflist, retrying until all are in place. Again whenever
 /// the pod CIDR changes (the Node was deleted and registered again).

@@ -1,4 +1,4 @@
-//! The `kube-lite/echo` image: the real `nodeagent echo` process on
+//! The `kube-lite/echo` image: the real `kube-lite-echo` process on
 //! loopback ports, spoken to over HTTP and UDP, stopped with SIGTERM as the
 //! kubelet stops a container. No root needed.
 
@@ -13,7 +13,7 @@ use nix::unistd::Pid;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A running `nodeagent echo`, killed by PID when dropped.
+/// A running `kube-lite-echo`, killed by PID when dropped.
 struct Echo {
     child: Child,
     /// Its stdout, line by line.
@@ -22,15 +22,14 @@ struct Echo {
 
 impl Echo {
     fn start(args: &[String], env: &[(&str, String)]) -> Echo {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_nodeagent"))
-            .arg("echo")
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kube-lite-echo"))
             .args(args)
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .expect("starting nodeagent echo");
+            .expect("starting kube-lite-echo");
         let stdout = child.stdout.take().unwrap();
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {

@@ -317,6 +317,7 @@ async fn busybox_pod(
     .unwrap();
     let node = NodeSettings {
         cgroup_root: CGROUP_PARENT.into(),
+        systemd_cgroup: false,
         pod_logs_dir: logs.to_path_buf(),
         memory_capacity: 1 << 30,
     };

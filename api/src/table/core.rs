@@ -369,7 +369,7 @@ mod tests {
                     "kubeletVersion": "v1.37.0",
                     "osImage": "Ubuntu 24.04.1 LTS",
                     "kernelVersion": "6.8.0-45-generic",
-                    "containerRuntimeVersion": "kube-lite://0.1.0",
+                    "containerRuntimeVersion": "containerd://1.6.20",
                 },
             },
         })
@@ -389,7 +389,7 @@ mod tests {
                 json!("<none>"),
                 json!("Ubuntu 24.04.1 LTS"),
                 json!("6.8.0-45-generic"),
-                json!("kube-lite://0.1.0"),
+                json!("containerd://1.6.20"),
             ]
         );
     }

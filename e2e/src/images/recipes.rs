@@ -5,7 +5,7 @@
 //! |-------|-----------------|------|
 //! | `registry.k8s.io/pause` | `/pause`, a static C program (`e2e/images/pause.c`) | `/pause` as 65535 |
 //! | `busybox` | Debian's `busybox-static` and a link per applet | `sh` |
-//! | `nginx` | Debian minbase + `nginx-light`, laid out like the official image | `nginx -g 'daemon off;'` |
+//! | `nginx` | Debian minbase + `nginx-light` and `curl` (the official image has curl too), laid out like the official image | `nginx -g 'daemon off;'` |
 //! | `kube-lite/echo` | `kube-lite-echo` and the C libraries it links (distroless style) | `kube-lite-echo` |
 //!
 //! Each recipe also says what its result depends on ([`Recipe::inputs`]):
@@ -69,7 +69,8 @@ impl Recipe {
             Recipe::Pause => format!("pause {REVISION}\n{PAUSE_C}"),
             Recipe::Busybox => format!("busybox {REVISION} {debian} busybox-static"),
             Recipe::Nginx => format!(
-                "nginx {REVISION} {debian} nginx-light\n{NGINX_CONF}{NGINX_DEFAULT_CONF}{NGINX_INDEX_HTML}{NGINX_50X_HTML}"
+                "nginx {REVISION} {debian} {}\n{NGINX_CONF}{NGINX_DEFAULT_CONF}{NGINX_INDEX_HTML}{NGINX_50X_HTML}",
+                NGINX_PACKAGES.join(",")
             ),
             Recipe::Echo => {
                 let binary = echo_binary(bin_dir)?;
@@ -243,9 +244,13 @@ fn busybox(work: &Path) -> Result<Made, ImageError> {
 /// `conf.d/default.conf` serving `/usr/share/nginx/html`, user `nginx`
 /// (101), and the logs linked to the container's stdout and stderr, where
 /// `kubectl logs` reads them.
+/// nginx and, as in the official `nginx:alpine`, `curl`: the lesson
+/// curls Services from inside an nginx Pod.
+const NGINX_PACKAGES: &[&str] = &["nginx-light", "curl"];
+
 fn nginx(work: &Path) -> Result<Made, ImageError> {
     let rootfs = work.join("rootfs");
-    debian_rootfs("minbase", &["nginx-light"], &rootfs)?;
+    debian_rootfs("minbase", NGINX_PACKAGES, &rootfs)?;
     let etc = rootfs.join("etc");
     append(
         &etc.join("passwd"),

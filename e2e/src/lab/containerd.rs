@@ -145,6 +145,61 @@ pub(super) fn remove_shim_sockets(sockets: &[PathBuf]) {
     }
 }
 
+/// The cgroup every lab node's Pods go under (the node agent's
+/// `--cgroup-root /kube-lite-lab/<node>`, which kubeadm-lite gives it).
+pub const CGROUP_PARENT: &str = "kube-lite-lab";
+
+/// Removes the Pods' cgroups of `node` (of every node with `None`), once
+/// their processes are gone, in every hierarchy (cgroup v1's controllers,
+/// or v2's one tree). A killed process leaves its cgroup only when it is
+/// reaped, which PID 1 may take a moment to do: tried for a while.
+pub(super) fn remove_pod_cgroups(node: Option<&str>) -> Result<(), LabError> {
+    let relative = match node {
+        Some(node) => format!("{CGROUP_PARENT}/{node}"),
+        None => CGROUP_PARENT.to_string(),
+    };
+    let roots = || {
+        let mut roots = vec![PathBuf::from("/sys/fs/cgroup")];
+        roots.extend(
+            std::fs::read_dir("/sys/fs/cgroup")
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path()),
+        );
+        roots
+            .into_iter()
+            .map(|root| root.join(&relative))
+            .filter(|dir| dir.is_dir())
+            .collect::<Vec<_>>()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = roots();
+        if left.is_empty() {
+            return Ok(());
+        }
+        for dir in &left {
+            remove_cgroup_tree(dir);
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(LabError::Cgroups(roots()));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// rmdir of a cgroup and those below it, deepest first (a cgroup goes
+/// with rmdir once it has no children and no processes).
+fn remove_cgroup_tree(dir: &Path) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            remove_cgroup_tree(&entry.path());
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
+}
+
 /// What a reboot loses of containerd: its state directory (`/run` is a
 /// tmpfs on a VM), with the mounts under it.
 pub(super) fn forget_containerd_state(dir: &Path, node: &Node) -> Result<(), LabError> {

@@ -17,6 +17,7 @@ pub fn down(dir: &Path) -> Result<(), LabError> {
         }
     };
     keep(stop_components(dir));
+    keep(remove_pod_cgroups(None));
     // With the node agents gone nobody looks after the Pods: end their
     // processes and remove their namespaces, before the nodes'.
     keep(remove_pods());

@@ -172,6 +172,8 @@ pub enum LabError {
         .0[0].1
     )]
     Leftovers(Vec<(PathBuf, std::io::Error)>),
+    #[error("cgroups of Pods still hold processes: {}", .0.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
+    Cgroups(Vec<PathBuf>),
     #[error(
         "a lab is already up (node namespaces {}): someone is using it, or a test was killed; \
          `sudo e2e down` removes it",

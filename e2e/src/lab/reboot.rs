@@ -60,6 +60,7 @@ fn power_off(dir: &Path, node: &Node) -> Result<(), LabError> {
     // What lived in memory.
     remove_shim_sockets(&sockets);
     forget_containerd_state(dir, node)?;
+    remove_pod_cgroups(Some(&node.name))?;
     remove_pods_of(Some(&ns))?;
     if links(Some(&ns))?.iter().any(|l| l == "cni0") {
         ip_change(

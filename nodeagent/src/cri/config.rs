@@ -50,6 +50,10 @@ pub const BEST_EFFORT_OOM_SCORE_ADJ: i64 = 1000;
 pub struct NodeSettings {
     /// The kubelet's `--cgroup-root`: `/` on a VM.
     pub cgroup_root: String,
+    /// The kubelet's `--cgroup-driver`: `systemd` where systemd runs the
+    /// machine (and containerd's runc has `SystemdCgroup`), `cgroupfs`
+    /// otherwise. They must agree, or runc refuses the cgroup's name.
+    pub systemd_cgroup: bool,
     /// `/var/log/pods` on a VM.
     pub pod_logs_dir: std::path::PathBuf,
     /// The node's memory in bytes, for burstable OOM scores.
@@ -69,8 +73,17 @@ fn uid(pod: &Pod) -> &str {
     pod.metadata.uid.as_deref().unwrap_or_default()
 }
 
-/// The Pod's cgroup, under the node's cgroup root.
+/// The Pod's cgroup, under the node's cgroup root: a path with
+/// cgroupfs, a slice name with systemd (`kubepods-burstable-pod<uid>.slice`,
+/// whose dashes say where it nests; the UID's own become `_`).
 pub fn pod_cgroup(pod: &Pod, node: &NodeSettings) -> String {
+    if node.systemd_cgroup {
+        let tier = match qos_class(pod) {
+            "Guaranteed" => String::new(),
+            other => format!("-{}", other.to_ascii_lowercase()),
+        };
+        return format!("kubepods{tier}-pod{}.slice", uid(pod).replace('-', "_"));
+    }
     let tier = match qos_class(pod) {
         "Guaranteed" => String::new(),
         other => format!("/{}", other.to_ascii_lowercase()),
@@ -462,6 +475,7 @@ mod tests {
     fn node() -> NodeSettings {
         NodeSettings {
             cgroup_root: "/".into(),
+            systemd_cgroup: false,
             pod_logs_dir: "/var/log/pods".into(),
             memory_capacity: 4 << 30,
         }
@@ -483,8 +497,20 @@ mod tests {
             ..node()
         };
         assert_eq!(
-            pod_cgroup(&pod(spec, "BestEffort"), &lab),
+            pod_cgroup(&pod(spec.clone(), "BestEffort"), &lab),
             "/kube-lite/kl-worker1/kubepods/besteffort/podu-1"
+        );
+        let systemd = NodeSettings {
+            systemd_cgroup: true,
+            ..node()
+        };
+        assert_eq!(
+            pod_cgroup(&pod(spec.clone(), "Burstable"), &systemd),
+            "kubepods-burstable-podu_1.slice"
+        );
+        assert_eq!(
+            pod_cgroup(&pod(spec, "Guaranteed"), &systemd),
+            "kubepods-podu_1.slice"
         );
     }
 

@@ -1,318 +1,225 @@
-//! Container instances, as the agent sees and controls them.
+//! A container as the runtime reports it.
 //!
-//! Each start of a container is an *instance*, numbered from 0: instance N
-//! is what `restartCount: N` reports, and its files sit together in the
-//! container's directory of the Pod:
+//! The kubelet keeps no record of its own about containers: everything it
+//! needs is asked of the runtime (`ListContainers`, `ContainerStatus`) and
+//! found again by the labels it gave each container when it created it
+//! (`io.kubernetes.pod.uid`, `io.kubernetes.container.name`, see
+//! [`crate::cri::config`]). Each start of a container is a new runtime
+//! container whose `attempt` is the restart count: attempt N is what
+//! `restartCount: N` reports, and attempt N-1, kept until N ends, is
+//! `lastState` and `kubectl logs --previous`.
 //!
-//! ```text
-//! <data-dir>/pods/<pod uid>/containers/nginx/
-//!     0.spec.json     what the monitor was asked to run
-//!     0.monitor.json  the monitor's PID (the agent watches it)
-//!     0.pid.json      the container's PID, written by the monitor
-//!     0.log           its output, CRI format (`kubectl logs`)
-//!     0.exit.json     how it ended, written by the monitor
-//!     1.spec.json     ... the next start, after a restart
-//! ```
-//!
-//! Everything the agent knows about a container can be read back from
-//! these files: that is how a restarted agent adopts running containers.
+//! That is also how a restarted agent adopts what runs: it lists the
+//! containers labelled with the Pod's UID and takes the newest attempt of
+//! each name as current.
 
-use std::os::fd::{FromRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::collections::HashMap;
 
-use nix::sys::signal::{kill, killpg, Signal};
-use nix::unistd::Pid;
-use serde::{Deserialize, Serialize};
-use tokio::io::unix::AsyncFd;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::monitor::{self, ExitRecord, MonitorSpec, ProcessRecord};
+use crate::cri::{config, v1};
 
-/// Where a Pod's container keeps its instances.
-#[derive(Debug, Clone)]
-pub struct ContainerDir {
-    dir: PathBuf,
-}
-
-impl ContainerDir {
-    pub fn new(dir: PathBuf) -> ContainerDir {
-        ContainerDir { dir }
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.dir
-    }
-
-    fn file(&self, n: u32, suffix: &str) -> PathBuf {
-        self.dir.join(format!("{n}.{suffix}"))
-    }
-
-    /// The CRI log of instance `n`.
-    pub fn log_path(&self, n: u32) -> PathBuf {
-        self.file(n, "log")
-    }
-
-    /// Where the monitor of instance `n` records its container's PID.
-    /// Where `kubectl attach` reaches the container's stdin: the fifos
-    /// `stdin` and `ctl` (see the monitor), shared by its instances.
-    pub fn attach_dir(&self) -> PathBuf {
-        self.dir.join("attach")
-    }
-
-    pub fn pid_path(&self, n: u32) -> PathBuf {
-        self.file(n, "pid.json")
-    }
-
-    /// Where the monitor of instance `n` records how it ended.
-    pub fn exit_path(&self, n: u32) -> PathBuf {
-        self.file(n, "exit.json")
-    }
-
-    /// The process record of instance `n`, if it started.
-    pub fn process(&self, n: u32) -> Option<ProcessRecord> {
-        monitor::read_json(&self.pid_path(n)).ok().flatten()
-    }
-
-    /// The process record of instance `n` while that process still runs
-    /// (the PID not reused: its start time matches the record).
-    pub fn live_process(&self, n: u32) -> Option<ProcessRecord> {
-        self.process(n)
-            .filter(|record| is_same_process(record.pid, record.start_ticks))
-    }
-
-    /// The exit record of instance `n`, if it ended.
-    pub fn exit(&self, n: u32) -> Option<ExitRecord> {
-        monitor::read_json(&self.exit_path(n)).ok().flatten()
-    }
-
-    /// The log files of instance `n`, oldest first (a rotated part, then
-    /// the current file), as far as they exist.
-    pub fn log_files(&self, n: u32) -> Vec<PathBuf> {
-        let current = self.log_path(n);
-        let mut rotated = current.clone().into_os_string();
-        rotated.push(".1");
-        [PathBuf::from(rotated), current]
-            .into_iter()
-            .filter(|p| p.exists())
-            .collect()
-    }
-
-    /// The highest instance number that was started, if any.
-    pub fn latest_instance(&self) -> Option<u32> {
-        std::fs::read_dir(&self.dir)
-            .ok()?
-            .flatten()
-            .filter_map(|e| {
-                let name = e.file_name().into_string().ok()?;
-                name.strip_suffix(".monitor.json")?.parse::<u32>().ok()
-            })
-            .max()
-    }
-}
-
-/// The monitor of an instance, recorded by the agent when it started it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MonitorRecord {
-    pub pid: i32,
-    pub start_ticks: u64,
-    /// `containerID` without the `kube-lite://` scheme.
-    pub container_id: String,
-}
-
-/// What an instance is doing now.
+/// What the runtime says about one container.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum InstanceState {
-    /// The monitor runs but has not started the program yet.
-    Starting,
-    Running(ProcessRecord),
-    Exited(ExitRecord),
+pub struct Observed {
+    /// The runtime's ID (without the `containerd://` prefix).
+    pub id: String,
+    /// The restart count it was created for.
+    pub attempt: u32,
+    pub state: State,
+    pub started_at: Option<Time>,
+    pub finished_at: Option<Time>,
+    pub exit_code: i32,
+    /// `Completed`, `Error`, `OOMKilled`, as the runtime reports it.
+    pub reason: String,
+    pub message: String,
+    /// The image as the runtime resolved it (`docker.io/library/nginx:alpine`).
+    pub image: String,
+    /// Its digest reference (`docker.io/library/nginx@sha256:...`): `imageID`.
+    pub image_ref: String,
+    /// `/var/log/pods/<ns>_<pod>_<uid>/<container>/<attempt>.log`.
+    pub log_path: String,
+    /// The container's main process on the node, while it runs.
+    pub pid: Option<i32>,
+    /// Where runc keeps the container's state (`runc --root`), for
+    /// `kubectl exec` ([`crate::server::enter`]).
+    pub runc_root: String,
 }
 
-/// One start of a container.
-#[derive(Debug)]
-pub struct Instance {
-    /// Its number: the container's restartCount while it is the latest.
-    pub n: u32,
-    pub dir: ContainerDir,
-    pub monitor: MonitorRecord,
-    /// Readable once the monitor has exited; `None` if it already had
-    /// when we looked.
-    exited: Option<AsyncFd<OwnedFd>>,
+/// containerd's runc state directory when its config names none; the
+/// CRI's containers live in its `k8s.io` namespace below it.
+pub const DEFAULT_RUNC_ROOT: &str = "/run/containerd/runc";
+
+/// containerd's namespace of the CRI's containers.
+pub const CRI_NAMESPACE: &str = "k8s.io";
+
+/// The runtime's four states of a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Created,
+    Running,
+    Exited,
+    Unknown,
 }
 
-impl Instance {
-    /// Starts instance `n`: writes its spec and starts a monitor for it,
-    /// in a session of its own so that it outlives the agent.
-    pub fn start(dir: &ContainerDir, n: u32, spec: &MonitorSpec) -> std::io::Result<Instance> {
-        std::fs::create_dir_all(dir.path())?;
-        let spec_path = dir.file(n, "spec.json");
-        monitor::write_json_atomically(&spec_path, spec)?;
-        let monitor_log = std::fs::File::create(dir.file(n, "monitor.log"))?;
-        let mut command = Command::new("/proc/self/exe");
-        command
-            .arg(monitor::MONITOR_COMMAND)
-            .arg(&spec_path)
-            .stdin(Stdio::null())
-            .stdout(monitor_log.try_clone()?)
-            .stderr(monitor_log);
-        // SAFETY: setsid is async-signal-safe and touches no memory.
-        unsafe {
-            use std::os::unix::process::CommandExt;
-            command.pre_exec(|| nix::unistd::setsid().map(|_| ()).map_err(Into::into));
-        }
-        let child = command.spawn()?;
-        let pid = child.id() as i32;
-        // The child is reaped in `exited` (waitpid), not through `Child`.
-        drop(child);
-        let monitor = MonitorRecord {
-            pid,
-            start_ticks: monitor::process_start_ticks(pid).unwrap_or(0),
-            container_id: uuid::Uuid::new_v4().simple().to_string(),
+impl Observed {
+    /// From `ContainerStatus` and its verbose `info` (containerd puts the
+    /// process ID in `info["info"]`, a JSON document).
+    pub fn from_status(status: &v1::ContainerStatus, info: &HashMap<String, String>) -> Observed {
+        let state = match v1::ContainerState::try_from(status.state) {
+            Ok(v1::ContainerState::ContainerCreated) => State::Created,
+            Ok(v1::ContainerState::ContainerRunning) => State::Running,
+            Ok(v1::ContainerState::ContainerExited) => State::Exited,
+            _ => State::Unknown,
         };
-        monitor::write_json_atomically(&dir.file(n, "monitor.json"), &monitor)?;
-        let exited = watch_exit(&monitor);
-        Ok(Instance {
-            n,
-            dir: dir.clone(),
-            monitor,
-            exited,
-        })
-    }
-
-    /// Finds instance `n` on disk (after an agent restart).
-    pub fn adopt(dir: &ContainerDir, n: u32) -> Option<Instance> {
-        let monitor: MonitorRecord = monitor::read_json(&dir.file(n, "monitor.json")).ok()??;
-        let exited = watch_exit(&monitor);
-        Some(Instance {
-            n,
-            dir: dir.clone(),
-            monitor,
-            exited,
-        })
-    }
-
-    /// `kube-lite://<id>`, as `containerID` in the Pod status.
-    pub fn container_id(&self) -> String {
-        format!("kube-lite://{}", self.monitor.container_id)
-    }
-
-    pub fn log_path(&self) -> PathBuf {
-        self.dir.log_path(self.n)
-    }
-
-    fn monitor_alive(&self) -> bool {
-        is_same_process(self.monitor.pid, self.monitor.start_ticks)
-    }
-
-    /// The container's process, when it runs now.
-    pub fn running_process(&self) -> Option<ProcessRecord> {
-        self.dir.live_process(self.n)
-    }
-
-    /// What the instance is doing, read from its files and /proc.
-    pub fn state(&self) -> InstanceState {
-        if let Some(exit) = self.dir.exit(self.n) {
-            return InstanceState::Exited(exit);
+        let info: serde_json::Value = info
+            .get("info")
+            .and_then(|text| serde_json::from_str(text).ok())
+            .unwrap_or_default();
+        let pid = info
+            .get("pid")
+            .and_then(|pid| pid.as_i64())
+            .and_then(|pid| i32::try_from(pid).ok())
+            .filter(|pid| *pid > 0 && state == State::Running);
+        let runc_root = info
+            .pointer("/runtimeOptions/root")
+            .and_then(|root| root.as_str())
+            .filter(|root| !root.is_empty())
+            .unwrap_or(DEFAULT_RUNC_ROOT);
+        Observed {
+            id: status.id.clone(),
+            attempt: status.metadata.as_ref().map_or(0, |m| m.attempt),
+            state,
+            started_at: time(status.started_at),
+            finished_at: time(status.finished_at),
+            exit_code: status.exit_code,
+            reason: status.reason.clone(),
+            message: status.message.clone(),
+            image: status
+                .image
+                .as_ref()
+                .map(|i| i.image.clone())
+                .unwrap_or_default(),
+            image_ref: status.image_ref.clone(),
+            log_path: status.log_path.clone(),
+            pid,
+            runc_root: format!("{runc_root}/{CRI_NAMESPACE}"),
         }
-        if self.monitor_alive() {
-            return match self.running_process() {
-                Some(process) => InstanceState::Running(process),
-                None => InstanceState::Starting,
-            };
-        }
-        // Check the exit file again: the monitor may have written it and
-        // exited between the two looks.
-        if let Some(exit) = self.dir.exit(self.n) {
-            return InstanceState::Exited(exit);
-        }
-        InstanceState::Exited(ExitRecord {
-            exit_code: 137,
-            signal: None,
-            reason: "Error".into(),
-            message: Some("the container's monitor ended without recording an exit".into()),
-            finished_at: monitor::now_rfc3339(),
-        })
     }
 
-    /// Resolves when the monitor has exited (so the instance has ended).
-    pub async fn exited(&self) {
-        if let Some(fd) = &self.exited {
-            if let Ok(mut guard) = fd.readable().await {
-                guard.retain_ready();
-            }
-        } else if self.monitor_alive() {
-            // No pidfd (old kernel): poll.
-            while self.monitor_alive() {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
+    /// `containerd://<id>`: the runtime's name, then its ID.
+    pub fn container_id(&self, runtime_name: &str) -> String {
+        format!("{runtime_name}://{}", self.id)
+    }
+
+    pub fn running(&self) -> bool {
+        self.state == State::Running
+    }
+
+    pub fn exited(&self) -> bool {
+        matches!(self.state, State::Exited | State::Unknown)
+    }
+}
+
+/// Nanoseconds since the epoch (0: never) as the API's time, to the second.
+fn time(nanos: i64) -> Option<Time> {
+    if nanos <= 0 {
+        return None;
+    }
+    k8s_openapi::jiff::Timestamp::from_second(nanos / 1_000_000_000)
+        .ok()
+        .map(Time)
+}
+
+/// The labels that find every container of the Pod `uid`.
+pub fn pod_selector(uid: &str) -> HashMap<String, String> {
+    HashMap::from([(config::POD_UID_LABEL.to_string(), uid.to_string())])
+}
+
+/// The name a container was created for, from its labels.
+pub fn container_name(container: &v1::Container) -> Option<&str> {
+    container
+        .labels
+        .get(config::CONTAINER_NAME_LABEL)
+        .map(String::as_str)
+}
+
+/// The runtime's containers of one Pod container in `sandbox`, newest
+/// attempt first.
+pub fn attempts<'a>(
+    containers: &'a [v1::Container],
+    sandbox: &str,
+    name: &str,
+) -> Vec<&'a v1::Container> {
+    let mut mine: Vec<&v1::Container> = containers
+        .iter()
+        .filter(|c| c.pod_sandbox_id == sandbox && container_name(c) == Some(name))
+        .collect();
+    mine.sort_by_key(|c| std::cmp::Reverse(c.metadata.as_ref().map_or(0, |m| m.attempt)));
+    mine
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn container(id: &str, sandbox: &str, name: &str, attempt: u32) -> v1::Container {
+        v1::Container {
+            id: id.into(),
+            pod_sandbox_id: sandbox.into(),
+            metadata: Some(v1::ContainerMetadata {
+                name: name.into(),
+                attempt,
+            }),
+            labels: HashMap::from([(config::CONTAINER_NAME_LABEL.to_string(), name.to_string())]),
+            ..Default::default()
         }
-        // Collect the monitor if it is our child (started by this agent).
-        let _ = nix::sys::wait::waitpid(
-            Pid::from_raw(self.monitor.pid),
-            Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+    }
+
+    #[test]
+    fn the_newest_attempt_in_the_sandbox_comes_first() {
+        let all = [
+            container("a", "s1", "web", 0),
+            container("b", "s1", "web", 2),
+            container("c", "s1", "web", 1),
+            container("d", "s1", "sidecar", 5),
+            container("e", "s0", "web", 7),
+        ];
+        let ids: Vec<&str> = attempts(&all, "s1", "web")
+            .iter()
+            .map(|c| c.id.as_str())
+            .collect();
+        assert_eq!(ids, ["b", "c", "a"]);
+    }
+
+    #[test]
+    fn status_gives_state_times_and_the_pid_of_a_running_container() {
+        let status = v1::ContainerStatus {
+            id: "abc".into(),
+            metadata: Some(v1::ContainerMetadata {
+                name: "web".into(),
+                attempt: 3,
+            }),
+            state: v1::ContainerState::ContainerRunning as i32,
+            started_at: 1_700_000_000_123_456_789,
+            log_path: "/var/log/pods/x/web/3.log".into(),
+            ..Default::default()
+        };
+        let info = HashMap::from([(
+            "info".to_string(),
+            r#"{"pid": 4242, "runtimeOptions": {"root": "/lab/run/containerd/runc"}}"#.to_string(),
+        )]);
+        let observed = Observed::from_status(&status, &info);
+        assert_eq!(observed.state, State::Running);
+        assert_eq!(observed.attempt, 3);
+        assert_eq!(observed.pid, Some(4242));
+        assert_eq!(observed.runc_root, "/lab/run/containerd/runc/k8s.io");
+        assert_eq!(
+            observed.started_at.clone().unwrap().0.as_second(),
+            1_700_000_000,
+            "to the second, as the API keeps it"
         );
+        assert_eq!(observed.finished_at, None);
+        assert_eq!(observed.container_id("containerd"), "containerd://abc");
     }
-
-    /// Whether the monitor has exited, without waiting.
-    pub fn has_exited(&self) -> bool {
-        !self.monitor_alive()
-    }
-
-    /// Sends `signal` to the container's main process, if it runs.
-    pub fn signal(&self, signal: Signal) {
-        if let Some(process) = self.running_process() {
-            let _ = kill(Pid::from_raw(process.pid), signal);
-        }
-    }
-
-    /// Stops the instance the way the kubelet stops a container: SIGTERM,
-    /// then, after `grace`, SIGKILL to the container's process group.
-    pub async fn stop(&self, grace: Duration) {
-        if self.has_exited() {
-            return;
-        }
-        self.signal(Signal::SIGTERM);
-        if tokio::time::timeout(grace, self.exited()).await.is_ok() {
-            return;
-        }
-        if let Some(process) = self.running_process() {
-            let _ = killpg(Pid::from_raw(process.pid), Signal::SIGKILL);
-            let _ = kill(Pid::from_raw(process.pid), Signal::SIGKILL);
-        }
-        if tokio::time::timeout(Duration::from_secs(5), self.exited())
-            .await
-            .is_err()
-            && self.monitor_alive()
-        {
-            // The monitor itself is stuck: it is ours, end it.
-            let _ = kill(Pid::from_raw(self.monitor.pid), Signal::SIGKILL);
-        }
-    }
-}
-
-/// Whether `pid` is still the process that started at `start_ticks`.
-fn is_same_process(pid: i32, start_ticks: u64) -> bool {
-    monitor::process_start_ticks(pid).is_some_and(|t| start_ticks == 0 || t == start_ticks)
-}
-
-/// A pidfd for the monitor: it becomes readable when the process exits,
-/// whether or not it is our child (a restarted agent adopts monitors
-/// started by its predecessor).
-fn watch_exit(monitor: &MonitorRecord) -> Option<AsyncFd<OwnedFd>> {
-    // SAFETY: pidfd_open takes a PID and flags and returns a new fd or -1.
-    let fd = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, monitor.pid, 0) };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: the kernel just gave us this descriptor; nobody else owns it.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-    // Opened by PID: make sure it is still the monitor and not a newcomer
-    // that got the PID after the monitor ended.
-    if !is_same_process(monitor.pid, monitor.start_ticks) {
-        return None;
-    }
-    // SAFETY: the AsyncFd owns the descriptor and deregisters it before
-    // closing it on drop.
-    unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }.ok()
 }

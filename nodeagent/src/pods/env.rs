@@ -1,13 +1,13 @@
 //! A container's environment variables, as the kubelet computes them
 //! (`makeEnvironmentVariables`).
 //!
-//! In order, later names winning:
+//! In order, later names winning (the runtime puts the image's own
+//! variables, `PATH` and nginx's `NGINX_VERSION`, under all of them):
 //!
-//! 1. the image's own variables (`PATH`, nginx's `NGINX_VERSION`...);
-//! 2. Kubernetes' own: `HOSTNAME`, and the service links (`NGX_SVC_SERVICE_HOST`,
+//! 1. Kubernetes' own: `HOSTNAME`, and the service links (`NGX_SVC_SERVICE_HOST`,
 //!    `KUBERNETES_SERVICE_HOST`...);
-//! 3. `envFrom`: every key of a ConfigMap or Secret, with an optional prefix;
-//! 4. `env`: plain values with `$(VAR)` expansion, or `valueFrom` a field
+//! 2. `envFrom`: every key of a ConfigMap or Secret, with an optional prefix;
+//! 3. `env`: plain values with `$(VAR)` expansion, or `valueFrom` a field
 //!    of the Pod, a ConfigMap key or a Secret key.
 //!
 //! A ConfigMap or Secret that is missing (and not `optional`) keeps the
@@ -19,7 +19,6 @@ use std::net::Ipv4Addr;
 use k8s_openapi::api::core::v1::{Container, EnvVarSource, Pod};
 
 use super::{sandbox, Shared};
-use crate::images::Image;
 
 /// The service environment variables of a container of `pod` (in
 /// `namespace`): those of every Service of its namespace (unless
@@ -57,10 +56,9 @@ pub fn container_env(
     shared: &Shared,
     pod: &Pod,
     spec: &Container,
-    image: &Image,
     pod_ip: Ipv4Addr,
 ) -> Result<Vec<(String, String)>, String> {
-    let mut env: Vec<(String, String)> = image.env.clone();
+    let mut env: Vec<(String, String)> = Vec::new();
     let set = |env: &mut Vec<(String, String)>, k: String, v: String| {
         env.retain(|(name, _)| *name != k);
         env.push((k, v));

@@ -9,7 +9,7 @@
 //! Each probe is one of three checks, run from the node like the kubelet
 //! does: `httpGet` (a GET to the Pod's IP; 200-399 is success),
 //! `tcpSocket` (a connection opens) or `exec` (a command run inside the
-//! container exits 0).
+//! container by the runtime, `ExecSync`, exits 0).
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -18,6 +18,8 @@ use k8s_openapi::api::core::v1::{Container, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
+
+use crate::cri::Runtime;
 
 /// The result of one probe run; a failure says why (shown in the
 /// `Unhealthy` event, like the kubelet's "Readiness probe failed: ...").
@@ -80,9 +82,15 @@ impl ProbeState {
     }
 }
 
-/// Runs one probe against a container whose Pod has `pod_ip` and whose
-/// main process is `pid` (for exec).
-pub async fn run(probe: &Probe, container: &Container, pod_ip: IpAddr, pid: i32) -> Outcome {
+/// Runs one probe against a container whose Pod has `pod_ip`: HTTP and
+/// TCP from the node to the Pod's IP, exec through the runtime.
+pub async fn run(
+    probe: &Probe,
+    container: &Container,
+    pod_ip: IpAddr,
+    runtime: &Runtime,
+    container_id: &str,
+) -> Outcome {
     let timeout = Duration::from_secs(probe.timeout_seconds.unwrap_or(1).max(1) as u64);
     let check = async {
         if let Some(http) = &probe.http_get {
@@ -113,7 +121,8 @@ pub async fn run(probe: &Probe, container: &Container, pod_ip: IpAddr, pid: i32)
                 .map(|_| ())
                 .map_err(|e| format!("dial tcp {host}:{port}: connect: {e}"))
         } else if let Some(exec) = &probe.exec {
-            exec_in(pid, exec.command.as_deref().unwrap_or_default()).await
+            let command = exec.command.as_deref().unwrap_or_default();
+            exec_in(runtime, container_id, command, timeout).await
         } else {
             Err("the probe has no handler (httpGet, tcpSocket or exec)".to_string())
         }
@@ -171,39 +180,27 @@ async fn http_get(addr: SocketAddr, path: &str) -> Outcome {
     }
 }
 
-/// Runs `command` inside the container's namespaces (as `kubectl exec`
-/// does, [`crate::server::enter`]); success is exit 0.
-async fn exec_in(pid: i32, command: &[String]) -> Outcome {
-    use crate::server::enter::{self, ExecIo, Streams};
-    let view = enter::ContainerView::of(pid).map_err(|e| format!("entering the container: {e}"))?;
-    let streams = Streams {
-        stdin: false,
-        stdout: true,
-        stderr: true,
-        tty: false,
-    };
-    let mut exec = enter::spawn(&view, command, streams, None)
-        .map_err(|e| format!("exec {command:?}: {e}"))?;
-    let mut text = Vec::new();
-    if let ExecIo::Pipes { stdout, stderr, .. } = &mut exec.io {
-        if let Some(out) = stdout {
-            let _ = out.read_to_end(&mut text).await;
-        }
-        if let Some(err) = stderr {
-            let _ = err.read_to_end(&mut text).await;
-        }
-    }
-    let status = exec
-        .child
-        .wait()
+/// Runs `command` in the container through the runtime (`ExecSync`,
+/// as the kubelet runs exec probes); success is exit 0.
+async fn exec_in(
+    runtime: &Runtime,
+    container_id: &str,
+    command: &[String],
+    timeout: Duration,
+) -> Outcome {
+    let answer = runtime
+        .clone()
+        .exec_sync(container_id, command, timeout)
         .await
-        .map_err(|e| format!("exec {command:?}: {e}"))?;
-    if status.success() {
+        .map_err(|status| super::pull::go_status(&status))?;
+    if answer.exit_code == 0 {
         Ok(())
     } else {
+        let mut text = answer.stdout;
+        text.extend(answer.stderr);
         Err(format!(
             "command {command:?} exited with {}: {}",
-            status.code().unwrap_or(-1),
+            answer.exit_code,
             String::from_utf8_lossy(&text).trim()
         ))
     }

@@ -1,82 +1,121 @@
-//! Which containers of which Pods run on this node, and where their files
-//! are: what the kubelet's server needs to answer `kubectl logs` and
-//! `kubectl exec` (it receives a namespace, a Pod name and a container
-//! name).
+//! Which containers of which Pods run here, by the names `kubectl` uses:
+//! what the kubelet's server needs to answer `kubectl logs`, `exec`,
+//! `attach` and `port-forward` (it receives a namespace, a Pod name and a
+//! container name, and must find the runtime's container).
 //!
-//! The pod workers keep it current; the server only reads it.
+//! The pod workers keep it current after every sync; the server only
+//! reads it.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use k8s_openapi::api::core::v1::Pod;
 
-use super::container::ContainerDir;
+use super::container::Observed;
+use crate::cri::Runtime;
+use crate::server::attach::AttachTarget;
+use crate::server::enter::ExecTarget;
 use crate::server::{ContainerLog, Containers, LookupError};
+
+/// What the server needs of one container.
+#[derive(Debug, Clone)]
+pub struct ContainerView {
+    pub name: String,
+    /// The runtime's current container for it.
+    pub current: Option<Observed>,
+    /// The log of the one before (`--previous`).
+    pub previous_log: Option<String>,
+    /// Why it does not run yet (`ContainerCreating`, `ErrImagePull`...).
+    pub waiting: Option<String>,
+    /// Whether it was created with `stdin: true` / `tty: true` (attach).
+    pub stdin: bool,
+    pub tty: bool,
+}
 
 /// One Pod as the registry knows it.
 #[derive(Debug, Clone)]
 struct Entry {
     namespace: String,
     name: String,
-    /// Container name, its directory and its latest instance number.
-    containers: Vec<(String, ContainerDir, Option<u32>)>,
+    containers: Vec<ContainerView>,
 }
 
-/// The node's running Pods, by UID.
-#[derive(Debug, Clone, Default)]
+/// The node's Pods, by UID, and the runtime that runs them.
+#[derive(Debug, Clone)]
 pub struct Registry {
     pods: Arc<RwLock<HashMap<String, Entry>>>,
+    runtime: Runtime,
 }
 
 impl Registry {
+    pub fn new(runtime: Runtime) -> Registry {
+        Registry {
+            pods: Arc::default(),
+            runtime,
+        }
+    }
+
     /// Records the containers of `pod` (called by its worker after every
     /// sync).
-    pub fn update(&self, pod: &Pod, containers: &[(String, ContainerDir, Option<u32>)]) {
+    pub fn update(&self, pod: &Pod, containers: &[ContainerView]) {
         let entry = Entry {
             namespace: pod.metadata.namespace.clone().unwrap_or_default(),
             name: pod.metadata.name.clone().unwrap_or_default(),
             containers: containers.to_vec(),
         };
         let uid = pod.metadata.uid.clone().unwrap_or_default();
-        self.pods.write().expect("registry lock").insert(uid, entry);
+        self.pods
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(uid, entry);
     }
 
     pub fn remove(&self, uid: &str) {
-        self.pods.write().expect("registry lock").remove(uid);
+        self.pods
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(uid);
     }
 
-    /// The directory and latest instance of a container.
-    fn find(
-        &self,
-        namespace: &str,
-        pod: &str,
-        container: &str,
-    ) -> Result<(ContainerDir, Option<u32>), LookupError> {
-        let pods = self.pods.read().expect("registry lock");
-        let entry = pods
-            .values()
+    fn pod(&self, namespace: &str, pod: &str) -> Result<Entry, LookupError> {
+        let pods = self.pods.read().unwrap_or_else(|e| e.into_inner());
+        pods.values()
             .find(|e| e.namespace == namespace && e.name == pod)
+            .cloned()
             .ok_or_else(|| LookupError::PodNotFound {
                 namespace: namespace.to_string(),
                 pod: pod.to_string(),
-            })?;
-        let (_, dir, n) = entry
+            })
+    }
+
+    fn find(&self, namespace: &str, pod: &str, container: &str) -> Result<ContainerView, LookupError> {
+        self.pod(namespace, pod)?
             .containers
-            .iter()
-            .find(|(name, _, _)| name == container)
+            .into_iter()
+            .find(|c| c.name == container)
             .ok_or_else(|| LookupError::ContainerNotFound {
                 pod: pod.to_string(),
                 container: container.to_string(),
-            })?;
-        Ok((dir.clone(), *n))
+            })
     }
-}
 
-/// The container's running process, from its instance's PID record.
-fn running_process(dir: &ContainerDir, n: u32) -> Option<i32> {
-    let record = dir.live_process(n)?;
-    let ended = dir.exit_path(n).exists();
-    (!ended).then_some(record.pid)
+    /// The current container when it runs.
+    fn running(&self, namespace: &str, pod: &str, container: &str) -> Result<Observed, LookupError> {
+        let view = self.find(namespace, pod, container)?;
+        match view.current {
+            Some(current) if current.running() => Ok(current),
+            Some(_) => Err(LookupError::NotRunning {
+                pod: pod.to_string(),
+                container: container.to_string(),
+            }),
+            None => Err(LookupError::Waiting {
+                pod: pod.to_string(),
+                container: container.to_string(),
+                reason: view.waiting.unwrap_or_else(|| "ContainerCreating".into()),
+            }),
+        }
+    }
 }
 
 impl Containers for Registry {
@@ -87,44 +126,52 @@ impl Containers for Registry {
         container: &str,
         previous: bool,
     ) -> Result<ContainerLog, LookupError> {
-        let (dir, n) = self.find(namespace, pod, container)?;
-        let waiting = || LookupError::Waiting {
-            pod: pod.to_string(),
-            container: container.to_string(),
-            reason: "ContainerCreating".into(),
-        };
-        let n = n.ok_or_else(waiting)?;
-        let n = if previous {
-            n.checked_sub(1).ok_or_else(|| LookupError::NoPrevious {
+        let view = self.find(namespace, pod, container)?;
+        let path = if previous {
+            view.previous_log.ok_or_else(|| LookupError::NoPrevious {
                 pod: pod.to_string(),
                 container: container.to_string(),
             })?
         } else {
-            n
+            match view.current {
+                Some(current) => current.log_path,
+                None => {
+                    return Err(LookupError::Waiting {
+                        pod: pod.to_string(),
+                        container: container.to_string(),
+                        reason: view.waiting.unwrap_or_else(|| "ContainerCreating".into()),
+                    })
+                }
+            }
         };
         Ok(ContainerLog {
-            files: dir.log_files(n),
+            files: vec![PathBuf::from(path)],
         })
     }
 
     fn running_pid(&self, namespace: &str, pod: &str, container: &str) -> Result<i32, LookupError> {
-        let (dir, n) = self.find(namespace, pod, container)?;
-        let n = n.ok_or_else(|| LookupError::Waiting {
-            pod: pod.to_string(),
-            container: container.to_string(),
-            reason: "ContainerCreating".into(),
-        })?;
-        running_process(&dir, n).ok_or_else(|| LookupError::NotRunning {
+        let current = self.running(namespace, pod, container)?;
+        current.pid.ok_or_else(|| LookupError::NotRunning {
             pod: pod.to_string(),
             container: container.to_string(),
         })
     }
 
     fn is_running(&self, namespace: &str, pod: &str, container: &str) -> bool {
-        self.find(namespace, pod, container)
-            .ok()
-            .and_then(|(dir, n)| running_process(&dir, n?))
-            .is_some()
+        self.running(namespace, pod, container).is_ok()
+    }
+
+    fn exec_target(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+    ) -> Result<ExecTarget, LookupError> {
+        let current = self.running(namespace, pod, container)?;
+        Ok(ExecTarget::Runc {
+            root: PathBuf::from(&current.runc_root),
+            container_id: current.id,
+        })
     }
 
     fn attach_target(
@@ -132,36 +179,30 @@ impl Containers for Registry {
         namespace: &str,
         pod: &str,
         container: &str,
-    ) -> Result<crate::server::attach::AttachTarget, LookupError> {
-        self.running_pid(namespace, pod, container)?;
-        let (dir, n) = self.find(namespace, pod, container)?;
-        let n = n.unwrap_or_default();
-        Ok(crate::server::attach::AttachTarget {
-            dir: dir.attach_dir(),
-            log: dir.log_path(n),
+    ) -> Result<AttachTarget, LookupError> {
+        let current = self.running(namespace, pod, container)?;
+        let view = self.find(namespace, pod, container)?;
+        Ok(AttachTarget {
+            runtime: self.runtime.clone(),
+            container_id: current.id,
+            stdin: view.stdin,
+            tty: view.tty,
         })
     }
 
     fn network_pid(&self, namespace: &str, pod: &str) -> Result<i32, LookupError> {
-        let pods = self.pods.read().expect("registry lock");
-        let entry = pods
-            .values()
-            .find(|e| e.namespace == namespace && e.name == pod)
-            .ok_or_else(|| LookupError::PodNotFound {
-                namespace: namespace.to_string(),
-                pod: pod.to_string(),
-            })?;
+        let entry = self.pod(namespace, pod)?;
         // Every container of a Pod shares its network namespace.
         entry
             .containers
             .iter()
-            .find_map(|(_, dir, n)| running_process(dir, (*n)?))
+            .find_map(|c| c.current.as_ref().filter(|c| c.running())?.pid)
             .ok_or_else(|| LookupError::NotRunning {
                 pod: pod.to_string(),
                 container: entry
                     .containers
                     .first()
-                    .map(|(name, _, _)| name.clone())
+                    .map(|c| c.name.clone())
                     .unwrap_or_default(),
             })
     }

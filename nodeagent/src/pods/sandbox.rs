@@ -1,25 +1,31 @@
 //! The Pod sandbox: what a Pod has before any of its containers starts.
 //!
-//! On a real node the container runtime makes a "sandbox" per Pod (the
-//! `pause` container): the network namespace with the Pod's IP, and the
-//! files every container of the Pod shares. kube-lite's sandbox is:
+//! The kubelet asks the runtime for a sandbox per Pod (`RunPodSandbox`):
+//! containerd starts the `pause` container, whose namespaces the Pod's
+//! containers join, and calls the CNI plugin ([`crate::cni`]) to give its
+//! network namespace `eth0` and the Pod's IP. The sandbox also gets the
+//! Pod's hostname and its `/etc/resolv.conf` (the cluster DNS with the
+//! `<ns>.svc.cluster.local` search path: why `curl ngx-svc` works from a
+//! Pod), from the config made here ([`crate::cri::config::sandbox_config`]).
 //!
-//! - the Pod's directory, `<data-dir>/pods/<uid>/`, holding its volumes,
-//!   its containers' logs and the files below;
-//! - the network namespace `kl-pod-<node>-<hash>` with `eth0` and an IP
-//!   from the node's pod CIDR ([`crate::network`], [`crate::ipam`]);
-//! - `/etc/hosts` naming the Pod ("Kubernetes-managed hosts file"),
-//!   `/etc/resolv.conf` pointing at the cluster DNS with the
-//!   `<ns>.svc.cluster.local` search path (why `curl ngx-svc` works from a
-//!   Pod), and `/etc/hostname` - bind-mounted into every container.
+//! Beside it, the kubelet keeps a directory per Pod on the node,
+//! `<data-dir>/pods/<uid>/`, for what it writes itself and mounts into
+//! the containers: the volumes and `/etc/hosts` ("Kubernetes-managed hosts
+//! file", naming the Pod by its IP).
+//!
+//! A sandbox is found again by its Pod's UID label: a restarted agent
+//! adopts it. One that is no longer ready (its network namespace went
+//! with a reboot) is replaced by a new attempt, and the Pod's containers
+//! start again in it, as the kubelet does.
 
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::Pod;
-use serde::{Deserialize, Serialize};
 
-use super::container::ContainerDir;
+use crate::cri::config::{self, NodeSettings};
+use crate::cri::{v1, Runtime};
 
 /// Where the node's own resolver configuration is (`dnsPolicy: Default`
 /// and host-network Pods use it).
@@ -29,15 +35,6 @@ pub const NODE_RESOLV_CONF: &str = "/etc/resolv.conf";
 #[derive(Debug, Clone)]
 pub struct PodDir {
     root: PathBuf,
-}
-
-/// Who a Pod directory belongs to, written into it so that a restarted
-/// agent (and the kubelet server) can tell without the API.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PodRecord {
-    pub namespace: String,
-    pub name: String,
-    pub uid: String,
 }
 
 impl PodDir {
@@ -52,55 +49,114 @@ impl PodDir {
         &self.root
     }
 
-    pub fn container(&self, name: &str) -> ContainerDir {
-        ContainerDir::new(self.root.join("containers").join(name))
+    /// The Pod's `/etc/hosts`, mounted into its containers (the kubelet's
+    /// `etc-hosts`).
+    pub fn etc_hosts(&self) -> PathBuf {
+        self.root.join("etc-hosts")
     }
 
-    /// Files of the image layout of a container (nginx's config tree).
-    pub fn image_dir(&self, container: &str) -> PathBuf {
-        self.root.join("images").join(container)
-    }
-
-    pub fn etc(&self) -> PathBuf {
-        self.root.join("etc")
-    }
-
-    fn record_path(&self) -> PathBuf {
-        self.root.join("pod.json")
-    }
-
-    pub fn record(&self) -> Option<PodRecord> {
-        super::monitor::read_json(&self.record_path())
-            .ok()
-            .flatten()
-    }
-
-    /// Creates the directory and its shared files. Idempotent.
-    pub fn prepare(&self, record: &PodRecord, files: &PodFiles) -> std::io::Result<()> {
-        std::fs::create_dir_all(self.etc())?;
-        super::monitor::write_json_atomically(&self.record_path(), record)?;
-        write_if_changed(&self.etc().join("hosts"), &files.hosts)?;
-        write_if_changed(&self.etc().join("resolv.conf"), &files.resolv_conf)?;
-        write_if_changed(
-            &self.etc().join("hostname"),
-            &format!("{}\n", files.hostname),
-        )
+    /// Creates the directory and writes `/etc/hosts`. Idempotent.
+    pub fn prepare(&self, hosts: &str) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.root)?;
+        let path = self.etc_hosts();
+        if std::fs::read_to_string(&path).ok().as_deref() == Some(hosts) {
+            return Ok(());
+        }
+        std::fs::write(path, hosts)
     }
 }
 
-fn write_if_changed(path: &Path, content: &str) -> std::io::Result<()> {
-    if std::fs::read_to_string(path).ok().as_deref() == Some(content) {
-        return Ok(());
-    }
-    std::fs::write(path, content)
+/// A Pod's sandbox in the runtime.
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    pub id: String,
+    /// The Pod's IP: the CNI plugin's address, or the node's with
+    /// `hostNetwork`.
+    pub ip: Ipv4Addr,
+    /// What it was made from: containers are created with it.
+    pub config: v1::PodSandboxConfig,
 }
 
-/// The shared files of a Pod.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PodFiles {
-    pub hostname: String,
-    pub hosts: String,
-    pub resolv_conf: String,
+/// Why the sandbox could not be made (`FailedCreatePodSandBox`).
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("{}", super::pull::go_status(.0))]
+    Runtime(#[from] tonic::Status),
+    #[error("the sandbox {id} has no IP: {ip:?}")]
+    NoIp { id: String, ip: String },
+}
+
+/// The labels that find the sandboxes of Pod `uid`.
+fn selector(uid: &str) -> HashMap<String, String> {
+    HashMap::from([(config::POD_UID_LABEL.to_string(), uid.to_string())])
+}
+
+/// Finds `pod`'s ready sandbox or runs a new one; says which. Sandboxes of
+/// the Pod that are not ready are stopped and removed (with their
+/// containers) once a new one runs.
+pub async fn ensure(
+    runtime: &mut Runtime,
+    pod: &Pod,
+    node_ip: Ipv4Addr,
+    resolv_conf: &str,
+    node: &NodeSettings,
+) -> Result<(Sandbox, bool), SandboxError> {
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let existing = runtime.sandboxes(selector(&uid)).await?;
+    let ready = existing
+        .iter()
+        .filter(|s| s.state == v1::PodSandboxState::SandboxReady as i32)
+        .max_by_key(|s| s.metadata.as_ref().map_or(0, |m| m.attempt));
+    let attempt = existing
+        .iter()
+        .map(|s| s.metadata.as_ref().map_or(0, |m| m.attempt) + 1)
+        .max()
+        .unwrap_or(0);
+    let (id, attempt, new) = match ready {
+        Some(s) => (
+            s.id.clone(),
+            s.metadata.as_ref().map_or(0, |m| m.attempt),
+            false,
+        ),
+        None => {
+            let config = config::sandbox_config(pod, attempt, resolv_conf, node);
+            (runtime.run_sandbox(&config).await?, attempt, true)
+        }
+    };
+    for old in existing.iter().filter(|s| s.id != id) {
+        if let Err(status) = runtime.remove_sandbox(&old.id).await {
+            tracing::warn!(sandbox = %old.id, error = %status.message(), "cannot remove an old sandbox");
+        }
+    }
+    let config = config::sandbox_config(pod, attempt, resolv_conf, node);
+    let ip = if host_network(pod) {
+        node_ip
+    } else {
+        let status = runtime.sandbox_status(&id).await?;
+        let ip = status.network.map(|n| n.ip).unwrap_or_default();
+        ip.parse().map_err(|_| SandboxError::NoIp {
+            id: id.clone(),
+            ip,
+        })?
+    };
+    Ok((Sandbox { id, ip, config }, new))
+}
+
+/// Every sandbox on the node, with the UID of its Pod.
+pub async fn all(runtime: &mut Runtime) -> Result<Vec<(String, String)>, tonic::Status> {
+    Ok(runtime
+        .sandboxes(HashMap::new())
+        .await?
+        .into_iter()
+        .map(|s| {
+            let uid = s
+                .labels
+                .get(config::POD_UID_LABEL)
+                .cloned()
+                .unwrap_or_default();
+            (s.id, uid)
+        })
+        .collect())
 }
 
 /// The cluster's DNS, as the kubelet's `--cluster-dns` and

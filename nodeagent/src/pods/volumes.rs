@@ -13,7 +13,9 @@
 //!   token, ConfigMap and Secret keys, the Pod's name and namespace (every
 //!   Pod's `kube-api-access-*` volume is one).
 //! - **emptyDir**: an empty directory that lives as long as the Pod, shared
-//!   by its containers.
+//!   by its containers; with `medium: Memory`, a `tmpfs`.
+//! - **hostPath**: a file or directory of the node itself, checked (or
+//!   created) by its `type` as the kubelet does.
 //!
 //! The files of a ConfigMap volume are swapped *atomically*, the way the
 //! kubelet's AtomicWriter does it, so a reader never sees half an update:
@@ -48,7 +50,13 @@ pub enum VolumeError {
     MissingSecretKey { volume: String, key: String },
     #[error("MountVolume.SetUp failed for volume {volume:?} : invalid path {path:?}")]
     InvalidPath { volume: String, path: String },
-    #[error("volume {volume:?}: {kind} volumes are not supported by kube-lite (configMap, secret, emptyDir and projected are)")]
+    #[error("MountVolume.SetUp failed for volume {volume:?} : hostPath type check failed: {path} is not a {wanted}")]
+    HostPathType {
+        volume: String,
+        path: String,
+        wanted: String,
+    },
+    #[error("volume {volume:?}: {kind} volumes are not supported by kube-lite (configMap, secret, emptyDir, hostPath and projected are)")]
     Unsupported { volume: String, kind: String },
     #[error("MountVolume.SetUp failed for volume {volume:?} : {action}: {source}")]
     Io {
@@ -406,6 +414,51 @@ pub fn memory_backed(volume: &str, dir: &Path) -> Result<(), VolumeError> {
     .map_err(io(format!("mounting a tmpfs at {}", dir.display())))
 }
 
+/// Checks a `hostPath` volume by its `type`, creating what the `...OrCreate`
+/// types ask for (as the kubelet does before the container starts).
+pub fn host_path(
+    volume: &str,
+    source: &k8s_openapi::api::core::v1::HostPathVolumeSource,
+) -> Result<(), VolumeError> {
+    use std::os::unix::fs::FileTypeExt;
+    let path = Path::new(&source.path);
+    let io = |action: String| io_error(volume, action);
+    let kind = source.type_.as_deref().unwrap_or_default();
+    match kind {
+        "DirectoryOrCreate" if !path.exists() => {
+            std::fs::create_dir_all(path).map_err(io(format!("creating {}", path.display())))?;
+        }
+        "FileOrCreate" if !path.exists() => {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(io(format!("creating {}", path.display())))?;
+        }
+        _ => {}
+    }
+    let meta = std::fs::metadata(path);
+    let file_type = meta.as_ref().map(|m| m.file_type()).ok();
+    let (ok, wanted) = match kind {
+        "" => (true, ""),
+        "Directory" | "DirectoryOrCreate" => (file_type.is_some_and(|t| t.is_dir()), "directory"),
+        "File" | "FileOrCreate" => (file_type.is_some_and(|t| t.is_file()), "file"),
+        "Socket" => (file_type.is_some_and(|t| t.is_socket()), "socket"),
+        "CharDevice" => (file_type.is_some_and(|t| t.is_char_device()), "character device"),
+        "BlockDevice" => (file_type.is_some_and(|t| t.is_block_device()), "block device"),
+        other => (false, other),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(VolumeError::HostPathType {
+            volume: volume.into(),
+            path: source.path.clone(),
+            wanted: wanted.into(),
+        })
+    }
+}
+
 /// Whether `dir` is the root of a mount (it sits on another device than
 /// its parent).
 fn is_mount_point(dir: &Path) -> bool {
@@ -420,9 +473,11 @@ fn is_mount_point(dir: &Path) -> bool {
 /// Unmounts the memory-backed volumes of a Pod's directory, so that it can
 /// be removed (a mount point cannot).
 pub fn unmount_memory_backed(pod_dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(pod_dir.join("volumes").join("secret")) else {
-        return;
-    };
+    let kinds = ["secret", "empty-dir"];
+    let entries = kinds
+        .iter()
+        .filter_map(|kind| std::fs::read_dir(pod_dir.join("volumes").join(kind)).ok())
+        .flatten();
     for entry in entries.flatten() {
         let dir = entry.path();
         if is_mount_point(&dir) {

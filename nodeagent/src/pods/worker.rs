@@ -2,34 +2,33 @@
 //!
 //! The kubelet runs one "pod worker" per Pod and calls its `SyncPod` every
 //! time something about the Pod changes. Ours does the same: a loop that
-//! reconciles, then sleeps until the Pod object changes, a container
-//! exits, a probe or a back-off is due, or a ConfigMap or Secret it names
-//! changes.
+//! reconciles, then sleeps until the Pod object changes, one of its
+//! containers changes state ([`super::pleg`]), a probe or a back-off is
+//! due, or a ConfigMap or Secret it names changes.
 //!
 //! One reconcile ([`PodWorker::sync`]) walks the Pod's life in order, and
 //! running it again changes nothing:
 //!
 //! 1. **Deleted?** (`deletionTimestamp` set, or gone from the API) stop the
-//!    containers (the image's stop signal, SIGKILL after the grace period),
-//!    remove the sandbox and the IP, then delete the Pod for good.
-//! 2. **Sandbox**: the Pod's directory and files, its network namespace
-//!    and IP ([`super::sandbox`]).
+//!    containers (preStop, then the image's stop signal, SIGKILL after the
+//!    grace period), remove the sandbox, then delete the Pod for good.
+//! 2. **Sandbox**: found again or run by the runtime, with the Pod's IP
+//!    ([`super::sandbox`]); the containers it has are adopted.
 //! 3. **References**: the ConfigMaps and Secrets the Pod names are
 //!    followed and listed ([`super::referenced`]).
 //! 4. **Volumes**: ConfigMap, Secret and token files written and kept up
 //!    to date ([`super::volumes`]).
-//! 5. **Containers**: start those that should run; restart those that
-//!    exited, by `restartPolicy`, with the CrashLoopBackOff delay; run the
-//!    probes that are due ([`super::probes`]).
+//! 5. **Containers**: pull the image ([`super::pull`]), create and start
+//!    those that should run; restart those that exited, by
+//!    `restartPolicy`, with the CrashLoopBackOff delay; run the probes that
+//!    are due ([`super::probes`]).
 //! 6. **Status**: report it when it changed ([`super::status`]).
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
-use std::path::PathBuf;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::FutureExt as _;
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{
     Container, ContainerState, ContainerStateRunning, ContainerStateTerminated,
@@ -38,15 +37,15 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::Api;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
-use super::container::{ContainerDir, Instance, InstanceState};
-use super::monitor::{ExitRecord, MonitorSpec, Mount, MountSource};
+use super::container::{self, Observed, State};
 use super::probes::{self, ProbeState};
-use super::sandbox::{self, PodDir, PodFiles, PodRecord};
+use super::pull::{self, PullError, Pulled};
+use super::sandbox::{self, PodDir, Sandbox};
 use super::{env, events, volumes, PodUpdate, Shared};
-use crate::images::Image;
+use crate::cri::{config, v1, Runtime};
 
 /// The first delay of CrashLoopBackOff and ImagePullBackOff; it doubles
 /// after every failure up to [`MAX_BACKOFF`] (the kubelet's values).
@@ -61,72 +60,97 @@ const RETRY: Duration = Duration::from_secs(2);
 /// listed before an event says so (it keeps waiting).
 const REFERENCES_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The Pod's network, once set up.
-#[derive(Debug, Clone)]
-struct Sandbox {
-    ip: Ipv4Addr,
-    netns: Option<PathBuf>,
-}
-
 /// One container of the Pod, as the worker tracks it.
 struct ContainerRuntime {
     name: String,
-    dir: ContainerDir,
-    /// The latest instance, running or ended.
-    current: Option<Instance>,
-    /// How the instance before it ended (`lastState`).
-    last_exit: Option<(ExitRecord, String, String)>,
+    /// The runtime's latest container for it, running or ended.
+    current: Option<Observed>,
+    /// The one before (`lastState`, `kubectl logs --previous`).
+    previous: Option<Observed>,
     /// Why it does not run, when it does not (`state.waiting`).
     waiting: Option<(String, String)>,
     /// When the next start may happen (back-off).
     not_before: Option<Instant>,
     backoff: Duration,
-    /// Whether the current instance's end has been accounted for.
+    /// The image pull's own back-off (ImagePullBackOff).
+    pull_backoff: Duration,
+    /// The last pull failed: the next attempt is a back-off.
+    pull_failed: Option<String>,
+    /// Whether the current container's end has been accounted for.
     exit_handled: bool,
     started_at: Option<Instant>,
     readiness: Option<ProbeState>,
     liveness: Option<ProbeState>,
     startup: Option<ProbeState>,
-    image: Option<Image>,
+    /// The restart count it had before the sandbox was lost (a reboot):
+    /// the next container counts on from there.
+    restarts_before: u32,
 }
 
 impl ContainerRuntime {
-    fn new(name: &str, dir: ContainerDir) -> ContainerRuntime {
+    fn new(name: &str) -> ContainerRuntime {
         ContainerRuntime {
             name: name.to_string(),
-            dir,
             current: None,
-            last_exit: None,
+            previous: None,
             waiting: Some(("ContainerCreating".into(), String::new())),
             not_before: None,
             backoff: Duration::ZERO,
+            pull_backoff: Duration::ZERO,
+            pull_failed: None,
             exit_handled: false,
             started_at: None,
             readiness: None,
             liveness: None,
             startup: None,
-            image: None,
+            restarts_before: 0,
         }
     }
 
-    /// restartCount: the number of the current instance.
-    fn restart_count(&self) -> i32 {
-        self.current.as_ref().map_or(0, |i| i.n as i32)
+    /// restartCount: the attempt of the current container.
+    fn restart_count(&self) -> u32 {
+        self.current
+            .as_ref()
+            .map_or(self.restarts_before, |c| c.attempt)
+    }
+
+    /// The attempt the next container is created for.
+    fn next_attempt(&self) -> u32 {
+        match &self.current {
+            Some(c) => c.attempt + 1,
+            None if self.restarts_before > 0 => self.restarts_before + 1,
+            None => 0,
+        }
     }
 
     fn running(&self) -> bool {
-        self.current.as_ref().is_some_and(|i| {
-            matches!(
-                i.state(),
-                InstanceState::Running(_) | InstanceState::Starting
-            )
-        })
+        self.current.as_ref().is_some_and(Observed::running)
     }
 
     fn ready(&self) -> bool {
         self.running()
             && self.startup.as_ref().is_none_or(|p| p.passing)
             && self.readiness.as_ref().is_none_or(|p| p.passing)
+    }
+
+    /// Probes of a container just started (readiness and startup failing
+    /// until they pass) or adopted running (passing: a restarted agent
+    /// cannot know their history, and the kubelet also keeps an adopted
+    /// container's Endpoints).
+    fn arm_probes(&mut self, spec: &Container, passing: bool) {
+        let now = Instant::now();
+        self.readiness = spec
+            .readiness_probe
+            .clone()
+            .map(|p| ProbeState::new(p, now, passing));
+        self.liveness = spec
+            .liveness_probe
+            .clone()
+            .map(|p| ProbeState::new(p, now, true));
+        self.startup = spec
+            .startup_probe
+            .clone()
+            .map(|p| ProbeState::new(p, now, passing));
     }
 }
 
@@ -150,8 +174,8 @@ pub struct PodWorker {
     containers: BTreeMap<String, ContainerRuntime>,
     start_time: Time,
     reported: Option<PodStatus>,
-    /// The Pod finished (Succeeded/Failed): its sandbox is gone, nothing
-    /// restarts.
+    /// The Pod finished (Succeeded/Failed): its sandbox is stopped,
+    /// nothing restarts.
     finished: bool,
     /// ServiceAccount tokens of its projected volumes, by volume: the
     /// token, and when to ask for a fresh one.
@@ -163,42 +187,25 @@ pub struct PodWorker {
     awaiting_references: Option<(Instant, bool)>,
     /// The `imagePullSecrets` last found missing (reported when it changes).
     missing_pull_secrets: Vec<String>,
+    /// Rung by the PLEG when one of the Pod's containers changed state.
+    wake: Arc<Notify>,
 }
 
 impl PodWorker {
-    /// A worker for `pod`, adopting whatever a previous agent left running.
+    /// A worker for `pod`; what a previous agent left running is adopted
+    /// at the first sync.
     pub fn new(shared: Arc<Shared>, pod: Arc<Pod>) -> PodWorker {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let dir = PodDir::new(&shared.pods_dir, &uid);
+        let old = pod.status.as_ref().and_then(|s| s.container_statuses.clone());
         let mut containers = BTreeMap::new();
         for c in pod.spec.iter().flat_map(|s| &s.containers) {
-            let mut rt = ContainerRuntime::new(&c.name, dir.container(&c.name));
-            if let Some(n) = rt.dir.latest_instance() {
-                rt.current = Instance::adopt(&rt.dir, n);
-                if let Some(instance) = &rt.current {
-                    tracing::info!(pod = %pod_key(&pod), container = %c.name, instance = n, "adopted a container");
-                    rt.started_at = Some(Instant::now());
-                    rt.waiting = None;
-                    // A restarted agent cannot know the probes' history:
-                    // a running container adopted as ready keeps its
-                    // Endpoints (the kubelet does the same after a restart).
-                    if matches!(instance.state(), InstanceState::Running(_)) {
-                        rt.readiness = c
-                            .readiness_probe
-                            .clone()
-                            .map(|p| ProbeState::new(p, Instant::now(), true));
-                        rt.liveness = c
-                            .liveness_probe
-                            .clone()
-                            .map(|p| ProbeState::new(p, Instant::now(), true));
-                        rt.startup = c
-                            .startup_probe
-                            .clone()
-                            .map(|p| ProbeState::new(p, Instant::now(), true));
-                    }
-                }
-                if n > 0 {
-                    rt.last_exit = read_exit(&rt.dir, n - 1);
+            let mut rt = ContainerRuntime::new(&c.name);
+            // A container that ran before (the status has its ID) counts
+            // its restarts on, also in a new sandbox.
+            if let Some(status) = old.iter().flatten().find(|s| s.name == c.name) {
+                if status.container_id.is_some() {
+                    rt.restarts_before = status.restart_count.max(0) as u32 + 1;
                 }
             }
             containers.insert(c.name.clone(), rt);
@@ -208,18 +215,15 @@ impl PodWorker {
             .as_ref()
             .and_then(|s| s.start_time.clone())
             .unwrap_or_else(|| Time(super::now_seconds()));
-        // A Pod that finished while the agent was away must not run again,
-        // whatever is left of it on disk.
+        // A Pod that finished while the agent was away must not run again.
         let finished = matches!(
             pod.status.as_ref().and_then(|s| s.phase.as_deref()),
             Some("Succeeded") | Some("Failed")
         );
-        // Running already (adopted containers, or a start time reported):
-        // admitted before; a taint added since does not evict it.
-        let admitted = containers
-            .values()
-            .any(|c: &ContainerRuntime| c.current.is_some())
-            || pod.status.as_ref().is_some_and(|s| s.start_time.is_some());
+        // Started before (a start time reported): admitted before; a
+        // taint added since does not evict it.
+        let admitted = pod.status.as_ref().is_some_and(|s| s.start_time.is_some());
+        let wake = shared.pleg.subscribe(&uid);
         PodWorker {
             admitted,
             shared,
@@ -237,6 +241,7 @@ impl PodWorker {
             finished,
             awaiting_references: None,
             missing_pull_secrets: Vec::new(),
+            wake,
         }
     }
 
@@ -253,20 +258,7 @@ impl PodWorker {
                 Next::Wait => {}
             }
             let deadline = self.next_deadline();
-            let exits: Vec<_> = self
-                .containers
-                .values()
-                .filter_map(|c| c.current.as_ref())
-                .filter(|i| !i.has_exited())
-                .map(|i| i.exited().boxed())
-                .collect();
-            let any_exit = async move {
-                if exits.is_empty() {
-                    std::future::pending::<()>().await
-                } else {
-                    futures::future::select_all(exits).await;
-                }
-            };
+            let wake = Arc::clone(&self.wake);
             tokio::select! {
                 changed = updates.changed() => {
                     if changed.is_err() {
@@ -275,10 +267,11 @@ impl PodWorker {
                     }
                 }
                 _ = referenced.changed() => {}
-                _ = any_exit => {}
+                _ = wake.notified() => {}
                 _ = tokio::time::sleep_until(deadline) => {}
             }
         }
+        self.shared.pleg.unsubscribe(&self.uid);
         self.shared.registry.remove(&self.uid);
         self.shared.configmaps.forget(&self.uid);
         self.shared.secrets.forget(&self.uid);
@@ -293,10 +286,14 @@ impl PodWorker {
         Api::namespaced(self.shared.client.clone(), ns)
     }
 
+    fn runtime(&self) -> Runtime {
+        self.shared.runtime.clone()
+    }
+
     /// The earliest moment something is due without an outside event.
     fn next_deadline(&self) -> Instant {
         let mut deadline = Instant::now() + Duration::from_secs(30);
-        if self.sandbox.is_none()
+        if (self.sandbox.is_none() && !self.finished)
             || self.volume_error.is_some()
             || self.awaiting_references.is_some()
         {
@@ -306,13 +303,8 @@ impl PodWorker {
             deadline = deadline.min(*refresh);
         }
         for c in self.containers.values() {
-            // A monitor is starting its container: the PID record comes
-            // within milliseconds, and Ready waits for it.
-            if c.current
-                .as_ref()
-                .is_some_and(|i| i.state() == InstanceState::Starting)
-            {
-                deadline = deadline.min(Instant::now() + Duration::from_millis(20));
+            if c.waiting.as_ref().is_some_and(|(r, _)| r == "ErrImagePull") {
+                deadline = deadline.min(Instant::now() + Duration::from_secs(1));
             }
             if let Some(t) = c.not_before {
                 deadline = deadline.min(t);
@@ -343,6 +335,7 @@ impl PodWorker {
             self.report().await;
             return Next::Wait;
         }
+        self.refresh_containers().await;
         if !self.references_known() {
             self.report().await;
             return Next::Wait;
@@ -359,9 +352,13 @@ impl PodWorker {
         }
         self.report().await;
         if self.is_finished() {
-            tracing::info!(pod = %self.pod_key(), "all containers ended for good: removing the sandbox");
+            tracing::info!(pod = %self.pod_key(), "all containers ended for good: stopping the sandbox");
             self.finished = true;
-            self.teardown_sandbox().await;
+            if let Some(sandbox) = self.sandbox.take() {
+                if let Err(status) = self.runtime().stop_sandbox(&sandbox.id).await {
+                    tracing::warn!(pod = %self.pod_key(), error = %status.message(), "cannot stop the sandbox");
+                }
+            }
         }
         Next::Wait
     }
@@ -371,13 +368,11 @@ impl PodWorker {
         let policy = restart_policy(&self.pod);
         !self.containers.is_empty()
             && self.containers.values().all(|c| {
-                c.current.as_ref().is_some_and(|i| match i.state() {
-                    InstanceState::Exited(exit) => {
-                        c.exit_handled
-                            && c.not_before.is_none()
-                            && (policy == "Never" || (policy == "OnFailure" && exit.exit_code == 0))
-                    }
-                    _ => false,
+                c.current.as_ref().is_some_and(|current| {
+                    current.exited()
+                        && c.exit_handled
+                        && c.not_before.is_none()
+                        && (policy == "Never" || (policy == "OnFailure" && current.exit_code == 0))
                 })
             })
     }
@@ -449,23 +444,30 @@ impl PodWorker {
         self.missing_pull_secrets = missing;
     }
 
-    /// Step 2: the Pod's directory, files and network. Returns whether the
-    /// sandbox is ready.
+    /// Step 2: the Pod's sandbox, found again or run. Returns whether it
+    /// is ready.
     async fn ensure_sandbox(&mut self) -> bool {
         if self.sandbox.is_some() {
             return true;
         }
-        match self.setup_sandbox().await {
-            Ok(sandbox) => {
-                tracing::info!(pod = %self.pod_key(), ip = %sandbox.ip, "sandbox ready");
-                self.sandbox = Some(sandbox);
-                self.sandbox_error = None;
-                true
-            }
+        let node_resolv = std::fs::read_to_string(sandbox::NODE_RESOLV_CONF).unwrap_or_default();
+        let resolv = sandbox::resolv_conf(&self.pod, &self.shared.dns, &node_resolv);
+        let begin = Instant::now();
+        let mut runtime = self.runtime();
+        let made = sandbox::ensure(
+            &mut runtime,
+            &self.pod,
+            self.shared.node_ip,
+            &resolv,
+            &self.shared.node_settings,
+        )
+        .await;
+        let (sandbox, new) = match made {
+            Ok(made) => made,
             Err(error) => {
-                let message = format!("{error:#}");
+                let message = error.to_string();
                 if self.sandbox_error.as_deref() != Some(message.as_str()) {
-                    tracing::warn!(pod = %self.pod_key(), error = %message, "cannot set up the Pod sandbox yet");
+                    tracing::warn!(pod = %self.pod_key(), error = %message, "cannot create the Pod sandbox yet");
                     self.shared.events.publish(
                         &self.pod,
                         events::WARNING,
@@ -474,53 +476,108 @@ impl PodWorker {
                     );
                 }
                 self.sandbox_error = Some(message);
-                false
+                return false;
+            }
+        };
+        let hosts = sandbox::hosts_file(&self.pod, sandbox.ip, &self.shared.dns);
+        if let Err(error) = self.dir.prepare(&hosts) {
+            let message = format!("writing {}: {error}", self.dir.etc_hosts().display());
+            tracing::warn!(pod = %self.pod_key(), %message, "cannot prepare the Pod's directory");
+            self.sandbox_error = Some(message);
+            return false;
+        }
+        tracing::info!(pod = %self.pod_key(), ip = %sandbox.ip, sandbox = %sandbox.id, new, took = ?begin.elapsed(), "sandbox ready");
+        if new {
+            // Whatever ran in a lost sandbox is gone with it.
+            for rt in self.containers.values_mut() {
+                if let Some(old) = rt.current.take() {
+                    rt.restarts_before = old.attempt + 1;
+                }
+                rt.previous = None;
+            }
+        } else {
+            self.adopt(&sandbox).await;
+        }
+        self.sandbox = Some(sandbox);
+        self.sandbox_error = None;
+        true
+    }
+
+    /// Takes over the containers a previous agent made in `sandbox`: the
+    /// newest attempt of each is current, the one before is previous.
+    async fn adopt(&mut self, sandbox: &Sandbox) {
+        let mut runtime = self.runtime();
+        let listed = match runtime.containers(container::pod_selector(&self.uid)).await {
+            Ok(listed) => listed,
+            Err(status) => {
+                tracing::warn!(pod = %self.pod_key(), error = %status.message(), "cannot list the Pod's containers");
+                return;
+            }
+        };
+        let specs: Vec<Container> = self
+            .pod
+            .spec
+            .iter()
+            .flat_map(|s| s.containers.clone())
+            .collect();
+        for spec in &specs {
+            let attempts = container::attempts(&listed, &sandbox.id, &spec.name);
+            let mut found = vec![];
+            for c in attempts.iter().take(2) {
+                if let Ok((status, info)) = runtime.container_status(&c.id).await {
+                    found.push(Observed::from_status(&status, &info));
+                }
+            }
+            // Older attempts are garbage (the kubelet keeps one exited).
+            for c in attempts.iter().skip(2) {
+                let _ = runtime.remove_container(&c.id).await;
+            }
+            let Some(rt) = self.containers.get_mut(&spec.name) else {
+                continue;
+            };
+            let mut found = found.into_iter();
+            rt.current = found.next();
+            rt.previous = found.next();
+            if let Some(current) = &rt.current {
+                tracing::info!(pod = %pod_key(&self.pod), container = %spec.name, id = %current.id, attempt = current.attempt, "adopted a container");
+                rt.waiting = None;
+                rt.started_at = Some(Instant::now());
+                // An adopted exit was seen by the agent before, if the API
+                // says so; otherwise it is handled now.
+                rt.exit_handled = !current.running() && self.finished;
+                if current.running() {
+                    rt.arm_probes(spec, true);
+                }
             }
         }
     }
 
-    async fn setup_sandbox(&self) -> anyhow::Result<Sandbox> {
-        let (ip, netns) = if sandbox::host_network(&self.pod) {
-            (self.shared.node_ip, None)
-        } else {
-            let network = self.shared.network.as_ref().ok_or_else(|| {
-                anyhow::anyhow!("this node agent runs without a pod network (--no-pod-network)")
-            })?;
-            let ipam = self
-                .shared
-                .ipam
-                .borrow()
-                .clone()
-                .ok_or_else(|| anyhow::anyhow!("the node has no pod CIDR yet"))?;
-            let begin = Instant::now();
-            let (ip, cidr) = {
-                let mut ipam = ipam.lock().expect("ipam lock");
-                (ipam.allocate(&self.uid)?, ipam.cidr())
+    /// Asks the runtime how each current container is.
+    async fn refresh_containers(&mut self) {
+        let mut runtime = self.runtime();
+        for rt in self.containers.values_mut() {
+            let Some(current) = &rt.current else {
+                continue;
             };
-            let allocated = begin.elapsed();
-            let interface = network
-                .setup(
-                    &self.uid,
-                    ipnet::Ipv4Net::new(ip, cidr.net().prefix_len())?,
-                    cidr.gateway(),
-                )
-                .await?;
-            tracing::debug!(pod = %self.pod_key(), ?allocated, network = ?begin.elapsed(), "sandbox network");
-            (ip, Some(interface.netns.clone()))
-        };
-        let record = PodRecord {
-            namespace: self.pod.metadata.namespace.clone().unwrap_or_default(),
-            name: self.pod.metadata.name.clone().unwrap_or_default(),
-            uid: self.uid.clone(),
-        };
-        let node_resolv = std::fs::read_to_string(sandbox::NODE_RESOLV_CONF).unwrap_or_default();
-        let files = PodFiles {
-            hostname: sandbox::hostname(&self.pod),
-            hosts: sandbox::hosts_file(&self.pod, ip, &self.shared.dns),
-            resolv_conf: sandbox::resolv_conf(&self.pod, &self.shared.dns, &node_resolv),
-        };
-        self.dir.prepare(&record, &files)?;
-        Ok(Sandbox { ip, netns })
+            if current.exited() {
+                continue; // An end is final.
+            }
+            match runtime.container_status(&current.id).await {
+                Ok((status, info)) => rt.current = Some(Observed::from_status(&status, &info)),
+                Err(status) if status.code() == tonic::Code::NotFound => {
+                    // Removed behind our back: it ended.
+                    if let Some(c) = rt.current.as_mut() {
+                        c.state = State::Unknown;
+                        c.reason = "ContainerStatusUnknown".into();
+                        c.message = "The container could not be located when the pod was terminated".into();
+                        c.exit_code = 137;
+                    }
+                }
+                Err(status) => {
+                    tracing::debug!(error = %status.message(), "ContainerStatus failed; keeping the last state")
+                }
+            }
+        }
     }
 
     /// The kubelet's admission of a new Pod: a Pod bound here without the
@@ -680,12 +737,18 @@ impl PodWorker {
                         volumes::write_atomically(&volume.name, &dir, &files)
                     })
                     .map(|_| ())
-            } else if volume.empty_dir.is_some() {
-                std::fs::create_dir_all(&dir).map_err(|source| volumes::VolumeError::Io {
-                    volume: volume.name.clone(),
-                    action: format!("creating {}", dir.display()),
-                    source,
-                })
+            } else if let Some(empty) = &volume.empty_dir {
+                if empty.medium.as_deref() == Some("Memory") {
+                    volumes::memory_backed(&volume.name, &dir)
+                } else {
+                    std::fs::create_dir_all(&dir).map_err(|source| volumes::VolumeError::Io {
+                        volume: volume.name.clone(),
+                        action: format!("creating {}", dir.display()),
+                        source,
+                    })
+                }
+            } else if let Some(host) = &volume.host_path {
+                volumes::host_path(&volume.name, host)
             } else {
                 Err(volumes::VolumeError::Unsupported {
                     volume: volume.name.clone(),
@@ -711,35 +774,40 @@ impl PodWorker {
     async fn sync_container(&mut self, spec: &Container) {
         let policy = restart_policy(&self.pod).to_string();
         let pod_key = self.pod_key();
-        let pod_ip = self.sandbox.as_ref().map(|s| s.ip);
+        let Some(sandbox) = self.sandbox.clone() else {
+            return;
+        };
+        let runtime = self.runtime();
         let Some(rt) = self.containers.get_mut(&spec.name) else {
             return;
         };
-        let state = rt.current.as_ref().map(Instance::state);
-        match state {
-            Some(InstanceState::Running(process)) => {
-                let (Some(ip), true) = (pod_ip, rt.current.is_some()) else {
-                    return;
-                };
-                let kill = run_probes(
-                    &self.shared,
-                    &self.pod,
-                    spec,
-                    rt,
-                    IpAddr::V4(ip),
-                    process.pid,
-                )
-                .await;
+        match rt.current.as_ref().map(|c| c.state) {
+            Some(State::Running) => {
+                let id = rt.current.as_ref().map(|c| c.id.clone()).unwrap_or_default();
+                let ip = IpAddr::V4(sandbox.ip);
+                let kill = run_probes(&self.shared, &self.pod, spec, rt, ip, &runtime, &id).await;
                 if kill {
-                    if let Some(instance) = &rt.current {
-                        let grace = termination_grace(&self.pod);
-                        instance.stop(grace).await;
-                    }
+                    let grace = termination_grace(&self.pod);
+                    stop(&self.shared, &self.pod, spec, &id, sandbox.ip, grace).await;
                 }
                 return;
             }
-            Some(InstanceState::Starting) => return,
-            Some(InstanceState::Exited(exit)) => {
+            Some(State::Created) => {
+                // Created but never started (the agent stopped in
+                // between): start it now.
+                let id = rt.current.as_ref().map(|c| c.id.clone()).unwrap_or_default();
+                let mut runtime = runtime;
+                if let Err(status) = runtime
+                    .runtime
+                    .start_container(v1::StartContainerRequest { container_id: id })
+                    .await
+                {
+                    tracing::warn!(pod = %pod_key, container = %spec.name, error = %status.message(), "cannot start a created container");
+                }
+                return;
+            }
+            Some(State::Exited | State::Unknown) => {
+                let exit_code = rt.current.as_ref().map_or(0, |c| c.exit_code);
                 if !rt.exit_handled {
                     rt.exit_handled = true;
                     rt.readiness = None;
@@ -747,10 +815,10 @@ impl PodWorker {
                     rt.startup = None;
                     let restart = match policy.as_str() {
                         "Always" => true,
-                        "OnFailure" => exit.exit_code != 0,
+                        "OnFailure" => exit_code != 0,
                         _ => false,
                     };
-                    tracing::info!(pod = %pod_key, container = %rt.name, exit_code = exit.exit_code, restart, "container exited");
+                    tracing::info!(pod = %pod_key, container = %rt.name, exit_code, restart, "container exited");
                     if restart {
                         let ran_long = rt.started_at.is_some_and(|t| t.elapsed() >= BACKOFF_RESET);
                         if ran_long {
@@ -767,14 +835,15 @@ impl PodWorker {
                                 rt.name,
                                 pod_key_with_uid(&self.pod)
                             );
-                            rt.waiting = Some(("CrashLoopBackOff".into(), message.clone()));
+                            rt.waiting = Some(("CrashLoopBackOff".into(), message));
                             self.shared.events.publish(
                                 &self.pod,
                                 events::WARNING,
                                 "BackOff",
                                 &format!(
                                     "Back-off restarting failed container {} in pod {}",
-                                    rt.name, pod_key
+                                    rt.name,
+                                    pod_key_with_uid(&self.pod)
                                 ),
                             );
                         }
@@ -787,14 +856,33 @@ impl PodWorker {
             None => {}
         }
         if rt.not_before.is_some_and(|t| t > Instant::now()) {
+            // A failed pull waits in ImagePullBackOff, as the kubelet
+            // shows it from the sync after the failure.
+            let pulling = rt.waiting.as_ref().is_some_and(|(r, _)| r == "ErrImagePull");
+            if let (Some(error), true) = (&rt.pull_failed, pulling) {
+                let image = spec.image.clone().unwrap_or_default();
+                rt.waiting = Some((
+                    "ImagePullBackOff".into(),
+                    format!("Back-off pulling image {image:?}: {error}"),
+                ));
+                self.shared.events.publish(
+                    &self.pod,
+                    events::NORMAL,
+                    "BackOff",
+                    &format!("Back-off pulling image {image:?}"),
+                );
+                self.shared.events.publish(
+                    &self.pod,
+                    events::WARNING,
+                    "Failed",
+                    "Error: ImagePullBackOff",
+                );
+            }
             return;
         }
         if self.volume_error.is_some() {
             return;
         }
-        let Some(sandbox) = self.sandbox.clone() else {
-            return;
-        };
         start_container(&self.shared, &self.pod, &self.dir, &sandbox, spec, rt).await;
     }
 
@@ -802,6 +890,7 @@ impl PodWorker {
     async fn report(&mut self) {
         let now = Time(super::now_seconds());
         let old = self.pod.status.clone();
+        let runtime_name = &self.shared.runtime_name;
         let statuses: Vec<ContainerStatus> = self
             .pod
             .spec
@@ -809,12 +898,7 @@ impl PodWorker {
             .flat_map(|s| &s.containers)
             .filter_map(|spec| {
                 let rt = self.containers.get(&spec.name)?;
-                Some(container_status(
-                    spec,
-                    rt,
-                    self.sandbox_error.as_deref(),
-                    old.as_ref(),
-                ))
+                Some(container_status(spec, rt, runtime_name, old.as_ref()))
             })
             .collect();
         let facts = super::status::PodFacts {
@@ -829,9 +913,7 @@ impl PodWorker {
             old: old.as_ref(),
         };
         let status = super::status::pod_status(&facts, statuses, &now);
-        self.shared
-            .registry
-            .update(&self.pod, &self.containers_view());
+        self.shared.registry.update(&self.pod, &self.containers_view());
         let unchanged = old.as_ref().is_some_and(|o| *o == status)
             || self.reported.as_ref().is_some_and(|r| *r == status);
         if unchanged {
@@ -855,15 +937,24 @@ impl PodWorker {
         }
     }
 
-    fn containers_view(&self) -> Vec<(String, ContainerDir, Option<u32>)> {
+    /// What the kubelet's server needs of each container.
+    fn containers_view(&self) -> Vec<super::registry::ContainerView> {
+        let spec = |name: &str| {
+            self.pod
+                .spec
+                .iter()
+                .flat_map(|s| &s.containers)
+                .find(|c| c.name == name)
+        };
         self.containers
             .values()
-            .map(|c| {
-                (
-                    c.name.clone(),
-                    c.dir.clone(),
-                    c.current.as_ref().map(|i| i.n),
-                )
+            .map(|c| super::registry::ContainerView {
+                name: c.name.clone(),
+                current: c.current.clone(),
+                previous_log: c.previous.as_ref().map(|p| p.log_path.clone()),
+                waiting: c.waiting.as_ref().map(|(reason, _)| reason.clone()),
+                stdin: spec(&c.name).is_some_and(|s| s.stdin == Some(true)),
+                tty: spec(&c.name).is_some_and(|s| s.tty == Some(true)),
             })
             .collect()
     }
@@ -872,29 +963,50 @@ impl PodWorker {
     async fn terminate(&mut self) {
         let grace = termination_grace(&self.pod);
         tracing::info!(pod = %self.pod_key(), ?grace, gone = self.gone, "stopping the Pod");
+        let specs: Vec<Container> = self
+            .pod
+            .spec
+            .iter()
+            .flat_map(|s| s.containers.clone())
+            .collect();
         let mut stops = vec![];
+        let pod_ip = self.sandbox.as_ref().map(|s| s.ip);
         for rt in self.containers.values() {
-            if let Some(instance) = rt.current.as_ref().filter(|i| !i.has_exited()) {
-                self.shared.events.publish(
-                    &self.pod,
-                    events::NORMAL,
-                    "Killing",
-                    &format!("Stopping container {}", rt.name),
-                );
-                let signal = rt
-                    .image
-                    .as_ref()
-                    .map_or(nix::sys::signal::Signal::SIGTERM, |i| i.stop_signal);
-                stops.push(async move {
-                    if signal != nix::sys::signal::Signal::SIGTERM {
-                        instance.signal(signal);
-                    }
-                    instance.stop(grace).await
-                });
-            }
+            let Some(current) = rt.current.as_ref().filter(|c| c.running()) else {
+                continue;
+            };
+            let Some(spec) = specs.iter().find(|s| s.name == rt.name) else {
+                continue;
+            };
+            self.shared.events.publish(
+                &self.pod,
+                events::NORMAL,
+                "Killing",
+                &format!("Stopping container {}", rt.name),
+            );
+            let (shared, pod, id) = (&self.shared, &self.pod, current.id.clone());
+            stops.push(async move {
+                if let Some(ip) = pod_ip {
+                    stop(shared, pod, spec, &id, ip, grace).await
+                }
+            });
         }
         futures::future::join_all(stops).await;
-        self.teardown_sandbox().await;
+        // Every sandbox of the Pod, also one a previous agent left.
+        let mut runtime = self.runtime();
+        match runtime.sandboxes(container::pod_selector(&self.uid)).await {
+            Ok(sandboxes) => {
+                for s in sandboxes {
+                    if let Err(status) = runtime.remove_sandbox(&s.id).await {
+                        tracing::warn!(pod = %self.pod_key(), error = %status.message(), "cannot remove the sandbox");
+                    }
+                }
+            }
+            Err(status) => {
+                tracing::warn!(pod = %self.pod_key(), error = %status.message(), "cannot list the Pod's sandboxes")
+            }
+        }
+        self.sandbox = None;
         self.shared.registry.remove(&self.uid);
         volumes::unmount_memory_backed(self.dir.path());
         if let Err(error) = std::fs::remove_dir_all(self.dir.path()) {
@@ -921,26 +1033,71 @@ impl PodWorker {
             }
         }
     }
+}
 
-    /// Removes the network namespace (and every process still in it), the
-    /// veth and the IP.
-    async fn teardown_sandbox(&mut self) {
-        self.sandbox = None;
-        super::kill_pod_processes(&self.shared, &self.uid);
-        if let Some(network) = &self.shared.network {
-            if let Err(error) = network.teardown(&self.uid).await {
-                tracing::warn!(pod = %self.pod_key(), %error, "cannot remove the Pod's network");
+/// Stops a running container as the kubelet does: its `preStop` hook
+/// first (within the grace period), then `StopContainer`, which sends the
+/// image's stop signal and SIGKILL when the rest of the grace period ran
+/// out.
+async fn stop(
+    shared: &Shared,
+    pod: &Pod,
+    spec: &Container,
+    id: &str,
+    pod_ip: std::net::Ipv4Addr,
+    grace: Duration,
+) {
+    let begin = Instant::now();
+    if let Some(hook) = spec.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref()) {
+        let outcome = tokio::time::timeout(grace, async {
+            if let Some(exec) = &hook.exec {
+                let command = exec.command.clone().unwrap_or_default();
+                shared
+                    .runtime
+                    .clone()
+                    .exec_sync(id, &command, grace)
+                    .await
+                    .map_err(|s| pull::go_status(&s))
+                    .and_then(|r| match r.exit_code {
+                        0 => Ok(()),
+                        code => Err(format!("command {command:?} exited with {code}")),
+                    })
+            } else if let Some(sleep) = &hook.sleep {
+                tokio::time::sleep(Duration::from_secs(sleep.seconds.max(0) as u64)).await;
+                Ok(())
+            } else if let Some(http) = &hook.http_get {
+                let probe = k8s_openapi::api::core::v1::Probe {
+                    http_get: Some(http.clone()),
+                    timeout_seconds: Some(grace.as_secs().max(1) as i32),
+                    ..Default::default()
+                };
+                probes::run(&probe, spec, IpAddr::V4(pod_ip), &shared.runtime, id).await
+            } else {
+                Ok(())
             }
+        })
+        .await;
+        let failed = match outcome {
+            Ok(Ok(())) => None,
+            Ok(Err(why)) => Some(why),
+            Err(_) => Some(format!("PreStopHook timed out after {}s", grace.as_secs())),
+        };
+        if let Some(why) = failed {
+            shared.events.publish(
+                pod,
+                events::WARNING,
+                "FailedPreStopHook",
+                &format!("PreStopHook failed: {why}"),
+            );
         }
-        if let Some(ipam) = self.shared.ipam.borrow().clone() {
-            if let Err(error) = ipam.lock().expect("ipam lock").release(&self.uid) {
-                tracing::warn!(pod = %self.pod_key(), %error, "cannot release the Pod's IP");
-            }
-        }
+    }
+    let left = grace.saturating_sub(begin.elapsed()).max(Duration::from_secs(2));
+    if let Err(status) = shared.runtime.clone().stop_container(id, left).await {
+        tracing::warn!(pod = %pod_key(pod), container = %spec.name, error = %status.message(), "StopContainer failed");
     }
 }
 
-/// Starts the next instance of a container.
+/// Pulls the image, then creates and starts the next container.
 async fn start_container(
     shared: &Arc<Shared>,
     pod: &Arc<Pod>,
@@ -949,137 +1106,211 @@ async fn start_container(
     spec: &Container,
     rt: &mut ContainerRuntime,
 ) {
-    let image_name = spec.image.clone().unwrap_or_default();
-    let image = match shared.catalog.resolve(&image_name) {
-        Ok(image) => image,
-        Err(unknown) => {
-            let pulled_before = matches!(&rt.waiting, Some((r, _)) if r == "ErrImagePull" || r == "ImagePullBackOff");
-            let delay = if rt.backoff.is_zero() {
-                INITIAL_BACKOFF
-            } else {
-                rt.backoff
-            };
-            rt.backoff = next_backoff(delay);
-            rt.not_before = Some(Instant::now() + delay);
-            if pulled_before {
-                rt.waiting = Some((
-                    "ImagePullBackOff".into(),
-                    format!("Back-off pulling image {image_name:?}"),
-                ));
-            } else {
-                rt.waiting = Some((unknown.reason().into(), unknown.to_string()));
-                shared.events.publish(
-                    pod,
-                    events::WARNING,
-                    "Failed",
-                    &format!("Failed to pull image {image_name:?}: {unknown}"),
-                );
-            }
-            return;
-        }
-    };
-    let env = match env::container_env(shared, pod, spec, &image, sandbox.ip) {
-        Ok(env) => env,
-        Err(message) => {
-            rt.waiting = Some(("CreateContainerConfigError".into(), message));
-            rt.not_before = Some(Instant::now() + RETRY);
-            return;
-        }
-    };
-    let expand = |s: &String| env::expand_vars(s, &env);
-    let command: Vec<String> = spec.command.iter().flatten().map(expand).collect();
-    let args: Vec<String> = spec.args.iter().flatten().map(expand).collect();
-    let argv = image.argv(&command, &args);
-    if argv.is_empty() {
-        rt.waiting = Some(("CreateContainerError".into(), "no command specified".into()));
-        rt.not_before = Some(Instant::now() + INITIAL_BACKOFF);
-        return;
-    }
-    let mounts = match container_mounts(pod, dir, spec, &image) {
-        Ok(m) => m,
-        Err(message) => {
-            rt.waiting = Some(("CreateContainerError".into(), message));
-            rt.not_before = Some(Instant::now() + INITIAL_BACKOFF);
-            return;
-        }
-    };
-    let n = rt.current.as_ref().map_or(0, |i| i.n + 1);
-    let monitor_spec = MonitorSpec {
-        netns: sandbox.netns.clone(),
-        hostname: sandbox::hostname(pod),
-        argv,
-        env,
-        working_dir: spec
-            .working_dir
-            .clone()
-            .or_else(|| image.working_dir.clone()),
-        mounts,
-        log_path: rt.dir.log_path(n),
-        log_max_bytes: shared.log_max_bytes,
-        pid_path: rt.dir.pid_path(n),
-        exit_path: rt.dir.exit_path(n),
-        // `stdin: true` (`kubectl run -i`): kept open for `kubectl attach`.
-        attach: (spec.stdin == Some(true)).then(|| super::monitor::AttachSpec {
-            dir: rt.dir.attach_dir(),
-            stdin_once: spec.stdin_once == Some(true),
-            tty: spec.tty == Some(true),
-        }),
-    };
-    if n == 0 {
-        shared.events.publish(
-            pod,
-            events::NORMAL,
-            "Pulled",
-            &format!("Container image {image_name:?} already present on machine"),
-        );
-    }
-    match Instance::start(&rt.dir, n, &monitor_spec) {
-        Ok(instance) => {
-            if let Some(previous) = rt.current.take() {
-                if let InstanceState::Exited(exit) = previous.state() {
-                    let started = read_started(&rt.dir, previous.n).unwrap_or_default();
-                    rt.last_exit = Some((exit, started, previous.container_id()));
-                }
-            }
-            tracing::info!(pod = %pod_key(pod), container = %spec.name, instance = n, "container started");
+    let image = spec.image.clone().unwrap_or_default();
+    let mut runtime = shared.runtime.clone();
+    // The image, by imagePullPolicy.
+    let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+    let secrets = pull::pull_secrets(pod, |name| shared.secrets.get(&ns, name));
+    let credentials = pull::credentials(&image, &secrets);
+    let pulled = pull::ensure(
+        &mut runtime,
+        &image,
+        pull::policy(spec),
+        &credentials,
+        || {
             shared.events.publish(
                 pod,
                 events::NORMAL,
-                "Created",
-                &format!("Created container: {}", spec.name),
+                "Pulling",
+                &format!("Pulling image {image:?}"),
+            )
+        },
+    )
+    .await;
+    match pulled {
+        Ok(Pulled::Present) => {
+            shared.events.publish(
+                pod,
+                events::NORMAL,
+                "Pulled",
+                &format!("Container image {image:?} already present on machine"),
             );
+            rt.pull_backoff = Duration::ZERO;
+            rt.pull_failed = None;
+        }
+        Ok(Pulled::Pulled { seconds, size }) => {
+            shared.events.publish(
+                pod,
+                events::NORMAL,
+                "Pulled",
+                &format!(
+                    "Successfully pulled image {image:?} in {seconds:.3}s ({seconds:.3}s including waiting). Image size: {size} bytes."
+                ),
+            );
+            rt.pull_backoff = Duration::ZERO;
+            rt.pull_failed = None;
+        }
+        Err(error) => {
+            let reason = error.reason();
+            shared.events.publish(
+                pod,
+                events::WARNING,
+                "Failed",
+                &match &error {
+                    PullError::Failed(m) => format!("Failed to pull image {image:?}: {m}"),
+                    PullError::NeverPull(m) => m.clone(),
+                },
+            );
+            shared
+                .events
+                .publish(pod, events::WARNING, "Failed", &format!("Error: {reason}"));
+            let delay = if rt.pull_backoff.is_zero() {
+                INITIAL_BACKOFF
+            } else {
+                rt.pull_backoff
+            };
+            rt.pull_backoff = next_backoff(delay);
+            rt.not_before = Some(Instant::now() + delay);
+            // The error itself first; the next sync shows the back-off.
+            rt.waiting = Some((reason.into(), error.message().to_string()));
+            rt.pull_failed = Some(format!("{reason}: {}", error.message()));
+            return;
+        }
+    }
+    // runAsNonRoot needs the image's user.
+    let image_user = match runtime.image(&image).await {
+        Ok(Some(found)) => found
+            .uid
+            .map(|u| u.value.to_string())
+            .unwrap_or(found.username),
+        _ => String::new(),
+    };
+    if let Err(error) = config::check_run_as_non_root(pod, spec, &image_user) {
+        config_error(shared, pod, rt, error.to_string());
+        return;
+    }
+    let env = match env::container_env(shared, pod, spec, sandbox.ip) {
+        Ok(env) => env,
+        Err(message) => {
+            config_error(shared, pod, rt, message);
+            return;
+        }
+    };
+    let mounts = match container_mounts(pod, dir, spec) {
+        Ok(m) => m,
+        Err(message) => {
+            config_error(shared, pod, rt, message);
+            return;
+        }
+    };
+    let attempt = rt.next_attempt();
+    let config = match config::container_config(
+        pod,
+        spec,
+        attempt,
+        &env,
+        mounts,
+        &shared.node_settings,
+    ) {
+        Ok(config) => config,
+        Err(error) => {
+            config_error(shared, pod, rt, error.to_string());
+            return;
+        }
+    };
+    let created = runtime
+        .runtime
+        .create_container(v1::CreateContainerRequest {
+            pod_sandbox_id: sandbox.id.clone(),
+            config: Some(config),
+            sandbox_config: Some(sandbox.config.clone()),
+        })
+        .await;
+    let id = match created {
+        Ok(answer) => answer.into_inner().container_id,
+        Err(status) => {
+            let message = pull::go_status(&status);
+            tracing::warn!(pod = %pod_key(pod), container = %spec.name, %message, "CreateContainer failed");
+            shared.events.publish(
+                pod,
+                events::WARNING,
+                "Failed",
+                &format!("Error: {message}"),
+            );
+            rt.waiting = Some(("CreateContainerError".into(), message));
+            rt.not_before = Some(Instant::now() + next_backoff(rt.backoff).min(MAX_BACKOFF));
+            rt.backoff = next_backoff(rt.backoff);
+            return;
+        }
+    };
+    shared.events.publish(
+        pod,
+        events::NORMAL,
+        "Created",
+        &format!("Created container: {}", spec.name),
+    );
+    let started = runtime
+        .runtime
+        .start_container(v1::StartContainerRequest {
+            container_id: id.clone(),
+        })
+        .await;
+    match &started {
+        Ok(_) => {
             shared.events.publish(
                 pod,
                 events::NORMAL,
                 "Started",
                 &format!("Started container {}", spec.name),
             );
-            let now = Instant::now();
-            rt.readiness = spec
-                .readiness_probe
-                .clone()
-                .map(|p| ProbeState::new(p, now, false));
-            rt.liveness = spec
-                .liveness_probe
-                .clone()
-                .map(|p| ProbeState::new(p, now, true));
-            rt.startup = spec
-                .startup_probe
-                .clone()
-                .map(|p| ProbeState::new(p, now, false));
-            rt.current = Some(instance);
-            rt.exit_handled = false;
-            rt.not_before = None;
-            rt.waiting = None;
-            rt.started_at = Some(now);
-            rt.image = Some(image);
         }
-        Err(error) => {
-            tracing::warn!(pod = %pod_key(pod), container = %spec.name, %error, "cannot start the container's monitor");
-            rt.waiting = Some(("RunContainerError".into(), error.to_string()));
-            rt.not_before = Some(Instant::now() + RETRY);
+        Err(status) => {
+            // The container stays, exited with StartError: the restart
+            // logic takes it from there (CrashLoopBackOff).
+            let message = pull::go_status(status);
+            tracing::warn!(pod = %pod_key(pod), container = %spec.name, %message, "StartContainer failed");
+            shared.events.publish(
+                pod,
+                events::WARNING,
+                "Failed",
+                &format!("Error: {message}"),
+            );
         }
     }
+    let observed = match runtime.container_status(&id).await {
+        Ok((status, info)) => Observed::from_status(&status, &info),
+        Err(status) => {
+            tracing::warn!(pod = %pod_key(pod), container = %spec.name, error = %status.message(), "ContainerStatus failed after start");
+            return;
+        }
+    };
+    tracing::info!(pod = %pod_key(pod), container = %spec.name, id = %id, attempt, "container started");
+    // The one before becomes `previous`; the one before that goes.
+    if let Some(old) = rt.current.take() {
+        if let Some(older) = rt.previous.replace(old) {
+            if let Err(status) = runtime.remove_container(&older.id).await {
+                tracing::debug!(error = %status.message(), "removing an old container");
+            }
+        }
+    }
+    rt.current = Some(observed);
+    rt.exit_handled = false;
+    rt.not_before = None;
+    rt.waiting = None;
+    rt.started_at = Some(Instant::now());
+    rt.arm_probes(spec, false);
+}
+
+/// `CreateContainerConfigError`: the Pod's spec cannot be made a container
+/// (a missing ConfigMap key, runAsNonRoot against a root image...).
+fn config_error(shared: &Shared, pod: &Pod, rt: &mut ContainerRuntime, message: String) {
+    if rt.waiting.as_ref().map(|(_, m)| m) != Some(&message) {
+        shared
+            .events
+            .publish(pod, events::WARNING, "Failed", &format!("Error: {message}"));
+    }
+    rt.waiting = Some(("CreateContainerConfigError".into(), message));
+    rt.not_before = Some(Instant::now() + RETRY);
 }
 
 /// Runs the container's due probes; returns whether liveness failed (the
@@ -1090,12 +1321,13 @@ async fn run_probes(
     spec: &Container,
     rt: &mut ContainerRuntime,
     ip: IpAddr,
-    pid: i32,
+    runtime: &Runtime,
+    id: &str,
 ) -> bool {
     let now = Instant::now();
     if let Some(startup) = rt.startup.as_mut().filter(|p| !p.passing) {
         if startup.next <= now {
-            let outcome = probes::run(&startup.probe, spec, ip, pid).await;
+            let outcome = probes::run(&startup.probe, spec, ip, runtime, id).await;
             startup.record(&outcome, Instant::now());
             if let Err(why) = &outcome {
                 shared.events.publish(
@@ -1121,7 +1353,7 @@ async fn run_probes(
         return false;
     }
     if let Some(readiness) = rt.readiness.as_mut().filter(|p| p.next <= now) {
-        let outcome = probes::run(&readiness.probe, spec, ip, pid).await;
+        let outcome = probes::run(&readiness.probe, spec, ip, runtime, id).await;
         readiness.record(&outcome, Instant::now());
         if let Err(why) = &outcome {
             shared.events.publish(
@@ -1133,7 +1365,7 @@ async fn run_probes(
         }
     }
     if let Some(liveness) = rt.liveness.as_mut().filter(|p| p.next <= now) {
-        let outcome = probes::run(&liveness.probe, spec, ip, pid).await;
+        let outcome = probes::run(&liveness.probe, spec, ip, runtime, id).await;
         liveness.record(&outcome, Instant::now());
         if let Err(why) = &outcome {
             shared.events.publish(
@@ -1159,47 +1391,20 @@ async fn run_probes(
     false
 }
 
-/// The container's mounts: private /tmp and /run, the Pod's /etc files,
-/// the image's layout, then its volumeMounts.
-fn container_mounts(
-    pod: &Pod,
-    dir: &PodDir,
-    spec: &Container,
-    image: &Image,
-) -> Result<Vec<Mount>, String> {
-    let bind = |source: PathBuf, target: &str, read_only: bool| Mount {
-        target: PathBuf::from(target),
-        source: MountSource::Bind(source),
-        read_only,
+/// The container's mounts, as the kubelet gives them to the runtime: the
+/// Pod's `/etc/hosts`, then its volumeMounts.
+fn container_mounts(pod: &Pod, dir: &PodDir, spec: &Container) -> Result<Vec<v1::Mount>, String> {
+    let bind = |host: &std::path::Path, target: &str, readonly: bool| v1::Mount {
+        container_path: target.to_string(),
+        host_path: host.display().to_string(),
+        readonly,
+        ..Default::default()
     };
-    let mut mounts = vec![
-        Mount {
-            target: "/tmp".into(),
-            source: MountSource::Tmpfs,
-            read_only: false,
-        },
-        Mount {
-            target: "/run".into(),
-            source: MountSource::Tmpfs,
-            read_only: false,
-        },
-    ];
-    let etc = dir.etc();
+    let mut mounts = vec![];
     if !sandbox::host_network(pod) {
-        mounts.push(bind(etc.join("hosts"), "/etc/hosts", false));
+        mounts.push(bind(&dir.etc_hosts(), "/etc/hosts", false));
     }
-    mounts.push(bind(etc.join("hostname"), "/etc/hostname", false));
-    mounts.push(bind(etc.join("resolv.conf"), "/etc/resolv.conf", false));
-    let layout = image
-        .layout
-        .write(&dir.image_dir(&spec.name))
-        .map_err(|e| format!("writing the image's files: {e}"))?;
-    mounts.extend(layout.into_iter().map(|m| Mount {
-        target: m.target,
-        source: MountSource::Bind(m.source),
-        read_only: false,
-    }));
-    let volumes: Vec<_> = pod
+    let volumes: Vec<&Volume> = pod
         .spec
         .iter()
         .flat_map(|s| s.volumes.iter().flatten())
@@ -1209,7 +1414,10 @@ fn container_mounts(
             .iter()
             .find(|v| v.name == vm.name)
             .ok_or_else(|| format!("volumeMount {:?} names no volume of the Pod", vm.name))?;
-        let mut source = volumes::volume_dir(dir.path(), volume);
+        let mut source = match &volume.host_path {
+            Some(host) => std::path::PathBuf::from(&host.path),
+            None => volumes::volume_dir(dir.path(), volume),
+        };
         if let Some(sub) = vm.sub_path.as_deref().filter(|s| !s.is_empty()) {
             source = source.join(sub);
         }
@@ -1217,7 +1425,7 @@ fn container_mounts(
             || volume.config_map.is_some()
             || volume.secret.is_some()
             || volume.projected.is_some();
-        mounts.push(bind(source, &vm.mount_path, read_only));
+        mounts.push(bind(&source, &vm.mount_path, read_only));
     }
     Ok(mounts)
 }
@@ -1226,34 +1434,37 @@ fn container_mounts(
 fn container_status(
     spec: &Container,
     rt: &ContainerRuntime,
-    sandbox_error: Option<&str>,
+    runtime_name: &str,
     old: Option<&PodStatus>,
 ) -> ContainerStatus {
-    let image = spec.image.clone().unwrap_or_default();
+    let current = rt.current.as_ref();
     let mut status = ContainerStatus {
         name: spec.name.clone(),
-        image: image.clone(),
-        image_id: rt
-            .image
-            .as_ref()
-            .map(|i| i.image_id.clone())
+        image: current
+            .map(|c| c.image.clone())
+            .filter(|i| !i.is_empty())
+            .or_else(|| spec.image.clone())
             .unwrap_or_default(),
-        restart_count: rt.restart_count(),
+        image_id: current.map(|c| c.image_ref.clone()).unwrap_or_default(),
+        restart_count: rt.restart_count() as i32,
         ready: rt.ready(),
         started: Some(rt.running() && rt.startup.as_ref().is_none_or(|p| p.passing)),
+        container_id: current.map(|c| c.container_id(runtime_name)),
         ..Default::default()
     };
-    if rt.image.is_none() {
-        // Adopted: the image resolves as it did.
-        status.image_id = old
+    if current.is_none() {
+        // Not (yet) running in this sandbox: keep what the API knew.
+        if let Some(before) = old
             .and_then(|o| o.container_statuses.as_ref())
             .and_then(|cs| cs.iter().find(|c| c.name == spec.name))
-            .map(|c| c.image_id.clone())
-            .unwrap_or_default();
+        {
+            status.image_id = before.image_id.clone();
+            status.last_state = before.last_state.clone();
+        }
     }
-    if let Some((exit, started, id)) = &rt.last_exit {
+    if let Some(previous) = &rt.previous {
         status.last_state = Some(ContainerState {
-            terminated: Some(terminated(exit, started, id)),
+            terminated: Some(terminated(previous, runtime_name)),
             ..Default::default()
         });
     }
@@ -1264,78 +1475,49 @@ fn container_status(
         }),
         ..Default::default()
     };
-    status.state = Some(match rt.current.as_ref() {
-        Some(instance) => {
-            status.container_id = Some(instance.container_id());
-            match instance.state() {
-                InstanceState::Running(process) => ContainerState {
-                    running: Some(ContainerStateRunning {
-                        started_at: parse_time(&process.started_at),
-                    }),
+    status.state = Some(match current {
+        Some(c) => match c.state {
+            State::Running => ContainerState {
+                running: Some(ContainerStateRunning {
+                    started_at: c.started_at.clone(),
+                }),
+                ..Default::default()
+            },
+            State::Created => waiting("ContainerCreating", ""),
+            State::Exited | State::Unknown => match (&rt.waiting, rt.not_before) {
+                (Some((reason, message)), Some(_)) => {
+                    // Waiting to restart: the container that ended is
+                    // the last state.
+                    status.last_state = Some(ContainerState {
+                        terminated: Some(terminated(c, runtime_name)),
+                        ..Default::default()
+                    });
+                    waiting(reason, message)
+                }
+                _ => ContainerState {
+                    terminated: Some(terminated(c, runtime_name)),
                     ..Default::default()
                 },
-                InstanceState::Starting => waiting("ContainerCreating", ""),
-                InstanceState::Exited(exit) => match (&rt.waiting, rt.not_before) {
-                    (Some((reason, message)), Some(_)) => {
-                        // Waiting to restart: the instance that ended is
-                        // the last state.
-                        let started = read_started(&rt.dir, instance.n).unwrap_or_default();
-                        status.last_state = Some(ContainerState {
-                            terminated: Some(terminated(&exit, &started, &instance.container_id())),
-                            ..Default::default()
-                        });
-                        waiting(reason, message)
-                    }
-                    _ => ContainerState {
-                        terminated: Some(terminated(
-                            &exit,
-                            &read_started(&rt.dir, instance.n).unwrap_or_default(),
-                            &instance.container_id(),
-                        )),
-                        ..Default::default()
-                    },
-                },
-            }
-        }
-        None => match (&rt.waiting, sandbox_error) {
-            (Some((reason, message)), _) if reason != "ContainerCreating" => {
-                waiting(reason, message)
-            }
-            _ => waiting("ContainerCreating", ""),
+            },
+        },
+        None => match &rt.waiting {
+            Some((reason, message)) => waiting(reason, message),
+            None => waiting("ContainerCreating", ""),
         },
     });
     status
 }
 
-fn terminated(exit: &ExitRecord, started_at: &str, container_id: &str) -> ContainerStateTerminated {
+fn terminated(c: &Observed, runtime_name: &str) -> ContainerStateTerminated {
     ContainerStateTerminated {
-        exit_code: exit.exit_code,
-        signal: exit.signal,
-        reason: Some(exit.reason.clone()),
-        message: exit.message.clone(),
-        started_at: parse_time(started_at),
-        finished_at: parse_time(&exit.finished_at),
-        container_id: Some(container_id.to_string()),
+        exit_code: c.exit_code,
+        signal: None,
+        reason: (!c.reason.is_empty()).then(|| c.reason.clone()),
+        message: (!c.message.is_empty()).then(|| c.message.clone()),
+        started_at: c.started_at.clone(),
+        finished_at: c.finished_at.clone(),
+        container_id: Some(c.container_id(runtime_name)),
     }
-}
-
-fn parse_time(text: &str) -> Option<Time> {
-    text.parse::<k8s_openapi::jiff::Timestamp>().ok().map(Time)
-}
-
-/// When instance `n` started, from its process record.
-fn read_started(dir: &ContainerDir, n: u32) -> Option<String> {
-    dir.process(n).map(|p| p.started_at)
-}
-
-/// How instance `n` ended, with its start and container ID (lastState).
-fn read_exit(dir: &ContainerDir, n: u32) -> Option<(ExitRecord, String, String)> {
-    let exit = dir.exit(n)?;
-    let started = read_started(dir, n).unwrap_or_default();
-    let id = Instance::adopt(dir, n)
-        .map(|i| i.container_id())
-        .unwrap_or_default();
-    Some((exit, started, id))
 }
 
 fn next_backoff(current: Duration) -> Duration {

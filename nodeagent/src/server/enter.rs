@@ -42,6 +42,32 @@ const NAMESPACES: [(&str, CloneFlags); 3] = [
     ("mnt", CloneFlags::CLONE_NEWNS),
 ];
 
+/// Where an exec runs.
+pub enum ExecTarget {
+    /// In the namespaces of a process (a [`super::table::ContainerTable`]
+    /// entry: a process a test started, with no runtime around it).
+    Namespaces(ContainerView),
+    /// In a runc container: `runc --root ROOT exec ID command...`, which
+    /// puts the command in all the container's namespaces and its cgroup,
+    /// as its user, with its capabilities, environment and working
+    /// directory (the container's process spec) - what containerd's shim
+    /// runs for a CRI exec.
+    Runc {
+        root: std::path::PathBuf,
+        container_id: String,
+    },
+}
+
+/// The runc program: on the agent's PATH, else Debian's place.
+fn runc_program() -> std::path::PathBuf {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .map(|dir| dir.join("runc"))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| "/usr/sbin/runc".into())
+}
+
 /// What a process needs to look like it runs in the container whose main
 /// process is `pid`: read from `/proc/<pid>` before anything is forked.
 pub struct ContainerView {
@@ -108,11 +134,11 @@ pub enum ExecIo {
     Tty(Pty),
 }
 
-/// Starts `command` inside the container described by `view`.
-/// `tty_size` (columns, rows) is the terminal's size from the start, so that
-/// the command's first look at it is already right.
+/// Starts `command` inside the container `target`. `tty_size` (columns,
+/// rows) is the terminal's size from the start, so that the command's
+/// first look at it is already right.
 pub fn spawn(
-    view: &ContainerView,
+    target: &ExecTarget,
     command: &[String],
     streams: Streams,
     tty_size: Option<(u16, u16)>,
@@ -123,11 +149,27 @@ pub fn spawn(
             "no command given",
         ));
     };
-    let mut cmd = Command::new(program);
-    cmd.args(args)
-        .env_clear()
-        .envs(view.env.iter().map(|(k, v)| (k, v)))
-        .kill_on_drop(true);
+    let (mut cmd, view) = match target {
+        ExecTarget::Namespaces(view) => {
+            let mut cmd = Command::new(program);
+            cmd.args(args)
+                .env_clear()
+                .envs(view.env.iter().map(|(k, v)| (k, v)));
+            (cmd, Some(view))
+        }
+        ExecTarget::Runc { root, container_id } => {
+            let mut cmd = Command::new(runc_program());
+            cmd.arg("--root").arg(root).arg("exec");
+            if streams.tty {
+                // runc makes the container's terminal and copies between
+                // it and ours (its stdio), resizing it on SIGWINCH.
+                cmd.args(["--tty", "--env", "TERM=xterm"]);
+            }
+            cmd.arg(container_id).arg("--").args(command);
+            (cmd, None)
+        }
+    };
+    cmd.kill_on_drop(true);
     let pty = if streams.tty {
         let (master, slave) = open_pty()?;
         if let Some((width, height)) = tty_size {
@@ -141,7 +183,7 @@ pub fn spawn(
             unsafe { set_window_size(master.as_raw_fd(), &size) }?;
         }
         // Docker and runc do the same: programs need TERM to draw.
-        if !view.env.iter().any(|(k, _)| k == "TERM") {
+        if view.is_some_and(|view| !view.env.iter().any(|(k, _)| k == "TERM")) {
             cmd.env("TERM", "xterm");
         }
         cmd.stdin(Stdio::from(slave.try_clone()?))
@@ -158,11 +200,11 @@ pub fn spawn(
         None
     };
     let namespaces: Vec<(RawFd, CloneFlags)> = view
-        .namespaces
         .iter()
+        .flat_map(|view| &view.namespaces)
         .map(|(f, flag)| (f.as_raw_fd(), *flag))
         .collect();
-    let cwd = view.cwd.clone();
+    let cwd = view.map(|view| view.cwd.clone());
     let tty = streams.tty;
     // SAFETY: the closure runs in the forked child of a multi-threaded
     // process, so it only makes system calls (setns, chdir, setsid, ioctl)
@@ -172,7 +214,9 @@ pub fn spawn(
             for (fd, flag) in &namespaces {
                 nix::sched::setns(std::os::fd::BorrowedFd::borrow_raw(*fd), *flag)?;
             }
-            nix::unistd::chdir(cwd.as_c_str())?;
+            if let Some(cwd) = &cwd {
+                nix::unistd::chdir(cwd.as_c_str())?;
+            }
             if tty {
                 // A new session whose controlling terminal is the pty
                 // (stdin is the slave by now).
@@ -192,6 +236,29 @@ pub fn spawn(
         },
     };
     Ok(Exec { child, io })
+}
+
+/// SIGKILL to the children of `pid` (a runc exec's command).
+pub fn kill_children(pid: i32) {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for child in procs
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+    {
+        let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+        // `pid (comm) state ppid ...`: the comm may hold spaces.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok());
+        if ppid == Some(pid) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
 }
 
 fn piped_if(wanted: bool) -> Stdio {

@@ -43,8 +43,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 use super::channel::{self, Incoming, Protocol};
-use super::enter::{self, ContainerView, ExecIo, Streams};
-use super::{error_response, parse_bool, query_pairs, Containers, LookupError};
+use super::enter::{self, ExecIo, ExecTarget, Streams};
+use super::{error_response, parse_bool, query_pairs, Containers};
 
 /// How long output is still drained after the process exited: a
 /// background child (`sleep 100 &`) may hold stdout open forever, and the
@@ -101,18 +101,14 @@ pub async fn handle(
         Ok(opts) => opts,
         Err(message) => return error_response(StatusCode::BAD_REQUEST, message),
     };
-    let pid = match containers.running_pid(&namespace, &pod, &container) {
-        Ok(pid) => pid,
+    // Found now, while the container is known to run.
+    let target = match containers.exec_target(&namespace, &pod, &container) {
+        Ok(target) => target,
         Err(e) => return e.into_response(),
     };
     let (key, protocol) = match websocket_request(request.headers()) {
         Ok(accepted) => accepted,
         Err(message) => return error_response(StatusCode::BAD_REQUEST, message),
-    };
-    // Read now, while the container is known to run.
-    let view = match ContainerView::of(pid) {
-        Ok(view) => view,
-        Err(_) => return LookupError::NotRunning { pod, container }.into_response(),
     };
     let upgrade = hyper::upgrade::on(&mut request);
     tokio::spawn(async move {
@@ -122,7 +118,7 @@ pub async fn handle(
                     WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None)
                         .await;
                 tracing::debug!(%namespace, %pod, %container, command = ?opts.command, "exec");
-                session(ws, protocol, &view, &opts).await;
+                session(ws, protocol, &target, &opts).await;
             }
             Err(e) => tracing::debug!(error = %e, "exec: the upgrade did not complete"),
         }
@@ -197,7 +193,7 @@ type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
 /// Runs the command and connects it to the WebSocket until it exits (then
 /// sends its status and closes) or the client goes away (then kills it).
-async fn session(ws: Socket, protocol: Protocol, view: &ContainerView, opts: &ExecOptions) {
+async fn session(ws: Socket, protocol: Protocol, target: &ExecTarget, opts: &ExecOptions) {
     let (mut sink, mut incoming) = ws.split();
     // One writer for the socket; outputs and the status queue up here.
     let (out_tx, mut out_rx) = mpsc::channel::<Message>(16);
@@ -235,7 +231,7 @@ async fn session(ws: Socket, protocol: Protocol, view: &ContainerView, opts: &Ex
         }
     }
     let mut incoming = futures::stream::iter(first).chain(incoming);
-    let status = match enter::spawn(view, &opts.command, opts.streams, tty_size) {
+    let status = match enter::spawn(target, &opts.command, opts.streams, tty_size) {
         Ok(mut exec) => {
             let pid = exec.child.id();
             let mut tasks = tokio::task::JoinSet::new();
@@ -309,6 +305,9 @@ async fn session(ws: Socket, protocol: Protocol, view: &ContainerView, opts: &Ex
                     // The client is gone: the process is ours, end it and
                     // what it started (its process group or session).
                     if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
+                        // runc's child is the command, in the container's
+                        // own session when it has a terminal.
+                        enter::kill_children(pid);
                         let _ = nix::sys::signal::killpg(
                             nix::unistd::Pid::from_raw(pid),
                             nix::sys::signal::Signal::SIGKILL,

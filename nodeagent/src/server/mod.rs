@@ -78,14 +78,35 @@ pub trait Containers: Send + Sync + 'static {
     /// A running process in the Pod's network namespace (port-forward
     /// connects from there).
     fn network_pid(&self, namespace: &str, pod: &str) -> Result<i32, LookupError>;
-    /// Where a running container's stdin fifos and current log are, for
-    /// `kubectl attach`.
-    fn attach_target(
+    /// Where `kubectl exec` runs a command in that container: by default
+    /// in the namespaces of its running process.
+    fn exec_target(
         &self,
         namespace: &str,
         pod: &str,
         container: &str,
-    ) -> Result<attach::AttachTarget, LookupError>;
+    ) -> Result<enter::ExecTarget, LookupError> {
+        let pid = self.running_pid(namespace, pod, container)?;
+        enter::ContainerView::of(pid)
+            .map(enter::ExecTarget::Namespaces)
+            .map_err(|_| LookupError::NotRunning {
+                pod: pod.into(),
+                container: container.into(),
+            })
+    }
+    /// The runtime container `kubectl attach` reaches (through the CRI's
+    /// Attach). Without a runtime, there is nothing to attach to.
+    fn attach_target(
+        &self,
+        _namespace: &str,
+        pod: &str,
+        container: &str,
+    ) -> Result<attach::AttachTarget, LookupError> {
+        Err(LookupError::NotRunning {
+            pod: pod.into(),
+            container: container.into(),
+        })
+    }
 }
 
 /// Where one container instance's log is: CRI log files as containerd

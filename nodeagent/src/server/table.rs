@@ -133,26 +133,6 @@ impl Containers for ContainerTable {
             .is_ok_and(|e| e.pid.is_some() && e.waiting.is_none())
     }
 
-    fn attach_target(
-        &self,
-        namespace: &str,
-        pod: &str,
-        container: &str,
-    ) -> Result<super::attach::AttachTarget, LookupError> {
-        self.running_pid(namespace, pod, container)?;
-        let entry = self.find(namespace, pod, container)?;
-        match entry.log.last() {
-            Some(log) => Ok(super::attach::AttachTarget {
-                dir: log.with_file_name("attach"),
-                log: log.clone(),
-            }),
-            None => Err(LookupError::NotRunning {
-                pod: pod.into(),
-                container: container.into(),
-            }),
-        }
-    }
-
     fn network_pid(&self, namespace: &str, pod: &str) -> Result<i32, LookupError> {
         let entries = self.lock();
         entries
