@@ -131,8 +131,8 @@ async fn pods_see_their_world_and_the_kubelet_watches_over_them() {
     .unwrap();
     let world = running(&pods, "world").await;
     let ip = world.status.as_ref().unwrap().pod_ip.clone().unwrap();
-    let writer = container_pid(&lab, &world, "writer");
-    let reader = container_pid(&lab, &world, "reader");
+    let writer = container_pid(&lab, &world, "writer").await;
+    let reader = container_pid(&lab, &world, "reader").await;
 
     // Its own hostname, hosts file and resolver configuration.
     assert_eq!(in_container(writer, &["hostname"]).trim(), "world");
@@ -293,12 +293,19 @@ async fn pods_see_their_world_and_the_kubelet_watches_over_them() {
     );
     assert_eq!(condition(&once, "Ready").as_deref(), Some("False"));
     let node = once.spec.as_ref().unwrap().node_name.as_deref().unwrap();
-    let logs = std::fs::read_to_string(e2e::lab::nodeagent_data_dir(&lab.options.dir, node).join(
-        format!(
-            "pods/{}/containers/c/0.log",
-            once.metadata.uid.as_deref().unwrap()
-        ),
-    ))
+    let node = e2e::lab::Node::all(lab.options.workers)
+        .into_iter()
+        .find(|n| n.name == node)
+        .unwrap();
+    // The CRI log, where the kubelet names it.
+    let logs = std::fs::read_to_string(
+        e2e::lab::node_layout(&lab.options.dir, &node)
+            .pod_logs_dir()
+            .join(format!(
+                "default_once_{}/c/0.log",
+                once.metadata.uid.as_deref().unwrap()
+            )),
+    )
     .unwrap();
     assert!(logs.ends_with(" stdout F ran in /etc\n"), "{logs:?}");
 
@@ -421,7 +428,7 @@ async fn secrets_reach_their_pods_in_memory_and_in_the_environment() {
     .await
     .unwrap();
     let vault = running(&pods, "vault").await;
-    let pid = container_pid(&lab, &vault, "c");
+    let pid = container_pid(&lab, &vault, "c").await;
 
     // The keys are files, on a tmpfs: in memory, never on the node's disk.
     assert_eq!(in_container(pid, &["cat", "/secret/password"]), "s3cret");

@@ -11,42 +11,50 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{container_pid, is_ready, wait_for};
+use common::{container_pid, is_ready, sandbox_id, wait_for};
 use e2e::harness::{bin_dir, ensure_built, workspace_root};
 use e2e::lab::{Lab, LabOptions};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{DeleteParams, ListParams};
 use kube::Api;
 
-/// The network namespace of a Pod, as the node agent names it.
-fn pod_netns(pod: &Pod) -> String {
-    let node = pod.spec.as_ref().unwrap().node_name.clone().unwrap();
-    let uid = pod.metadata.uid.as_deref().unwrap();
-    format!("kl-pod-{node}-{}", nodeagent::network::pod_hash(uid))
-}
-
-/// Runs a command inside a Pod's network namespace (the test plays a
-/// process of that Pod) and returns its stdout.
-fn in_pod_netns(pod: &Pod, command: &[&str]) -> String {
-    let out = Command::new("ip")
-        .args(["netns", "exec", &pod_netns(pod)])
+/// Runs a command of this machine inside a Pod's network namespace (the
+/// test plays a process of that Pod), entered through one of its
+/// containers' processes, and returns its stdout.
+async fn in_pod_netns(lab: &Lab, pod: &Pod, command: &[&str]) -> String {
+    let pid = nginx_pid(lab, pod).await;
+    let out = Command::new("nsenter")
+        .args(["--target", &pid.to_string(), "--net", "--"])
         .args(command)
         .output()
-        .expect("ip netns exec");
+        .expect("nsenter");
     assert!(
         out.status.success(),
-        "{command:?} in {}: {}",
-        pod_netns(pod),
+        "{command:?} in the network of {}: {}",
+        pod.metadata.name.as_deref().unwrap_or_default(),
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn netns_exists(name: &str) -> bool {
-    let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .any(|l| l.split_whitespace().next() == Some(name))
+/// Where the node's CNI plugin records that `ip` is taken.
+fn ip_file(lab: &Lab, node: &str, ip: &str) -> std::path::PathBuf {
+    let node = e2e::lab::Node::all(lab.options.workers)
+        .into_iter()
+        .find(|n| n.name == node)
+        .unwrap();
+    e2e::lab::node_layout(&lab.options.dir, &node)
+        .cni_data_dir()
+        .join(api::cni::NETWORK_NAME)
+        .join(ip)
+}
+
+fn node_links(node: &str) -> String {
+    let links = Command::new("ip")
+        .args(["-n", node, "link"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&links.stdout).into_owned()
 }
 
 fn kubectl(lab: &Lab, args: &[&str]) -> String {
@@ -91,8 +99,8 @@ async fn ready_lesson_pods(pods: &Api<Pod>) -> Vec<Pod> {
 }
 
 /// The PID of a Pod's nginx master process.
-fn nginx_pid(lab: &Lab, pod: &Pod) -> i32 {
-    container_pid(lab, pod, "nginx")
+async fn nginx_pid(lab: &Lab, pod: &Pod) -> i32 {
+    container_pid(lab, pod, "nginx").await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -174,6 +182,7 @@ async fn lesson_pods_run_on_the_workers_and_live_like_pods() {
     // (Ready means its process started; nginx may still be binding its
     // port on a loaded machine: a refused connection is retried.)
     let answer = in_pod_netns(
+        &lab,
         a,
         &[
             "curl",
@@ -187,7 +196,8 @@ async fn lesson_pods_run_on_the_workers_and_live_like_pods() {
             "1",
             &format!("http://{b_ip}/"),
         ],
-    );
+    )
+    .await;
     let b_name = b.metadata.name.clone().unwrap();
     assert!(
         answer.starts_with(&format!("srv : {b_ip}:80\n")),
@@ -259,7 +269,7 @@ async fn lesson_pods_run_on_the_workers_and_live_like_pods() {
     );
 
     // Killing the container's process: the kubelet restarts it.
-    let pid = nginx_pid(&lab, a);
+    let pid = nginx_pid(&lab, a).await;
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid),
         nix::sys::signal::Signal::SIGKILL,
@@ -280,7 +290,7 @@ async fn lesson_pods_run_on_the_workers_and_live_like_pods() {
 
     // Restarting a node agent keeps its Pods running: same process, same
     // restart count, still Ready.
-    let b_pid = nginx_pid(&lab, b);
+    let b_pid = nginx_pid(&lab, b).await;
     let b_node = b.spec.as_ref().unwrap().node_name.clone().unwrap();
     let agent = lab.pid(&format!("nodeagent-{b_node}")).expect("agent pid");
     nix::sys::signal::kill(
@@ -294,20 +304,22 @@ async fn lesson_pods_run_on_the_workers_and_live_like_pods() {
     let after = pods.get(&b_name).await.unwrap();
     assert!(is_ready(&after), "still ready after the agent restart");
     assert_eq!(container(&after).restart_count, 0);
-    assert_eq!(nginx_pid(&lab, &after), b_pid, "the same nginx process");
+    assert_eq!(nginx_pid(&lab, &after).await, b_pid, "the same nginx process");
     assert!(
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(b_pid), None).is_ok(),
         "nginx still runs"
     );
 
-    // Deleting a Pod removes its namespace, veth and IP.
-    let netns = pod_netns(&after);
-    let veth = format!("veth{}", &netns[netns.len() - 8..]);
-    let ip_file = e2e::lab::nodeagent_data_dir(&lab.options.dir, &b_node).join(format!(
-        "networks/kube-lite/{}",
-        after.status.as_ref().unwrap().pod_ip.as_ref().unwrap()
-    ));
-    assert!(netns_exists(&netns) && ip_file.exists());
+    // Deleting a Pod removes its sandbox, and with it (the CNI plugin's
+    // DEL) its veth and IP.
+    let sandbox = sandbox_id(&lab, &after).await.expect("a sandbox");
+    let veth = nodeagent::cni::plugin::host_veth_name(&sandbox, "eth0");
+    let b_ip_file = ip_file(
+        &lab,
+        &b_node,
+        after.status.as_ref().unwrap().pod_ip.as_ref().unwrap(),
+    );
+    assert!(b_ip_file.exists() && node_links(&b_node).contains(&veth));
     pods.delete(&b_name, &DeleteParams::default())
         .await
         .unwrap();
@@ -315,16 +327,9 @@ async fn lesson_pods_run_on_the_workers_and_live_like_pods() {
         pods.get_opt(&b_name).await.ok()?.is_none().then_some(())
     })
     .await;
-    assert!(!netns_exists(&netns), "{netns} removed");
-    assert!(!ip_file.exists(), "{} released", ip_file.display());
-    let links = Command::new("ip")
-        .args(["-n", &b_node, "link"])
-        .output()
-        .unwrap();
-    assert!(
-        !String::from_utf8_lossy(&links.stdout).contains(&veth),
-        "{veth} removed"
-    );
+    assert_eq!(sandbox_id(&lab, &after).await, None, "sandbox removed");
+    assert!(!b_ip_file.exists(), "{} released", b_ip_file.display());
+    assert!(!node_links(&b_node).contains(&veth), "{veth} removed");
     assert!(
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(b_pid), None).is_err(),
         "its nginx ended"
@@ -333,18 +338,15 @@ async fn lesson_pods_run_on_the_workers_and_live_like_pods() {
     let replaced = ready_lesson_pods(&pods).await;
 
     // A Pod force-deleted while its node agent is down: the restarted agent
-    // finds its leftovers (process, namespace, IP) and removes them.
+    // finds its sandbox (container, IP) and removes it.
     let c = &replaced[0];
-    let (c_name, c_pid, c_netns) = (
-        c.metadata.name.clone().unwrap(),
-        nginx_pid(&lab, c),
-        pod_netns(c),
-    );
+    let (c_name, c_pid) = (c.metadata.name.clone().unwrap(), nginx_pid(&lab, c).await);
     let c_node = c.spec.as_ref().unwrap().node_name.clone().unwrap();
-    let c_ip_file = e2e::lab::nodeagent_data_dir(&lab.options.dir, &c_node).join(format!(
-        "networks/kube-lite/{}",
-        c.status.as_ref().unwrap().pod_ip.as_ref().unwrap()
-    ));
+    let c_ip_file = ip_file(
+        &lab,
+        &c_node,
+        c.status.as_ref().unwrap().pod_ip.as_ref().unwrap(),
+    );
     let agent = lab.pid(&format!("nodeagent-{c_node}")).expect("agent pid");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(agent),
@@ -362,21 +364,21 @@ async fn lesson_pods_run_on_the_workers_and_live_like_pods() {
         "force-deleted"
     );
     assert!(
-        netns_exists(&c_netns),
+        sandbox_id(&lab, c).await.is_some(),
         "nobody removed it yet: its agent is down"
     );
     e2e::lab::up(&lab.options).expect("lab up restarts the agent");
     let deadline = Instant::now() + Duration::from_secs(30);
-    while netns_exists(&c_netns)
-        || c_ip_file.exists()
-        || nix::sys::signal::kill(nix::unistd::Pid::from_raw(c_pid), None).is_ok()
-    {
+    loop {
+        let sandbox = sandbox_id(&lab, c).await;
+        let running = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c_pid), None).is_ok();
+        if sandbox.is_none() && !c_ip_file.exists() && !running {
+            break;
+        }
         assert!(
             Instant::now() < deadline,
-            "the restarted agent should remove the leftovers of {c_name}: netns {}, ip {}, process {}",
-            netns_exists(&c_netns),
+            "the restarted agent should remove the leftovers of {c_name}: sandbox {sandbox:?}, ip {}, process {running}",
             c_ip_file.exists(),
-            nix::sys::signal::kill(nix::unistd::Pid::from_raw(c_pid), None).is_ok()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -56,6 +56,9 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
 pub const BACKOFF_RESET: Duration = Duration::from_secs(600);
 /// How soon a failed sandbox or volume setup is retried.
 const RETRY: Duration = Duration::from_secs(2);
+/// How long a failed pull shows as `ErrImagePull` before the back-off
+/// shows (the kubelet's next sync comes about this much later).
+const ERR_IMAGE_PULL_SHOWN: Duration = Duration::from_secs(2);
 /// How long a Pod waits for the ConfigMaps and Secrets it names to be
 /// listed before an event says so (it keeps waiting).
 const REFERENCES_TIMEOUT: Duration = Duration::from_secs(30);
@@ -74,8 +77,9 @@ struct ContainerRuntime {
     backoff: Duration,
     /// The image pull's own back-off (ImagePullBackOff).
     pull_backoff: Duration,
-    /// The last pull failed: the next attempt is a back-off.
-    pull_failed: Option<String>,
+    /// The last pull failed (why, and when): the worker shows
+    /// `ErrImagePull` for [`ERR_IMAGE_PULL_SHOWN`], then `ImagePullBackOff`.
+    pull_failed: Option<(String, Instant)>,
     /// Whether the current container's end has been accounted for.
     exit_handled: bool,
     started_at: Option<Instant>,
@@ -303,8 +307,11 @@ impl PodWorker {
             deadline = deadline.min(*refresh);
         }
         for c in self.containers.values() {
-            if c.waiting.as_ref().is_some_and(|(r, _)| r == "ErrImagePull") {
-                deadline = deadline.min(Instant::now() + Duration::from_secs(1));
+            if let (Some((_, at)), true) = (
+                &c.pull_failed,
+                c.waiting.as_ref().is_some_and(|(r, _)| r == "ErrImagePull"),
+            ) {
+                deadline = deadline.min(*at + ERR_IMAGE_PULL_SHOWN);
             }
             if let Some(t) = c.not_before {
                 deadline = deadline.min(t);
@@ -859,7 +866,11 @@ impl PodWorker {
             // A failed pull waits in ImagePullBackOff, as the kubelet
             // shows it from the sync after the failure.
             let pulling = rt.waiting.as_ref().is_some_and(|(r, _)| r == "ErrImagePull");
-            if let (Some(error), true) = (&rt.pull_failed, pulling) {
+            let shown = rt
+                .pull_failed
+                .as_ref()
+                .filter(|(_, at)| at.elapsed() >= ERR_IMAGE_PULL_SHOWN);
+            if let (Some((error, _)), true) = (shown, pulling) {
                 let image = spec.image.clone().unwrap_or_default();
                 rt.waiting = Some((
                     "ImagePullBackOff".into(),
@@ -1173,7 +1184,7 @@ async fn start_container(
             rt.not_before = Some(Instant::now() + delay);
             // The error itself first; the next sync shows the back-off.
             rt.waiting = Some((reason.into(), error.message().to_string()));
-            rt.pull_failed = Some(format!("{reason}: {}", error.message()));
+            rt.pull_failed = Some((format!("{reason}: {}", error.message()), Instant::now()));
             return;
         }
     }

@@ -165,7 +165,7 @@ pub fn spawn(
                 // it and ours (its stdio), resizing it on SIGWINCH.
                 cmd.args(["--tty", "--env", "TERM=xterm"]);
             }
-            cmd.arg(container_id).arg("--").args(command);
+            cmd.arg(container_id).args(command);
             (cmd, None)
         }
     };

@@ -44,19 +44,69 @@ pub fn statuses(pod: &Pod) -> Vec<ContainerStatus> {
         .unwrap_or_default()
 }
 
-/// The host PID of a container's current instance, from the record its
-/// monitor wrote under the node agent's data directory.
-pub fn container_pid(lab: &Lab, pod: &Pod, container: &str) -> i32 {
+/// The lab node's containerd, reached as `crictl` would reach it.
+pub async fn node_runtime(lab: &Lab, node: &str) -> nodeagent::cri::Runtime {
+    let node = e2e::lab::Node::all(lab.options.workers)
+        .into_iter()
+        .find(|n| n.name == node)
+        .unwrap_or_else(|| panic!("no lab node {node}"));
+    let endpoint = e2e::lab::node_layout(&lab.options.dir, &node).containerd_endpoint();
+    nodeagent::cri::Runtime::connect(&endpoint)
+        .await
+        .expect("the node's containerd")
+}
+
+/// The runtime's containers of `pod` named `container`, any state.
+pub async fn runtime_containers(
+    lab: &Lab,
+    pod: &Pod,
+    container: &str,
+) -> Vec<nodeagent::cri::v1::Container> {
     let node = pod.spec.as_ref().unwrap().node_name.clone().unwrap();
-    let uid = pod.metadata.uid.as_deref().unwrap();
-    let n = statuses(pod)
-        .iter()
-        .find(|c| c.name == container)
-        .map(|c| c.restart_count)
-        .unwrap_or(0);
-    let record = e2e::lab::nodeagent_data_dir(&lab.options.dir, &node)
-        .join(format!("pods/{uid}/containers/{container}/{n}.pid.json"));
-    let json: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&record).expect("pid record")).unwrap();
-    json["pid"].as_i64().unwrap() as i32
+    let uid = pod.metadata.uid.clone().unwrap();
+    let mut runtime = node_runtime(lab, &node).await;
+    let labels = std::collections::HashMap::from([
+        (nodeagent::cri::config::POD_UID_LABEL.to_string(), uid),
+        (
+            nodeagent::cri::config::CONTAINER_NAME_LABEL.to_string(),
+            container.to_string(),
+        ),
+    ]);
+    runtime.containers(labels).await.expect("ListContainers")
+}
+
+/// The host PID of a container's running process, from its runtime's
+/// `ContainerStatus` (what `crictl inspect` shows as `info.pid`).
+pub async fn container_pid(lab: &Lab, pod: &Pod, container: &str) -> i32 {
+    let node = pod.spec.as_ref().unwrap().node_name.clone().unwrap();
+    let mut runtime = node_runtime(lab, &node).await;
+    wait_for(20, &format!("a running {container}"), || async {
+        for c in runtime_containers(lab, pod, container).await {
+            let (status, info) = runtime.clone().container_status(&c.id).await.ok()?;
+            let observed = nodeagent::pods::container::Observed::from_status(&status, &info);
+            if let Some(pid) = observed.pid {
+                return Some(pid);
+            }
+        }
+        None
+    })
+    .await
+}
+
+/// The ID of the Pod's sandbox, while it has one.
+pub async fn sandbox_id(lab: &Lab, pod: &Pod) -> Option<String> {
+    let node = pod.spec.as_ref().unwrap().node_name.clone().unwrap();
+    let uid = pod.metadata.uid.clone().unwrap();
+    let mut runtime = node_runtime(lab, &node).await;
+    let labels = std::collections::HashMap::from([(
+        nodeagent::cri::config::POD_UID_LABEL.to_string(),
+        uid,
+    )]);
+    runtime
+        .sandboxes(labels)
+        .await
+        .expect("ListPodSandbox")
+        .into_iter()
+        .next()
+        .map(|s| s.id)
 }
