@@ -6,7 +6,7 @@
 //! | `registry.k8s.io/pause` | `/pause`, a static C program (`e2e/images/pause.c`) | `/pause` as 65535 |
 //! | `busybox` | Debian's `busybox-static` and a link per applet | `sh` |
 //! | `nginx` | Debian minbase + `nginx-light` and `curl` (the official image has curl too), laid out like the official image | `nginx -g 'daemon off;'` |
-//! | `kube-lite/echo` | `kube-lite-echo` and the C libraries it links (distroless style) | `kube-lite-echo` |
+//! | `kube-lite/echo` | Debian minbase + `curl` and `kube-lite-echo` (agnhost style) | `kube-lite-echo` |
 //!
 //! Each recipe also says what its result depends on ([`Recipe::inputs`]):
 //! the cache key. Debian's packages are taken as the mirror serves them
@@ -75,7 +75,11 @@ impl Recipe {
             Recipe::Echo => {
                 let binary = echo_binary(bin_dir)?;
                 let bytes = fs::read(&binary).map_err(io_error(format!("reading {}", binary.display())))?;
-                format!("echo {REVISION} {}", super::sha256_hex(&bytes))
+                format!(
+                    "echo {REVISION} {debian} {} {}",
+                    ECHO_PACKAGES.join(","),
+                    super::sha256_hex(&bytes)
+                )
             }
         })
     }
@@ -287,30 +291,24 @@ fn append(path: &Path, text: &str) -> Result<(), ImageError> {
     write(path, &existing)
 }
 
-/// The program `kube-lite-echo` (built with the workspace), stripped, and
-/// the shared libraries `ldd` says it needs, at the same paths: a
-/// "distroless" image, with nothing else in it.
+/// What the echo image carries besides its program: like Kubernetes' own
+/// test image agnhost (whose `netexec` it plays), a shell and `curl`, so
+/// that tests reach Services from inside a Pod.
+const ECHO_PACKAGES: &[&str] = &["curl"];
+
+/// The program `kube-lite-echo` (built with the workspace, against this
+/// machine's Debian, the image's suite), stripped, on Debian minbase with
+/// [`ECHO_PACKAGES`].
 fn echo(work: &Path, bin_dir: &Path) -> Result<Made, ImageError> {
     let binary = echo_binary(bin_dir)?;
     let rootfs = work.join("rootfs");
+    debian_rootfs("minbase", ECHO_PACKAGES, &rootfs)?;
     make_dir(&rootfs.join("usr/local/bin"), 0o755)?;
     let target = rootfs.join("usr/local/bin/kube-lite-echo");
     run(
         "stripping kube-lite-echo",
         Command::new("strip").arg("-o").arg(&target).arg(&binary),
     )?;
-    let ldd = run(
-        "listing kube-lite-echo's libraries",
-        Command::new("ldd").arg(&binary),
-    )?;
-    for library in ldd.lines().filter_map(library_path) {
-        let at = rootfs.join(library.trim_start_matches('/'));
-        if let Some(parent) = at.parent() {
-            make_dir(parent, 0o755)?;
-        }
-        fs::copy(&library, &at).map_err(io_error(format!("copying {library}")))?;
-    }
-    base_files(&rootfs)?;
     Ok(Made {
         layers: vec![layer(&rootfs, work, "echo")?],
         config: ImageConfig {
@@ -322,39 +320,11 @@ fn echo(work: &Path, bin_dir: &Path) -> Result<Made, ImageError> {
     })
 }
 
-/// The file of one `ldd` line: `libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)`
-/// or `/lib64/ld-linux-x86-64.so.2 (0x...)`; none for `linux-vdso.so.1`.
-fn library_path(line: &str) -> Option<String> {
-    let path = match line.split_once("=>") {
-        Some((_, right)) => right.split_whitespace().next()?,
-        None => line.split_whitespace().next()?,
-    };
-    path.starts_with('/').then(|| path.to_string())
-}
-
 fn echo_binary(bin_dir: &Path) -> Result<PathBuf, ImageError> {
     let binary = bin_dir.join("kube-lite-echo");
     if binary.exists() {
         Ok(binary)
     } else {
         Err(ImageError::MissingBinary(binary))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ldd_lines_name_the_library_files() {
-        assert_eq!(
-            library_path("\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f)").as_deref(),
-            Some("/lib/x86_64-linux-gnu/libc.so.6")
-        );
-        assert_eq!(
-            library_path("\t/lib64/ld-linux-x86-64.so.2 (0x00007f)").as_deref(),
-            Some("/lib64/ld-linux-x86-64.so.2")
-        );
-        assert_eq!(library_path("\tlinux-vdso.so.1 (0x00007ffd)"), None);
     }
 }
