@@ -86,9 +86,9 @@ struct ContainerRuntime {
     readiness: Option<ProbeState>,
     liveness: Option<ProbeState>,
     startup: Option<ProbeState>,
-    /// The restart count it had before the sandbox was lost (a reboot):
-    /// the next container counts on from there.
-    restarts_before: u32,
+    /// The restart count it had before the sandbox was lost (a reboot),
+    /// when it ran before: the next container counts on from there.
+    restarts_before: Option<u32>,
 }
 
 impl ContainerRuntime {
@@ -107,23 +107,24 @@ impl ContainerRuntime {
             readiness: None,
             liveness: None,
             startup: None,
-            restarts_before: 0,
+            restarts_before: None,
         }
     }
 
     /// restartCount: the attempt of the current container.
     fn restart_count(&self) -> u32 {
-        self.current
-            .as_ref()
-            .map_or(self.restarts_before, |c| c.attempt)
+        match &self.current {
+            Some(c) => c.attempt,
+            None => self.restarts_before.unwrap_or(0),
+        }
     }
 
     /// The attempt the next container is created for.
     fn next_attempt(&self) -> u32 {
-        match &self.current {
-            Some(c) => c.attempt + 1,
-            None if self.restarts_before > 0 => self.restarts_before + 1,
-            None => 0,
+        match (&self.current, self.restarts_before) {
+            (Some(c), _) => c.attempt + 1,
+            (None, Some(before)) => before + 1,
+            (None, None) => 0,
         }
     }
 
@@ -209,7 +210,7 @@ impl PodWorker {
             // its restarts on, also in a new sandbox.
             if let Some(status) = old.iter().flatten().find(|s| s.name == c.name) {
                 if status.container_id.is_some() {
-                    rt.restarts_before = status.restart_count.max(0) as u32 + 1;
+                    rt.restarts_before = Some(status.restart_count.max(0) as u32);
                 }
             }
             containers.insert(c.name.clone(), rt);
@@ -498,7 +499,7 @@ impl PodWorker {
             // Whatever ran in a lost sandbox is gone with it.
             for rt in self.containers.values_mut() {
                 if let Some(old) = rt.current.take() {
-                    rt.restarts_before = old.attempt + 1;
+                    rt.restarts_before = Some(old.attempt);
                 }
                 rt.previous = None;
             }
