@@ -531,17 +531,23 @@ fn reset_takes_a_worker_out_and_leaves_nothing_behind_and_it_can_join_again() {
     );
     let routes = in_worker(&["ip", "-4", "route", "show"]).1;
     assert!(!routes.contains("10.244."), "Pod routes left:\n{routes}");
-    let namespaces = text(
-        &Command::new("ip")
-            .args(["netns", "list"])
-            .output()
-            .unwrap()
-            .stdout,
-    );
+    // Its Pod went through containerd (as `crictl rmp -af`): no sandbox
+    // network namespace is left under containerd's state.
     assert!(
-        !namespaces.contains("kl-pod-kl-worker1-"),
-        "Pod namespaces left:\n{namespaces}"
+        text(&reset.stdout).contains("Removed Pod default/web-"),
+        "{}",
+        text(&reset.stdout)
     );
+    let netns_dir = worker
+        .containerd_state()
+        .join("io.containerd.grpc.v1.cri/netns");
+    let left: Vec<_> = std::fs::read_dir(&netns_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "Pod network namespaces left: {left:?}");
     // Its Pod, bound to a Node that no longer exists, is collected (after
     // the Pod garbage collector's 40 s quarantine).
     eventually(90, "the Pod of the removed node to be deleted", || {

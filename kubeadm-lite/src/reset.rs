@@ -2,7 +2,7 @@
 //!
 //! Removes what kubeadm-lite and the components it installed made here:
 //! the node's Node object (on a worker, with the node's own credentials),
-//! the units, the Pods' network namespaces and processes, the Service
+//! the units, the Pods (through containerd, as `crictl rmp -af`), the Service
 //! rules (`nft` table `ip kube-lite`), the bridge `cni0` (and the Service
 //! route on it), the routes to other nodes' Pods, and `/etc/kube-lite`,
 //! `/var/lib/kube-lite`. On the master that includes the cluster's
@@ -102,9 +102,7 @@ pub async fn reset(options: &ResetOptions) -> Result<()> {
         }
     }
 
-    if let Some(node) = &node_name {
-        remove_pod_namespaces(node, &mut left);
-    }
+    remove_pods(&layout, &mut left).await;
     let table = Command::new("nft")
         .args(["list", "table", "ip", "kube-lite"])
         .output()
@@ -223,44 +221,36 @@ async fn delete_node(layout: &Layout, node: &str) -> Result<()> {
         .map_err(|_| crate::Error::Refused("the apiserver did not answer within 15s".into()))?
 }
 
-/// The node agent's Pod namespaces (`kl-pod-<node>-*`): their processes
-/// stopped, the namespaces removed.
-fn remove_pod_namespaces(node: &str, left: &mut Vec<String>) {
-    let prefix = format!("kl-pod-{node}-");
-    let Ok(entries) = std::fs::read_dir("/run/netns") else {
+/// The node's Pods, as kubeadm's `crictl rmp --all --force` removes them:
+/// every sandbox of containerd's CRI stopped (its containers stop, the
+/// CNI plugin frees its address) and removed. A containerd that does not
+/// answer has no Pods to remove (it is said, not an error).
+async fn remove_pods(layout: &Layout, left: &mut Vec<String>) {
+    use nodeagent::cri::{config, Runtime};
+    let endpoint = layout.containerd_endpoint();
+    let connected = tokio::time::timeout(Duration::from_secs(5), Runtime::connect(&endpoint)).await;
+    let Ok(Ok(mut runtime)) = connected else {
+        println!("[reset] containerd does not answer at {endpoint}: no Pods to remove");
         return;
     };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !name.starts_with(&prefix) {
-            continue;
+    let sandboxes = match runtime.sandboxes(Default::default()).await {
+        Ok(sandboxes) => sandboxes,
+        Err(status) => {
+            left.push(format!("listing the Pods at {endpoint}: {}", status.message()));
+            return;
         }
-        let pids = Command::new("ip")
-            .args(["netns", "pids", &name])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default();
-        let pids: Vec<i32> = pids
-            .split_whitespace()
-            .filter_map(|p| p.parse().ok())
-            .collect();
-        for signal in [
-            nix::sys::signal::Signal::SIGTERM,
-            nix::sys::signal::Signal::SIGKILL,
-        ] {
-            for pid in &pids {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), signal);
-            }
-            if signal == nix::sys::signal::Signal::SIGTERM && !pids.is_empty() {
-                std::thread::sleep(Duration::from_secs(1));
-            }
-        }
-        run(
-            left,
-            &format!("Removed Pod namespace {name}"),
-            "ip",
-            &["netns", "del", &name],
+    };
+    for sandbox in sandboxes {
+        let label = |key: &str| sandbox.labels.get(key).cloned().unwrap_or_default();
+        let pod = format!(
+            "{}/{}",
+            label(config::POD_NAMESPACE_LABEL),
+            label(config::POD_NAME_LABEL)
         );
+        match runtime.remove_sandbox(&sandbox.id).await {
+            Ok(()) => println!("[reset] Removed Pod {pod} (sandbox {:.13})", sandbox.id),
+            Err(status) => left.push(format!("removing Pod {pod}: {}", status.message())),
+        }
     }
 }
 
