@@ -236,7 +236,10 @@ async fn remove_pods(layout: &Layout, left: &mut Vec<String>) {
     let sandboxes = match runtime.sandboxes(Default::default()).await {
         Ok(sandboxes) => sandboxes,
         Err(status) => {
-            left.push(format!("listing the Pods at {endpoint}: {}", status.message()));
+            left.push(format!(
+                "listing the Pods at {endpoint}: {}",
+                status.message()
+            ));
             return;
         }
     };

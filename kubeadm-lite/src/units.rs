@@ -153,7 +153,12 @@ pub fn nodeagent(machine: &Machine, cluster: &ClusterConfiguration, control_plan
         "--container-runtime-endpoint".into(),
         l.containerd_endpoint(),
         "--cgroup-driver".into(),
-        if machine.systemd { "systemd" } else { "cgroupfs" }.into(),
+        if machine.systemd {
+            "systemd"
+        } else {
+            "cgroupfs"
+        }
+        .into(),
         "--cgroup-root".into(),
         l.cgroup_root(&machine.node_name),
         "--pod-logs-dir".into(),

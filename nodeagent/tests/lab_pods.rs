@@ -304,7 +304,11 @@ async fn lesson_pods_run_on_the_workers_and_live_like_pods() {
     let after = pods.get(&b_name).await.unwrap();
     assert!(is_ready(&after), "still ready after the agent restart");
     assert_eq!(container(&after).restart_count, 0);
-    assert_eq!(nginx_pid(&lab, &after).await, b_pid, "the same nginx process");
+    assert_eq!(
+        nginx_pid(&lab, &after).await,
+        b_pid,
+        "the same nginx process"
+    );
     assert!(
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(b_pid), None).is_ok(),
         "nginx still runs"

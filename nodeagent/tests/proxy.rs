@@ -49,7 +49,7 @@ impl Lab {
             nix::unistd::Uid::effective().is_root(),
             "the proxy tests need root (namespaces, nftables)"
         );
-        ensure_built(&["nodeagent"]);
+        ensure_built(&["nodeagent", "kube-lite-echo"]);
         let mut lab = Lab {
             prefix: format!("klpx{}", std::process::id()),
             namespaces: vec![],
@@ -103,8 +103,8 @@ impl Lab {
                     "-c",
                 ])
                 .arg(format!(
-                    "hostname pod-{pod} && exec {} echo --port 8080",
-                    bin_dir().join("nodeagent").display()
+                    "hostname pod-{pod} && exec {} --port 8080",
+                    bin_dir().join("kube-lite-echo").display()
                 ))
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())

@@ -205,9 +205,9 @@ impl Runtime {
             })
             .await?
             .into_inner();
-        let status = response.status.ok_or_else(|| {
-            tonic::Status::not_found(format!("container {container}: no status"))
-        })?;
+        let status = response
+            .status
+            .ok_or_else(|| tonic::Status::not_found(format!("container {container}: no status")))?;
         Ok((status, response.info))
     }
 

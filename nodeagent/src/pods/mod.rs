@@ -125,7 +125,11 @@ pub struct PodsConfig {
 const RUNTIME_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Runs the Pods of this node until the agent stops.
-pub async fn run(client: kube::Client, config: PodsConfig, registry: Registry) -> anyhow::Result<()> {
+pub async fn run(
+    client: kube::Client,
+    config: PodsConfig,
+    registry: Registry,
+) -> anyhow::Result<()> {
     let pods_dir = config.data_dir.join("pods");
     std::fs::create_dir_all(&pods_dir)?;
     // Nothing runs without the runtime: wait for it (at boot it may come

@@ -141,9 +141,7 @@ pub fn go_status(status: &tonic::Status) -> String {
 /// its name is no host), as the credentials are keyed.
 pub fn registry_host(image: &str) -> &str {
     match image.split_once('/') {
-        Some((first, _))
-            if first.contains('.') || first.contains(':') || first == "localhost" =>
-        {
+        Some((first, _)) if first.contains('.') || first.contains(':') || first == "localhost" => {
             first
         }
         _ => "docker.io",
@@ -154,10 +152,7 @@ pub fn registry_host(image: &str) -> &str {
 /// registry, in the order the Pod names them. A `.dockerconfigjson` maps
 /// registries (`https://index.docker.io/v1/`, `registry.example:5000`)
 /// to a `username`/`password` or an `auth` (base64 of `user:password`).
-pub fn credentials(
-    image: &str,
-    secrets: &[std::sync::Arc<Secret>],
-) -> Vec<v1::AuthConfig> {
+pub fn credentials(image: &str, secrets: &[std::sync::Arc<Secret>]) -> Vec<v1::AuthConfig> {
     let wanted = normalize_host(registry_host(image));
     let mut found = vec![];
     for secret in secrets {
@@ -244,7 +239,10 @@ mod tests {
     fn the_policy_defaults_by_tag_as_the_apiserver_does() {
         assert_eq!(policy(&container("nginx", None)), Policy::Always);
         assert_eq!(policy(&container("nginx:latest", None)), Policy::Always);
-        assert_eq!(policy(&container("nginx:alpine", None)), Policy::IfNotPresent);
+        assert_eq!(
+            policy(&container("nginx:alpine", None)),
+            Policy::IfNotPresent
+        );
         assert_eq!(
             policy(&container("registry:5000/nginx", None)),
             Policy::Always,
@@ -261,7 +259,10 @@ mod tests {
     fn the_registry_is_the_first_part_when_it_looks_like_a_host() {
         assert_eq!(registry_host("nginx"), "docker.io");
         assert_eq!(registry_host("library/nginx:1"), "docker.io");
-        assert_eq!(registry_host("registry.k8s.io/pause:3.10"), "registry.k8s.io");
+        assert_eq!(
+            registry_host("registry.k8s.io/pause:3.10"),
+            "registry.k8s.io"
+        );
         assert_eq!(registry_host("192.168.56.1:5000/x"), "192.168.56.1:5000");
         assert_eq!(registry_host("localhost/x"), "localhost");
     }
@@ -287,7 +288,10 @@ mod tests {
         assert_eq!(hub.len(), 1);
         assert_eq!(hub[0].auth, "dXNlcjpwdw==");
         let own = credentials("registry.example:5000/app", &secrets);
-        assert_eq!((own[0].username.as_str(), own[0].password.as_str()), ("u", "p"));
+        assert_eq!(
+            (own[0].username.as_str(), own[0].password.as_str()),
+            ("u", "p")
+        );
         assert!(credentials("quay.io/app", &secrets).is_empty());
     }
 }

@@ -89,7 +89,12 @@ impl Registry {
             })
     }
 
-    fn find(&self, namespace: &str, pod: &str, container: &str) -> Result<ContainerView, LookupError> {
+    fn find(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+    ) -> Result<ContainerView, LookupError> {
         self.pod(namespace, pod)?
             .containers
             .into_iter()
@@ -101,7 +106,12 @@ impl Registry {
     }
 
     /// The current container when it runs.
-    fn running(&self, namespace: &str, pod: &str, container: &str) -> Result<Observed, LookupError> {
+    fn running(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+    ) -> Result<Observed, LookupError> {
         let view = self.find(namespace, pod, container)?;
         match view.current {
             Some(current) if current.running() => Ok(current),

@@ -134,10 +134,8 @@ pub async fn ensure(
     } else {
         let status = runtime.sandbox_status(&id).await?;
         let ip = status.network.map(|n| n.ip).unwrap_or_default();
-        ip.parse().map_err(|_| SandboxError::NoIp {
-            id: id.clone(),
-            ip,
-        })?
+        ip.parse()
+            .map_err(|_| SandboxError::NoIp { id: id.clone(), ip })?
     };
     Ok((Sandbox { id, ip, config }, new))
 }

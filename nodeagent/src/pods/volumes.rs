@@ -444,8 +444,14 @@ pub fn host_path(
         "Directory" | "DirectoryOrCreate" => (file_type.is_some_and(|t| t.is_dir()), "directory"),
         "File" | "FileOrCreate" => (file_type.is_some_and(|t| t.is_file()), "file"),
         "Socket" => (file_type.is_some_and(|t| t.is_socket()), "socket"),
-        "CharDevice" => (file_type.is_some_and(|t| t.is_char_device()), "character device"),
-        "BlockDevice" => (file_type.is_some_and(|t| t.is_block_device()), "block device"),
+        "CharDevice" => (
+            file_type.is_some_and(|t| t.is_char_device()),
+            "character device",
+        ),
+        "BlockDevice" => (
+            file_type.is_some_and(|t| t.is_block_device()),
+            "block device",
+        ),
         other => (false, other),
     };
     if ok {

@@ -202,7 +202,10 @@ impl PodWorker {
     pub fn new(shared: Arc<Shared>, pod: Arc<Pod>) -> PodWorker {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let dir = PodDir::new(&shared.pods_dir, &uid);
-        let old = pod.status.as_ref().and_then(|s| s.container_statuses.clone());
+        let old = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.container_statuses.clone());
         let mut containers = BTreeMap::new();
         for c in pod.spec.iter().flat_map(|s| &s.containers) {
             let mut rt = ContainerRuntime::new(&c.name);
@@ -577,7 +580,8 @@ impl PodWorker {
                     if let Some(c) = rt.current.as_mut() {
                         c.state = State::Unknown;
                         c.reason = "ContainerStatusUnknown".into();
-                        c.message = "The container could not be located when the pod was terminated".into();
+                        c.message =
+                            "The container could not be located when the pod was terminated".into();
                         c.exit_code = 137;
                     }
                 }
@@ -791,7 +795,11 @@ impl PodWorker {
         };
         match rt.current.as_ref().map(|c| c.state) {
             Some(State::Running) => {
-                let id = rt.current.as_ref().map(|c| c.id.clone()).unwrap_or_default();
+                let id = rt
+                    .current
+                    .as_ref()
+                    .map(|c| c.id.clone())
+                    .unwrap_or_default();
                 let ip = IpAddr::V4(sandbox.ip);
                 let kill = run_probes(&self.shared, &self.pod, spec, rt, ip, &runtime, &id).await;
                 if kill {
@@ -803,7 +811,11 @@ impl PodWorker {
             Some(State::Created) => {
                 // Created but never started (the agent stopped in
                 // between): start it now.
-                let id = rt.current.as_ref().map(|c| c.id.clone()).unwrap_or_default();
+                let id = rt
+                    .current
+                    .as_ref()
+                    .map(|c| c.id.clone())
+                    .unwrap_or_default();
                 let mut runtime = runtime;
                 if let Err(status) = runtime
                     .runtime
@@ -866,7 +878,10 @@ impl PodWorker {
         if rt.not_before.is_some_and(|t| t > Instant::now()) {
             // A failed pull waits in ImagePullBackOff, as the kubelet
             // shows it from the sync after the failure.
-            let pulling = rt.waiting.as_ref().is_some_and(|(r, _)| r == "ErrImagePull");
+            let pulling = rt
+                .waiting
+                .as_ref()
+                .is_some_and(|(r, _)| r == "ErrImagePull");
             let shown = rt
                 .pull_failed
                 .as_ref()
@@ -925,7 +940,9 @@ impl PodWorker {
             old: old.as_ref(),
         };
         let status = super::status::pod_status(&facts, statuses, &now);
-        self.shared.registry.update(&self.pod, &self.containers_view());
+        self.shared
+            .registry
+            .update(&self.pod, &self.containers_view());
         let unchanged = old.as_ref().is_some_and(|o| *o == status)
             || self.reported.as_ref().is_some_and(|r| *r == status);
         if unchanged {
@@ -1103,7 +1120,9 @@ async fn stop(
             );
         }
     }
-    let left = grace.saturating_sub(begin.elapsed()).max(Duration::from_secs(2));
+    let left = grace
+        .saturating_sub(begin.elapsed())
+        .max(Duration::from_secs(2));
     if let Err(status) = shared.runtime.clone().stop_container(id, left).await {
         tracing::warn!(pod = %pod_key(pod), container = %spec.name, error = %status.message(), "StopContainer failed");
     }
@@ -1121,7 +1140,11 @@ async fn start_container(
     let image = spec.image.clone().unwrap_or_default();
     let mut runtime = shared.runtime.clone();
     // The image, by imagePullPolicy.
-    let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+    let ns = pod
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
     let secrets = pull::pull_secrets(pod, |name| shared.secrets.get(&ns, name));
     let credentials = pull::credentials(&image, &secrets);
     let pulled = pull::ensure(
@@ -1216,20 +1239,14 @@ async fn start_container(
         }
     };
     let attempt = rt.next_attempt();
-    let config = match config::container_config(
-        pod,
-        spec,
-        attempt,
-        &env,
-        mounts,
-        &shared.node_settings,
-    ) {
-        Ok(config) => config,
-        Err(error) => {
-            config_error(shared, pod, rt, error.to_string());
-            return;
-        }
-    };
+    let config =
+        match config::container_config(pod, spec, attempt, &env, mounts, &shared.node_settings) {
+            Ok(config) => config,
+            Err(error) => {
+                config_error(shared, pod, rt, error.to_string());
+                return;
+            }
+        };
     let created = runtime
         .runtime
         .create_container(v1::CreateContainerRequest {
@@ -1243,12 +1260,9 @@ async fn start_container(
         Err(status) => {
             let message = pull::go_status(&status);
             tracing::warn!(pod = %pod_key(pod), container = %spec.name, %message, "CreateContainer failed");
-            shared.events.publish(
-                pod,
-                events::WARNING,
-                "Failed",
-                &format!("Error: {message}"),
-            );
+            shared
+                .events
+                .publish(pod, events::WARNING, "Failed", &format!("Error: {message}"));
             rt.waiting = Some(("CreateContainerError".into(), message));
             rt.not_before = Some(Instant::now() + next_backoff(rt.backoff).min(MAX_BACKOFF));
             rt.backoff = next_backoff(rt.backoff);
@@ -1281,12 +1295,9 @@ async fn start_container(
             // logic takes it from there (CrashLoopBackOff).
             let message = pull::go_status(status);
             tracing::warn!(pod = %pod_key(pod), container = %spec.name, %message, "StartContainer failed");
-            shared.events.publish(
-                pod,
-                events::WARNING,
-                "Failed",
-                &format!("Error: {message}"),
-            );
+            shared
+                .events
+                .publish(pod, events::WARNING, "Failed", &format!("Error: {message}"));
         }
     }
     let observed = match runtime.container_status(&id).await {

@@ -37,7 +37,7 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use super::channel::{self, Incoming, Protocol};
+use super::channel::{self, Incoming};
 use super::exec::{switching_protocols, websocket_request};
 use super::{error_response, parse_bool, query_pairs, Containers};
 use crate::cri::{v1, Runtime};
@@ -98,7 +98,7 @@ pub async fn handle(
                     WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None)
                         .await;
                 tracing::debug!(%namespace, %pod, %container, "attach");
-                bridge(ws, protocol, stream).await;
+                bridge(ws, stream).await;
             }
             Err(e) => tracing::debug!(error = %e, "attach: the upgrade did not complete"),
         }
@@ -106,10 +106,15 @@ pub async fn handle(
     switching_protocols(&key, protocol)
 }
 
-type Runtime_ = WebSocketStream<tokio::net::TcpStream>;
+/// The WebSocket to the runtime's stream server.
+type RuntimeSocket = WebSocketStream<tokio::net::TcpStream>;
 
 /// CRI `Attach`, then a WebSocket to the URL it gave.
-async fn runtime_stream(target: &AttachTarget, stdin: bool, tty: bool) -> Result<Runtime_, String> {
+async fn runtime_stream(
+    target: &AttachTarget,
+    stdin: bool,
+    tty: bool,
+) -> Result<RuntimeSocket, String> {
     let answer = target
         .runtime
         .clone()
@@ -150,7 +155,7 @@ async fn runtime_stream(target: &AttachTarget, stdin: bool, tty: bool) -> Result
 type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
 /// Carries messages both ways until either side ends.
-async fn bridge(client: Socket, protocol: Protocol, runtime: Runtime_) {
+async fn bridge(client: Socket, runtime: RuntimeSocket) {
     let (mut to_client, mut from_client) = client.split();
     let (mut to_runtime, mut from_runtime) = runtime.split();
     loop {
@@ -173,16 +178,17 @@ async fn bridge(client: Socket, protocol: Protocol, runtime: Runtime_) {
                 Some(Ok(_)) => {}
             },
             message = from_client.next() => match message {
-                Some(Ok(Message::Binary(data))) => match channel::decode(&data) {
-                    Incoming::Stdin(_) | Incoming::Resize(_) => {
-                        if to_runtime.send(Message::Binary(data)).await.is_err() {
-                            break;
-                        }
+                Some(Ok(Message::Binary(data))) => {
+                    // Input and resizes pass; v5's "stdin is closed" has no
+                    // v4 form (see the module doc).
+                    let pass = matches!(
+                        channel::decode(&data),
+                        Incoming::Stdin(_) | Incoming::Resize(_)
+                    );
+                    if pass && to_runtime.send(Message::Binary(data)).await.is_err() {
+                        break;
                     }
-                    // v4 has no way to say it; see the module doc.
-                    Incoming::CloseStdin if protocol == Protocol::V5 => {}
-                    _ => {}
-                },
+                }
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
                     let _ = tokio::time::timeout(Duration::from_secs(1), to_runtime.close()).await;
                     return;

@@ -79,7 +79,7 @@ pub async fn runtime_containers(
 /// `ContainerStatus` (what `crictl inspect` shows as `info.pid`).
 pub async fn container_pid(lab: &Lab, pod: &Pod, container: &str) -> i32 {
     let node = pod.spec.as_ref().unwrap().node_name.clone().unwrap();
-    let mut runtime = node_runtime(lab, &node).await;
+    let runtime = node_runtime(lab, &node).await;
     wait_for(20, &format!("a running {container}"), || async {
         for c in runtime_containers(lab, pod, container).await {
             let (status, info) = runtime.clone().container_status(&c.id).await.ok()?;
@@ -98,10 +98,8 @@ pub async fn sandbox_id(lab: &Lab, pod: &Pod) -> Option<String> {
     let node = pod.spec.as_ref().unwrap().node_name.clone().unwrap();
     let uid = pod.metadata.uid.clone().unwrap();
     let mut runtime = node_runtime(lab, &node).await;
-    let labels = std::collections::HashMap::from([(
-        nodeagent::cri::config::POD_UID_LABEL.to_string(),
-        uid,
-    )]);
+    let labels =
+        std::collections::HashMap::from([(nodeagent::cri::config::POD_UID_LABEL.to_string(), uid)]);
     runtime
         .sandboxes(labels)
         .await
