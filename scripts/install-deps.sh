@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what kube-lite's tests and lab need on a fresh Debian machine:
 # nftables, conntrack (stale UDP entries of Services) and iproute2 for the
-# datapath, nginx-light for the lesson's Pods,
+# datapath,
 # curl, ping (iputils-ping: the pod network tests ping between Pods), dig
 # and nslookup (bind9-dnsutils: docs/dns.md's commands, run in Pods),
 # python3-pip for fetching the real kubectl used by the compatibility tests,
@@ -21,7 +21,7 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update
 apt-get install -y --no-install-recommends \
-  nftables conntrack iproute2 nginx-light curl ca-certificates python3 python3-pip procps iputils-ping \
+  nftables conntrack iproute2 curl ca-certificates python3 python3-pip procps iputils-ping \
   bind9-dnsutils python3-kubernetes openssl systemd containerd runc \
   containernetworking-plugins mmdebstrap umoci skopeo docker-registry gcc libc6-dev binutils
 # The real kubectl 1.35, for checking that kube-lite speaks its protocol.

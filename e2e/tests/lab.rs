@@ -215,77 +215,55 @@ fn down_with_no_lab_does_nothing_and_succeeds() {
     assert_lab_gone(&dir, &[]);
 }
 
-/// Children of this test, killed by PID when dropped (also on a panic).
-struct Children(Vec<std::process::Child>);
-
-impl Drop for Children {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
+/// The processes in the cgroups of a lab node's Pods.
+fn pod_processes(node: &str) -> Vec<i32> {
+    let marker = format!("/{}/{node}/", lab::CGROUP_PARENT);
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+                .is_ok_and(|cgroups| cgroups.contains(&marker))
+        })
+        .collect()
 }
 
-/// A mount this test made, detached when dropped (if still there).
-struct Unmount(std::path::PathBuf);
-
-impl Drop for Unmount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).output();
-    }
-}
-
-/// A namespace this test made, removed when dropped.
-struct Netns(&'static str);
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", self.0]).output();
-    }
-}
-
-fn namespace_exists(name: &str) -> bool {
-    ip(&["netns", "list"])
-        .lines()
-        .any(|l| l.split_whitespace().next() == Some(name))
-}
-
-/// `ip netns exec NS ARGS`, with `ip` exec-ing into the command: the
-/// child's PID is the command's.
-fn start_in(netns: &str, args: &[&str]) -> std::process::Child {
-    Command::new("ip")
-        .args(["netns", "exec", netns])
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .spawn()
-        .expect("ip netns exec")
-}
-
-/// Waits until `pid` runs inside `netns` (`ip netns exec` enters it
-/// before exec-ing the command).
-fn wait_inside(netns: &str, pid: u32) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !ip(&["netns", "pids", netns])
-        .split_whitespace()
-        .any(|p| p == pid.to_string())
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{pid} never entered {netns}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-}
-
-#[test]
-fn down_ends_the_pods_processes_and_removes_their_namespaces() {
+#[tokio::test(flavor = "multi_thread")]
+async fn down_ends_the_pods_containers_and_removes_their_cgroups_and_mounts() {
     require_root();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("lab");
     let lab = Lab::up(lab_options(&dir, 1)).expect("lab up");
-    // The node agent crashed: nobody but `down` will clean its Pods up (a
-    // live agent removes Pod namespaces it does not know).
+    // A Pod that ignores SIGTERM, with a volume that is a mount of its own
+    // (a tmpfs under the lab's directory).
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
+        kube::Api::namespaced(lab.client().await.unwrap(), "default");
+    let pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "stubborn"},
+        "spec": {
+            "volumes": [{"name": "scratch", "emptyDir": {"medium": "Memory"}}],
+            "containers": [{"name": "c", "image": "busybox",
+                "command": ["sh", "-c", "trap '' TERM; while true; do sleep 1; done"],
+                "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}]}]
+        }
+    }))
+    .unwrap();
+    pods.create(&Default::default(), &pod).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let phase = pods
+            .get("stubborn")
+            .await
+            .ok()
+            .and_then(|p| p.status?.phase);
+        if phase.as_deref() == Some("Running") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the Pod never ran");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // The node agent crashed: nobody but `down` will clean its Pods up.
     if let Some(agent) = lab.pid("nodeagent-kl-worker1") {
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(agent),
@@ -293,94 +271,26 @@ fn down_ends_the_pods_processes_and_removes_their_namespaces() {
         )
         .unwrap();
     }
-
-    // A Pod of kl-worker1 as its node agent would leave it: the Pod's
-    // namespace, a veth pair to the node, a process that stops on SIGTERM
-    // and one that ignores it (down must still end it, with SIGKILL).
-    let pod = "kl-pod-kl-worker1-deadbeef";
-    let _pod_guard = Netns(pod);
-    ip(&["netns", "add", pod]);
-    ip(&[
-        "-n",
-        "kl-worker1",
-        "link",
-        "add",
-        "vethdeadbeef",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "eth0",
-        "netns",
-        pod,
-    ]);
-    // Not the lab's: a Pod namespace of a made-up node (like the node
-    // agent's own tests make) must survive `down`.
-    let foreign = "kl-pod-labtest-deadbeef";
-    let _foreign_guard = Netns(foreign);
-    ip(&["netns", "add", foreign]);
-
-    // Lab files mounted elsewhere, as a Pod's volumes are: one bind mount
-    // inside the Pod process's own mount namespace (`ip netns exec` makes
-    // one), one left in this namespace (an agent killed mid-way). `down`
-    // must neither hang on them nor leave the lab directory behind.
-    let pod_dir = dir.join("kl-worker1/nodeagent/pods/fake");
-    std::fs::create_dir_all(pod_dir.join("volume")).unwrap();
-    std::fs::write(pod_dir.join("hosts"), "").unwrap();
-    let source = tmp.path().join("source");
-    std::fs::create_dir_all(&source).unwrap();
-    std::fs::write(source.join("hosts"), "10.244.1.2 fake\n").unwrap();
-    let _mount = Unmount(pod_dir.join("volume"));
-    let mounted = Command::new("mount")
-        .arg("--bind")
-        .arg(&source)
-        .arg(pod_dir.join("volume"))
-        .status()
-        .unwrap();
-    assert!(mounted.success());
-    let in_pod = format!(
-        "mount --bind {} {} && trap '' TERM && sleep 600",
-        source.join("hosts").display(),
-        pod_dir.join("hosts").display()
-    );
-
-    let mut children = Children(vec![
-        start_in(pod, &["sleep", "600"]),
-        start_in(pod, &["sh", "-c", &in_pod]),
-    ]);
-    let pids: Vec<u32> = children.0.iter().map(|c| c.id()).collect();
-    for pid in &pids {
-        wait_inside(pod, *pid);
-    }
-    let foreign_child = start_in(foreign, &["sleep", "600"]);
-    let foreign_pid = foreign_child.id();
-    children.0.push(foreign_child);
-    wait_inside(foreign, foreign_pid);
-
+    let containers = pod_processes("kl-worker1");
+    assert!(!containers.is_empty(), "the Pod's processes");
     let status = lab::status(&dir).unwrap();
-    let worker = status
-        .nodes
-        .iter()
-        .find(|n| n.netns == "kl-worker1")
-        .unwrap();
-    assert_eq!(worker.pods, 1, "{status}");
-    assert!(status.to_string().contains("(1 pod namespace)"), "{status}");
+    assert!(status.to_string().contains("(1 Pod sandbox)"), "{status}");
 
     lab.down().expect("down");
-    for pid in &pids {
-        assert!(
-            !process_alive(*pid as i32),
-            "Pod process {pid} still running"
-        );
+    for pid in &containers {
+        assert!(!process_alive(*pid), "Pod process {pid} still running");
     }
-    assert!(!namespace_exists(pod), "{pod} left");
+    let cgroups: Vec<_> = std::fs::read_dir("/sys/fs/cgroup")
+        .unwrap()
+        .flatten()
+        .map(|c| c.path().join(lab::CGROUP_PARENT))
+        .filter(|c| c.exists())
+        .collect();
+    assert!(cgroups.is_empty(), "Pod cgroups left: {cgroups:?}");
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(
         !mounts.contains(dir.to_str().unwrap()),
         "mounts left under the lab:\n{mounts}"
     );
     assert_lab_gone(&dir, &[]);
-    // Someone else's is untouched.
-    assert!(namespace_exists(foreign));
-    assert!(process_alive(foreign_pid as i32));
 }

@@ -3,8 +3,9 @@
 
 use super::*;
 
-/// Removes the lab: processes (components, then Pods), namespaces (Pods',
-/// then nodes'; their veth pairs go with them), LAN ports, the bridge, the unreachable routes and the files
+/// Removes the lab: processes (components, containerd and the Pods'
+/// containers), the Pods' cgroups, namespaces (their veth pairs go with
+/// them), LAN ports, the bridge, the unreachable routes and the files
 /// under `dir` that `up` made. What to remove is read from the system, so
 /// this works after a crash and when nothing is left (then it does
 /// nothing). Every step is tried; the first error is returned.
@@ -16,11 +17,9 @@ pub fn down(dir: &Path) -> Result<(), LabError> {
             first_error.get_or_insert(e);
         }
     };
+    // The components, containerd and its shims, and so the Pods' containers.
     keep(stop_components(dir));
     keep(remove_pod_cgroups(None));
-    // With the node agents gone nobody looks after the Pods: end their
-    // processes and remove their namespaces, before the nodes'.
-    keep(remove_pods());
     // LAN ports first: deleting one end of a veth pair deletes the other
     // at once, while a deleted namespace's links go away only later, in
     // the background.
@@ -141,62 +140,6 @@ pub(super) fn netns_pids(ns: &str) -> Result<Vec<i32>, LabError> {
         .split_whitespace()
         .filter_map(|p| p.parse::<i32>().ok())
         .collect())
-}
-
-/// The Pods of every lab node: their processes (each container and its
-/// monitor, all in the Pod's network namespace) are ended, then the
-/// namespaces removed, then any node end of a veth pair still left. Every
-/// process in such a namespace was started by a lab node agent, so all of
-/// them go. Every step is tried; the first error is returned.
-pub(super) fn remove_pods() -> Result<(), LabError> {
-    remove_pods_of(None)
-}
-
-/// [`remove_pods`] of one node only (`Some(node)`), or of all.
-pub(super) fn remove_pods_of(node: Option<&str>) -> Result<(), LabError> {
-    let namespaces = netns_list()?;
-    let pods: Vec<PodNetns> = namespaces
-        .iter()
-        .filter_map(|n| PodNetns::parse(n))
-        .filter(|p| node.is_none_or(|node| p.node == node))
-        .collect();
-    let mut first_error = None;
-    let mut pids = vec![];
-    for pod in &pods {
-        match netns_pids(pod.name) {
-            Ok(found) => pids.extend(found),
-            Err(e) => {
-                first_error.get_or_insert(e);
-            }
-        }
-    }
-    stop_processes(pids);
-    for pod in &pods {
-        if let Err(e) = ip_change(
-            &format!("removing Pod namespace {}", pod.name),
-            &["netns", "del", pod.name],
-        ) {
-            eprintln!("lab: {e}");
-            first_error.get_or_insert(e);
-        }
-        // Deleting the Pod's end deletes the pair, but the kernel cleans a
-        // deleted namespace up in the background: the node end may linger
-        // for a moment. (Removing the node namespace removes it anyway.)
-        let veth = pod.host_veth();
-        if links(Some(pod.node)).is_ok_and(|l| l.contains(&veth)) {
-            let removed = ip_change(
-                &format!("removing {veth} of {}", pod.name),
-                &["-n", pod.node, "link", "del", &veth],
-            );
-            if let Err(e) = removed {
-                // Gone in between is fine.
-                if links(Some(pod.node)).is_ok_and(|l| l.contains(&veth)) {
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
-    }
-    first_error.map_or(Ok(()), Err)
 }
 
 /// Collects an exited child of this process (a test that ran `up`), so

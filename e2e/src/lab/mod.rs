@@ -18,9 +18,9 @@
 //!   network safety rule);
 //! - the control plane (apiserver, controller) runs inside `kl-master`, as
 //!   detached processes whose PIDs are kept in `DIR/pids/`;
-//! - the node agents make a network namespace per Pod,
-//!   `kl-pod-<node>-<8 hex>`, with the Pod's processes inside and a veth
-//!   pair to the node's bridge.
+//! - each node runs its own containerd, which runs the node's Pods (their
+//!   network namespaces, made by the CNI plugin with a veth pair to the
+//!   node's bridge, are files under the node's containerd state).
 //!
 //! [`up`] makes the system match that picture and changes nothing that
 //! already matches it (like a reconcile loop); [`down`] removes everything,
@@ -110,10 +110,6 @@ pub const LAB_BINARIES: &[&str] = &[
     "containerd",
     "containerd-shim-runc-v2",
 ];
-
-/// Every Pod network namespace a node agent makes is named
-/// `kl-pod-<node name>-<8 hex digits>` (nodeagent's `network` module).
-pub const POD_NETNS_PREFIX: &str = "kl-pod-";
 
 /// How long `up` waits for the apiserver's /readyz.
 const APISERVER_READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -251,34 +247,6 @@ fn is_lan_port(link: &str) -> bool {
     link.strip_suffix("-lan").is_some_and(is_node_netns)
 }
 
-/// A Pod network namespace of a lab node: `kl-pod-kl-worker1-1a2b3c4d`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct PodNetns<'a> {
-    /// The namespace's name.
-    name: &'a str,
-    /// The node's namespace (`kl-worker1`).
-    node: &'a str,
-    /// The Pod's hash, which also names the node end of its veth pair.
-    hash: &'a str,
-}
-
-impl<'a> PodNetns<'a> {
-    /// Recognises only Pods of lab nodes: the node agent tests make Pod
-    /// namespaces of other, made-up nodes (`kl-pod-nettest...`), which are
-    /// not the lab's to remove.
-    fn parse(name: &'a str) -> Option<PodNetns<'a>> {
-        let (node, hash) = name.strip_prefix(POD_NETNS_PREFIX)?.rsplit_once('-')?;
-        let is_hash = hash.len() == 8 && hash.bytes().all(|b| b.is_ascii_hexdigit());
-        (is_node_netns(node) && is_hash).then_some(PodNetns { name, node, hash })
-    }
-
-    /// The node end of the Pod's veth pair, a port of the node's bridge
-    /// (nodeagent's `network::veth::host_veth_name`).
-    fn host_veth(&self) -> String {
-        format!("veth{}", self.hash)
-    }
-}
-
 /// The apiserver's URL as seen from the host and every node.
 pub fn apiserver_url() -> String {
     format!("https://{MASTER_IP}:{APISERVER_PORT}")
@@ -347,28 +315,6 @@ mod tests {
         assert!(is_lan_port("kl-master-lan"));
         assert!(!is_lan_port("kl-lan0"));
         assert!(!is_lan_port("kl-other-lan"));
-    }
-
-    #[test]
-    fn down_removes_only_pods_of_lab_nodes() {
-        let pod = PodNetns::parse("kl-pod-kl-worker1-deadbeef").unwrap();
-        assert_eq!((pod.node, pod.hash), ("kl-worker1", "deadbeef"));
-        assert_eq!(pod.host_veth(), "vethdeadbeef");
-        assert_eq!(
-            PodNetns::parse("kl-pod-kl-master-0123abcd").map(|p| p.node),
-            Some("kl-master")
-        );
-        for other in [
-            "kl-pod-nettest12x-deadbeef",
-            "kl-pod-kl-worker1-deadbee",
-            "kl-pod-kl-worker1-deadbeefx",
-            "kl-pod-kl-worker1-xyzxyzxy",
-            "kl-pod-kl-worker-deadbeef",
-            "kl-worker1",
-            "kl-pod-deadbeef",
-        ] {
-            assert_eq!(PodNetns::parse(other), None, "{other}");
-        }
     }
 
     #[test]

@@ -40,18 +40,13 @@ const AGENT_HEAD_START: Duration = Duration::from_secs(2);
 fn power_off(dir: &Path, node: &Node) -> Result<(), LabError> {
     let ns = node.netns();
     // Its processes: the components in the node, the containers below
-    // containerd's shims, the Pods' in theirs.
+    // containerd's shims.
     let mut pids: Vec<i32> = netns_pids(&ns)?
         .into_iter()
         .filter(|pid| lab_binary_of(*pid).is_some())
         .collect();
     pids.extend(container_pids(&ns)?);
     let sockets = shim_sockets(dir, &node.name);
-    for pod in netns_list()?.iter().filter_map(|n| PodNetns::parse(n)) {
-        if pod.node == ns {
-            pids.extend(netns_pids(pod.name)?);
-        }
-    }
     for &pid in &pids {
         let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
     }
@@ -61,7 +56,6 @@ fn power_off(dir: &Path, node: &Node) -> Result<(), LabError> {
     remove_shim_sockets(&sockets);
     forget_containerd_state(dir, node)?;
     remove_pod_cgroups(Some(&node.name))?;
-    remove_pods_of(Some(&ns))?;
     if links(Some(&ns))?.iter().any(|l| l == "cni0") {
         ip_change(
             &format!("removing cni0 of {ns}"),

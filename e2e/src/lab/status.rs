@@ -33,6 +33,21 @@ pub struct ComponentStatus {
     pub running: bool,
 }
 
+/// How many Pod sandboxes the node's containerd has: one directory each
+/// under its state (what `crictl pods` would list).
+fn sandboxes(dir: &Path, netns: &str) -> usize {
+    let Some(node) = Node::all(MAX_WORKERS)
+        .into_iter()
+        .find(|n| n.netns() == netns)
+    else {
+        return 0;
+    };
+    let state = node_layout(dir, &node).containerd_state();
+    std::fs::read_dir(state.join("io.containerd.grpc.v1.cri/sandboxes"))
+        .map(|entries| entries.count())
+        .unwrap_or(0)
+}
+
 /// Reads the lab's state from the system and `dir`.
 pub fn status(dir: &Path) -> Result<LabStatus, LabError> {
     let bridge = if links(None)?.iter().any(|l| l == LAN_BRIDGE) {
@@ -42,10 +57,6 @@ pub fn status(dir: &Path) -> Result<LabStatus, LabError> {
     };
     let mut nodes = vec![];
     let all_namespaces = netns_list()?;
-    let pods: Vec<PodNetns> = all_namespaces
-        .iter()
-        .filter_map(|n| PodNetns::parse(n))
-        .collect();
     let mut namespaces: Vec<String> = all_namespaces
         .iter()
         .filter(|n| is_node_netns(n))
@@ -58,7 +69,7 @@ pub fn status(dir: &Path) -> Result<LabStatus, LabError> {
             let addrs = addresses(Some(&ns), &link)?;
             node_links.push((link, addrs));
         }
-        let pods = pods.iter().filter(|p| p.node == ns).count();
+        let pods = sandboxes(dir, &ns);
         nodes.push(NodeStatus {
             netns: ns,
             links: node_links,
@@ -115,8 +126,8 @@ impl std::fmt::Display for LabStatus {
                 .map(|(link, addrs)| format!("{link} {}", addrs.join(",")).trim().to_string())
                 .collect();
             let pods = match node.pods {
-                1 => "1 pod namespace".to_string(),
-                n => format!("{n} pod namespaces"),
+                1 => "1 Pod sandbox".to_string(),
+                n => format!("{n} Pod sandboxes"),
             };
             writeln!(f, "node {}: {}  ({pods})", node.netns, described.join("  "))?;
         }
