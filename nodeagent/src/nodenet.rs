@@ -114,7 +114,7 @@ pub async fn run(
     config: NodeNetworkConfig,
     pod_cidr: watch::Receiver<Option<PodCidr>>,
 ) -> Result<(), NodeNetworkError> {
-    let network = connect(&config.node_name).await;
+    let network = connect().await;
     tokio::try_join!(
         follow_bridge(&network, &config, pod_cidr),
         follow_node_routes(&network, &config, client),
@@ -123,10 +123,10 @@ pub async fn run(
 }
 
 /// Opens the netlink connection, retrying until it works.
-async fn connect(node_name: &str) -> PodNetwork {
+async fn connect() -> PodNetwork {
     let mut backoff = Backoff::new();
     loop {
-        match PodNetwork::connect(node_name) {
+        match PodNetwork::connect() {
             Ok(network) => return network,
             Err(error) => {
                 let delay = backoff.failed();

@@ -3,22 +3,24 @@
 //! Each test first creates a network namespace that plays "the node"
 //! (`kl-nettest-<pid>-<test>`) and runs the code under test inside it with
 //! [`netns::run_in_blocking`], so the host's own network is never touched.
-//! Pod namespaces are created by the code under test with names of the form
-//! `kl-pod-nettest<pid><test>-<hash>`. Traffic (ping) only flows between
-//! namespaces the test created. A [`TestNode`] guard removes the node
-//! namespace and every Pod namespace of the test, also when a test panics.
+//! Pod namespaces, which containerd makes on a real node, are made by the
+//! test (`kl-nettest-<pid>-<test>-pod-<name>`); the Pod's side of the
+//! network in them is the CNI plugin's code ([`veth`]). Traffic (ping)
+//! only flows between namespaces the test created. A [`TestNode`] guard
+//! removes the node namespace and every Pod namespace of the test, also
+//! when a test panics.
 
 use std::net::Ipv4Addr;
 use std::process::Command;
 
 use ipnet::Ipv4Net;
-use nodeagent::network::{netns, BridgeNetfilter, NodeRoute, PodInterface, PodNetwork, RouteSync};
+use nodeagent::network::{
+    netns, pod_hash, veth, BridgeNetfilter, NodeRoute, PodInterface, PodNetwork, RouteSync,
+};
 
-/// The node of one test: its namespace, its name for [`PodNetwork`], and
-/// cleanup on drop.
+/// The node of one test: its namespace, and cleanup on drop.
 struct TestNode {
     netns: String,
-    node_name: String,
 }
 
 impl TestNode {
@@ -30,7 +32,6 @@ impl TestNode {
         let pid = std::process::id();
         let node = TestNode {
             netns: format!("kl-nettest-{pid}-{test}"),
-            node_name: format!("nettest{pid}{test}"),
         };
         netns::create(&node.netns).expect("creating the test node namespace");
         // The node's own loopback, as on a real machine.
@@ -51,15 +52,25 @@ impl TestNode {
         Fut: std::future::Future<Output = T>,
         T: Send + 'static,
     {
-        let node_name = self.node_name.clone();
-        netns::run_in_blocking(&self.netns, move |handle| {
-            work(PodNetwork::new(handle, &node_name))
-        })
-        .expect("running inside the test node namespace")
+        netns::run_in_blocking(&self.netns, move |handle| work(PodNetwork::new(handle)))
+            .expect("running inside the test node namespace")
     }
 
     fn pod_prefix(&self) -> String {
-        format!("kl-pod-{}-", self.node_name)
+        format!("{}-pod-", self.netns)
+    }
+
+    /// A Pod's namespace, made as containerd makes one, and the interface
+    /// the CNI plugin would give it.
+    fn pod(&self, name: &str, ip: &str) -> PodInterface {
+        let key = format!("{name}/eth0");
+        PodInterface {
+            netns: netns::create(&format!("{}{name}", self.pod_prefix())).expect("a Pod netns"),
+            ifname: "eth0".to_string(),
+            host_veth: veth::host_veth_name(&pod_hash(&key)),
+            ip: net(ip),
+            gateway: GATEWAY,
+        }
     }
 }
 
@@ -178,7 +189,12 @@ fn namespaces_are_created_listed_entered_and_deleted_like_ip_netns() {
 #[test]
 fn pods_on_the_bridge_reach_each_other_and_the_gateway() {
     let node = TestNode::create("pods");
-    let (status, pod_a, pod_b, again, listed) = node.run(|network| async move {
+    let (pod_a, pod_b) = (
+        node.pod("a", "10.244.1.2/24"),
+        node.pod("b", "10.244.1.3/24"),
+    );
+    let (a, b) = (pod_a.clone(), pod_b.clone());
+    let status = node.run(|network| async move {
         let status = network
             .ensure_bridge(net("10.244.1.1/24"))
             .await
@@ -188,42 +204,15 @@ fn pods_on_the_bridge_reach_each_other_and_the_gateway() {
             .await
             .expect("ensure_bridge again");
         assert_eq!(status, again, "ensure_bridge is idempotent");
-        let a = network
-            .setup("uid-a", net("10.244.1.2/24"), GATEWAY)
-            .await
-            .expect("setup A");
-        let b = network
-            .setup("uid-b", net("10.244.1.3/24"), GATEWAY)
-            .await
-            .expect("setup B");
-        let a_again = network
-            .setup("uid-a", net("10.244.1.2/24"), GATEWAY)
-            .await
-            .expect("setup A twice");
-        let listed = network.list_pod_namespaces().expect("list");
-        (status, a, b, a_again, listed)
-    });
-    assert_eq!(pod_a, again, "setting up twice gives the same interface");
-    assert_eq!(
-        pod_a,
-        PodInterface {
-            netns: netns::path(&format!(
-                "{}{}",
-                node.pod_prefix(),
-                nodeagent::network::pod_hash("uid-a")
-            )),
-            ifname: "eth0".to_string(),
-            host_veth: PodNetwork::host_veth_name("uid-a"),
-            ip: net("10.244.1.2/24"),
-            gateway: GATEWAY,
+        let bridge = network.bridge_index().await.expect("cni0");
+        for pod in [&a, &b, &a] {
+            // The third: setting up twice changes nothing.
+            veth::setup_pod_interface(network.handle(), bridge, pod)
+                .await
+                .expect("setup");
         }
-    );
-    let mut expected = vec![name_of(&pod_a), name_of(&pod_b)];
-    expected.sort();
-    assert_eq!(
-        listed, expected,
-        "list_pod_namespaces finds exactly this node's Pods"
-    );
+        status
+    });
 
     // The bridge: address, up, sysctls of the node namespace.
     assert_eq!(ipv4_addresses(&node.netns, "cni0"), ["10.244.1.1/24"]);
@@ -296,17 +285,18 @@ fn pods_on_the_bridge_reach_each_other_and_the_gateway() {
     ping(&name_of(&pod_a), "10.244.1.1").expect("pod A reaches the gateway");
     ping(&name_of(&pod_b), "10.244.1.2").expect("pod B reaches pod A");
 
-    // Teardown removes the veth pair and the namespace, and is idempotent.
-    let netns_a = name_of(&pod_a);
+    // Removal takes the veth pair and leaves the namespace (containerd's),
+    // and is idempotent.
+    let a = pod_a.clone();
     node.run(|network| async move {
-        network.teardown("uid-a").await.expect("teardown A");
-        network.teardown("uid-a").await.expect("teardown A twice");
+        veth::remove_pod_interface(network.handle(), &a)
+            .await
+            .expect("remove A");
+        veth::remove_pod_interface(network.handle(), &a)
+            .await
+            .expect("remove A twice");
     });
-    assert!(!netns::exists(&netns_a), "pod A's namespace is gone");
-    assert!(
-        !netns::path(&netns_a).exists(),
-        "pod A's namespace file is gone"
-    );
+    assert!(netns::exists(&name_of(&pod_a)), "the namespace is not ours");
     let links = node.ip(&["-o", "link", "show"]);
     assert!(
         !links.contains(&pod_a.host_veth),
@@ -314,35 +304,36 @@ fn pods_on_the_bridge_reach_each_other_and_the_gateway() {
     );
     assert!(links.contains(&pod_b.host_veth), "pod B's veth stays");
 
-    // A leftover namespace (as after a restart) is cleaned up by name.
-    let netns_b = name_of(&pod_b);
-    let remaining = node.run(move |network| async move {
-        network
-            .teardown_namespace(&netns_b)
+    // With the host end gone first (a crash), the Pod end is removed from
+    // inside the namespace.
+    node.ip(&["link", "del", &pod_b.host_veth]);
+    let b = pod_b.clone();
+    node.run(|network| async move {
+        veth::remove_pod_interface(network.handle(), &b)
             .await
-            .expect("teardown leftover");
-        network.list_pod_namespaces().expect("list")
+            .expect("remove B")
     });
-    assert!(
-        remaining.is_empty(),
-        "no Pod namespaces left: {remaining:?}"
-    );
-    assert!(!node.ip(&["-o", "link", "show"]).contains(&pod_b.host_veth));
+    assert!(run_in_netns(&name_of(&pod_b), "ip", &["link", "show", "eth0"]).is_err());
 }
 
 #[test]
 fn setup_repairs_a_half_made_pod_network() {
     let node = TestNode::create("repair");
-    let pod = node.run(|network| async move {
-        network
-            .ensure_bridge(net("10.244.1.1/24"))
-            .await
-            .expect("ensure_bridge");
-        network
-            .setup("uid-r", net("10.244.1.5/24"), GATEWAY)
-            .await
-            .expect("setup")
-    });
+    let pod = node.pod("r", "10.244.1.5/24");
+    let setup = |node: &TestNode, pod: &PodInterface| {
+        let pod = pod.clone();
+        node.run(|network| async move {
+            network
+                .ensure_bridge(net("10.244.1.1/24"))
+                .await
+                .expect("ensure_bridge");
+            let bridge = network.bridge_index().await.expect("cni0");
+            veth::setup_pod_interface(network.handle(), bridge, &pod)
+                .await
+                .expect("setup")
+        })
+    };
+    setup(&node, &pod);
     // Simulate a crash that lost the Pod end: delete eth0 inside the Pod
     // (which removes the host end too) and recreate only a host-side link
     // with the veth name, as if the move had not happened yet.
@@ -357,13 +348,7 @@ fn setup_repairs_a_half_made_pod_network() {
         "name",
         "kltmppeer",
     ]);
-    let again = node.run(|network| async move {
-        network
-            .setup("uid-r", net("10.244.1.5/24"), GATEWAY)
-            .await
-            .expect("setup repairs")
-    });
-    assert_eq!(again, pod);
+    setup(&node, &pod);
     assert_eq!(ipv4_addresses(&name_of(&pod), "eth0"), ["10.244.1.5/24"]);
     ping(&name_of(&pod), "10.244.1.1").expect("the repaired Pod reaches its gateway");
     assert!(

@@ -18,17 +18,19 @@
 //!  +-----------------------------------------+       +------------------+
 //! ```
 //!
-//! - every Pod lives in its own network namespace ([`netns`]), named
-//!   `kl-pod-<node>-<hash of the pod key>` so that `ip netns list` shows it;
+//! - every Pod lives in its own network namespace ([`netns`]), which
+//!   containerd makes and the CNI plugin ([`crate::cni`]) fills;
 //! - a veth pair links it to the node's bridge `cni0`, whose address is the
 //!   Pod's default gateway ([`bridge`], [`veth`]);
 //! - the other nodes' Pod CIDRs are reached by plain routes via their node IPs
 //!   (flannel "host-gw"), and the service CIDR gets a route on `cni0` so that
 //!   traffic to ClusterIPs reaches kube-proxy's nftables rules ([`routes`]).
 //!
-//! [`PodNetwork`] is the API the pod lifecycle calls; it works on the network
-//! namespace the calling thread is in (the node's). Everything is idempotent:
-//! the kubelet may retry any step after a crash or a restart.
+//! [`PodNetwork`] is the node's side (the bridge, the routes), which the
+//! agent keeps in line ([`crate::nodenet`]); [`veth`] is the Pod's side,
+//! which the CNI plugin makes. Both work on the network namespace the
+//! calling thread is in. Everything is idempotent: any step may be retried
+//! after a crash or a restart.
 //!
 //! # Layout
 //! - [`netns`]: named network namespaces like `ip netns`, and running
@@ -114,29 +116,21 @@ pub struct PodInterface {
     pub gateway: Ipv4Addr,
 }
 
-/// The pod network of one node, driven through a netlink handle opened in
-/// the node's network namespace.
-///
-/// Namespace names carry the node name because /run/netns is shared by
-/// every node of the lab (all nodes are namespaces of one machine): a
-/// node must only ever list and clean up its own Pods.
+/// The node's side of the pod network, driven through a netlink handle
+/// opened in the node's network namespace: the bridge and the routes.
 #[derive(Debug, Clone)]
 pub struct PodNetwork {
     handle: Handle,
     bridge: String,
-    netns_prefix: String,
 }
 
 impl PodNetwork {
     /// A pod network for node `node_name` using an existing netlink handle
     /// (which must belong to the node's namespace).
-    pub fn new(handle: Handle, node_name: &str) -> Self {
-        // Keep the whole name within the 255 bytes of a file name.
-        let node: String = node_name.chars().take(200).collect();
+    pub fn new(handle: Handle) -> Self {
         PodNetwork {
             handle,
             bridge: BRIDGE_NAME.to_string(),
-            netns_prefix: format!("kl-pod-{node}-"),
         }
     }
 
@@ -144,36 +138,19 @@ impl PodNetwork {
     /// drives it on the current tokio runtime. Must be called inside a tokio
     /// runtime; the nodeagent runs inside the node's namespace, so this is
     /// the node's network.
-    pub fn connect(node_name: &str) -> Result<Self> {
+    pub fn connect() -> Result<Self> {
         let (connection, handle, _) =
             rtnetlink::new_connection().map_err(|source| NetworkError::Io {
                 action: "opening a netlink socket".into(),
                 source,
             })?;
         tokio::spawn(connection);
-        Ok(Self::new(handle, node_name))
+        Ok(Self::new(handle))
     }
 
     /// The netlink handle of the node namespace.
     pub fn handle(&self) -> &Handle {
         &self.handle
-    }
-
-    /// Prefix of this node's Pod namespace names, e.g. `kl-pod-worker1-`.
-    pub fn netns_prefix(&self) -> &str {
-        &self.netns_prefix
-    }
-
-    /// The network namespace name of a Pod. `pod_key` should be unique in
-    /// the cluster and stable for the Pod's life: the Pod's UID.
-    pub fn netns_name(&self, pod_key: &str) -> String {
-        format!("{}{}", self.netns_prefix, pod_hash(pod_key))
-    }
-
-    /// Host-side veth name of a Pod: `veth` + 8 hex digits (link names are
-    /// limited to 15 characters).
-    pub fn host_veth_name(pod_key: &str) -> String {
-        veth::host_veth_name(&pod_hash(pod_key))
     }
 
     /// Makes sure `cni0` exists with `gateway` (e.g. 10.244.1.1/24, the first
@@ -183,54 +160,13 @@ impl PodNetwork {
         bridge::ensure_bridge(&self.handle, &self.bridge, gateway).await
     }
 
-    /// Gives a Pod its network: namespace, veth pair into `cni0` (hairpin
-    /// on), `eth0` with `ip`, `lo` up, default route via `gateway`.
-    /// Setting up an already set up Pod changes nothing.
-    pub async fn setup(
-        &self,
-        pod_key: &str,
-        ip: Ipv4Net,
-        gateway: Ipv4Addr,
-    ) -> Result<PodInterface> {
-        let hash = pod_hash(pod_key);
-        let netns_name = format!("{}{hash}", self.netns_prefix);
-        let interface = PodInterface {
-            netns: netns::create(&netns_name)?,
-            ifname: veth::POD_INTERFACE.to_string(),
-            host_veth: veth::host_veth_name(&hash),
-            ip,
-            gateway,
-        };
-        let bridge = find_link(&self.handle, &self.bridge)
+    /// The index of the bridge `cni0`, once it exists: where a Pod's veth
+    /// is plugged ([`veth::setup_pod_interface`]).
+    pub async fn bridge_index(&self) -> Result<u32> {
+        find_link(&self.handle, &self.bridge)
             .await?
-            .ok_or_else(|| NetworkError::LinkNotFound(self.bridge.clone()))?;
-        veth::setup_pod_interface(&self.handle, bridge.header.index, &interface).await?;
-        Ok(interface)
-    }
-
-    /// Removes a Pod's network: the host veth (which removes its peer) and
-    /// the namespace. Tearing down what is already gone is fine.
-    pub async fn teardown(&self, pod_key: &str) -> Result<()> {
-        self.teardown_namespace(&self.netns_name(pod_key)).await
-    }
-
-    /// Like [`teardown`](Self::teardown) for a namespace found by
-    /// [`list_pod_namespaces`](Self::list_pod_namespaces) whose Pod is no
-    /// longer known (a leftover from before a restart).
-    pub async fn teardown_namespace(&self, netns_name: &str) -> Result<()> {
-        let host_veth = netns_name
-            .strip_prefix(&self.netns_prefix)
-            .map(veth::host_veth_name);
-        veth::teardown_pod_interface(&self.handle, netns_name, host_veth.as_deref()).await
-    }
-
-    /// Names of this node's Pod namespaces that exist now, for cleaning up
-    /// leftovers after a restart.
-    pub fn list_pod_namespaces(&self) -> Result<Vec<String>> {
-        Ok(netns::list()?
-            .into_iter()
-            .filter(|name| name.starts_with(&self.netns_prefix))
-            .collect())
+            .map(|link| link.header.index)
+            .ok_or_else(|| NetworkError::LinkNotFound(self.bridge.clone()))
     }
 
     /// Brings the host-gw routes in line with `desired` (one per other

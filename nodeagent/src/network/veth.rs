@@ -231,19 +231,6 @@ async fn delete_link(handle: &Handle, name: &str) -> Result<()> {
     }
 }
 
-/// Removes a Pod's network: the host end of its veth pair (the Pod end goes
-/// with it) and its namespace. What is already gone is skipped.
-pub async fn teardown_pod_interface(
-    handle: &Handle,
-    netns_name: &str,
-    host_veth: Option<&str>,
-) -> Result<()> {
-    if let Some(host_veth) = host_veth {
-        delete_link(handle, host_veth).await?;
-    }
-    netns::delete(netns_name)
-}
-
 /// What a Pod's interface looks like from the node, for a CNI result or
 /// CHECK: MAC addresses and the Pod end's IPv4 addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]

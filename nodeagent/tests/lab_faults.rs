@@ -1,0 +1,207 @@
+//! What goes wrong with containers, as a kubelet on containerd reports
+//! it, on a real lab: a command that is not in the image, a memory limit
+//! exceeded, a container that exits at once, and containerd restarted
+//! under running Pods.
+//!
+//! Needs root; takes the lab lock (one lab per machine).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{container_pid, statuses, wait_for};
+use e2e::harness::{bin_dir, ensure_built};
+use e2e::lab::{Lab, LabOptions, Node};
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use kube::api::PostParams;
+use kube::Api;
+
+fn pod(value: serde_json::Value) -> Pod {
+    serde_json::from_value(value).expect("a valid Pod")
+}
+
+/// A lab of a master and one worker, in a directory of its own.
+fn lab_up() -> (tempfile::TempDir, Lab) {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the lab test builds network namespaces and must run as root"
+    );
+    ensure_built(&["apiserver", "controller", "nodeagent", "e2e"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = Lab::up(LabOptions {
+        workers: 1,
+        dir: tmp.path().join("lab"),
+        bin_dir: bin_dir(),
+    })
+    .expect("lab up");
+    (tmp, lab)
+}
+
+async fn status_of(pods: &Api<Pod>, name: &str) -> Option<ContainerStatus> {
+    statuses(&pods.get(name).await.ok()?).into_iter().next()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn container_failures_read_as_the_kubelet_reports_them() {
+    let (_tmp, lab) = lab_up();
+    let pods: Api<Pod> = Api::namespaced(lab.client().await.unwrap(), "default");
+    let create = PostParams::default();
+    for p in [
+        serde_json::json!({
+            "metadata": {"name": "no-such-command"},
+            "spec": {"containers": [{"name": "c", "image": "busybox", "command": ["/nope"]}]}
+        }),
+        serde_json::json!({
+            "metadata": {"name": "hungry"},
+            "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox",
+                "command": ["sh", "-c", "x=a; while true; do x=$x$x; done"],
+                "resources": {"limits": {"memory": "16Mi"}}}]}
+        }),
+        serde_json::json!({
+            "metadata": {"name": "crasher"},
+            "spec": {"containers": [{"name": "c", "image": "busybox",
+                "command": ["sh", "-c", "echo run $(cat /proc/sys/kernel/random/uuid); exit 1"]}]}
+        }),
+        serde_json::json!({
+            "metadata": {"name": "quick"},
+            "spec": {"restartPolicy": "OnFailure", "containers": [{"name": "c", "image": "busybox",
+                "command": ["sh", "-c", "echo done"]}]}
+        }),
+    ] {
+        pods.create(&create, &pod(p)).await.unwrap();
+    }
+
+    // A command that is not in the image: runc cannot start it. The
+    // container ends with StartError (exit 128) and is restarted with a
+    // back-off; the message is runc's.
+    let start_error = wait_for(60, "a StartError", || async {
+        let c = status_of(&pods, "no-such-command").await?;
+        let last = c.last_state.clone().and_then(|s| s.terminated);
+        let now = c.state.clone().and_then(|s| s.terminated);
+        last.or(now)
+            .filter(|t| t.reason.as_deref() == Some("StartError"))
+    })
+    .await;
+    assert_eq!(start_error.exit_code, 128);
+    assert!(
+        start_error
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("/nope")),
+        "{start_error:?}"
+    );
+
+    // Over its memory limit: the kernel kills it, the status says so.
+    let oom = wait_for(60, "OOMKilled", || async {
+        status_of(&pods, "hungry").await?.state?.terminated
+    })
+    .await;
+    assert_eq!(
+        (oom.reason.as_deref(), oom.exit_code),
+        (Some("OOMKilled"), 137),
+        "{oom:?}"
+    );
+    let phase = pods.get("hungry").await.unwrap().status.unwrap().phase;
+    assert_eq!(phase.as_deref(), Some("Failed"));
+
+    // Exits at once with 1 under Always: restarted (CrashLoopBackOff);
+    // `kubectl logs --previous` reads the run before the current one.
+    wait_for(60, "a restart of the crasher", || async {
+        (status_of(&pods, "crasher").await?.restart_count >= 1).then_some(())
+    })
+    .await;
+    let previous = pods
+        .logs(
+            "crasher",
+            &kube::api::LogParams {
+                previous: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("logs --previous");
+    assert!(previous.starts_with("run "), "{previous:?}");
+    let current = pods.logs("crasher", &Default::default()).await.unwrap();
+    assert!(
+        current.starts_with("run ") && current != previous,
+        "{current:?}"
+    );
+
+    // Exits at once with 0 under OnFailure: Completed, not restarted.
+    let quick = wait_for(60, "the quick Pod to succeed", || async {
+        let p = pods.get("quick").await.ok()?;
+        (p.status.as_ref()?.phase.as_deref() == Some("Succeeded")).then_some(p)
+    })
+    .await;
+    let c = statuses(&quick).remove(0);
+    assert_eq!(c.restart_count, 0);
+    let done = c.state.unwrap().terminated.unwrap();
+    assert_eq!(
+        (done.reason.as_deref(), done.exit_code),
+        (Some("Completed"), 0)
+    );
+    assert!(
+        done.container_id
+            .as_deref()
+            .is_some_and(|id| id.starts_with("containerd://")),
+        "{done:?}"
+    );
+
+    lab.down().expect("lab down");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pods_run_through_a_containerd_restart_and_the_agent_reconnects() {
+    let (_tmp, lab) = lab_up();
+    let pods: Api<Pod> = Api::namespaced(lab.client().await.unwrap(), "default");
+    let sleeper = |name: &str| {
+        pod(serde_json::json!({
+            "metadata": {"name": name},
+            "spec": {"terminationGracePeriodSeconds": 1,
+                     "containers": [{"name": "c", "image": "busybox", "command": ["sleep", "3600"]}]}
+        }))
+    };
+    pods.create(&PostParams::default(), &sleeper("before"))
+        .await
+        .unwrap();
+    let running = |name: &'static str| {
+        let pods = pods.clone();
+        async move {
+            wait_for(60, &format!("{name} running"), || async {
+                let p = pods.get(name).await.ok()?;
+                let c = statuses(&p).into_iter().next()?;
+                c.state?.running.map(|_| p)
+            })
+            .await
+        }
+    };
+    let before = running("before").await;
+    let pid = container_pid(&lab, &before, "c").await;
+
+    // containerd goes away and comes back (`systemctl restart containerd`).
+    lab.stop("containerd-kl-worker1").expect("containerd runs");
+    let worker = Node::all(1)
+        .into_iter()
+        .find(|n| n.name == "kl-worker1")
+        .unwrap();
+    e2e::lab::start_containerd(&lab.options, &worker).expect("containerd again");
+
+    // The container never stopped: same process, same restart count.
+    assert!(
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok(),
+        "the container's process survived containerd's restart"
+    );
+    // The agent's calls reach the new containerd: a new Pod runs, and the
+    // old one is still reported running, never restarted.
+    pods.create(&PostParams::default(), &sleeper("after"))
+        .await
+        .unwrap();
+    running("after").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let c = status_of(&pods, "before").await.unwrap();
+    assert_eq!(c.restart_count, 0);
+    assert!(c.state.unwrap().running.is_some());
+    assert_eq!(container_pid(&lab, &before, "c").await, pid);
+
+    lab.down().expect("lab down");
+}
