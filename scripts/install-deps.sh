@@ -11,7 +11,8 @@
 # client), containernetworking-plugins (containerd's `loopback` plugin
 # next to kube-lite's own), and what the lab builds and serves its images
 # with: mmdebstrap, umoci, skopeo, docker-registry, gcc and libc6-dev
-# (the static pause program), binutils (strip).
+# (the static pause program), binutils (strip), apache2-utils (htpasswd:
+# the private registry's password).
 # Safe to run again.
 set -euo pipefail
 if [ "$(id -u)" -ne 0 ]; then
@@ -23,7 +24,7 @@ apt-get update
 apt-get install -y --no-install-recommends \
   nftables conntrack iproute2 curl ca-certificates python3 python3-pip procps iputils-ping \
   bind9-dnsutils python3-kubernetes openssl systemd containerd runc \
-  containernetworking-plugins mmdebstrap umoci skopeo docker-registry gcc libc6-dev binutils
+  containernetworking-plugins mmdebstrap umoci skopeo docker-registry gcc libc6-dev binutils apache2-utils
 # The real kubectl 1.35, for checking that kube-lite speaks its protocol.
 here="$(cd "$(dirname "$0")/.." && pwd)"
 "$here/scripts/get-kubectl.sh" "$here/.tools"

@@ -1,7 +1,7 @@
 //! What goes wrong with containers, as a kubelet on containerd reports
 //! it, on a real lab: a command that is not in the image, a memory limit
-//! exceeded, a container that exits at once, and containerd restarted
-//! under running Pods.
+//! exceeded, a container that exits at once, a private image without its
+//! pull secret, and containerd restarted under running Pods.
 //!
 //! Needs root; takes the lab lock (one lab per machine).
 
@@ -146,6 +146,71 @@ async fn container_failures_read_as_the_kubelet_reports_them() {
             .is_some_and(|id| id.starts_with("containerd://")),
         "{done:?}"
     );
+
+    lab.down().expect("lab down");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_private_image_needs_its_pull_secret() {
+    let (_tmp, lab) = lab_up();
+    let client = lab.client().await.unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let image = format!(
+        "{}/library/busybox:latest",
+        e2e::lab::PRIVATE_REGISTRY_ADDRESS
+    );
+    let private = |name: &str, secret: Option<&str>| {
+        pod(serde_json::json!({
+            "metadata": {"name": name},
+            "spec": {
+                "terminationGracePeriodSeconds": 1,
+                "imagePullSecrets": secret.map(|s| vec![serde_json::json!({"name": s})]),
+                "containers": [{"name": "c", "image": image, "command": ["sleep", "3600"]}]
+            }
+        }))
+    };
+    // Without credentials: the registry's 401, in the kubelet's words.
+    pods.create(&PostParams::default(), &private("anonymous", None))
+        .await
+        .unwrap();
+    let refused = wait_for(60, "ErrImagePull", || async {
+        status_of(&pods, "anonymous")
+            .await?
+            .state?
+            .waiting
+            .filter(|w| w.reason.as_deref() == Some("ErrImagePull"))
+    })
+    .await;
+    let message = refused.message.unwrap_or_default();
+    assert!(
+        message.contains("401 Unauthorized") && message.contains(&image),
+        "{message}"
+    );
+    // With a kubernetes.io/dockerconfigjson Secret naming the registry.
+    let config = serde_json::json!({"auths": {e2e::lab::PRIVATE_REGISTRY_ADDRESS: {
+        "username": e2e::lab::PRIVATE_REGISTRY_USER,
+        "password": e2e::lab::PRIVATE_REGISTRY_PASSWORD,
+    }}});
+    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "lab-registry"},
+        "type": "kubernetes.io/dockerconfigjson",
+        "stringData": {".dockerconfigjson": config.to_string()}
+    }))
+    .unwrap();
+    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client, "default")
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    pods.create(
+        &PostParams::default(),
+        &private("with-secret", Some("lab-registry")),
+    )
+    .await
+    .unwrap();
+    wait_for(60, "the Pod with the secret running", || async {
+        status_of(&pods, "with-secret").await?.state?.running
+    })
+    .await;
 
     lab.down().expect("lab down");
 }

@@ -28,16 +28,22 @@ pub const MIRRORED_REGISTRIES: &[&str] = &["docker.io", "registry.k8s.io"];
 
 /// Writes `certs.d/<registry>/hosts.toml` on `node`'s disk for each of
 /// [`MIRRORED_REGISTRIES`], naming the lab's registry as the only host
-/// (no fallback to the internet, which the lab has not).
+/// (no fallback to the internet, which the lab has not), and one for the
+/// private registry (its CA).
 pub(super) fn registry_mirrors(dir: &Path, node: &Node) -> Result<(), LabError> {
     let layout = node_layout(dir, node);
-    for registry in MIRRORED_REGISTRIES {
+    let hosts = MIRRORED_REGISTRIES
+        .iter()
+        .map(|registry| (*registry, REGISTRY_ADDRESS))
+        // The private registry is itself, with the lab's CA.
+        .chain([(PRIVATE_REGISTRY_ADDRESS, PRIVATE_REGISTRY_ADDRESS)]);
+    for (registry, server) in hosts {
         let file = layout
             .containerd_certs_d()
             .join(registry)
             .join("hosts.toml");
         let text = kubeadm_lite::containerd::registry_hosts(
-            &format!("https://{REGISTRY_ADDRESS}"),
+            &format!("https://{server}"),
             &registry_ca(dir),
         );
         if std::fs::read_to_string(&file).is_ok_and(|old| old == text) {

@@ -14,6 +14,13 @@
 //! ("seeded") before that, by a second, writable instance on a loopback
 //! port that only this machine can reach, with `skopeo copy` from the
 //! image layouts [`crate::images`] builds.
+//!
+//! A second instance serves the same images as a *private* registry, on
+//! 192.168.56.1:5001: it asks for a user name and password (HTTP basic
+//! auth, `htpasswd` with bcrypt), as a company's registry would. A Pod
+//! pulls from it only with an `imagePullSecrets` Secret holding them
+//! ([`PRIVATE_REGISTRY_USER`], [`PRIVATE_REGISTRY_PASSWORD`]); without,
+//! the pull fails with `401 Unauthorized`.
 
 use std::net::{IpAddr, TcpListener};
 use std::os::unix::ffi::OsStrExt;
@@ -24,8 +31,17 @@ use crate::images::{BuiltImage, ImageError};
 /// Where the nodes pull from: the host's LAN address, the registry port.
 pub const REGISTRY_ADDRESS: &str = "192.168.56.1:5000";
 
+/// The private registry: the same images, behind a password.
+pub const PRIVATE_REGISTRY_ADDRESS: &str = "192.168.56.1:5001";
+/// Its user. A lab fixture on the host-only LAN, written down on purpose:
+/// students type it into a Secret.
+pub const PRIVATE_REGISTRY_USER: &str = "student";
+pub const PRIVATE_REGISTRY_PASSWORD: &str = "kube-lite-lab";
+
 /// Component name of the serving registry (PID and log files).
 const REGISTRY: &str = "docker-registry";
+/// Component name of the private registry.
+const PRIVATE: &str = "docker-registry-private";
 /// Component name of the seeding registry.
 const SEEDER: &str = "docker-registry-seed";
 /// The program, from Debian's `docker-registry` package.
@@ -62,9 +78,10 @@ pub fn seed_registry(dir: &Path, images: &[BuiltImage]) -> Result<(), LabError> 
         return Ok(());
     }
     stop_registry(dir, REGISTRY);
+    stop_registry(dir, PRIVATE);
     let port = free_loopback_port()?;
     let address = format!("127.0.0.1:{port}");
-    let config = write_config(dir, "config-seed.yml", &address, false)?;
+    let config = write_config(dir, "config-seed.yml", &address, false, None)?;
     start_registry(dir, SEEDER, &config)?;
     let pushed = (|| -> Result<(), LabError> {
         wait_ready(dir, SEEDER, &format!("http://{address}/v2/"), None)?;
@@ -104,17 +121,49 @@ pub fn seed_registry(dir: &Path, images: &[BuiltImage]) -> Result<(), LabError> 
 /// it runs already; waits until it answers.
 pub fn serve_registry(dir: &Path) -> Result<(), LabError> {
     ensure_certificate(dir)?;
-    let config = write_config(dir, "config.yml", REGISTRY_ADDRESS, true)?;
-    if !recorded_pid(dir, REGISTRY).is_some_and(|pid| runs_binary(pid, Path::new(REGISTRY_PROGRAM)))
-    {
-        start_registry(dir, REGISTRY, &config)?;
+    let htpasswd = ensure_htpasswd(dir)?;
+    for (name, file, address, auth) in [
+        (REGISTRY, "config.yml", REGISTRY_ADDRESS, None),
+        (
+            PRIVATE,
+            "config-private.yml",
+            PRIVATE_REGISTRY_ADDRESS,
+            Some(htpasswd.as_path()),
+        ),
+    ] {
+        let config = write_config(dir, file, address, true, auth)?;
+        if !recorded_pid(dir, name).is_some_and(|pid| runs_binary(pid, Path::new(REGISTRY_PROGRAM)))
+        {
+            start_registry(dir, name, &config)?;
+        }
+        let login = match auth {
+            Some(_) => format!("{PRIVATE_REGISTRY_USER}:{PRIVATE_REGISTRY_PASSWORD}@"),
+            None => String::new(),
+        };
+        wait_ready(
+            dir,
+            name,
+            &format!("https://{login}{address}/v2/"),
+            Some(&registry_ca(dir)),
+        )?;
     }
-    wait_ready(
-        dir,
-        REGISTRY,
-        &format!("https://{REGISTRY_ADDRESS}/v2/"),
-        Some(&registry_ca(dir)),
+    Ok(())
+}
+
+/// The private registry's password file (bcrypt, made by Apache's
+/// `htpasswd`, Debian package apache2-utils); made once per lab.
+fn ensure_htpasswd(dir: &Path) -> Result<PathBuf, LabError> {
+    let path = registry_dir(dir).join("htpasswd");
+    if path.exists() {
+        return Ok(path);
+    }
+    let line = crate::images::run(
+        "hashing the private registry's password (htpasswd, Debian package apache2-utils)",
+        Command::new("htpasswd").args(["-Bbn", PRIVATE_REGISTRY_USER, PRIVATE_REGISTRY_PASSWORD]),
     )
+    .map_err(image_error)?;
+    std::fs::write(&path, line).map_err(io_error(format!("writing {}", path.display())))?;
+    Ok(path)
 }
 
 /// The registry's TLS certificate, for 192.168.56.1, from its own CA;
@@ -148,8 +197,15 @@ fn ensure_certificate(dir: &Path) -> Result<(), LabError> {
 }
 
 /// docker-registry's configuration: storage under the lab's directory,
-/// read-only with TLS for serving, writable on loopback for seeding.
-fn write_config(dir: &Path, name: &str, address: &str, serving: bool) -> Result<PathBuf, LabError> {
+/// read-only with TLS for serving, writable on loopback for seeding; with
+/// `auth`, basic auth against that htpasswd file.
+fn write_config(
+    dir: &Path,
+    name: &str,
+    address: &str,
+    serving: bool,
+    auth: Option<&Path>,
+) -> Result<PathBuf, LabError> {
     let registry = registry_dir(dir);
     let data = registry.join("data");
     std::fs::create_dir_all(&data).map_err(io_error(format!("creating {}", data.display())))?;
@@ -166,6 +222,12 @@ fn write_config(dir: &Path, name: &str, address: &str, serving: bool) -> Result<
             "  tls:\n    certificate: {}\n    key: {}\n",
             registry.join("tls.crt").display(),
             registry.join("tls.key").display()
+        ));
+    }
+    if let Some(htpasswd) = auth {
+        config.push_str(&format!(
+            "auth:\n  htpasswd:\n    realm: kube-lite-lab\n    path: {}\n",
+            htpasswd.display()
         ));
     }
     let path = registry.join(name);

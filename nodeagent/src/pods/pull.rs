@@ -183,11 +183,14 @@ pub fn credentials(image: &str, secrets: &[std::sync::Arc<Secret>]) -> Vec<v1::A
                     .unwrap_or_default()
                     .to_string()
             };
+            // `serveraddress` only when the entry says it (the kubelet's
+            // way): containerd gives the credentials to no other host, and
+            // compares it as a URL's host.
             found.push(v1::AuthConfig {
                 username: text("username"),
                 password: text("password"),
                 auth: text("auth"),
-                server_address: key.clone(),
+                server_address: text("serveraddress"),
                 ..Default::default()
             });
         }
