@@ -216,6 +216,81 @@ async fn a_private_image_needs_its_pull_secret() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_host_path_volume_and_a_pre_stop_hook() {
+    let (_tmp, lab) = lab_up();
+    let pods: Api<Pod> = Api::namespaced(lab.client().await.unwrap(), "default");
+    // A directory of this machine (the lab's nodes share its files),
+    // removed when the test ends.
+    let host = tempfile::tempdir().unwrap();
+    let path = host.path().display().to_string();
+    pods.create(
+        &PostParams::default(),
+        &pod(serde_json::json!({
+            "metadata": {"name": "hooked"},
+            "spec": {
+                "terminationGracePeriodSeconds": 20,
+                "volumes": [{"name": "host", "hostPath": {"path": path, "type": "Directory"}},
+                            {"name": "made", "hostPath": {"path": format!("{path}/made"), "type": "DirectoryOrCreate"}}],
+                "containers": [{"name": "c", "image": "busybox",
+                    "command": ["sh", "-c", "echo hello > /host/from-pod; sleep 3600"],
+                    "volumeMounts": [{"name": "host", "mountPath": "/host"},
+                                     {"name": "made", "mountPath": "/made"}],
+                    "lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", "echo bye > /host/pre-stop"]}}}}]
+            }
+        })),
+    )
+    .await
+    .unwrap();
+    wait_for(60, "the Pod's file on the node", || async {
+        std::fs::read_to_string(host.path().join("from-pod"))
+            .ok()
+            .filter(|t| t == "hello\n")
+    })
+    .await;
+    assert!(host.path().join("made").is_dir(), "DirectoryOrCreate");
+    // Deleting the Pod runs its preStop hook first (then SIGTERM: sleep
+    // under sh as PID 1 ignores it, and SIGKILL comes after the grace
+    // period, which the hook did not use up).
+    pods.delete("hooked", &Default::default()).await.unwrap();
+    wait_for(30, "the preStop hook's file", || async {
+        std::fs::read_to_string(host.path().join("pre-stop"))
+            .ok()
+            .filter(|t| t == "bye\n")
+    })
+    .await;
+    // A hostPath of the wrong type keeps the Pod from starting, and says why.
+    pods.create(
+        &PostParams::default(),
+        &pod(serde_json::json!({
+            "metadata": {"name": "wrong-type"},
+            "spec": {
+                "volumes": [{"name": "host", "hostPath": {"path": format!("{path}/from-pod"), "type": "Directory"}}],
+                "containers": [{"name": "c", "image": "busybox", "command": ["sleep", "3600"],
+                    "volumeMounts": [{"name": "host", "mountPath": "/host"}]}]
+            }
+        })),
+    )
+    .await
+    .unwrap();
+    let events: Api<k8s_openapi::api::core::v1::Event> =
+        Api::namespaced(lab.client().await.unwrap(), "default");
+    let message = wait_for(30, "a FailedMount event", || async {
+        events
+            .list(&kube::api::ListParams::default().fields("involvedObject.name=wrong-type"))
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("FailedMount"))?
+            .message
+    })
+    .await;
+    assert!(message.contains("is not a directory"), "{message}");
+
+    lab.down().expect("lab down");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn pods_run_through_a_containerd_restart_and_the_agent_reconnects() {
     let (_tmp, lab) = lab_up();
     let pods: Api<Pod> = Api::namespaced(lab.client().await.unwrap(), "default");

@@ -80,14 +80,15 @@ pub enum Pulled {
 }
 
 /// Makes `image` present by `policy`; `on_pull` is called before a pull
-/// starts (the `Pulling` event).
+/// starts (the `Pulling` event). Also gives the image as `ImageStatus`
+/// describes it (its user, for `runAsNonRoot`).
 pub async fn ensure(
     runtime: &mut Runtime,
     image: &str,
     policy: Policy,
     credentials: &[v1::AuthConfig],
     on_pull: impl FnOnce(),
-) -> Result<Pulled, PullError> {
+) -> Result<(Pulled, Option<v1::Image>), PullError> {
     let present = runtime
         .image(image)
         .await
@@ -98,7 +99,9 @@ pub async fn ensure(
                 "Container image {image:?} is not present with pull policy of Never"
             )))
         }
-        (Policy::Never | Policy::IfNotPresent, Some(_)) => return Ok(Pulled::Present),
+        (Policy::Never | Policy::IfNotPresent, Some(found)) => {
+            return Ok((Pulled::Present, Some(found)))
+        }
         _ => {}
     }
     on_pull();
@@ -108,16 +111,10 @@ pub async fn ensure(
     for auth in attempts {
         match runtime.pull_with(image, auth).await {
             Ok(_) => {
-                let size = runtime
-                    .image(image)
-                    .await
-                    .ok()
-                    .flatten()
-                    .map_or(0, |i| i.size);
-                return Ok(Pulled::Pulled {
-                    seconds: begin.elapsed().as_secs_f64(),
-                    size,
-                });
+                let seconds = begin.elapsed().as_secs_f64();
+                let found = runtime.image(image).await.ok().flatten();
+                let size = found.as_ref().map_or(0, |i| i.size);
+                return Ok((Pulled::Pulled { seconds, size }, found));
             }
             Err(status) => last = Some(status),
         }

@@ -1162,8 +1162,8 @@ async fn start_container(
         },
     )
     .await;
-    match pulled {
-        Ok(Pulled::Present) => {
+    let found = match pulled {
+        Ok((Pulled::Present, found)) => {
             shared.events.publish(
                 pod,
                 events::NORMAL,
@@ -1172,8 +1172,9 @@ async fn start_container(
             );
             rt.pull_backoff = Duration::ZERO;
             rt.pull_failed = None;
+            found
         }
-        Ok(Pulled::Pulled { seconds, size }) => {
+        Ok((Pulled::Pulled { seconds, size }, found)) => {
             shared.events.publish(
                 pod,
                 events::NORMAL,
@@ -1184,6 +1185,7 @@ async fn start_container(
             );
             rt.pull_backoff = Duration::ZERO;
             rt.pull_failed = None;
+            found
         }
         Err(error) => {
             let reason = error.reason();
@@ -1211,15 +1213,16 @@ async fn start_container(
             rt.pull_failed = Some((format!("{reason}: {}", error.message()), Instant::now()));
             return;
         }
-    }
-    // runAsNonRoot needs the image's user.
-    let image_user = match runtime.image(&image).await {
-        Ok(Some(found)) => found
-            .uid
-            .map(|u| u.value.to_string())
-            .unwrap_or(found.username),
-        _ => String::new(),
     };
+    // runAsNonRoot needs the image's user.
+    let image_user = found
+        .map(|found| {
+            found
+                .uid
+                .map(|u| u.value.to_string())
+                .unwrap_or(found.username)
+        })
+        .unwrap_or_default();
     if let Err(error) = config::check_run_as_non_root(pod, spec, &image_user) {
         config_error(shared, pod, rt, error.to_string());
         return;
