@@ -9,9 +9,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{container_pid, statuses, wait_for};
-use e2e::harness::{bin_dir, ensure_built};
-use e2e::lab::{Lab, LabOptions, Node};
+use common::{container_pid, lab_up, statuses, wait_for};
+use e2e::lab::Node;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use kube::api::PostParams;
 use kube::Api;
@@ -20,30 +19,13 @@ fn pod(value: serde_json::Value) -> Pod {
     serde_json::from_value(value).expect("a valid Pod")
 }
 
-/// A lab of a master and one worker, in a directory of its own.
-fn lab_up() -> (tempfile::TempDir, Lab) {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "the lab test builds network namespaces and must run as root"
-    );
-    ensure_built(&["apiserver", "controller", "nodeagent", "e2e"]);
-    let tmp = tempfile::tempdir().unwrap();
-    let lab = Lab::up(LabOptions {
-        workers: 1,
-        dir: tmp.path().join("lab"),
-        bin_dir: bin_dir(),
-    })
-    .expect("lab up");
-    (tmp, lab)
-}
-
 async fn status_of(pods: &Api<Pod>, name: &str) -> Option<ContainerStatus> {
     statuses(&pods.get(name).await.ok()?).into_iter().next()
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn container_failures_read_as_the_kubelet_reports_them() {
-    let (_tmp, lab) = lab_up();
+    let (_tmp, lab) = lab_up(1);
     let pods: Api<Pod> = Api::namespaced(lab.client().await.unwrap(), "default");
     let create = PostParams::default();
     for p in [
@@ -152,7 +134,7 @@ async fn container_failures_read_as_the_kubelet_reports_them() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_private_image_needs_its_pull_secret() {
-    let (_tmp, lab) = lab_up();
+    let (_tmp, lab) = lab_up(1);
     let client = lab.client().await.unwrap();
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let image = format!(
@@ -217,7 +199,7 @@ async fn a_private_image_needs_its_pull_secret() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_host_path_volume_and_a_pre_stop_hook() {
-    let (_tmp, lab) = lab_up();
+    let (_tmp, lab) = lab_up(1);
     let pods: Api<Pod> = Api::namespaced(lab.client().await.unwrap(), "default");
     // A directory of this machine (the lab's nodes share its files),
     // removed when the test ends.
@@ -292,7 +274,7 @@ async fn a_host_path_volume_and_a_pre_stop_hook() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pods_run_through_a_containerd_restart_and_the_agent_reconnects() {
-    let (_tmp, lab) = lab_up();
+    let (_tmp, lab) = lab_up(1);
     let pods: Api<Pod> = Api::namespaced(lab.client().await.unwrap(), "default");
     let sleeper = |name: &str| {
         pod(serde_json::json!({

@@ -12,9 +12,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{condition, container_pid, statuses, wait_for};
-use e2e::harness::{bin_dir, ensure_built};
-use e2e::lab::{Lab, LabOptions};
+use common::{condition, container_pid, lab_up, statuses, wait_for};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::Api;
@@ -56,24 +54,6 @@ async fn running(pods: &Api<Pod>, name: &str) -> Pod {
         all_running.then_some(p)
     })
     .await
-}
-
-/// A lab of a master and `workers` workers, in a directory of its own
-/// (removed with the returned guard, after `lab.down()`).
-fn lab_up(workers: usize) -> (tempfile::TempDir, Lab) {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "the lab test builds network namespaces and must run as root"
-    );
-    ensure_built(&["apiserver", "controller", "nodeagent", "e2e"]);
-    let tmp = tempfile::tempdir().unwrap();
-    let lab = Lab::up(LabOptions {
-        workers,
-        dir: tmp.path().join("lab"),
-        bin_dir: bin_dir(),
-    })
-    .expect("lab up");
-    (tmp, lab)
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -294,6 +294,15 @@ impl PodWorker {
         Api::namespaced(self.shared.client.clone(), ns)
     }
 
+    /// The Pod's containers, as its spec lists them.
+    fn container_specs(&self) -> Vec<Container> {
+        self.pod
+            .spec
+            .iter()
+            .flat_map(|s| s.containers.clone())
+            .collect()
+    }
+
     fn runtime(&self) -> Runtime {
         self.shared.runtime.clone()
     }
@@ -352,12 +361,7 @@ impl PodWorker {
             return Next::Wait;
         }
         self.sync_volumes().await;
-        let specs: Vec<Container> = self
-            .pod
-            .spec
-            .iter()
-            .flat_map(|s| s.containers.clone())
-            .collect();
+        let specs = self.container_specs();
         for spec in &specs {
             self.sync_container(spec).await;
         }
@@ -525,12 +529,7 @@ impl PodWorker {
                 return;
             }
         };
-        let specs: Vec<Container> = self
-            .pod
-            .spec
-            .iter()
-            .flat_map(|s| s.containers.clone())
-            .collect();
+        let specs = self.container_specs();
         for spec in &specs {
             let attempts = container::attempts(&listed, &sandbox.id, &spec.name);
             let mut found = vec![];
@@ -992,12 +991,7 @@ impl PodWorker {
     async fn terminate(&mut self) {
         let grace = termination_grace(&self.pod);
         tracing::info!(pod = %self.pod_key(), ?grace, gone = self.gone, "stopping the Pod");
-        let specs: Vec<Container> = self
-            .pod
-            .spec
-            .iter()
-            .flat_map(|s| s.containers.clone())
-            .collect();
+        let specs = self.container_specs();
         let mut stops = vec![];
         let pod_ip = self.sandbox.as_ref().map(|s| s.ip);
         for rt in self.containers.values() {

@@ -6,6 +6,24 @@ use std::time::{Duration, Instant};
 use e2e::lab::Lab;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 
+/// A lab of a master and `workers` workers, in a directory of its own
+/// (removed with the returned guard, after `lab.down()`). Needs root.
+pub fn lab_up(workers: usize) -> (tempfile::TempDir, Lab) {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the lab test builds network namespaces and must run as root"
+    );
+    e2e::harness::ensure_built(&["apiserver", "controller", "nodeagent", "e2e"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = Lab::up(e2e::lab::LabOptions {
+        workers,
+        dir: tmp.path().join("lab"),
+        bin_dir: e2e::harness::bin_dir(),
+    })
+    .expect("lab up");
+    (tmp, lab)
+}
+
 /// Polls `check` until it gives `Some`; panics with `what` after `secs`.
 pub async fn wait_for<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
 where
